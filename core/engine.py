@@ -1,0 +1,195 @@
+"""The metric engine: cached dataset signatures and the SPEC section 3 reports.
+
+A :class:`Profile` reads a bundle's per-sample sums once and keeps the
+dataset-level signatures P_l and E_l (``[L, E]`` each, a few kB). Everything a
+user changes afterwards (r, τ, which pair is compared) is recomputed from
+those cached signatures in well under a millisecond, which is what lets the
+TUI recompute on every keypress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from core import metrics as m
+from core.bundle import Bundle, load_bundle
+from core.errors import LensError
+
+
+@dataclass(eq=False)
+class Profile:
+    """A bundle plus its whole-dataset signatures, computed once on first use."""
+
+    bundle: Bundle
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Profile:
+        return cls(load_bundle(path))
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+    @property
+    def num_layers(self) -> int:
+        return self.bundle.num_layers
+
+    @property
+    def num_experts(self) -> int:
+        return self.bundle.num_experts
+
+    @cached_property
+    def tokens(self) -> int:
+        return self.bundle.num_tokens
+
+    @cached_property
+    def prob(self) -> np.ndarray:
+        """P_l(S) over all samples, ``[L, E]`` float64."""
+        return m.signature(self.bundle.prob_sum, self.bundle.token_count)
+
+    @cached_property
+    def energy(self) -> np.ndarray | None:
+        """E_l(S) over all samples, or ``None`` if the bundle has no ``energy_sum``."""
+        energy_sum = self.bundle.get("energy_sum")
+        if energy_sum is None:
+            return None
+        return m.signature(energy_sum, self.bundle.token_count)
+
+    def univariate(self, tau: float = m.DEFAULT_TAU) -> dict[str, np.ndarray]:
+        key = ("univariate", float(tau))
+        if key not in self._cache:
+            self._cache[key] = m.univariate(self.prob, tau)
+        return self._cache[key]
+
+    def mask(self, r: int) -> np.ndarray:
+        """The paper's proxy mask M_l(S; r) as a boolean ``[L, E]`` array."""
+        m.check_budget(r, self.num_experts, str(self.bundle.path))
+        key = ("mask", int(r))
+        if key not in self._cache:
+            self._cache[key] = m.proxy_mask(self.prob, int(r))
+        return self._cache[key]
+
+
+def check_compatible(profiles: list[Profile]) -> None:
+    """Refuse to compare bundles whose models have different layer or expert counts."""
+    first = profiles[0]
+    for other in profiles[1:]:
+        if (other.num_layers, other.num_experts) != (first.num_layers, first.num_experts):
+            raise LensError(
+                f"{other.bundle.path}: has L={other.num_layers}, E={other.num_experts} but "
+                f"{first.bundle.path} has L={first.num_layers}, E={first.num_experts}; "
+                "bundles must come from the same model"
+            )
+
+
+# --------------------------------------------------------------------------- stats
+
+
+@dataclass(frozen=True)
+class StatsReport:
+    profile: Profile
+    tau: float
+    layers: dict[str, np.ndarray]
+
+    @property
+    def mean(self) -> dict[str, float | None]:
+        return {k: m.layer_mean(self.layers[k]) for k in m.UNIVARIATE_KEYS}
+
+    def to_json(self) -> dict:
+        return {
+            "bundle": self.profile.bundle.summary(),
+            "tau": self.tau,
+            "layers": m.per_layer_rows(self.layers, m.UNIVARIATE_KEYS, self.profile.num_layers),
+            "mean": self.mean,
+        }
+
+
+def stats(profile: Profile, tau: float = m.DEFAULT_TAU) -> StatsReport:
+    return StatsReport(profile, float(tau), profile.univariate(tau))
+
+
+# --------------------------------------------------------------------------- compare
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every bivariate metric for one pair at budget r, per layer ``[L]``."""
+
+    a: Profile
+    b: Profile
+    r: int
+    tau: float
+    layers: dict[str, np.ndarray | None]
+
+    @property
+    def mean(self) -> dict[str, float | None]:
+        return {k: m.layer_mean(self.layers[k]) for k in m.BIVARIATE_KEYS}
+
+    @property
+    def univariate_a(self) -> dict[str, np.ndarray]:
+        return self.a.univariate(self.tau)
+
+    @property
+    def univariate_b(self) -> dict[str, np.ndarray]:
+        return self.b.univariate(self.tau)
+
+    def to_json(self) -> dict:
+        num_layers = self.a.num_layers
+        rows_a = m.per_layer_rows(self.univariate_a, m.UNIVARIATE_KEYS, num_layers)
+        rows_b = m.per_layer_rows(self.univariate_b, m.UNIVARIATE_KEYS, num_layers)
+        rows = m.per_layer_rows(self.layers, m.BIVARIATE_KEYS, num_layers)
+        layers = []
+        for row, ua, ub in zip(rows, rows_a, rows_b):
+            ua.pop("layer")
+            ub.pop("layer")
+            layers.append({"layer": row.pop("layer"), "a": ua, "b": ub, **row})
+        return {
+            "a": self.a.bundle.summary(),
+            "b": self.b.bundle.summary(),
+            "r": self.r,
+            "tau": self.tau,
+            "layers": layers,
+            "mean": self.mean,
+            "univariate_mean": {
+                "a": {k: m.layer_mean(self.univariate_a[k]) for k in m.UNIVARIATE_KEYS},
+                "b": {k: m.layer_mean(self.univariate_b[k]) for k in m.UNIVARIATE_KEYS},
+            },
+        }
+
+
+def compare(a: Profile, b: Profile, r: int, tau: float = m.DEFAULT_TAU) -> Comparison:
+    """All SPEC bivariate metrics of A vs B at budget r, from the cached signatures."""
+    check_compatible([a, b])
+    mask_a, mask_b = a.mask(r), b.mask(r)
+    layers: dict[str, np.ndarray | None] = {
+        "js_divergence": m.js_divergence(a.prob, b.prob),
+        "jaccard": m.jaccard(mask_a, mask_b),
+        "pearson_energy": m.pearson(a.energy, b.energy),
+        "retained_mass_a_to_b": m.retained_mass(mask_a, b.prob),
+        "retained_mass_b_to_a": m.retained_mass(mask_b, a.prob),
+    }
+    return Comparison(a, b, int(r), float(tau), layers)
+
+
+SAFE_SURROGATE_MASS = 0.95
+
+
+def verdict(comparison: Comparison) -> str:
+    """A one-sentence reading of the whole-model figures, in the paper's terms."""
+    mean = comparison.mean
+    a, b = comparison.a.name, comparison.b.name
+    ab, ba = mean["retained_mass_a_to_b"], mean["retained_mass_b_to_a"]
+    if ab is None or ba is None:
+        return "not enough data for a verdict"
+    if ab >= SAFE_SURROGATE_MASS and ba >= SAFE_SURROGATE_MASS:
+        return f"{a} and {b} are interchangeable for calibration at r={comparison.r}"
+    if ab >= SAFE_SURROGATE_MASS:
+        return f"{a} is a safe surrogate for {b} (keeps {ab:.1%} of its routing mass)"
+    if ba >= SAFE_SURROGATE_MASS:
+        return f"{b} is a safe surrogate for {a} (keeps {ba:.1%} of its routing mass)"
+    return f"calibrating on {a} keeps only {ab:.1%} of {b}'s routing mass: not a safe surrogate"

@@ -1,0 +1,200 @@
+"""SPEC section 2 metrics as pure, vectorised numpy functions over all layers at once.
+
+Every function takes per-layer signatures shaped ``[L, E]`` and returns one
+value per layer (shape ``[L]``). A value that is undefined for a layer (for
+example Pearson on a constant vector) is ``NaN`` here and becomes JSON
+``null`` at the edges (:func:`to_jsonable`). Whole-model figures are means
+over layers with NaNs skipped (:func:`layer_mean`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from core.errors import LensError
+
+EPS = 1e-12
+DEFAULT_TAU = 0.01
+
+UNIVARIATE_KEYS = ("sparsity_pct", "variance", "n_eff", "entropy_bits")
+BIVARIATE_KEYS = (
+    "js_divergence",
+    "jaccard",
+    "pearson_energy",
+    "retained_mass_a_to_b",
+    "retained_mass_b_to_a",
+)
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+def signature(sums: np.ndarray, token_count: np.ndarray, index: np.ndarray | slice | None = None) -> np.ndarray:
+    """P_l(S) (or E_l(S)) for the samples ``index`` of ``[N, L, E]`` per-sample sums.
+
+    Sums in float64 so that 20,000 float32 rows do not lose precision. Returns
+    ``[L, E]`` float64; a subset with zero tokens gives all-NaN (undefined).
+    """
+    if index is None:
+        index = slice(None)
+    total = np.add.reduce(sums[index], axis=0, dtype=np.float64)
+    tokens = int(np.asarray(token_count[index]).sum())
+    return divide_by_tokens(total, tokens)
+
+
+def divide_by_tokens(total: np.ndarray, tokens: int) -> np.ndarray:
+    if tokens <= 0:
+        return np.full(total.shape, np.nan)
+    return total / float(tokens)
+
+
+# --------------------------------------------------------------------------- univariate
+
+
+def sparsity_pct(p: np.ndarray, tau: float = DEFAULT_TAU) -> np.ndarray:
+    """Percentage of experts whose mass is below ``tau``, per layer."""
+    return 100.0 * np.count_nonzero(p < tau, axis=-1) / p.shape[-1]
+
+
+def variance(p: np.ndarray) -> np.ndarray:
+    """Population variance (ddof 0) of the expert masses, per layer."""
+    return np.var(p, axis=-1)
+
+
+def n_eff(p: np.ndarray) -> np.ndarray:
+    """Effective number of experts, 1 / (sum p^2 + eps), per layer."""
+    return 1.0 / (np.sum(p * p, axis=-1) + EPS)
+
+
+def entropy_bits(p: np.ndarray) -> np.ndarray:
+    """Shannon entropy in bits, -sum p log2(p + eps), per layer."""
+    return -np.sum(p * np.log2(p + EPS), axis=-1)
+
+
+def univariate(p: np.ndarray, tau: float = DEFAULT_TAU) -> dict[str, np.ndarray]:
+    """All univariate metrics of SPEC section 2 for every layer of ``p`` ([L, E])."""
+    return {
+        "sparsity_pct": sparsity_pct(p, tau),
+        "variance": variance(p),
+        "n_eff": n_eff(p),
+        "entropy_bits": entropy_bits(p),
+    }
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def check_budget(r: int, num_experts: int, where: str = "") -> None:
+    if not 1 <= int(r) <= num_experts:
+        prefix = f"{where}: " if where else ""
+        raise LensError(f"{prefix}r={r} is outside 1..{num_experts} (the number of experts per layer)")
+
+
+def ranking(scores: np.ndarray) -> np.ndarray:
+    """Expert indices by descending score per layer; ties go to the lower index."""
+    return np.argsort(-scores, axis=-1, kind="stable")
+
+
+def proxy_mask(p: np.ndarray, r: int) -> np.ndarray:
+    """Boolean ``[L, E]`` mask of the ``r`` highest-mass experts per layer (ties: lower index)."""
+    check_budget(r, p.shape[-1])
+    top = ranking(p)[..., :r]
+    mask = np.zeros(p.shape, dtype=bool)
+    np.put_along_axis(mask, top, True, axis=-1)
+    return mask
+
+
+def kept_experts(mask: np.ndarray) -> list[list[int]]:
+    """Ascending kept expert ids per layer, from a boolean ``[L, E]`` mask."""
+    return [np.flatnonzero(row).tolist() for row in mask]
+
+
+# --------------------------------------------------------------------------- bivariate
+
+
+def jaccard(mask_a: np.ndarray, mask_b: np.ndarray) -> np.ndarray:
+    """|A ∩ B| / |A ∪ B| per layer for boolean ``[L, E]`` masks (NaN where both are empty)."""
+    inter = np.count_nonzero(mask_a & mask_b, axis=-1)
+    union = np.count_nonzero(mask_a | mask_b, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Jensen–Shannon divergence in bits of p/Σp and q/Σq per layer, in [0, 1]; 0·log 0 = 0."""
+    p = np.clip(p, 0.0, None)
+    q = np.clip(q, 0.0, None)
+    sp = p.sum(axis=-1, keepdims=True)
+    sq = q.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pn = p / sp
+        qn = q / sq
+        m = 0.5 * (pn + qn)
+        kl_pm = np.where(pn > 0, pn * np.log2(np.where(pn > 0, pn, 1.0) / np.where(m > 0, m, 1.0)), 0.0)
+        kl_qm = np.where(qn > 0, qn * np.log2(np.where(qn > 0, qn, 1.0) / np.where(m > 0, m, 1.0)), 0.0)
+    js = 0.5 * kl_pm.sum(axis=-1) + 0.5 * kl_qm.sum(axis=-1)
+    bad = (sp[..., 0] <= 0) | (sq[..., 0] <= 0) | ~np.isfinite(js)
+    return np.where(bad, np.nan, np.clip(js, 0.0, 1.0))
+
+
+def pearson(x: np.ndarray | None, y: np.ndarray | None) -> np.ndarray | None:
+    """Pearson correlation over experts per layer; NaN where either side is constant.
+
+    Returns ``None`` when either input is missing (the bundle has no energy).
+    """
+    if x is None or y is None:
+        return None
+    xc = x - x.mean(axis=-1, keepdims=True)
+    yc = y - y.mean(axis=-1, keepdims=True)
+    sx = np.sqrt(np.sum(xc * xc, axis=-1))
+    sy = np.sqrt(np.sum(yc * yc, axis=-1))
+    denom = sx * sy
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.sum(xc * yc, axis=-1) / denom
+    # "Constant" relative to the vector's scale, so float noise in a flat vector is not a signal.
+    scale_x = np.max(np.abs(x), axis=-1) * 1e-12
+    scale_y = np.max(np.abs(y), axis=-1) * 1e-12
+    constant = (sx <= scale_x * math.sqrt(x.shape[-1])) | (sy <= scale_y * math.sqrt(y.shape[-1])) | (denom == 0)
+    return np.where(constant | ~np.isfinite(r), np.nan, np.clip(r, -1.0, 1.0))
+
+
+def retained_mass(mask: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Σ_{e ∈ mask} q_e per layer: how much of q's routing mass a mask keeps."""
+    return np.where(mask, q, 0.0).sum(axis=-1)
+
+
+# --------------------------------------------------------------------------- reduction and JSON
+
+
+def layer_mean(values: np.ndarray | None) -> float | None:
+    """Mean over layers with NaNs skipped; ``None`` if nothing is defined."""
+    if values is None:
+        return None
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    return float(finite.mean())
+
+
+def to_jsonable(value: float | np.floating | None) -> float | None:
+    """A plain float, or ``None`` for missing/NaN/inf values (JSON null)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def per_layer_rows(metrics: dict[str, np.ndarray | None], keys: Iterable[str], num_layers: int) -> list[dict]:
+    """``[{"layer": l, key: value, ...}, ...]`` with NaN and missing metrics as None."""
+    rows = []
+    for layer in range(num_layers):
+        row: dict[str, object] = {"layer": layer}
+        for key in keys:
+            values = metrics.get(key)
+            row[key] = None if values is None else to_jsonable(values[layer])
+        rows.append(row)
+    return rows

@@ -1,0 +1,1 @@
+"""Expert Calibration Lens user interfaces: the ``lens`` CLI and the Textual app."""

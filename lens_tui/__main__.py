@@ -1,0 +1,3 @@
+from lens_tui.cli import main
+
+main()

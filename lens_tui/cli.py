@@ -1,0 +1,72 @@
+"""The ``lens`` command line: a click group whose commands are thin shells over ``core``.
+
+Every user error surfaces as :class:`core.errors.LensError`; the group turns it
+into one line on stderr (``error: <file>: <problem>``) and a non-zero exit, so
+no user ever sees a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from core import __version__
+from core.errors import LensError
+
+#: Exit status for user errors (bad file, bad argument). Click uses 2 for usage errors.
+EXIT_USER_ERROR = 1
+
+
+class LensGroup(click.Group):
+    """A click group that reports :class:`LensError` as one clean line."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except LensError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=LensGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="lens")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Expert Calibration Lens: compare MoE calibration datasets by router statistics.
+
+    \b
+    Collect once on a GPU server, browse anywhere:
+      lens collect --model openai/gpt-oss-20b --data c4.jsonl --out c4.safetensors
+      lens compare c4.safetensors zh.safetensors --r 24
+      lens                      # open the app on sample_stats/
+
+    Every analysis command takes --json and prints exactly one JSON document.
+    """
+    if ctx.invoked_subcommand is None:
+        from lens_tui.commands.default import run_default
+
+        run_default()
+
+
+def _register() -> None:
+    """Attach every command module's commands to the group."""
+    from lens_tui.commands import analysis
+
+    for command in analysis.COMMANDS:
+        cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="lens")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

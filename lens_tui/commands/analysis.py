@@ -1,0 +1,154 @@
+"""``lens stats``, ``lens compare``, ``lens ablate``, ``lens matrix``: the analysis commands.
+
+Each one loads bundles into the ``core`` engine and prints either rich tables
+(default) or exactly one JSON document (``--json``, SPEC section 3).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from core import metrics as m
+from core.ablation import DEFAULT_CONVERGENCE, ablate
+from core.bundle import find_bundles
+from core.engine import Profile, compare, stats, verdict
+from core.matrix import matrix
+from lens_tui import render
+
+BUNDLE = click.Path(path_type=Path)  # existence is checked by the loader, with a clean message
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document (SPEC §3) instead of tables.")
+tau_option = click.option(
+    "--tau",
+    type=click.FloatRange(min=0.0, max=1.0),
+    default=m.DEFAULT_TAU,
+    show_default=True,
+    help="Sparsity threshold: an expert with mass below τ counts as unused.",
+)
+r_option = click.option(
+    "--r",
+    "r",
+    type=int,
+    required=True,
+    help="Experts kept per layer (1..E): the pruning budget the masks are taken at.",
+)
+
+
+def emit_json(document: dict) -> None:
+    click.echo(json.dumps(document, allow_nan=False))
+
+
+@click.command("stats")
+@click.argument("bundle", type=BUNDLE)
+@tau_option
+@json_option
+def stats_command(bundle: Path, tau: float, as_json: bool) -> None:
+    """Univariate metrics of one bundle, per layer and as whole-model means.
+
+    \b
+    Sparsity (% of experts below τ), variance of the expert masses, the
+    effective number of experts N_eff = 1/Σp² and the routing entropy in bits.
+
+    \b
+    Examples:
+      lens stats sample_stats/news_en.safetensors
+      lens stats c4.safetensors --tau 0.005 --json | jq .mean
+    """
+    report = stats(Profile.load(bundle), tau)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        render.print_stats(report)
+
+
+@click.command("compare")
+@click.argument("bundle_a", type=BUNDLE)
+@click.argument("bundle_b", type=BUNDLE)
+@r_option
+@tau_option
+@json_option
+def compare_command(bundle_a: Path, bundle_b: Path, r: int, tau: float, as_json: bool) -> None:
+    """Compare calibration sets A and B at budget r: would they keep the same experts?
+
+    \b
+    Per layer and as means: JS divergence of the routing distributions (bits,
+    0 = identical), Jaccard of the two top-r proxy masks, Pearson of the
+    feature energies, and the retained mass: how much of B's routing mass the
+    mask calibrated on A keeps (and the reverse). Above 95 %, A is a safe
+    surrogate for B.
+
+    \b
+    Examples:
+      lens compare c4.safetensors zh.safetensors --r 24
+      lens compare a.safetensors b.safetensors --r 16 --json | jq .mean.jaccard
+    """
+    result = compare(Profile.load(bundle_a), Profile.load(bundle_b), r, tau)
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        render.print_comparison(result, verdict(result))
+
+
+@click.command("ablate")
+@click.argument("bundle", type=BUNDLE)
+@r_option
+@click.option("--step", type=int, default=8, show_default=True, help="Sequences added per checkpoint.")
+@click.option("--max", "max_samples", type=int, default=None, help="Largest sequence count (default: all samples).")
+@click.option("--seed", type=int, default=None, help="Shuffle the sample order with this seed first.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=DEFAULT_CONVERGENCE,
+    show_default=True,
+    help="Convergence: the first count from which Jaccard to the final mask stays at or above this.",
+)
+@json_option
+def ablate_command(
+    bundle: Path, r: int, step: int, max_samples: int | None, seed: int | None, threshold: float, as_json: bool
+) -> None:
+    """How many calibration sequences until the mask stops changing?
+
+    Takes the first n = step, 2·step, … sequences (up to --max) and compares
+    the top-r mask at each count with the final one (to_final) and with the
+    previous one (stepwise), as Jaccard averaged over layers.
+
+    \b
+    Examples:
+      lens ablate c4.safetensors --r 24 --step 2 --max 128
+      lens ablate c4.safetensors --r 24 --step 16 --seed 0 --json
+    """
+    result = ablate(Profile.load(bundle), r, step, max_samples, seed)
+    if as_json:
+        emit_json(result.to_json(threshold))
+    else:
+        render.print_ablation(result, threshold)
+
+
+@click.command("matrix")
+@click.argument("paths", type=BUNDLE, nargs=-1, required=True)
+@r_option
+@json_option
+def matrix_command(paths: tuple[Path, ...], r: int, as_json: bool) -> None:
+    """N-way comparison: mean JS, Jaccard@r and retained mass for every pair.
+
+    PATHS are bundle files or folders of bundles. Retained mass is read as
+    row → column: how much of the column dataset's routing mass the mask
+    calibrated on the row dataset keeps.
+
+    \b
+    Examples:
+      lens matrix sample_stats/ --r 8
+      lens matrix c4.safetensors zh.safetensors code.safetensors --r 24 --json
+    """
+    profiles = [Profile.load(p) for p in find_bundles(list(paths))]
+    result = matrix(profiles, r)
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        render.print_matrix(result)
+
+
+COMMANDS = [stats_command, compare_command, ablate_command, matrix_command]

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up everything from nothing (a .venv with torch pinned to 2.13.0, the CPU
+# wheel these machines carry) and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[collect,dev]"
+exec .venv/bin/python -m pytest "$@"

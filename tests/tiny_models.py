@@ -1,0 +1,164 @@
+"""Tiny random-initialised MoE checkpoints of the real transformers classes, for tests.
+
+Each builder makes a config of the real architecture with a handful of
+parameters, saves it with ``save_pretrained`` beside a byte-level BPE
+tokenizer trained locally with ``tokenizers`` (no hub), so tests load the model
+by path exactly as a user would. Import torch/transformers lazily: this module
+is only used by tests that need them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Small, varied English/other text so the tokenizer has merges and samples differ.
+TRAINING_TEXT = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Mixture-of-experts models route every token to a few experts.",
+    "Calibration data decides which experts survive pruning.",
+    "El rápido zorro marrón salta sobre el perro perezoso.",
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+    "def add(a, b):\n    return a + b\n",
+    "for i in range(10): print(i * i)",
+    "Router probabilities are summed per sample and per layer.",
+    "快速的棕色狐狸跳过了懒狗。",
+    "Numbers like 3.14159 and 2.71828 appear in text too.",
+]
+
+#: Common tiny sizes: 2 layers, 8 experts, top-2, hidden 32.
+HIDDEN = 32
+LAYERS = 2
+EXPERTS = 8
+TOP_K = 2
+VOCAB = 320
+
+
+def build_tokenizer(folder: str | Path, vocab_size: int = VOCAB):
+    """Train a byte-level BPE on :data:`TRAINING_TEXT` and save it as a fast HF tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|pad|>", "<|bos|>", "<|eos|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(TRAINING_TEXT * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|bos|>", eos_token="<|eos|>"
+    )
+    fast.save_pretrained(str(folder))
+    return fast
+
+
+def _config(family: str, vocab_size: int):
+    from transformers import AutoConfig
+
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=False,
+    )
+    if family == "gpt_oss":
+        return AutoConfig.for_model(
+            "gpt_oss",
+            **common,
+            head_dim=8,
+            intermediate_size=16,
+            num_local_experts=EXPERTS,
+            num_experts_per_tok=TOP_K,
+            sliding_window=16,
+            layer_types=["sliding_attention", "full_attention"],
+        )
+    if family == "mixtral":
+        return AutoConfig.for_model(
+            "mixtral", **common, intermediate_size=16, num_local_experts=EXPERTS, num_experts_per_tok=TOP_K
+        )
+    if family == "qwen2_moe":
+        return AutoConfig.for_model(
+            "qwen2_moe",
+            **common,
+            intermediate_size=32,
+            moe_intermediate_size=16,
+            shared_expert_intermediate_size=16,
+            num_experts=EXPERTS,
+            num_experts_per_tok=TOP_K,
+            decoder_sparse_step=1,
+            norm_topk_prob=False,
+        )
+    if family == "qwen3_moe":
+        return AutoConfig.for_model(
+            "qwen3_moe",
+            **common,
+            head_dim=8,
+            intermediate_size=32,
+            moe_intermediate_size=16,
+            num_experts=EXPERTS,
+            num_experts_per_tok=TOP_K,
+            decoder_sparse_step=1,
+            norm_topk_prob=True,
+        )
+    if family == "olmoe":
+        return AutoConfig.for_model(
+            "olmoe", **common, intermediate_size=16, num_experts=EXPERTS, num_experts_per_tok=TOP_K
+        )
+    if family == "deepseek_v3":
+        return AutoConfig.for_model(
+            "deepseek_v3",
+            **{**common, "num_key_value_heads": 4},  # MLA has no grouped KV heads
+            intermediate_size=32,
+            moe_intermediate_size=16,
+            n_routed_experts=EXPERTS,
+            n_shared_experts=1,
+            num_experts_per_tok=TOP_K,
+            n_group=2,
+            topk_group=1,
+            first_k_dense_replace=0,
+            q_lora_rank=16,
+            kv_lora_rank=16,
+            qk_rope_head_dim=4,
+            qk_nope_head_dim=4,
+            v_head_dim=8,
+            routed_scaling_factor=2.5,
+        )
+    raise ValueError(f"no tiny config for family {family!r}")
+
+
+FAMILIES = ("gpt_oss", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3")
+
+
+def build_tiny_model(family: str, folder: str | Path, seed: int = 0, dtype: str = "float32") -> Path:
+    """Save a tiny random ``family`` model and its tokenizer to ``folder``; return the folder.
+
+    Router weights are scaled up so routing is peaked rather than near-uniform,
+    which makes top-k choices (and therefore tests) sensitive to mistakes.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(folder)
+    config = _config(family, vocab_size=len(tokenizer))
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("router.weight", "mlp.gate.weight")):
+                param.mul_(8.0)
+            if name.endswith("e_score_correction_bias"):
+                param.copy_(torch.randn_like(param) * 0.1)
+    model.eval()
+    model.save_pretrained(str(folder))
+    return folder

@@ -63,7 +63,10 @@ class Ablation:
             "counts": self.counts,
             "stepwise": self.stepwise,
             "to_final": self.to_final,
-            "layers": {"stepwise": rows(self.layer_stepwise), "to_final": rows(self.layer_to_final)},
+            "layers": {
+                "stepwise": rows(self.layer_stepwise),
+                "to_final": rows(self.layer_to_final),
+            },
             "convergence": {"threshold": threshold, "converged_at": self.converged_at(threshold)},
         }
 
@@ -99,11 +102,8 @@ def ablate(
     defined = np.zeros(len(counts), dtype=bool)
     start = 0
     for k, count in enumerate(counts):
-        if order is None:
-            chunk = slice(start, count)
-        else:
-            # Sorted indices read the memmap front to back; the sum does not care about order.
-            chunk = np.sort(order[start:count])
+        # Sorted indices read the memmap front to back; the sum does not care about order.
+        chunk = slice(start, count) if order is None else np.sort(order[start:count])
         running += np.add.reduce(prob_sum[chunk], axis=0, dtype=np.float64)
         tokens += int(token_count[chunk].sum())
         start = count

@@ -50,7 +50,15 @@ OPTIONAL_TENSORS: dict[str, np.dtype] = {
     "reap_sum": np.dtype(np.float32),
 }
 PER_EXPERT_TENSORS = ("prob_sum", *OPTIONAL_TENSORS)
-REQUIRED_METADATA = ("format", "format_version", "model", "dataset", "num_layers", "num_experts", "top_k")
+REQUIRED_METADATA = (
+    "format",
+    "format_version",
+    "model",
+    "dataset",
+    "num_layers",
+    "num_experts",
+    "top_k",
+)
 
 _SAFETENSORS_DTYPES = {
     "F64": np.float64,
@@ -255,7 +263,9 @@ def _read_legacy_pt(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     tensors["token_count"] = tensors["token_count"].reshape(-1).astype(np.int64, copy=False)
     ids = tensors.get("example_ids")
     tensors["example_ids"] = (
-        np.arange(n, dtype=np.int64) if ids is None else ids.reshape(-1).astype(np.int64, copy=False)
+        np.arange(n, dtype=np.int64)
+        if ids is None
+        else ids.reshape(-1).astype(np.int64, copy=False)
     )
     for name, dtype in OPTIONAL_TENSORS.items():
         if name in tensors:
@@ -295,7 +305,7 @@ def validate(bundle: Bundle) -> None:
             ints[key] = int(meta[key])
         except ValueError:
             raise BundleError(f"{path}: metadata {key}={meta[key]!r} is not an integer") from None
-    for name, dtype in REQUIRED_TENSORS.items():
+    for name in REQUIRED_TENSORS:
         if name not in tensors:
             raise BundleError(f"{path}: missing tensor {name!r}")
     for name, array in tensors.items():
@@ -304,7 +314,9 @@ def validate(bundle: Bundle) -> None:
             raise BundleError(f"{path}: tensor {name!r} has dtype {array.dtype}, expected {dtype}")
     prob_sum = tensors["prob_sum"]
     if prob_sum.ndim != 3:
-        raise BundleError(f"{path}: 'prob_sum' has shape {list(prob_sum.shape)}, expected [N, L, E]")
+        raise BundleError(
+            f"{path}: 'prob_sum' has shape {list(prob_sum.shape)}, expected [N, L, E]"
+        )
     n, num_layers, num_experts = prob_sum.shape
     if (num_layers, num_experts) != (ints["num_layers"], ints["num_experts"]):
         raise BundleError(
@@ -419,7 +431,9 @@ def find_bundles(paths: list[str | os.PathLike[str]]) -> list[Path]:
     for item in paths:
         item = Path(item)
         if item.is_dir():
-            found.extend(sorted(p for p in item.glob("*.safetensors") if not p.name.startswith(".")))
+            found.extend(
+                sorted(p for p in item.glob("*.safetensors") if not p.name.startswith("."))
+            )
         else:
             found.append(item)
     return found

@@ -54,7 +54,9 @@ def matrix(profiles: list[Profile], r: int) -> Matrix:
         js[i] = [_mean_or_nan(v) for v in m.js_divergence(probs[i][None], probs)]
         jac[i] = [_mean_or_nan(v) for v in m.jaccard(masks[i][None], masks)]
         kept[i] = [_mean_or_nan(v) for v in m.retained_mass(masks[i][None], probs)]
-    return Matrix(list(profiles), int(r), {"js_divergence": js, "jaccard": jac, "retained_mass": kept})
+    return Matrix(
+        list(profiles), int(r), {"js_divergence": js, "jaccard": jac, "retained_mass": kept}
+    )
 
 
 def _mean_or_nan(values: np.ndarray) -> float:

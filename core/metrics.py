@@ -32,7 +32,9 @@ BIVARIATE_KEYS = (
 # --------------------------------------------------------------------------- signatures
 
 
-def signature(sums: np.ndarray, token_count: np.ndarray, index: np.ndarray | slice | None = None) -> np.ndarray:
+def signature(
+    sums: np.ndarray, token_count: np.ndarray, index: np.ndarray | slice | None = None
+) -> np.ndarray:
     """P_l(S) (or E_l(S)) for the samples ``index`` of ``[N, L, E]`` per-sample sums.
 
     Sums in float64 so that 20,000 float32 rows do not lose precision. Returns
@@ -90,7 +92,9 @@ def univariate(p: np.ndarray, tau: float = DEFAULT_TAU) -> dict[str, np.ndarray]
 def check_budget(r: int, num_experts: int, where: str = "") -> None:
     if not 1 <= int(r) <= num_experts:
         prefix = f"{where}: " if where else ""
-        raise LensError(f"{prefix}r={r} is outside 1..{num_experts} (the number of experts per layer)")
+        raise LensError(
+            f"{prefix}r={r} is outside 1..{num_experts} (the number of experts per layer)"
+        )
 
 
 def ranking(scores: np.ndarray) -> np.ndarray:
@@ -133,8 +137,12 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
         pn = p / sp
         qn = q / sq
         m = 0.5 * (pn + qn)
-        kl_pm = np.where(pn > 0, pn * np.log2(np.where(pn > 0, pn, 1.0) / np.where(m > 0, m, 1.0)), 0.0)
-        kl_qm = np.where(qn > 0, qn * np.log2(np.where(qn > 0, qn, 1.0) / np.where(m > 0, m, 1.0)), 0.0)
+        kl_pm = np.where(
+            pn > 0, pn * np.log2(np.where(pn > 0, pn, 1.0) / np.where(m > 0, m, 1.0)), 0.0
+        )
+        kl_qm = np.where(
+            qn > 0, qn * np.log2(np.where(qn > 0, qn, 1.0) / np.where(m > 0, m, 1.0)), 0.0
+        )
     js = 0.5 * kl_pm.sum(axis=-1) + 0.5 * kl_qm.sum(axis=-1)
     bad = (sp[..., 0] <= 0) | (sq[..., 0] <= 0) | ~np.isfinite(js)
     return np.where(bad, np.nan, np.clip(js, 0.0, 1.0))
@@ -157,7 +165,11 @@ def pearson(x: np.ndarray | None, y: np.ndarray | None) -> np.ndarray | None:
     # "Constant" relative to the vector's scale, so float noise in a flat vector is not a signal.
     scale_x = np.max(np.abs(x), axis=-1) * 1e-12
     scale_y = np.max(np.abs(y), axis=-1) * 1e-12
-    constant = (sx <= scale_x * math.sqrt(x.shape[-1])) | (sy <= scale_y * math.sqrt(y.shape[-1])) | (denom == 0)
+    constant = (
+        (sx <= scale_x * math.sqrt(x.shape[-1]))
+        | (sy <= scale_y * math.sqrt(y.shape[-1]))
+        | (denom == 0)
+    )
     return np.where(constant | ~np.isfinite(r), np.nan, np.clip(r, -1.0, 1.0))
 
 
@@ -188,7 +200,9 @@ def to_jsonable(value: float | np.floating | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def per_layer_rows(metrics: dict[str, np.ndarray | None], keys: Iterable[str], num_layers: int) -> list[dict]:
+def per_layer_rows(
+    metrics: dict[str, np.ndarray | None], keys: Iterable[str], num_layers: int
+) -> list[dict]:
     """``[{"layer": l, key: value, ...}, ...]`` with NaN and missing metrics as None."""
     rows = []
     for layer in range(num_layers):

@@ -32,7 +32,11 @@ class LensGroup(click.Group):
             ctx.exit(130)
 
 
-@click.group(cls=LensGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LensGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, "--version", "-V", prog_name="lens")
 @click.pass_context
 def cli(ctx: click.Context) -> None:

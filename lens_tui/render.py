@@ -110,7 +110,9 @@ def print_ablation(result: Ablation, threshold: float) -> None:
     if converged is None:
         console.print(f"the mask has not converged (to-final Jaccard never stays ≥ {threshold:g})")
     else:
-        console.print(f"[bold]the mask has converged at n = {converged}[/] (to-final Jaccard stays ≥ {threshold:g})")
+        console.print(
+            f"[bold]the mask has converged at n = {converged}[/] (to-final Jaccard stays ≥ {threshold:g})"
+        )
 
 
 def print_matrix(result: Matrix) -> None:

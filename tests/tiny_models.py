@@ -83,7 +83,11 @@ def _config(family: str, vocab_size: int):
         )
     if family == "mixtral":
         return AutoConfig.for_model(
-            "mixtral", **common, intermediate_size=16, num_local_experts=EXPERTS, num_experts_per_tok=TOP_K
+            "mixtral",
+            **common,
+            intermediate_size=16,
+            num_local_experts=EXPERTS,
+            num_experts_per_tok=TOP_K,
         )
     if family == "qwen2_moe":
         return AutoConfig.for_model(
@@ -138,7 +142,9 @@ def _config(family: str, vocab_size: int):
 FAMILIES = ("gpt_oss", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3")
 
 
-def build_tiny_model(family: str, folder: str | Path, seed: int = 0, dtype: str = "float32") -> Path:
+def build_tiny_model(
+    family: str, folder: str | Path, seed: int = 0, dtype: str = "float32"
+) -> Path:
     """Save a tiny random ``family`` model and its tokenizer to ``folder``; return the folder.
 
     Router weights are scaled up so routing is peaked rather than near-uniform,

@@ -20,7 +20,9 @@ from lens_tui import render
 
 BUNDLE = click.Path(path_type=Path)  # existence is checked by the loader, with a clean message
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document (SPEC §3) instead of tables.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document (SPEC §3) instead of tables."
+)
 tau_option = click.option(
     "--tau",
     type=click.FloatRange(min=0.0, max=1.0),
@@ -95,9 +97,19 @@ def compare_command(bundle_a: Path, bundle_b: Path, r: int, tau: float, as_json:
 @click.command("ablate")
 @click.argument("bundle", type=BUNDLE)
 @r_option
-@click.option("--step", type=int, default=8, show_default=True, help="Sequences added per checkpoint.")
-@click.option("--max", "max_samples", type=int, default=None, help="Largest sequence count (default: all samples).")
-@click.option("--seed", type=int, default=None, help="Shuffle the sample order with this seed first.")
+@click.option(
+    "--step", type=int, default=8, show_default=True, help="Sequences added per checkpoint."
+)
+@click.option(
+    "--max",
+    "max_samples",
+    type=int,
+    default=None,
+    help="Largest sequence count (default: all samples).",
+)
+@click.option(
+    "--seed", type=int, default=None, help="Shuffle the sample order with this seed first."
+)
 @click.option(
     "--threshold",
     type=click.FloatRange(0.0, 1.0),
@@ -107,7 +119,13 @@ def compare_command(bundle_a: Path, bundle_b: Path, r: int, tau: float, as_json:
 )
 @json_option
 def ablate_command(
-    bundle: Path, r: int, step: int, max_samples: int | None, seed: int | None, threshold: float, as_json: bool
+    bundle: Path,
+    r: int,
+    step: int,
+    max_samples: int | None,
+    seed: int | None,
+    threshold: float,
+    as_json: bool,
 ) -> None:
     """How many calibration sequences until the mask stops changing?
 

@@ -1,0 +1,216 @@
+"""Bundle I/O: round trip, memory mapping, validation, atomic writes, legacy .pt files."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.bundle import FORMAT, bundle_metadata, find_bundles, load_bundle, write_bundle
+from core.errors import BundleError
+from tests.conftest import make_bundle
+
+
+def _meta(**over):
+    meta = bundle_metadata(model="m", dataset="d", num_layers=2, num_experts=4, top_k=2)
+    meta.update(over)
+    return meta
+
+
+def _tensors(n=3, layers=2, experts=4):
+    return {
+        "prob_sum": np.ones((n, layers, experts), dtype=np.float32),
+        "token_count": np.full(n, 4, dtype=np.int64),
+        "example_ids": np.arange(n, dtype=np.int64),
+    }
+
+
+def _raw_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    """Write a safetensors file by hand (so tests can produce files the writer refuses)."""
+    from safetensors.numpy import save_file
+
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def test_round_trip_and_mmap(tmp_path):
+    path = make_bundle(tmp_path / "a.safetensors", n=5, layers=2, experts=4)
+    bundle = load_bundle(path)
+    assert isinstance(bundle.prob_sum, np.memmap)
+    assert bundle.metadata["format"] == FORMAT
+    assert (bundle.num_samples, bundle.num_layers, bundle.num_experts, bundle.top_k) == (5, 2, 4, 2)
+    assert bundle.num_tokens == int(np.asarray(bundle.token_count).sum())
+    assert bundle.has("energy_sum") and bundle.get("topk_count") is None
+    summary = bundle.summary()
+    for key in ("path", "model", "dataset", "samples", "tokens", "num_layers", "num_experts"):
+        assert key in summary
+    # safetensors' own reader sees the same values: our mmap parser agrees with the library
+    from safetensors.numpy import load_file
+
+    ref = load_file(str(path))
+    for name, array in ref.items():
+        np.testing.assert_array_equal(bundle.tensors[name], array)
+
+
+def test_write_is_atomic_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "out" / "b.safetensors"
+    write_bundle(path, _tensors(), _meta())
+    assert [p.name for p in path.parent.iterdir()] == ["b.safetensors"]
+
+
+def test_writer_refuses_invalid_and_writes_nothing(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    bad = _tensors()
+    bad["token_count"] = np.zeros(3, dtype=np.int64)
+    with pytest.raises(BundleError, match="zero tokens"):
+        write_bundle(path, bad, _meta())
+    with pytest.raises(BundleError, match="unknown tensor"):
+        write_bundle(path, {**_tensors(), "prob_sums": np.ones(1)}, _meta())
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda t, m: m.pop("model"), "missing metadata key 'model'"),
+        (lambda t, m: m.update(format="something-else"), "metadata format"),
+        (lambda t, m: m.update(format_version="2"), "format_version"),
+        (lambda t, m: m.update(num_experts="eight"), "not an integer"),
+        (lambda t, m: m.update(num_experts="5"), "metadata says"),
+        (lambda t, m: t.pop("token_count"), "missing tensor 'token_count'"),
+        (lambda t, m: t.update(prob_sum=np.ones((3, 2, 4), dtype=np.float64)), "dtype float64"),
+        (lambda t, m: t.update(token_count=np.full(2, 4, dtype=np.int64)), "expected \\[3\\]"),
+        (
+            lambda t, m: t.update(prob_sum=np.ones((3, 8), dtype=np.float32)),
+            "expected \\[N, L, E\\]",
+        ),
+        (
+            lambda t, m: t.update(energy_sum=np.ones((3, 2, 5), dtype=np.float32)),
+            "'energy_sum' has shape",
+        ),
+        (
+            lambda t, m: t.update(topk_count=np.ones((3, 2, 4), dtype=np.float32)),
+            "'topk_count' has dtype",
+        ),
+        (
+            lambda t, m: t.update(
+                prob_sum=np.ones((0, 2, 4), dtype=np.float32),
+                token_count=np.zeros(0, dtype=np.int64),
+                example_ids=np.zeros(0, dtype=np.int64),
+            ),
+            "no samples",
+        ),
+        (lambda t, m: t.update(token_count=np.zeros(3, dtype=np.int64)), "zero tokens"),
+    ],
+)
+def test_invalid_bundles_are_refused_with_file_named(tmp_path, mutate, message):
+    tensors, meta = _tensors(), _meta()
+    mutate(tensors, meta)
+    path = tmp_path / "x.safetensors"
+    _raw_safetensors(path, tensors, meta)
+    with pytest.raises(BundleError, match=message) as info:
+        load_bundle(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_empty_garbage_truncated(tmp_path):
+    with pytest.raises(BundleError, match="no such file"):
+        load_bundle(tmp_path / "nope.safetensors")
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    with pytest.raises(BundleError, match="empty file"):
+        load_bundle(empty)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"this is not a bundle at all, just some text" * 10)
+    with pytest.raises(BundleError, match="not a safetensors file"):
+        load_bundle(garbage)
+    notjson = tmp_path / "notjson.safetensors"
+    notjson.write_bytes(struct.pack("<Q", 4) + b"\xff\xfe{]" + b"\0" * 16)
+    with pytest.raises(BundleError, match="header is not JSON"):
+        load_bundle(notjson)
+    good = make_bundle(tmp_path / "good.safetensors")
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[:-7])
+    with pytest.raises(BundleError, match="truncated"):
+        load_bundle(truncated)
+    with pytest.raises(BundleError, match="is a folder"):
+        load_bundle(tmp_path)
+
+
+def test_header_offsets_that_lie_are_refused(tmp_path):
+    good = make_bundle(tmp_path / "good.safetensors", energy=False)
+    raw = good.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    begin, end = header["prob_sum"]["data_offsets"]
+    header["prob_sum"]["data_offsets"] = [begin, end - 4]
+    body = json.dumps(header).encode()
+    body += b" " * (n - len(body)) if len(body) <= n else b""
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(struct.pack("<Q", len(body)) + body + raw[8 + n :])
+    with pytest.raises(BundleError, match="byte range"):
+        load_bundle(bad)
+
+
+def test_find_bundles_expands_folders(tmp_path):
+    make_bundle(tmp_path / "b.safetensors")
+    make_bundle(tmp_path / "a.safetensors")
+    (tmp_path / "notes.txt").write_text("x")
+    assert [p.name for p in find_bundles([tmp_path])] == ["a.safetensors", "b.safetensors"]
+
+
+# --------------------------------------------------------------------------- legacy .pt
+
+torch = pytest.importorskip("torch")
+
+
+def test_legacy_pt_loads_weights_only(tmp_path):
+    rng = np.random.default_rng(0)
+    prob = rng.random((4, 3, 6)).astype(np.float32)
+    path = tmp_path / "derived_stats.pt"
+    torch.save(
+        {
+            "prob_sum": torch.from_numpy(prob),
+            "token_count": torch.tensor([3, 4, 5, 6]),
+            "energy_sum": torch.from_numpy(prob * 2),
+        },
+        path,
+    )
+    bundle = load_bundle(path)
+    assert (bundle.num_samples, bundle.num_layers, bundle.num_experts) == (4, 3, 6)
+    np.testing.assert_array_equal(bundle.prob_sum, prob)
+    np.testing.assert_array_equal(bundle.example_ids, np.arange(4))
+    np.testing.assert_array_equal(bundle.get("energy_sum"), prob * 2)
+    assert bundle.top_k is None
+
+
+class _Evil:
+    """Unpickling this would create a file: proof that code ran."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_legacy_pt_needing_full_unpickle_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "derived_stats.pt"
+    torch.save(
+        {"prob_sum": torch.ones(2, 2, 2), "token_count": torch.ones(2), "x": _Evil(str(marker))},
+        path,
+    )
+    assert not marker.exists()
+    with pytest.raises(BundleError, match="refused"):
+        load_bundle(path)
+    assert not marker.exists()
+
+
+def test_legacy_pt_garbage(tmp_path):
+    path = tmp_path / "derived_stats.pt"
+    path.write_bytes(b"garbage" * 20)
+    with pytest.raises(BundleError, match="not a readable torch file|refused"):
+        load_bundle(path)

@@ -58,10 +58,11 @@ def cli(ctx: click.Context) -> None:
 
 def _register() -> None:
     """Attach every command module's commands to the group."""
-    from lens_tui.commands import analysis
+    from lens_tui.commands import analysis, merge
 
-    for command in analysis.COMMANDS:
-        cli.add_command(command)
+    for module in (analysis, merge):
+        for command in module.COMMANDS:
+            cli.add_command(command)
 
 
 _register()

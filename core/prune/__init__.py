@@ -1,0 +1,10 @@
+"""Checkpoint surgery and weight-based scores, without torch.
+
+- :mod:`core.prune.checkpoint`: a model folder read lazily (config, shard
+  headers, MoE layers found from tensor names);
+- :mod:`core.prune.surgery`: :func:`prune_checkpoint` writes the pruned model;
+- :mod:`core.prune.aimer`: calibration-free AIMER scores from expert weights;
+- :mod:`core.prune.families`: what differs between MoE families.
+
+Nothing here imports torch or transformers: tensors are sliced as byte ranges.
+"""

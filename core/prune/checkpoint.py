@@ -1,0 +1,255 @@
+"""A Hugging Face checkpoint folder read lazily: config, shard headers, and its MoE layers.
+
+Nothing here loads a tensor: shard headers give every tensor's dtype, shape
+and byte range, which is all pruning and AIMER need to find the experts.
+MoE layers are found from tensor names, the same way for every family:
+
+- router: ``….layers.{i}.{mlp|block_sparse_moe}.{gate|router}.{weight|bias|e_score_correction_bias}``
+  with ``E`` rows;
+- fused experts (GPT-OSS, transformers 5 layouts, MXFP4 ``*_blocks``/``*_scales``):
+  ``….experts.{name}`` with ``E`` along dim 0;
+- per-expert tensors (Mixtral ``w1/w2/w3``, Qwen/OLMoE/DeepSeek
+  ``gate_proj/up_proj/down_proj``, FP8 scales): ``….experts.{e}.{name}``.
+
+Shared experts (``shared_expert``, ``shared_experts``, ``shared_expert_gate``)
+and everything else are left as they are. Layers numbered at or above
+``num_hidden_layers`` (DeepSeek-V3's multi-token-prediction layer, which
+transformers does not load) are reported separately.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import LensError
+from core.prune.families import EXPERT_COUNT_KEYS, TOP_K_KEY
+from core.prune.safetensors_io import ShardHeader, TensorEntry, read_header
+
+_BLOCK = r"(?P<prefix>(?:.+\.)?layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe))"
+ROUTER_RE = re.compile(
+    _BLOCK + r"\.(?:gate|router)\.(?P<leaf>weight|bias|e_score_correction_bias)$"
+)
+EXPERT_RE = re.compile(_BLOCK + r"\.experts\.(?:(?P<expert>\d+)\.)?(?P<leaf>[A-Za-z_].*)$")
+LAYER_RE = re.compile(r"(?:^|\.)layers\.(?P<layer>\d+)\.")
+
+#: Top-level files copied next to pruned weights (tokenizer, chat template, generation config).
+COPIED_FILES = (
+    "generation_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "*.tiktoken",
+    "chat_template*",
+    "*.jinja",
+)
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
+
+
+@dataclass
+class MoeLayer:
+    index: int  # decoder layer number in the tensor names
+    prefix: str  # e.g. "model.layers.3.mlp"
+    router: dict[str, TensorEntry] = field(default_factory=dict)  # weight / bias / e_score…
+    fused: dict[str, TensorEntry] = field(default_factory=dict)  # name -> [E, ...]
+    per_expert: dict[int, dict[str, TensorEntry]] = field(default_factory=dict)
+
+
+@dataclass
+class Checkpoint:
+    folder: Path
+    config: dict
+    shards: list[ShardHeader]
+    has_index: bool
+    layers: list[MoeLayer]  # MoE layers in order: mask layer l is layers[l]
+    num_experts: int
+    top_k: int | None
+    beyond: list[str]  # tensors of layers >= num_hidden_layers (e.g. DeepSeek's MTP layer)
+
+    @property
+    def model_type(self) -> str:
+        return str(self.config.get("model_type"))
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (s.path for s in self.shards))
+
+    def expert_entries(self) -> set[str]:
+        """Names of every router and expert tensor of the MoE layers."""
+        names: set[str] = set()
+        for layer in self.layers:
+            names.update(e.name for e in layer.router.values())
+            names.update(e.name for e in layer.fused.values())
+            for tensors in layer.per_expert.values():
+                names.update(e.name for e in tensors.values())
+        return names
+
+    @classmethod
+    def open(cls, model: str | Path) -> Checkpoint:
+        folder = resolve_model(model)
+        config = read_config(folder)
+        shards, has_index = _read_shards(folder)
+        return _index(folder, config, shards, has_index)
+
+
+# --------------------------------------------------------------------------- finding files
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A local model folder, or a hub id downloaded (top-level weights, config, tokenizer)."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise LensError(f"{model}: is a file; --model wants the model's folder")
+    text = str(model)
+    if text.count("/") != 1 or text.startswith((".", "/", "~")):
+        raise LensError(f"{model}: no such model folder")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise LensError(
+            f"{model}: no such folder, and huggingface_hub is not installed to download it"
+        ) from None
+    try:
+        local = snapshot_download(text, allow_patterns=_HUB_PATTERNS, ignore_patterns=["*/*"])
+    except Exception as exc:  # hub errors are many types; the user needs one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise LensError(
+            f"{model}: no such folder, and downloading it failed ({first[:160]})"
+        ) from None
+    return Path(local)
+
+
+def read_config(model: str | Path) -> dict:
+    folder = resolve_model(model)
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LensError(f"{folder}: no config.json (not a Hugging Face model folder)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise LensError(f"{path}: not valid JSON") from None
+    if not isinstance(config, dict):
+        raise LensError(f"{path}: not a JSON object")
+    return config
+
+
+def _read_shards(folder: Path) -> tuple[list[ShardHeader], bool]:
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            files = sorted(set(weight_map.values()))
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise LensError(f"{index}: not a valid safetensors index (no weight_map)") from None
+        for name in files:
+            if "/" in name or name.startswith("."):
+                raise LensError(f"{index}: refusing shard path {name!r} outside the folder")
+            if not (folder / name).exists():
+                raise LensError(f"{index}: names shard {name}, which is missing")
+        shards = [read_header(folder / name) for name in files]
+        for name, file in weight_map.items():
+            header = shards[files.index(file)]
+            if name not in header.tensors:
+                raise LensError(f"{index}: maps {name} to {file}, which does not hold it")
+        return shards, True
+    single = folder / "model.safetensors"
+    if single.exists():
+        return [read_header(single)], False
+    found = sorted(p for p in folder.glob("*.safetensors") if not p.name.startswith("."))
+    if found:
+        return [read_header(p) for p in found], False
+    if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.pth")):
+        raise LensError(
+            f"{folder}: has only pickle weights (.bin/.pt); lens reads safetensors only and never "
+            "unpickles: convert the checkpoint to safetensors first"
+        )
+    raise LensError(f"{folder}: no *.safetensors weights found")
+
+
+# --------------------------------------------------------------------------- the MoE layers
+
+
+def _index(folder: Path, config: dict, shards: list[ShardHeader], has_index: bool) -> Checkpoint:
+    tensors: dict[str, TensorEntry] = {}
+    for shard in shards:
+        for name, entry in shard.tensors.items():
+            if name in tensors:
+                raise LensError(f"{shard.path}: tensor {name} is also in {tensors[name].file.name}")
+            tensors[name] = entry
+    num_hidden = config.get("num_hidden_layers")
+    layers: dict[int, MoeLayer] = {}
+    beyond = []
+    for name, entry in tensors.items():
+        in_layer = LAYER_RE.search(name)
+        if isinstance(num_hidden, int) and in_layer and int(in_layer["layer"]) >= num_hidden:
+            beyond.append(name)
+            continue
+        if match := ROUTER_RE.match(name):
+            layer = _layer(layers, match)
+            layer.router[match["leaf"]] = entry
+        elif match := EXPERT_RE.match(name):
+            layer = _layer(layers, match)
+            if match["expert"] is None:
+                layer.fused[match["leaf"]] = entry
+            else:
+                layer.per_expert.setdefault(int(match["expert"]), {})[match["leaf"]] = entry
+    moe = [layers[i] for i in sorted(layers)]
+    where = str(folder)
+    if not moe:
+        raise LensError(f"{where}: found no MoE layers (no router and expert tensors)")
+    num_experts = _expert_count(config, moe, where)
+    for layer in moe:
+        _check_layer(layer, num_experts, where)
+    top_k = config.get(TOP_K_KEY)
+    return Checkpoint(
+        folder=folder,
+        config=config,
+        shards=shards,
+        has_index=has_index,
+        layers=moe,
+        num_experts=num_experts,
+        top_k=int(top_k) if isinstance(top_k, int) else None,
+        beyond=sorted(beyond),
+    )
+
+
+def _layer(layers: dict[int, MoeLayer], match: re.Match) -> MoeLayer:
+    index = int(match["layer"])
+    if index not in layers:
+        layers[index] = MoeLayer(index=index, prefix=match["prefix"])
+    return layers[index]
+
+
+def _expert_count(config: dict, layers: list[MoeLayer], where: str) -> int:
+    for key in EXPERT_COUNT_KEYS:
+        if isinstance(config.get(key), int):
+            return int(config[key])
+    weight = layers[0].router.get("weight")
+    if weight is None:
+        raise LensError(f"{where}: config.json has no expert count and no router weight was found")
+    return weight.shape[0]
+
+
+def _check_layer(layer: MoeLayer, num_experts: int, where: str) -> None:
+    if "weight" not in layer.router:
+        raise LensError(f"{where}: layer {layer.index} has experts but no router weight")
+    for entry in [*layer.router.values(), *layer.fused.values()]:
+        if not entry.shape or entry.shape[0] != num_experts:
+            raise LensError(
+                f"{where}: {entry.name} has shape {list(entry.shape)}, expected {num_experts} "
+                "experts along dim 0 (config.json's expert count)"
+            )
+    if layer.per_expert and sorted(layer.per_expert) != list(range(num_experts)):
+        raise LensError(
+            f"{where}: layer {layer.index} has per-expert tensors for {len(layer.per_expert)} "
+            f"experts, expected ids 0..{num_experts - 1}"
+        )
+    if not layer.fused and not layer.per_expert:
+        raise LensError(f"{where}: layer {layer.index} has a router but no expert tensors")

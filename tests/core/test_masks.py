@@ -1,0 +1,432 @@
+"""Mask criteria, budgets and the mask file, against naive per-expert loops."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.bundle import load_bundle
+from core.errors import LensError
+from core.masks import (
+    CRITERIA,
+    MASK_FORMAT,
+    Mask,
+    check_mask_fits,
+    make_mask,
+    read_mask,
+    write_mask,
+)
+from tests.conftest import make_bundle
+
+ROOT = Path(__file__).resolve().parents[2]
+L, E, K = 3, 8, 2
+STATS = ("topk_count", "weight_sum", "act_norm_sum", "act_sqnorm_sum", "reap_sum")
+
+
+def full_stats(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Every optional statistic, with experts 6 and 7 of layer 1 never routed."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 20, size=(n, L, E)).astype(np.int32)
+    counts[:, 1, 6:] = 0
+    extra = {"topk_count": counts}
+    for name in STATS[1:]:
+        extra[name] = (rng.random((n, L, E)) * 10).astype(np.float32)
+    extra["act_norm_sum"][:, 1, 6:] = 50.0  # large, but never routed: man scores it 0
+    return extra
+
+
+@pytest.fixture
+def bundles(tmp_path):
+    a = make_bundle(
+        tmp_path / "a.safetensors",
+        n=9,
+        layers=L,
+        experts=E,
+        top_k=K,
+        seed=1,
+        extra=full_stats(9, 11),
+    )
+    b = make_bundle(
+        tmp_path / "b.safetensors",
+        n=6,
+        layers=L,
+        experts=E,
+        top_k=K,
+        seed=2,
+        extra=full_stats(6, 12),
+        concentration=0.2,
+    )
+    return [load_bundle(a), load_bundle(b)]
+
+
+# --------------------------------------------------------------------------- naive reference
+
+
+def naive_total(bundles, name, layer, expert) -> float:
+    total = 0.0
+    for bundle in bundles:
+        array = bundle.tensors[name]
+        for i in range(bundle.num_samples):
+            total += float(array[i, layer, expert])
+    return total
+
+
+def naive_score(criterion, bundles, layer, expert) -> float:
+    if criterion == "mass":
+        tokens = sum(int(t) for b in bundles for t in b.token_count)
+        return naive_total(bundles, "prob_sum", layer, expert) / tokens
+    direct = {
+        "frequency": "topk_count",
+        "gate": "weight_sum",
+        "energy": "energy_sum",
+        "ean": "act_norm_sum",
+    }
+    if criterion in direct:
+        return naive_total(bundles, direct[criterion], layer, expert)
+    numerator = {"man": "act_norm_sum", "msan": "act_sqnorm_sum", "reap": "reap_sum"}[criterion]
+    routed = naive_total(bundles, "topk_count", layer, expert)
+    return 0.0 if routed == 0 else naive_total(bundles, numerator, layer, expert) / routed
+
+
+def naive_top(scores: list[float], r: int) -> list[int]:
+    """Repeatedly take the first maximum (ties to the lower index)."""
+    left = list(range(len(scores)))
+    kept = []
+    for _ in range(r):
+        best = left[0]
+        for e in left:
+            if scores[e] > scores[best]:
+                best = e
+        kept.append(best)
+        left.remove(best)
+    return sorted(kept)
+
+
+def naive_global(scores: list[list[float]], total: int, floor: int) -> list[list[int]]:
+    kept = [set(naive_top(row, floor)) for row in scores]
+    for _ in range(total - floor * len(scores)):
+        best = None
+        for layer, row in enumerate(scores):
+            for e, value in enumerate(row):
+                if e in kept[layer]:
+                    continue
+                if best is None or value > scores[best[0]][best[1]]:
+                    best = (layer, e)
+        kept[best[0]].add(best[1])
+    return [sorted(k) for k in kept]
+
+
+SCORED = ("mass", "frequency", "gate", "energy", "ean", "man", "msan", "reap")
+
+
+# --------------------------------------------------------------------------- criteria
+
+
+@pytest.mark.parametrize("criterion", SCORED)
+@pytest.mark.parametrize("r", [2, 5])
+def test_each_criterion_matches_a_per_expert_loop(bundles, criterion, r):
+    mask = make_mask(criterion, bundles, r=r)
+    for layer in range(L):
+        scores = [naive_score(criterion, bundles, layer, e) for e in range(E)]
+        assert mask.layers[layer] == naive_top(scores, r), (criterion, layer)
+    assert mask.criterion == criterion and mask.top_k == K
+    assert mask.sources == [str(b.path) for b in bundles]
+
+
+def test_per_routed_token_criteria_score_never_routed_experts_zero(bundles):
+    # Experts 6 and 7 of layer 1 have a huge act_norm_sum but were never routed.
+    man = make_mask("man", bundles, r=6).layers[1]
+    ean = make_mask("ean", bundles, r=2).layers[1]
+    assert 6 not in man and 7 not in man
+    assert ean == [6, 7]
+
+
+@pytest.mark.parametrize("criterion", ["mass", "reap", "frequency"])
+def test_global_budget_matches_a_naive_greedy(bundles, criterion):
+    for total in (L * K, 10, 17, L * E):
+        mask = make_mask(criterion, bundles, budget=total)
+        scores = [[naive_score(criterion, bundles, l, e) for e in range(E)] for l in range(L)]
+        assert mask.layers == naive_global(scores, total, K), (criterion, total)
+        assert mask.total_kept == total and min(mask.kept_per_layer) >= K
+        assert mask.budget == {"kind": "global", "total": total, "min_per_layer": K}
+
+
+def test_global_budget_never_goes_below_top_k_in_a_hand_worked_case(tmp_path):
+    # Layer 0 holds all the mass; a pure global ranking would give layer 1 nothing.
+    prob = np.zeros((1, 2, 4), dtype=np.float32)
+    prob[0, 0] = [0.4, 0.3, 0.2, 0.1]
+    prob[0, 1] = [0.0, 0.0, 0.0, 0.0]
+    prob[0, 1, 3] = 1e-6
+    path = make_bundle(
+        tmp_path / "h.safetensors",
+        n=1,
+        layers=2,
+        experts=4,
+        top_k=2,
+        token_count=np.array([1]),
+        prob_sum=prob,
+        energy=False,
+    )
+    mask = make_mask("mass", [load_bundle(path)], budget=5)
+    assert mask.layers == [[0, 1, 2], [0, 3]]  # layer 1: expert 3, then the tie goes to 0
+
+
+def test_ties_go_to_the_lower_expert(tmp_path):
+    prob = np.full((1, 1, 6), 0.1, dtype=np.float32)
+    prob[0, 0, 4] = 0.5
+    path = make_bundle(
+        tmp_path / "t.safetensors",
+        n=1,
+        layers=1,
+        experts=6,
+        top_k=1,
+        token_count=np.array([1]),
+        prob_sum=prob,
+        energy=False,
+    )
+    assert make_mask("mass", [load_bundle(path)], r=3).layers == [[0, 1, 4]]
+
+
+def naive_coverage(bundles, layer, r) -> list[int]:
+    kept: list[int] = []
+    while len(kept) < r:
+        for bundle in bundles:
+            scores = [naive_score("mass", [bundle], layer, e) for e in range(E)]
+            left = [e for e in range(E) if e not in kept]
+            best = left[0]
+            for e in left:
+                if scores[e] > scores[best]:
+                    best = e
+            kept.append(best)
+            if len(kept) == r:
+                break
+    return sorted(kept)
+
+
+@pytest.mark.parametrize("r", [1, 3, 4, 8])
+def test_coverage_is_a_round_robin_over_each_bundles_ranking(bundles, r):
+    mask = make_mask("coverage", bundles, r=r, min_per_layer=None) if r >= K else None
+    if mask is None:
+        with pytest.raises(LensError, match="below the model's top-k"):
+            make_mask("coverage", bundles, r=r)
+        return
+    for layer in range(L):
+        assert mask.layers[layer] == naive_coverage(bundles, layer, r)
+
+
+def test_coverage_keeps_each_datasets_favourite(tmp_path):
+    # A likes experts 0,1; B likes 6,7: coverage at r=2 keeps 0 and 6, pooled mass keeps 0 and 1.
+    def peaked(favourites, weight):
+        prob = np.full((1, 1, 8), 0.01, dtype=np.float32)
+        for e, w in zip(favourites, weight):
+            prob[0, 0, e] = w
+        return prob
+
+    a = make_bundle(
+        tmp_path / "a.safetensors",
+        n=1,
+        layers=1,
+        experts=8,
+        top_k=1,
+        token_count=np.array([100]),
+        prob_sum=peaked([0, 1], [50, 40]),
+        energy=False,
+    )
+    b = make_bundle(
+        tmp_path / "b.safetensors",
+        n=1,
+        layers=1,
+        experts=8,
+        top_k=1,
+        token_count=np.array([1]),
+        prob_sum=peaked([6, 7], [0.5, 0.4]),
+        energy=False,
+    )
+    pair = [load_bundle(a), load_bundle(b)]
+    assert make_mask("coverage", pair, r=2).layers == [[0, 6]]
+    assert make_mask("mass", pair, r=2).layers == [[0, 1]]
+
+
+def test_global_coverage_round_robins_over_whole_model_rankings(bundles):
+    total = 11
+    mask = make_mask("coverage", bundles, budget=total)
+    # naive: floors from per-layer coverage, then round-robin over each bundle's global ranking
+    kept = [set(naive_coverage(bundles, l, K)) for l in range(L)]
+    rankings = []
+    for bundle in bundles:
+        pairs = [(l, e) for l in range(L) for e in range(E)]
+        scores = {p: naive_score("mass", [bundle], *p) for p in pairs}
+        rankings.append(sorted(pairs, key=lambda p: (-scores[p], p)))
+    order, taken = [], set()
+    while len(taken) < L * E:
+        for ranking in rankings:
+            pick = next((p for p in ranking if p not in taken), None)
+            if pick is not None:
+                taken.add(pick)
+                order.append(pick)
+    left = total - L * K
+    for l, e in order:
+        if left == 0:
+            break
+        if e not in kept[l]:
+            kept[l].add(e)
+            left -= 1
+    assert mask.layers == [sorted(k) for k in kept]
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize(
+    "criterion,missing",
+    [
+        ("frequency", "topk_count"),
+        ("gate", "weight_sum"),
+        ("ean", "act_norm_sum"),
+        ("man", "act_norm_sum"),
+        ("msan", "act_sqnorm_sum"),
+        ("reap", "reap_sum"),
+        ("energy", "energy_sum"),
+    ],
+)
+def test_missing_statistic_names_the_bundle_the_statistic_and_the_fix(tmp_path, criterion, missing):
+    path = make_bundle(tmp_path / "bare.safetensors", n=3, layers=L, experts=E, energy=False)
+    with pytest.raises(LensError) as err:
+        make_mask(criterion, [load_bundle(path)], r=2)
+    message = str(err.value)
+    assert str(path) in message and f"criterion '{criterion}'" in message
+    assert f"'{missing}'" in message and "lens collect" in message and "\n" not in message
+
+
+def test_budget_arguments_are_checked(bundles):
+    with pytest.raises(LensError, match="exactly one"):
+        make_mask("mass", bundles, r=2, budget=10)
+    with pytest.raises(LensError, match="exactly one"):
+        make_mask("mass", bundles)
+    with pytest.raises(LensError, match="below the model's top-k of 2"):
+        make_mask("mass", bundles, r=1)
+    with pytest.raises(LensError, match=r"budget=5 is outside 6\.\.24"):
+        make_mask("mass", bundles, budget=5)
+    with pytest.raises(LensError, match="outside 1..8"):
+        make_mask("mass", bundles, r=9)
+    with pytest.raises(LensError, match="unknown criterion"):
+        make_mask("magic", bundles, r=2)
+
+
+def test_bundles_of_different_models_are_refused(tmp_path, bundles):
+    other = make_bundle(tmp_path / "o.safetensors", layers=L, experts=E, model="other")
+    with pytest.raises(LensError, match="one model"):
+        make_mask("mass", [*bundles, load_bundle(other)], r=2)
+    wide = make_bundle(tmp_path / "w.safetensors", layers=L, experts=16)
+    with pytest.raises(LensError, match="same model"):
+        make_mask("mass", [bundles[0], load_bundle(wide)], r=2)
+
+
+# --------------------------------------------------------------------------- the mask file
+
+
+def test_mask_file_round_trip_has_exactly_the_spec_keys(bundles, tmp_path):
+    mask = make_mask("reap", bundles, r=3)
+    path = write_mask(tmp_path / "m.json", mask)
+    doc = json.loads(path.read_text())
+    spec_keys = {"format", "model", "num_experts", "criterion", "sources", "layers"}
+    assert spec_keys <= set(doc)
+    assert doc["format"] == MASK_FORMAT and doc["num_experts"] == E
+    assert doc["model"] == "tiny-moe" and doc["criterion"] == "reap"
+    assert doc["layers"] == mask.layers and all(ids == sorted(ids) for ids in doc["layers"])
+    back = read_mask(path)
+    assert back.layers == mask.layers and back.top_k == K and back.budget == mask.budget
+    assert back.sources == mask.sources and back.path == path
+
+
+def _doc(**changes):
+    doc = {
+        "format": MASK_FORMAT,
+        "model": "m",
+        "num_experts": 4,
+        "criterion": "mass",
+        "sources": [],
+        "layers": [[0, 1], [2, 3]],
+    }
+    doc.update(changes)
+    return doc
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"layers": [[0, 4], [1, 2]]}, "layer 0 names expert 4, outside 0..3"),
+        ({"layers": [[0, 1], [2, 2]]}, "layer 1 lists expert 2 more than once"),
+        ({"layers": [[0, 1], []]}, "layer 1 keeps no experts"),
+        ({"layers": [[0, "1"]]}, "layer 0 must be a list of integer expert ids"),
+        ({"format": "other"}, "not a mask file"),
+        ({"num_experts": 0}, "num_experts must be a positive integer"),
+    ],
+)
+def test_bad_mask_files_are_refused_with_one_line(tmp_path, changes, message):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_doc(**changes)))
+    with pytest.raises(LensError) as err:
+        read_mask(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unsorted_ids_are_sorted_and_missing_keys_refused(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(_doc(layers=[[3, 0], [2, 1]])))
+    assert read_mask(path).layers == [[0, 3], [1, 2]]
+    doc = _doc()
+    del doc["sources"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(LensError, match="mask has no 'sources'"):
+        read_mask(path)
+    path.write_text("{not json")
+    with pytest.raises(LensError, match="not valid JSON"):
+        read_mask(path)
+
+
+def test_check_mask_fits_refuses_wrong_shapes_and_short_layers():
+    mask = Mask(model="m", num_experts=4, criterion="mass", sources=[], layers=[[0, 1], [2]])
+    with pytest.raises(LensError, match="mask has 2 layers but M has 3 MoE layers"):
+        check_mask_fits(mask, num_layers=3, num_experts=4, top_k=1, where="x", what="M")
+    with pytest.raises(LensError, match="mask is for 4 experts per layer but M has 8"):
+        check_mask_fits(mask, num_layers=2, num_experts=8, top_k=1, where="x", what="M")
+    with pytest.raises(
+        LensError, match="layer 1 keeps 1 experts, fewer than the model's top-k of 2"
+    ):
+        check_mask_fits(mask, num_layers=2, num_experts=4, top_k=2, where="x", what="M")
+    check_mask_fits(mask, num_layers=2, num_experts=4, top_k=1, where="x", what="M")
+
+
+def test_every_criterion_is_documented():
+    assert set(CRITERIA) == {
+        "mass",
+        "frequency",
+        "gate",
+        "energy",
+        "ean",
+        "man",
+        "msan",
+        "reap",
+        "aimer",
+        "coverage",
+    }
+
+
+def test_masks_and_prune_modules_do_not_import_torch():
+    code = (
+        "import sys, core.masks, core.masks_compare, core.prune.surgery, core.prune.aimer, "
+        "lens_tui.commands.masks, lens_tui.commands.prune;"
+        "print(','.join(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""

@@ -23,7 +23,7 @@ import json
 import os
 import struct
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,7 +177,18 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     return bundle
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+def _read_safetensors(
+    path: Path, *, bfloat16_as_uint16: bool = False
+) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """Map every tensor of a safetensors file (header checked against the file size).
+
+    numpy has no bfloat16; with ``bfloat16_as_uint16`` such tensors come back as
+    their raw 16-bit patterns (see :func:`bfloat16_to_float32`), otherwise they
+    are refused like any unsupported dtype.
+    """
+    dtypes = (
+        {**_SAFETENSORS_DTYPES, "BF16": np.uint16} if bfloat16_as_uint16 else _SAFETENSORS_DTYPES
+    )
     size = path.stat().st_size
     if size == 0:
         raise BundleError(f"{path}: empty file")
@@ -206,7 +217,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]
             shape = tuple(int(s) for s in shape)
         except (KeyError, TypeError, ValueError):
             raise BundleError(f"{path}: tensor {name!r} has a malformed header entry") from None
-        dtype = _SAFETENSORS_DTYPES.get(dtype_name)
+        dtype = dtypes.get(dtype_name)
         if dtype is None:
             raise BundleError(f"{path}: tensor {name!r} has unsupported dtype {dtype_name}")
         dtype = np.dtype(dtype).newbyteorder("<")
@@ -222,6 +233,19 @@ def _read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]
                 path, dtype=dtype, mode="r", offset=data_start + begin, shape=shape
             )
     return {str(k): str(v) for k, v in metadata.items()}, tensors
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """Metadata and memory-mapped tensors of any safetensors file (bfloat16 as uint16)."""
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"{path}: no such file")
+    return _read_safetensors(path, bfloat16_as_uint16=True)
+
+
+def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """Widen raw bfloat16 bit patterns (uint16) to float32 exactly."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
 def _read_legacy_pt(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
@@ -389,6 +413,79 @@ def write_bundle(
 
     atomic_write_bytes(path, save(arrays, metadata=meta))
     return path
+
+
+_NUMPY_TO_SAFETENSORS = {np.dtype(v).newbyteorder("<"): k for k, v in _SAFETENSORS_DTYPES.items()}
+
+
+def write_bundle_streaming(
+    path: str | os.PathLike[str],
+    layout: Mapping[str, tuple[np.dtype, tuple[int, ...]]],
+    blocks: Iterable[tuple[str, np.ndarray]],
+    metadata: Mapping[str, str],
+) -> Path:
+    """Write a bundle block by block, so memory never holds a whole tensor.
+
+    ``layout`` gives each tensor's dtype and shape, in file order; ``blocks``
+    yields ``(name, rows)`` in that same order, the rows of each tensor in
+    sequence. The file is checked with :func:`load_bundle` before it is
+    renamed into place, so a wrong layout never produces a bundle.
+    """
+    path = Path(path)
+    header: dict[str, object] = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}}
+    offset = 0
+    sizes: dict[str, int] = {}
+    for name, (dtype, shape) in layout.items():
+        dtype = np.dtype(dtype).newbyteorder("<")
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        header[name] = {
+            "dtype": _NUMPY_TO_SAFETENSORS[dtype],
+            "shape": list(shape),
+            "data_offsets": [offset, offset + size],
+        }
+        sizes[name] = size
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_current_umask())
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(struct.pack("<Q", len(raw)) + raw)
+            written = dict.fromkeys(layout, 0)
+            order = list(layout)
+            current = 0  # index in `order` of the tensor being written
+            for name, rows in blocks:
+                while current < len(order) and written[order[current]] == sizes[order[current]]:
+                    current += 1
+                if current == len(order) or order[current] != name:
+                    raise BundleError(f"{path}: tensor {name!r} written out of layout order")
+                data = np.ascontiguousarray(rows, dtype=layout[name][0]).tobytes()
+                written[name] += len(data)
+                if written[name] > sizes[name]:
+                    raise BundleError(f"{path}: too many rows for tensor {name!r}")
+                handle.write(data)
+            short = [n for n in order if written[n] != sizes[n]]
+            if short:
+                raise BundleError(f"{path}: tensor {short[0]!r} is incomplete")
+            handle.flush()
+            os.fsync(handle.fileno())
+        validate(Bundle(path=path, **_read_for_validation(Path(tmp), path)))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _read_for_validation(tmp: Path, final: Path) -> dict:
+    try:
+        metadata, tensors = _read_safetensors(tmp)
+    except BundleError as exc:
+        raise BundleError(str(exc).replace(str(tmp), str(final))) from None
+    return {"metadata": metadata, "tensors": tensors}
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

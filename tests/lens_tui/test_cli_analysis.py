@@ -12,19 +12,7 @@ import pytest
 
 from tests.conftest import make_bundle
 from tests.core import reference as ref
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def lens(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lens_tui", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "COLUMNS": "120"},
-        timeout=120,
-    )
+from tests.lens_tui.cli_helpers import ROOT, assert_clean_error, lens
 
 
 @pytest.fixture(scope="module")
@@ -116,37 +104,27 @@ def test_human_tables(bundles):
     assert "converged" in lens("ablate", a, "--r", "2", "--step", "2").stdout
 
 
-def _assert_clean_error(result: subprocess.CompletedProcess, *needles: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert result.stdout == ""
-
-
 def test_errors_are_one_clean_line(bundles, tmp_path):
     a, b = bundles
-    _assert_clean_error(
+    assert_clean_error(
         lens("stats", tmp_path / "missing.safetensors", "--json"),
         "missing.safetensors",
         "no such file",
     )
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\x00\x01garbage" * 50)
-    _assert_clean_error(lens("compare", a, garbage, "--r", "2", "--json"), "garbage.safetensors")
+    assert_clean_error(lens("compare", a, garbage, "--r", "2", "--json"), "garbage.safetensors")
     truncated = tmp_path / "t.safetensors"
     truncated.write_bytes(a.read_bytes()[:-100])
-    _assert_clean_error(lens("stats", truncated), "t.safetensors", "truncated")
-    _assert_clean_error(lens("compare", a, b, "--r", "0", "--json"), "r=0", "1..8")
-    _assert_clean_error(lens("compare", a, b, "--r", "9"), "r=9")
+    assert_clean_error(lens("stats", truncated), "t.safetensors", "truncated")
+    assert_clean_error(lens("compare", a, b, "--r", "0", "--json"), "r=0", "1..8")
+    assert_clean_error(lens("compare", a, b, "--r", "9"), "r=9")
     other = make_bundle(tmp_path / "other.safetensors", experts=16)
-    _assert_clean_error(lens("compare", a, other, "--r", "2"), "other.safetensors", "E=16")
-    _assert_clean_error(lens("ablate", a, "--r", "2", "--step", "50"), "step 50")
+    assert_clean_error(lens("compare", a, other, "--r", "2"), "other.safetensors", "E=16")
+    assert_clean_error(lens("ablate", a, "--r", "2", "--step", "50"), "step 50")
     empty = tmp_path / "empty.safetensors"
     empty.write_bytes(b"")
-    _assert_clean_error(lens("stats", empty), "empty")
+    assert_clean_error(lens("stats", empty), "empty")
 
 
 def test_zero_tokens_and_no_samples_are_clean_errors(tmp_path):
@@ -165,7 +143,7 @@ def test_zero_tokens_and_no_samples_are_clean_errors(tmp_path):
         str(zero),
         metadata=meta,
     )
-    _assert_clean_error(lens("stats", zero), "zero.safetensors", "zero tokens")
+    assert_clean_error(lens("stats", zero), "zero.safetensors", "zero tokens")
     none = tmp_path / "none.safetensors"
     save_file(
         {
@@ -176,7 +154,7 @@ def test_zero_tokens_and_no_samples_are_clean_errors(tmp_path):
         str(none),
         metadata=meta,
     )
-    _assert_clean_error(lens("stats", none), "none.safetensors", "no samples")
+    assert_clean_error(lens("stats", none), "none.safetensors", "no samples")
 
 
 def test_version_and_help():

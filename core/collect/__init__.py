@@ -1,0 +1,17 @@
+"""Collection: capture router statistics from transformers MoE models into bundles.
+
+Modules (torch and transformers are imported lazily, inside functions, so
+``import core.collect`` stays light):
+
+- ``config``   — :class:`CollectConfig`, :class:`CollectProgress`, cancellation
+- ``data``     — samples from .txt/.jsonl/.json/.parquet files or a `datasets` name
+- ``families`` — where each MoE family keeps its router and experts
+- ``capture``  — the hooks and the recording experts forward
+- ``partial``  — resumable state beside the bundle being written
+- ``raw``      — per-token raw shards (``--keep-raw``) and ``lens index``
+- ``runner``   — :func:`run_collection`, the pipeline every caller uses
+"""
+
+from core.collect.config import CollectConfig, CollectionCancelled, CollectProgress
+
+__all__ = ["CollectConfig", "CollectProgress", "CollectionCancelled"]

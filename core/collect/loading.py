@@ -1,0 +1,122 @@
+"""Load a transformers MoE model and its tokenizer for collection, with clear errors.
+
+A local folder or a hub id both work (the hub path needs network access and
+is not exercised by the tests). ``trust_remote_code`` is passed only when the
+user asked for it. GPT-OSS checkpoints quantised to MXFP4 are loaded
+dequantised: on GPU the MXFP4 kernel replaces the MLP with one that bypasses
+the router module, and the hooks would see nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from core.collect.config import CollectConfig
+from core.errors import LensError
+
+
+def resolve_device(device: str) -> Any:
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise LensError(f"--device {device!r} is not a device (try cpu, cuda or cuda:1)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise LensError(f"--device {device}: CUDA is not available on this machine")
+    return resolved
+
+
+def resolve_dtype(dtype: str) -> Any:
+    import torch
+
+    return "auto" if dtype == "auto" else getattr(torch, dtype)
+
+
+def _load_error(model: str, exc: BaseException) -> LensError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if Path(model).exists():
+        return LensError(f"{model}: could not load the model ({text[:240]})")
+    return LensError(
+        f"{model}: not a local model folder, and loading it from the hub failed ({text[:240]})"
+    )
+
+
+def load_model_and_tokenizer(config: CollectConfig) -> tuple[Any, Any]:
+    """The model in eval mode on its device(s), and a tokenizer that can pad."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    model_id = config.model
+    path = Path(model_id)
+    if (model_id.startswith((".", "/", "~")) or path.exists()) and not path.is_dir():
+        raise LensError(f"{model_id}: no such model folder")
+    if path.is_dir() and not (path / "config.json").exists():
+        raise LensError(f"{model_id}: not a model folder (no config.json)")
+    remote = {"trust_remote_code": True} if config.trust_remote_code else {}
+    try:
+        model_config = AutoConfig.from_pretrained(model_id, **remote)
+    except Exception as exc:
+        raise _load_error(model_id, exc) from None
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(config.dtype), **remote}
+    quant = getattr(model_config, "quantization_config", None)
+    quant_method = quant.get("quant_method") if isinstance(quant, dict) else None
+    if quant_method == "mxfp4":
+        from transformers import Mxfp4Config
+
+        kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
+    device = None
+    if config.device_map:
+        kwargs["device_map"] = config.device_map
+    else:
+        device = resolve_device(config.device)
+    try:
+        with _quiet_progress_bars():
+            model = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
+    except Exception as exc:
+        raise _load_error(model_id, exc) from None
+    if device is not None:
+        model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_id, **remote)
+    except Exception as exc:
+        raise LensError(f"{model_id}: could not load its tokenizer ({exc})") from None
+    if tokenizer.pad_token_id is None:
+        # Padding positions are masked out of every statistic; any id works as filler.
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is not None:
+            tokenizer.pad_token = fallback
+    if config.padding_side:
+        tokenizer.padding_side = config.padding_side
+    return model, tokenizer
+
+
+@contextmanager
+def _quiet_progress_bars() -> Iterator[None]:
+    """transformers' own "Loading weights" bars would interleave with ours."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def describe_model(model: Any) -> dict[str, str]:
+    """Provenance about the loaded model, for bundle metadata."""
+    config = getattr(model, "config", None)
+    return {
+        "model_type": str(getattr(config, "model_type", "unknown")),
+        "architecture": type(model).__name__,
+        "model_dtype": str(getattr(model, "dtype", "unknown")).removeprefix("torch."),
+        "device": str(getattr(model, "device", "unknown")),
+    }

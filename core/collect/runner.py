@@ -1,0 +1,419 @@
+"""Run a collection: data → tokenizer → batched forward with capture → bundle.
+
+This is the one pipeline behind ``lens collect``, the TUI's collection view,
+the sample-bundle build script and distributed runs (see
+``docs/dev/collect-api.md``). It imports torch only inside
+:func:`run_collection`, so importing it is cheap.
+
+The flow:
+
+1. read the samples (``core.collect.data``) and tokenize each one alone,
+   truncated to ``max_length``;
+2. if ``out`` is already the finished bundle of this very run, stop there;
+   otherwise open the resumable state beside it (``core.collect.partial``)
+   and skip samples saved by an interrupted run;
+3. batch the remaining samples longest first (padding waste stays low and an
+   out-of-memory error shows up at once, not hours in), pad them, and run the
+   model's backbone (no LM head: logits are not needed) with
+   :class:`~core.collect.capture.RouterCapture` attached;
+4. every ``checkpoint_seconds`` (and on cancel, error or the end) save the
+   finished samples as a chunk;
+5. assemble the chunks in sample order into the bundle, atomically, streaming.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import __version__
+from core.bundle import OPTIONAL_TENSORS, BundleError, bundle_metadata, load_bundle
+from core.collect.config import CollectConfig, CollectionCancelled, CollectProgress
+from core.collect.data import Sample, load_samples, samples_digest
+from core.collect.partial import PartialRun
+from core.errors import LensError
+
+__all__ = [
+    "CollectConfig",
+    "CollectProgress",
+    "CollectionCancelled",
+    "run_collection",
+]
+
+ProgressCallback = Callable[[CollectProgress], None]
+
+#: Bumped when a change would make a resumed run mix incompatible chunks.
+RUN_FORMAT = 1
+
+
+class _Reporter:
+    """Turns counters into :class:`CollectProgress` snapshots for the callback."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self.callback = callback
+        self.start = time.perf_counter()
+        self.collect_start: float | None = None
+        self.new_samples = 0
+        self.new_tokens = 0
+        self.samples_done = 0
+        self.samples_total = 0
+        self.tokens_done = 0
+
+    def __call__(self, stage: str, message: str = "") -> None:
+        if self.callback is None:
+            return
+        now = time.perf_counter()
+        busy = now - self.collect_start if self.collect_start is not None else 0.0
+        self.callback(
+            CollectProgress(
+                stage=stage,
+                samples_done=self.samples_done,
+                samples_total=self.samples_total,
+                tokens_done=self.tokens_done,
+                elapsed_s=now - self.start,
+                samples_per_s=self.new_samples / busy if busy > 0 else 0.0,
+                tokens_per_s=self.new_tokens / busy if busy > 0 else 0.0,
+                message=message,
+            )
+        )
+
+
+def dataset_label(config: CollectConfig) -> str:
+    """The dataset name stored in the bundle: given, or the data file's stem, or the name."""
+    if config.dataset_name:
+        return config.dataset_name
+    path = Path(config.data)
+    if path.exists():
+        return path.stem
+    return config.data + (f":{config.dataset_config}" if config.dataset_config else "")
+
+
+def run_fingerprint(config: CollectConfig, samples: list[Sample]) -> dict:
+    """Everything that changes the numbers: a resumed run must match it exactly."""
+    return {
+        "run_format": RUN_FORMAT,
+        "model": config.model,
+        "data": config.data,
+        "text_field": config.text_field,
+        "split": config.split,
+        "dataset_config": config.dataset_config,
+        "num_samples": config.num_samples,
+        "max_length": config.max_length,
+        "chat_template": config.chat_template,
+        "energy": config.energy,
+        "dtype": config.dtype,
+        "samples_sha256": samples_digest(samples),
+    }
+
+
+def tokenize(tokenizer: Any, samples: list[Sample], config: CollectConfig) -> list[list[int]]:
+    """Each sample alone, truncated to ``max_length``, special tokens as the tokenizer adds them."""
+    texts = [s.text for s in samples]
+    add_special = True
+    if config.chat_template:
+        if not getattr(tokenizer, "chat_template", None):
+            raise LensError(f"{config.model}: its tokenizer has no chat template (--chat-template)")
+        texts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False)
+            for t in texts
+        ]
+        add_special = False  # the template already holds the special tokens
+    encoded = tokenizer(
+        texts,
+        truncation=True,
+        max_length=config.max_length,
+        add_special_tokens=add_special,
+    )["input_ids"]
+    return [list(ids) for ids in encoded]
+
+
+def plan_batches(indices: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Longest first (ties by position), cut into batches: deterministic for resume."""
+    order = sorted(indices, key=lambda i: (-lengths[i], i))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def _finished(out: Path, fingerprint: dict) -> bool:
+    """Is ``out`` already the finished bundle of this exact run?"""
+    try:
+        bundle = load_bundle(out)
+    except BundleError:
+        return False
+    return bundle.metadata.get("collect_fingerprint") == json.dumps(fingerprint, sort_keys=True)
+
+
+def run_collection(
+    config: CollectConfig,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Path:
+    """Collect router statistics of ``config.model`` on ``config.data`` into ``config.out``.
+
+    ``progress`` is called from this thread after each stage change and batch;
+    ``should_stop`` is polled between batches, and a ``True`` saves what is
+    finished and raises :class:`CollectionCancelled` (a re-run resumes).
+    Errors a user can fix raise :class:`LensError` with one clear line.
+    """
+    config.validate()
+    report = _Reporter(progress)
+    out = config.out
+    report("loading", f"reading {config.data}")
+    samples = load_samples(
+        config.data,
+        text_field=config.text_field,
+        split=config.split,
+        dataset_config=config.dataset_config,
+        num_samples=config.num_samples,
+    )
+    fingerprint = run_fingerprint(config, samples)
+    partial = PartialRun(out, fingerprint)
+    if out.exists():
+        if _finished(out, fingerprint) and not config.overwrite:
+            partial.remove()
+            report.samples_done = report.samples_total = len(samples)
+            report("done", f"{out} is already complete")
+            return out
+        if not config.overwrite:
+            raise LensError(
+                f"{out}: already exists and is not this run's finished bundle; "
+                "pass --overwrite to replace it, or choose another --out"
+            )
+    report("loading", f"loading {config.model}")
+    from core.collect.loading import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(config)
+    from core.collect.families import find_moe_layers
+
+    layers = find_moe_layers(model)
+    report("tokenizing", f"tokenizing {len(samples)} samples")
+    token_ids = tokenize(tokenizer, samples, config)
+    usable = [i for i, ids in enumerate(token_ids) if ids]
+    if not usable:
+        raise LensError(f"{config.data}: no sample has any token after tokenization")
+    partial.open()
+    done = partial.done_samples() & set(usable)
+    report.samples_total = len(usable)
+    report.samples_done = len(done)
+    report.tokens_done = sum(len(token_ids[i]) for i in done)
+    raw_shard = None
+    if config.keep_raw is not None:
+        from core.collect.raw import drop_unfinished_shards, next_shard_number
+
+        config.keep_raw.mkdir(parents=True, exist_ok=True)
+        drop_unfinished_shards(config.keep_raw, {samples[i].example_id for i in done})
+        raw_shard = next_shard_number(config.keep_raw)
+    todo = [i for i in usable if i not in done]
+    lengths = [len(ids) for ids in token_ids]
+    batches = plan_batches(todo, lengths, config.batch_size)
+    resume_note = (
+        f"resuming: {len(done)} of {len(usable)} samples already collected" if done else ""
+    )
+    num_layers, num_experts, top_k = len(layers), layers[0].num_experts, layers[0].top_k
+    dataset = dataset_label(config)
+    raw_meta = {
+        "model": config.model,
+        "dataset": dataset,
+        "num_layers": str(num_layers),
+        "num_experts": str(num_experts),
+        "top_k": str(top_k),
+    }
+
+    job = _BatchJob(model, tokenizer, layers, config)
+    pending: list[dict[str, np.ndarray]] = []
+    last_save = time.perf_counter()
+
+    def save_pending() -> None:
+        nonlocal last_save
+        if pending:
+            partial.write_chunk({k: np.concatenate([p[k] for p in pending]) for k in pending[0]})
+            pending.clear()
+        last_save = time.perf_counter()
+
+    report("collecting", resume_note)
+    report.collect_start = time.perf_counter()
+    try:
+        with job:
+            for batch in batches:
+                if should_stop is not None and should_stop():
+                    save_pending()
+                    raise CollectionCancelled(
+                        f"collection stopped after {report.samples_done} of {len(usable)} samples; "
+                        f"finished samples are saved in {partial.folder} and re-running resumes"
+                    )
+                sums, token_count, probs = job.run([token_ids[i] for i in batch])
+                row = {
+                    "sample_index": np.asarray(batch, dtype=np.int64),
+                    "example_ids": np.array([samples[i].example_id for i in batch], np.int64),
+                    "token_count": token_count,
+                    **_bundle_dtypes(sums),
+                }
+                pending.append(row)
+                if raw_shard is not None:
+                    _write_raw(config.keep_raw, raw_shard, row, probs, raw_meta)
+                    raw_shard += 1
+                report.samples_done += len(batch)
+                report.new_samples += len(batch)
+                tokens = int(token_count.sum())
+                report.tokens_done += tokens
+                report.new_tokens += tokens
+                if time.perf_counter() - last_save >= config.checkpoint_seconds:
+                    save_pending()
+                report("collecting", resume_note)
+    finally:
+        save_pending()  # finished batches survive an error, a cancel or Ctrl-C
+
+    report("writing", f"writing {out}")
+    names = ["prob_sum", "token_count", "example_ids"] + [
+        name for name in OPTIONAL_TENSORS if name in job.capture_names
+    ]
+    metadata = bundle_metadata(
+        model=config.model,
+        dataset=dataset,
+        num_layers=num_layers,
+        num_experts=num_experts,
+        top_k=top_k,
+        **_provenance(config, model, layers, job, fingerprint, len(samples) - len(usable)),
+    )
+    partial.assemble(out, names, metadata)
+    partial.remove()
+    report("done", f"wrote {out}")
+    return out
+
+
+def _bundle_dtypes(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-sample sums in the bundle's dtypes (counts are exact integers in float32)."""
+    converted = {}
+    for name, values in sums.items():
+        if name == "topk_count":
+            converted[name] = np.rint(values).astype(np.int32)
+        else:
+            converted[name] = np.ascontiguousarray(values, dtype=np.float32)
+    return converted
+
+
+def _write_raw(
+    folder: Path, shard: int, row: dict[str, np.ndarray], probs: list[Any], meta: dict[str, str]
+) -> None:
+    from core.collect.raw import write_raw_shard
+
+    sums = {k: v for k, v in row.items() if k in OPTIONAL_TENSORS}
+    for layer, layer_probs in enumerate(probs):
+        write_raw_shard(
+            folder,
+            layer,
+            shard,
+            example_ids=row["example_ids"],
+            ntokens=row["token_count"],
+            routing_probs=layer_probs,
+            sums={name: values[:, layer, :] for name, values in sums.items()},
+            metadata=meta,
+        )
+
+
+class _BatchJob:
+    """Pads a batch, runs the model's backbone with capture on, returns the sums."""
+
+    def __init__(self, model: Any, tokenizer: Any, layers: list, config: CollectConfig) -> None:
+        from core.collect.capture import RouterCapture
+
+        self.model = model
+        self.backbone = getattr(model, getattr(model, "base_model_prefix", ""), model)
+        if not callable(self.backbone):
+            self.backbone = model
+        parameters = inspect.signature(self.backbone.forward).parameters
+        self.pass_positions = "position_ids" in parameters
+        embeddings = self.backbone.get_input_embeddings()
+        self.device = embeddings.weight.device
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.left = getattr(tokenizer, "padding_side", "right") == "left"
+        self.capture = RouterCapture(
+            layers, energy=config.energy, keep_token_probs=config.keep_raw is not None
+        )
+        self.capture_names = self.capture.names
+        self.batch_size = config.batch_size
+
+    def __enter__(self) -> _BatchJob:
+        self.capture.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.capture.close()
+
+    def run(self, sequences: list[list[int]]) -> tuple[dict[str, np.ndarray], np.ndarray, list]:
+        import torch
+
+        longest = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            span = slice(longest - len(seq), longest) if self.left else slice(0, len(seq))
+            ids[row, span] = torch.tensor(seq, dtype=torch.long)
+            mask[row, span] = 1
+        inputs: dict[str, Any] = {
+            "input_ids": ids.to(self.device),
+            "attention_mask": mask.to(self.device),
+            "use_cache": False,
+        }
+        if self.pass_positions:
+            # Positions count real tokens only, so a left-padded sample sees 0, 1, 2, ...
+            inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(self.device)
+        self.capture.begin_batch(inputs["attention_mask"])
+        try:
+            with torch.inference_mode():
+                self.backbone(**inputs)
+        except torch.OutOfMemoryError:
+            raise LensError(
+                f"out of memory on a batch of {len(sequences)} × {longest} tokens; finished "
+                "samples are saved: re-run with a smaller --batch-size (or --max-length) to resume"
+            ) from None
+        sums = self.capture.end_batch()
+        probs = self.capture.token_probs() if self.capture.keep_token_probs else []
+        return sums, mask.sum(dim=1).numpy().astype(np.int64), probs
+
+
+def _provenance(
+    config: CollectConfig,
+    model: Any,
+    layers: list,
+    job: _BatchJob,
+    fingerprint: dict,
+    skipped: int,
+) -> dict[str, object]:
+    import torch
+    import transformers
+
+    from core.collect.loading import describe_model
+
+    return {
+        **describe_model(model),
+        "tool": "expert-calibration-lens",
+        "tool_version": __version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "python_version": sys.version.split()[0],
+        "data_source": config.data,
+        "text_field": config.text_field,
+        "max_length": str(config.max_length),
+        "batch_size": str(config.batch_size),
+        "padding_side": "left" if job.left else "right",
+        "chat_template": str(config.chat_template).lower(),
+        "energy": str(config.energy).lower(),
+        "skipped_samples": str(skipped),
+        "routing": layers[0].family.routing,
+        "family": layers[0].family.name,
+        "layer_names": json.dumps([layer.name for layer in layers]),
+        "norm_method": job.capture.norm_method[0] if job.capture.norm_method else "none",
+        "collect_args": json.dumps(config.to_json(), sort_keys=True),
+        "collect_command": config.command,
+        "collect_fingerprint": json.dumps(fingerprint, sort_keys=True),
+        **config.extra_metadata,
+    }

@@ -1,0 +1,280 @@
+"""``lens collect`` and ``lens index``: build bundles from a model, or from kept raw shards.
+
+Both are thin shells over ``core.collect``; torch and transformers are imported
+only when the command runs, so ``lens --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from core.collect.config import CollectConfig, CollectProgress
+
+#: How often a non-terminal stderr (a log file, nohup, CI) gets a progress line.
+LOG_EVERY_S = 10.0
+
+
+class ProgressDisplay:
+    """A rich progress bar on stderr, or periodic log lines when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        self.console = Console(stderr=True, highlight=False)
+        self.progress: Progress | None = None
+        self.task = None
+        self.last_log = 0.0
+        self.stage = ""
+        self.message = ""
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.console.is_terminal:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.__enter__()
+            self.task = self.progress.add_task("loading", total=None, rate="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
+
+    def __call__(self, update: CollectProgress) -> None:
+        rate = (
+            f"{update.samples_per_s:,.1f} samples/s  {update.tokens_per_s:,.0f} tokens/s"
+            if update.samples_per_s
+            else ""
+        )
+        note = update.message if update.message != self.message else ""
+        self.message = update.message
+        if self.progress is not None:
+            self.progress.update(
+                self.task,
+                description=update.stage,
+                completed=update.samples_done,
+                total=update.samples_total or None,
+                rate=rate,
+            )
+            if note:
+                self.progress.console.print(f"[dim]{note}[/]")
+            return
+        now = time.monotonic()
+        if note or update.stage != self.stage or now - self.last_log >= LOG_EVERY_S:
+            self.last_log = now
+            self.stage = update.stage
+            parts = [update.stage]
+            if update.samples_total:
+                parts.append(f"{update.samples_done}/{update.samples_total} samples")
+            parts += [p for p in (rate, update.message) if p]
+            self.console.print("  ".join(parts))
+
+
+@click.command("collect")
+@click.option("--model", "-m", required=True, help="Local model folder or hub id.")
+@click.option(
+    "--data",
+    "-d",
+    required=True,
+    help="A .txt (one sample per non-empty line), .jsonl/.json (--text-field), .parquet file, or a `datasets` name.",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The bundle to write (*.safetensors).",
+)
+@click.option(
+    "--num-samples",
+    "-n",
+    type=int,
+    default=None,
+    help="Use the first N usable samples (default: all).",
+)
+@click.option(
+    "--max-length",
+    type=int,
+    default=512,
+    show_default=True,
+    help="Truncate each sample to this many tokens.",
+)
+@click.option(
+    "--batch-size", "-b", type=int, default=8, show_default=True, help="Samples per forward pass."
+)
+@click.option(
+    "--text-field",
+    default="text",
+    show_default=True,
+    help="Field holding the text in .jsonl/.json/.parquet/datasets.",
+)
+@click.option("--split", default="train", show_default=True, help="Split of a `datasets` name.")
+@click.option(
+    "--dataset-config", default=None, help="Config (subset) of a `datasets` name, e.g. 'en' for c4."
+)
+@click.option(
+    "--dataset-name",
+    default=None,
+    help="Dataset label stored in the bundle (default: the file's stem).",
+)
+@click.option(
+    "--no-energy",
+    is_flag=True,
+    help="Router statistics only: skip expert-output norms (energy, EAN, REAP).",
+)
+@click.option(
+    "--keep-raw",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also keep the paper's per-token shards (layerXXX_shardYYY) in this folder (large).",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--device-map",
+    default=None,
+    help="Spread a model too big for one GPU across devices (accelerate), e.g. 'auto'.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+    default="auto",
+    show_default=True,
+    help="Weights dtype ('auto': the checkpoint's own).",
+)
+@click.option(
+    "--chat-template",
+    is_flag=True,
+    help="Wrap each sample as a user turn with the tokenizer's chat template.",
+)
+@click.option(
+    "--padding-side",
+    type=click.Choice(["left", "right"]),
+    default=None,
+    help="Pad on this side (default: the tokenizer's). Statistics do not depend on it.",
+)
+@click.option(
+    "--trust-remote-code",
+    is_flag=True,
+    help="Allow the model's own Python code from the hub (off by default).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out.")
+@click.option(
+    "--checkpoint-every",
+    "checkpoint_seconds",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Save finished samples for resume at most this many seconds apart.",
+)
+def collect_command(**options: object) -> None:
+    """Collect router statistics of a MoE model on a calibration dataset into a bundle.
+
+    Runs the model once over the data with read-only hooks on every MoE layer
+    and writes, per sample, the sums of the dense router softmax, the top-k
+    counts and weights the model used, and (unless --no-energy) the norms of
+    the selected experts' outputs. The model's outputs are not changed.
+
+    Interrupted? Re-run the same command: finished samples are kept in
+    OUT.partial/ and only the rest is collected (a smaller --batch-size is
+    fine after running out of memory).
+
+    \b
+    Examples:
+      lens collect -m openai/gpt-oss-20b -d c4.jsonl -o c4.safetensors -n 512 --max-length 2048
+      lens collect -m ./my-moe -d allenai/c4 --dataset-config en --split validation -n 256 -o c4.safetensors
+      lens collect -m ./my-moe -d zh.txt -o zh.safetensors --no-energy --batch-size 4
+    """
+    from core.collect.runner import run_collection
+
+    config = CollectConfig(
+        model=str(options["model"]).rstrip("/") or "/",
+        data=str(options["data"]),
+        out=options["out"],
+        num_samples=options["num_samples"],
+        max_length=options["max_length"],
+        batch_size=options["batch_size"],
+        text_field=options["text_field"],
+        split=options["split"],
+        dataset_config=options["dataset_config"],
+        dataset_name=options["dataset_name"],
+        energy=not options["no_energy"],
+        keep_raw=options["keep_raw"],
+        device=options["device"],
+        device_map=options["device_map"],
+        dtype=options["dtype"],
+        chat_template=options["chat_template"],
+        padding_side=options["padding_side"],
+        trust_remote_code=options["trust_remote_code"],
+        overwrite=options["overwrite"],
+        checkpoint_seconds=options["checkpoint_seconds"],
+        command="lens " + shlex.join(sys.argv[1:]),
+    )
+    try:
+        with ProgressDisplay() as display:
+            path = run_collection(config, progress=display)
+    except KeyboardInterrupt:
+        click.echo(
+            f"interrupted: finished samples are saved in {config.out}.partial/; "
+            "re-run the same command to resume",
+            err=True,
+        )
+        sys.exit(130)
+    click.echo(f"wrote {path}", err=True)
+
+
+@click.command("index")
+@click.argument("raw_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out", "-o", type=click.Path(path_type=Path), required=True, help="The bundle to write."
+)
+@click.option("--model", default=None, help="Model name for the bundle (default: from the shards).")
+@click.option(
+    "--dataset", default=None, help="Dataset label (default: from the shards, or the folder name)."
+)
+@click.option(
+    "--top-k", type=int, default=None, help="Top-k of the model (default: from the shards)."
+)
+def index_command(
+    raw_dir: Path, out: Path, model: str | None, dataset: str | None, top_k: int | None
+) -> None:
+    """Compile kept raw shards (layerXXX_shardYYY) back into a bundle.
+
+    Reads the per-token shards written by `lens collect --keep-raw` (safetensors)
+    or the paper's `.pt` shards (loaded with weights_only=True only; anything
+    that needs unpickling is refused) and sums each sample's routing
+    probabilities over its tokens.
+
+    \b
+    Examples:
+      lens index raw/ --out c4.safetensors
+      lens index paper_shards/ --out c4.safetensors --model gpt-oss-20b --top-k 4
+    """
+    from core.collect.raw import index_raw
+
+    path = index_raw(raw_dir, out, model=model, dataset=dataset, top_k=top_k)
+    click.echo(f"wrote {path}", err=True)
+
+
+COMMANDS = [collect_command, index_command]

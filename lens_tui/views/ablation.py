@@ -1,0 +1,136 @@
+"""Ablation view: Jaccard vs calibration-sequence count for dataset A at budget r.
+
+``core.ablation.ablate`` does the work; this view holds the step, cap and
+shuffle settings and plots ``to_final`` and ``stepwise``.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from core.ablation import DEFAULT_CONVERGENCE, Ablation, ablate
+from core.engine import Profile
+from core.errors import LensError
+from lens_tui.render import fmt
+from lens_tui.widgets.colors import A_HEX
+from lens_tui.widgets.plots import AblationPlot
+
+#: Checkpoints a fresh bundle starts with (step = N // this).
+DEFAULT_CHECKPOINTS = 32
+SHUFFLE_SEED = 0
+
+
+class AblationView(Vertical, can_focus=True):
+    """Jaccard@r vs sequence count; step, cap and shuffle adjustable with keys."""
+
+    BINDINGS = [
+        Binding("s", "step(2)", "Step ×2", group=Binding.Group("step")),
+        Binding("S", "step(0.5)", "Step ÷2", group=Binding.Group("step")),
+        Binding("c", "cap(2)", "Cap ×2", group=Binding.Group("cap")),
+        Binding("C", "cap(0.5)", "Cap ÷2", group=Binding.Group("cap")),
+        Binding("z", "shuffle", "Shuffle"),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.step: int | None = None
+        self.cap: int | None = None
+        self.seed: int | None = None
+        self.threshold = DEFAULT_CONVERGENCE
+        self.result: Ablation | None = None
+        self._profile: Profile | None = None
+        self._label = ""
+        self._r = 1
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="ablation-settings")
+        yield Static(id="ablation-status")
+        yield AblationPlot(id="ablation-plot")
+
+    # ------------------------------------------------------------------ showing
+
+    def show_message(self, message: str) -> None:
+        self.result = None
+        self._profile = None
+        self.query_one("#ablation-settings", Static).update("")
+        self.query_one("#ablation-status", Static).update(Text(message, style="bold yellow"))
+        self.query_one(AblationPlot).clear_plot()
+
+    def show(self, profile: Profile, label: str, r: int) -> None:
+        """Run the ablation of ``profile`` at budget r with the current settings and plot it."""
+        if profile is not self._profile:
+            # A new dataset starts from its own defaults.
+            samples = profile.bundle.num_samples
+            self.step = max(1, samples // DEFAULT_CHECKPOINTS)
+            self.cap = samples
+        self._profile, self._label, self._r = profile, label, r
+        self._run()
+
+    def _run(self) -> None:
+        profile = self._profile
+        if profile is None or self.step is None or self.cap is None:
+            return
+        samples = profile.bundle.num_samples
+        self.cap = max(1, min(self.cap, samples))
+        self.step = max(1, min(self.step, self.cap))
+        try:
+            result = ablate(profile, self._r, self.step, self.cap, self.seed)
+        except LensError as exc:
+            self.show_message(str(exc))
+            self._profile = profile
+            return
+        self.result = result
+        converged = result.converged_at(self.threshold)
+        order = "shuffled (seed 0)" if self.seed is not None else "bundle order"
+        settings = Text()
+        settings.append(f"A {self._label}", style=f"bold {A_HEX}")
+        settings.append(
+            f"  r={self._r}  step={self.step}  cap={result.max_samples} of {samples:,}  "
+            f"{len(result.counts)} checkpoints  {order}"
+        )
+        self.query_one("#ablation-settings", Static).update(settings)
+        self.query_one("#ablation-status", Static).update(
+            convergence_text(result, self.threshold, converged)
+        )
+        self.query_one(AblationPlot).show(result, self.threshold, converged)
+
+    # ------------------------------------------------------------------ actions
+
+    def action_step(self, factor: float) -> None:
+        if self.step is None:
+            return
+        self.step = max(1, int(round(self.step * factor)))
+        self._run()
+
+    def action_cap(self, factor: float) -> None:
+        if self.cap is None or self._profile is None:
+            return
+        self.cap = max(1, min(int(round(self.cap * factor)), self._profile.bundle.num_samples))
+        self._run()
+
+    def action_shuffle(self) -> None:
+        self.seed = None if self.seed is not None else SHUFFLE_SEED
+        self._run()
+
+
+def convergence_text(result: Ablation, threshold: float, converged: int | None) -> Text:
+    text = Text()
+    last_step = result.stepwise[-1] if len(result.stepwise) > 1 else None
+    if converged is None:
+        text.append(
+            f"the mask has not converged (to-final Jaccard never stays ≥ {threshold:g})",
+            style="bold yellow",
+        )
+    else:
+        text.append(f"the mask has converged at n = {converged}", style="bold green")
+        text.append(f" (to-final Jaccard stays ≥ {threshold:g})")
+    if converged is not None and converged == result.counts[-1]:
+        text.append(
+            " — only at the last checkpoint: more sequences may still change it", style="yellow"
+        )
+    text.append(f"   last stepwise: {fmt(last_step)}", style="dim")
+    return text

@@ -1,0 +1,222 @@
+"""The main view: dataset A vs B at budget r — cards, verdict, per-layer sparklines, table, plot.
+
+Everything shown comes from ``core.engine.compare`` / ``verdict`` /
+``layer_distribution`` for the app's current selection; numbers go through
+``lens_tui.render.fmt`` exactly as the CLI prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, Vertical, VerticalScroll
+from textual.coordinate import Coordinate
+from textual.widgets import DataTable, Static
+
+from core import metrics as m
+from core.engine import SAFE_SURROGATE_MASS, Comparison, Profile, layer_distribution, verdict
+from lens_tui.messages import LayerPicked
+from lens_tui.render import BIVARIATE_LABELS, fmt
+from lens_tui.widgets.cards import MetricCard
+from lens_tui.widgets.colors import A_HEX, B_HEX
+from lens_tui.widgets.plots import KEPT_A_MARK, KEPT_B_MARK, ExpertPlot
+from lens_tui.widgets.sparkline import SparkRow
+
+
+@dataclass(frozen=True)
+class Column:
+    """One per-layer column: a bivariate key, or a univariate key of side "a" / "b"."""
+
+    key: str
+    side: str  # "" for bivariate, "a" or "b" for univariate
+    header: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.side}:{self.key}" if self.side else self.key
+
+    def value(self, row: dict) -> float | None:
+        return row[self.side][self.key] if self.side else row[self.key]
+
+
+CARD_LABELS = {
+    "sparsity_pct": "sparsity %",
+    "variance": "variance",
+    "n_eff": "N_eff",
+    "entropy_bits": "entropy",
+}
+SHORT_UNIVARIATE = {
+    "sparsity_pct": "sparse%",
+    "variance": "var",
+    "n_eff": "N_eff",
+    "entropy_bits": "H bits",
+}
+COLUMNS: tuple[Column, ...] = (
+    *(Column(k, "", BIVARIATE_LABELS[k]) for k in m.BIVARIATE_KEYS),
+    *(
+        Column(k, side, f"{SHORT_UNIVARIATE[k]} {side.upper()}")
+        for k in ("n_eff", "entropy_bits", "sparsity_pct", "variance")
+        for side in ("a", "b")
+    ),
+)
+
+
+class CompareView(VerticalScroll):
+    """A vs B: univariate and bivariate cards, the verdict, sparklines, layer table and plot."""
+
+    BINDINGS = [
+        Binding(
+            "l",
+            "toggle_layers",
+            "Layers ⇅",
+            tooltip="Jump to the per-layer table and plot, or back",
+        ),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.comparison: Comparison | None = None
+        self.document: dict | None = None
+        self.selected_layer = 0
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="cards"):
+            yield MetricCard(id="card-a", classes="card-a")
+            yield MetricCard(id="card-b", classes="card-b")
+            yield MetricCard(id="card-ab")
+        yield Static(id="verdict")
+        with Vertical(id="sparks"):
+            for column in COLUMNS:
+                color = A_HEX if column.side == "a" else B_HEX if column.side == "b" else "white"
+                yield SparkRow(
+                    column.header, column.key, color, id=f"spark-{column.id}".replace(":", "-")
+                )
+        with Container(id="layer-detail"):
+            yield DataTable(id="layer-table", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="plot-box"):
+                yield Static(id="plot-legend")
+                yield ExpertPlot(id="expert-plot")
+
+    def on_mount(self) -> None:
+        self.query_one("#sparks").border_title = "per layer (highlight: selected layer)"
+        table = self.query_one("#layer-table", DataTable)
+        table.add_column("layer", key="layer")
+        for column in COLUMNS:
+            table.add_column(column.header, key=column.id)
+
+    # ------------------------------------------------------------------ showing
+
+    def show_message(self, message: str) -> None:
+        """Nothing to compare (no bundles, or an error): say so and blank the numbers."""
+        self.comparison = None
+        self.document = None
+        for card_id in ("#card-a", "#card-b", "#card-ab"):
+            self.query_one(card_id, MetricCard).show("", [])
+        self.query_one("#verdict", Static).update(Text(message, style="bold yellow"))
+        for spark in self.query(SparkRow):
+            spark.set_values([], None)
+        self.query_one("#layer-table", DataTable).clear()
+        self.query_one("#plot-legend", Static).update("")
+        self.query_one(ExpertPlot).clear_plot()
+
+    def show(self, comparison: Comparison, label_a: str, label_b: str, layer: int) -> None:
+        """Show every figure of ``comparison`` (the engine's result for the selection)."""
+        self.comparison = comparison
+        doc = comparison.to_json()
+        self.document = doc
+        self._show_cards(comparison, doc, label_a, label_b)
+        self._show_table(doc)
+        self.show_layer(layer)
+
+    def _show_cards(self, comparison: Comparison, doc: dict, label_a: str, label_b: str) -> None:
+        for side, label, profile in (("a", label_a, comparison.a), ("b", label_b, comparison.b)):
+            means = doc["univariate_mean"][side]
+            self.query_one(f"#card-{side}", MetricCard).show(
+                f"{side.upper()} {label}",
+                [(CARD_LABELS[k], fmt(means[k], k)) for k in m.UNIVARIATE_KEYS],
+                _bundle_caption(profile),
+            )
+        self.query_one("#card-ab", MetricCard).show(
+            f"A vs B · r={comparison.r}",
+            [(BIVARIATE_LABELS[k], fmt(doc["mean"][k], k)) for k in m.BIVARIATE_KEYS],
+            "means over layers",
+        )
+        mean = comparison.mean
+        safe = any(
+            v is not None and v >= SAFE_SURROGATE_MASS
+            for v in (mean["retained_mass_a_to_b"], mean["retained_mass_b_to_a"])
+        )
+        verdict_text = Text("verdict: ", style="bold")
+        verdict_text.append(verdict(comparison), style="bold green" if safe else "bold yellow")
+        self.query_one("#verdict", Static).update(verdict_text)
+
+    def _show_table(self, doc: dict) -> None:
+        table = self.query_one("#layer-table", DataTable)
+        rows = doc["layers"]
+        if table.row_count != len(rows):
+            table.clear()
+            for row in rows:
+                table.add_row(*self._cells(row), key=str(row["layer"]), label=None)
+            return
+        # Same shape: update in place so the cursor (the selected layer) stays put.
+        for index, row in enumerate(rows):
+            for col, cell in enumerate(self._cells(row)):
+                table.update_cell_at(Coordinate(index, col), cell)
+
+    @staticmethod
+    def _cells(row: dict) -> list[Text]:
+        cells = [Text(str(row["layer"]), justify="right")]
+        cells += [Text(fmt(c.value(row), c.key), justify="right") for c in COLUMNS]
+        return cells
+
+    def show_layer(self, layer: int) -> None:
+        """Highlight ``layer`` in the sparklines and table and plot its expert distributions."""
+        if self.comparison is None or self.document is None:
+            return
+        self.selected_layer = layer
+        rows = self.document["layers"]
+        for column in COLUMNS:
+            spark = self.query_one(f"#spark-{column.id}".replace(":", "-"), SparkRow)
+            spark.set_values([column.value(row) for row in rows], layer)
+        table = self.query_one("#layer-table", DataTable)
+        if table.cursor_row != layer:
+            table.move_cursor(row=layer, scroll=True)
+        comparison = self.comparison
+        dist = layer_distribution(comparison.a, comparison.b, layer, comparison.r)
+        legend = Text()
+        legend.append(f"██ A above, {KEPT_A_MARK} kept by A   ", style=A_HEX)
+        legend.append(f"██ B below, {KEPT_B_MARK} kept by B", style=B_HEX)
+        self.query_one("#plot-legend", Static).update(legend)
+        self.query_one(ExpertPlot).show(dist)
+
+    # ------------------------------------------------------------------ events
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        if event.cursor_row != event.data_table.cursor_row:
+            return  # stale: the table was rebuilt or moved again since this was posted
+        if self.document is not None and event.cursor_row != self.selected_layer:
+            self.post_message(LayerPicked(event.cursor_row))
+
+    def action_toggle_layers(self) -> None:
+        table = self.query_one("#layer-table", DataTable)
+        table.focus(scroll_visible=False)
+        if self.scroll_y > 0:
+            self.scroll_home(animate=False)
+        else:
+            self.scroll_to_widget(self.query_one("#layer-detail"), top=True, animate=False)
+
+
+def _bundle_caption(profile: Profile) -> str:
+    return f"{profile.bundle.num_samples:,} seq · {compact_count(profile.tokens)} tok"
+
+
+def compact_count(count: int) -> str:
+    """4012 -> 4.0k, 2_500_000 -> 2.5M: short counts for captions."""
+    for size, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if count >= size:
+            return f"{count / size:.1f}{suffix}"
+    return str(count)

@@ -1,0 +1,1 @@
+"""Reusable widgets of the app: metric cards, sparkline rows, plotext panels."""

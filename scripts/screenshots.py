@@ -1,0 +1,94 @@
+"""Render PNG screenshots of every view of the app from its own SVG screenshots.
+
+    python scripts/screenshots.py [BUNDLES_OR_FOLDERS…] [--out screenshots]
+
+Opens the app headless on the bundles (default: sample_stats/), drives it with
+the same keys a user would press, exports Textual's SVG screenshot of each
+view and converts it with ``rsvg-convert`` (Debian: apt-get install -y
+librsvg2-bin). Textual's SVG asks for the "Fira Code" font; where that is not
+installed, fontconfig would fall back to a proportional font, so the SVG is
+pointed at an installed monospace font before conversion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lens_tui.app import build_app  # noqa: E402
+
+#: (file stem, terminal size, keys pressed after start-up)
+SHOTS: list[tuple[str, tuple[int, int], list[str]]] = [
+    ("compare-80x24", (80, 24), []),
+    ("compare-160x48", (160, 48), ["plus", "plus", "right_square_bracket"]),
+    ("compare-layers-80x24", (80, 24), ["l", "down", "down"]),
+    ("ablation-80x24", (80, 24), ["2"]),
+    ("ablation-160x48", (160, 48), ["2"]),
+    ("matrix-80x24", (80, 24), ["3"]),
+    ("matrix-160x48", (160, 48), ["3", "m"]),
+    ("collect-80x24", (80, 24), ["4"]),
+    ("help-80x24", (80, 24), ["question_mark"]),
+]
+MONO_FONTS = ("Fira Code", "DejaVu Sans Mono", "Liberation Mono", "Noto Sans Mono")
+
+
+def installed_mono_font() -> str:
+    for font in MONO_FONTS:
+        found = subprocess.run(
+            ["fc-match", "-f", "%{family}", font], capture_output=True, text=True
+        )
+        if found.returncode == 0 and font in found.stdout:
+            return font
+    return "monospace"
+
+
+async def capture(paths: list[Path], size: tuple[int, int], keys: list[str]) -> str:
+    app = build_app(paths)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        app.clear_notifications()
+        await pilot.pause()
+        return app.export_screenshot(title="Expert Calibration Lens")
+
+
+def to_png(svg: str, font: str, target: Path) -> None:
+    svg = re.sub(r'font-family: ?"?Fira Code"?(, ?monospace)?;', f'font-family: "{font}";', svg)
+    svg_path = target.with_suffix(".svg")
+    svg_path.write_text(svg)
+    subprocess.run(["rsvg-convert", str(svg_path), "-o", str(target)], check=True)
+    svg_path.unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="*", type=Path, default=[ROOT / "sample_stats"])
+    parser.add_argument("--out", type=Path, default=ROOT / "screenshots")
+    args = parser.parse_args()
+    if shutil.which("rsvg-convert") is None:
+        sys.exit("error: rsvg-convert not found (apt-get install -y librsvg2-bin)")
+    missing = [p for p in args.paths if not p.exists()]
+    if missing:
+        sys.exit(f"error: {missing[0]}: no such file or folder")
+    args.out.mkdir(parents=True, exist_ok=True)
+    font = installed_mono_font()
+    for stem, size, keys in SHOTS:
+        svg = asyncio.run(capture(args.paths, size, keys))
+        target = args.out / f"{stem}.png"
+        to_png(svg, font, target)
+        print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
+
+
+if __name__ == "__main__":
+    main()

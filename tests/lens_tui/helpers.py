@@ -1,0 +1,54 @@
+"""Helpers for driving the app in tests: fixture bundles and reading what is on screen."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from pathlib import Path
+
+from textual.app import App
+from textual.geometry import Region
+from textual.widget import Widget
+
+from tests.conftest import make_bundle
+
+#: Three bundles of one model (4 layers, 8 experts) with different routing, plus their order.
+NAMES = ("alpha", "beta", "gamma")
+
+
+def write_bundles(folder: Path, layers: int = 4, experts: int = 8) -> list[Path]:
+    """Three bundles sorted by name (the order the app loads a folder in)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        make_bundle(
+            folder / f"{name}.safetensors",
+            n=24 + 6 * i,
+            layers=layers,
+            experts=experts,
+            seed=10 + i,
+            concentration=0.2 + 0.3 * i,
+            energy=i != 2,
+        )
+        for i, name in enumerate(NAMES)
+    ]
+
+
+def screen_text(widget: Widget) -> str:
+    """The characters ``widget`` paints (border included), line by line."""
+    width, height = widget.region.size
+    return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, width, height)))
+
+
+def notifications(app: App) -> list[tuple[str, str]]:
+    """(severity, message) of every notification the app has raised and not yet expired."""
+    return [(n.severity, n.message) for n in app._notifications]
+
+
+def async_test(fn):
+    """Run an ``async def`` test with asyncio (no pytest async plugin needed)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper

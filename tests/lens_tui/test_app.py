@@ -1,0 +1,320 @@
+"""The app driven by keys through Pilot: every number shown equals the engine's for the selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from textual.widgets import DataTable, SelectionList
+
+from core import metrics as m
+from core.ablation import ablate
+from core.engine import Profile, compare, layer_distribution, verdict
+from core.matrix import matrix
+from lens_tui.app import NO_BUNDLES, TAU_LADDER, build_app
+from lens_tui.help import HelpScreen
+from lens_tui.render import BIVARIATE_LABELS, fmt
+from lens_tui.views.ablation import AblationView
+from lens_tui.views.compare import CARD_LABELS, COLUMNS, CompareView
+from lens_tui.views.matrix import ALIKE_RGB, DIFFERENT_RGB, MatrixView
+from lens_tui.widgets.cards import MetricCard
+from lens_tui.widgets.plots import KEPT_A_MARK, KEPT_B_MARK, AblationPlot, ExpertPlot
+from lens_tui.widgets.sparkline import BARS, SparkRow
+from tests.conftest import make_bundle
+from tests.lens_tui.helpers import async_test, notifications, screen_text, write_bundles
+
+SIZE = (100, 40)
+
+
+@pytest.fixture
+def paths(tmp_path):
+    return write_bundles(tmp_path / "bundles")
+
+
+def assert_compare_matches_engine(app, pa, pb, r, tau):
+    """Cards, verdict and every table cell against core.compare for (A, B, r, τ)."""
+    expected = compare(Profile.load(pa), Profile.load(pb), r, tau)
+    doc = expected.to_json()
+    card_ab = app.query_one("#card-ab", MetricCard)
+    for key in m.BIVARIATE_KEYS:
+        shown = card_ab.value(BIVARIATE_LABELS[key])
+        assert shown == fmt(doc["mean"][key], key), key
+        assert shown in screen_text(card_ab)
+    for side in ("a", "b"):
+        card = app.query_one(f"#card-{side}", MetricCard)
+        for key in m.UNIVARIATE_KEYS:
+            assert card.value(CARD_LABELS[key]) == fmt(doc["univariate_mean"][side][key], key)
+    assert verdict(expected) in str(app.query_one("#verdict").render())
+    table = app.query_one("#layer-table", DataTable)
+    assert table.row_count == len(doc["layers"])
+    for index, row in enumerate(doc["layers"]):
+        cells = [str(c) for c in table.get_row_at(index)]
+        assert cells[0] == str(row["layer"])
+        assert cells[1:] == [fmt(col.value(row), col.key) for col in COLUMNS]
+    return expected
+
+
+@async_test
+async def test_keys_change_a_b_r_tau_and_the_shown_numbers_follow_the_engine(paths):
+    app = build_app([paths[0].parent])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        # Folder order is by name; A = first, B = second, r = E // 4, τ = 0.01.
+        assert (app.a, app.b, app.r, app.tau) == (0, 1, 2, m.DEFAULT_TAU)
+        assert_compare_matches_engine(app, paths[0], paths[1], 2, m.DEFAULT_TAU)
+
+        await pilot.press("b", "plus", "plus", "a", "t")
+        await pilot.pause()
+        assert (app.a, app.b, app.r, app.tau) == (1, 2, 4, 0.02)
+        assert_compare_matches_engine(app, paths[1], paths[2], 4, 0.02)
+        bar = str(app.query_one("#controls").render())
+        assert "beta" in bar and "gamma" in bar and "r 4/8" in bar and "τ 0.02" in bar
+
+        await pilot.press("x", "minus", "T", "T")  # swap, r-1, τ two steps down
+        await pilot.pause()
+        assert (app.a, app.b, app.r, app.tau) == (2, 1, 3, TAU_LADDER[2])
+        assert_compare_matches_engine(app, paths[2], paths[1], 3, TAU_LADDER[2])
+
+        await pilot.press("B", "greater_than_sign", "greater_than_sign")  # E//16 = 0 → step 1
+        await pilot.pause()
+        assert (app.b, app.r) == (0, 5)
+        assert_compare_matches_engine(app, paths[2], paths[0], 5, TAU_LADDER[2])
+
+
+@async_test
+async def test_r_stays_within_one_to_e(paths):
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press(*["minus"] * 5)
+        assert app.r == 1
+        await pilot.press(*["plus"] * 12)
+        assert app.r == 8
+        await pilot.pause()
+        assert_compare_matches_engine(app, paths[0], paths[1], 8, m.DEFAULT_TAU)
+        assert app.query_one("#card-ab", MetricCard).value(BIVARIATE_LABELS["jaccard"]) == "1.0000"
+
+
+@async_test
+async def test_selecting_a_layer_plots_its_distributions_with_kept_experts_marked(paths):
+    app = build_app(paths)
+    async with app.run_test(size=(120, 50)) as pilot:
+        await pilot.pause()
+        await pilot.press("l", "down", "down")
+        await pilot.pause()
+        assert app.layer == 2
+        plot = app.query_one(ExpertPlot)
+        expected = layer_distribution(Profile.load(paths[0]), Profile.load(paths[1]), 2, app.r)
+        np.testing.assert_array_equal(plot.result.prob_a, expected.prob_a)
+        np.testing.assert_array_equal(plot.result.prob_b, expected.prob_b)
+        np.testing.assert_array_equal(plot.result.kept_a, expected.kept_a)
+        painted = screen_text(plot)
+        assert "layer 2" in painted
+        assert painted.count(KEPT_A_MARK) == app.r
+        assert painted.count(KEPT_B_MARK) == app.r
+        assert "█" in painted
+        # The sparkline rows highlight layer 2 and draw one bar per layer from the engine's values.
+        spark = app.query_one("#spark-js_divergence", SparkRow)
+        assert spark.selected == 2
+        js = compare(Profile.load(paths[0]), Profile.load(paths[1]), app.r).layers["js_divergence"]
+        bars = spark.bars()
+        assert len(bars) == 4
+        assert bars[int(np.argmax(js))] == BARS[-1] and bars[int(np.argmin(js))] == BARS[0]
+        painted = screen_text(spark)
+        assert any("".join(c * k for c in bars) in painted for k in range(1, 40))
+
+        await pilot.press("right_square_bracket")  # ] = next layer, from anywhere
+        await pilot.pause()
+        assert app.layer == 3 and app.query_one("#layer-table", DataTable).cursor_row == 3
+        assert "layer 3" in screen_text(plot)
+        await pilot.press("right_square_bracket")
+        assert app.layer == 3  # the last layer stays the last
+
+
+@async_test
+async def test_pearson_is_a_dash_when_a_bundle_has_no_energy(paths):
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("b")  # B = gamma, written without energy_sum
+        await pilot.pause()
+        card = app.query_one("#card-ab", MetricCard)
+        assert card.value(BIVARIATE_LABELS["pearson_energy"]) == "—"
+        assert "no data" in screen_text(app.query_one("#spark-pearson_energy", SparkRow))
+
+
+@async_test
+async def test_ablation_view_plots_the_engine_curve_and_steps_adjust(paths):
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("2")
+        await pilot.pause()
+        view = app.query_one(AblationView)
+        profile = Profile.load(paths[0])
+        samples = profile.bundle.num_samples  # 24
+        assert (view.step, view.cap) == (max(1, samples // 32), samples)
+        expected = ablate(profile, app.r, view.step, view.cap)
+        assert view.result.counts == expected.counts
+        assert view.result.to_final == expected.to_final
+        assert view.result.stepwise == expected.stepwise
+        status = str(app.query_one("#ablation-status").render())
+        converged = expected.converged_at()
+        assert (
+            (f"converged at n = {converged}" in status)
+            if converged
+            else ("not converged" in status)
+        )
+        painted = screen_text(app.query_one(AblationPlot))
+        assert f"Jaccard@{app.r} vs calibration sequences" in painted
+        assert "to final" in painted and "stepwise" in painted
+
+        await pilot.press("s", "s", "C", "plus")  # step ×4, cap ÷2, r + 1
+        await pilot.pause()
+        assert (view.step, view.cap) == (4, 12)
+        expected = ablate(profile, app.r, 4, 12)
+        assert view.result.r == app.r == 3
+        assert view.result.counts == [4, 8, 12] == expected.counts
+        assert view.result.to_final == expected.to_final
+
+        await pilot.press("z")  # shuffle with seed 0
+        await pilot.pause()
+        assert view.result.to_final == ablate(profile, 3, 4, 12, seed=0).to_final
+        assert "shuffled" in str(app.query_one("#ablation-settings").render())
+
+        await pilot.press("a")  # dataset A changes: the ablation follows, with its own defaults
+        await pilot.pause()
+        other = Profile.load(paths[1])
+        assert view.result.profile.bundle.path == other.bundle.path
+        assert view.cap == other.bundle.num_samples
+
+
+@async_test
+async def test_matrix_view_shows_the_engine_matrix_heat_coloured_and_bundles_can_be_untick(paths):
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("3")
+        await pilot.pause()
+        view = app.query_one(MatrixView)
+        table = app.query_one("#matrix-table", DataTable)
+        profiles = [Profile.load(p) for p in paths]
+        expected = matrix(profiles, app.r).to_json()
+        for key in ("js_divergence", "jaccard", "retained_mass"):
+            assert view.metric == key
+            for i in range(3):
+                cells = table.get_row_at(i)
+                assert [str(c) for c in cells[1:]] == [fmt(v, key) for v in expected[key][i]]
+            await pilot.press("m")
+            await pilot.pause()
+        # Heat colours: the most different off-diagonal JS cell is red, the most alike green.
+        js = np.array(expected["js_divergence"], dtype=float)
+        np.fill_diagonal(js, np.nan)
+        hi = np.unravel_index(np.nanargmax(js), js.shape)
+        lo = np.unravel_index(np.nanargmin(js), js.shape)
+        hex_of = "#{:02x}{:02x}{:02x}".format
+        cell_hi = table.get_row_at(int(hi[0]))[int(hi[1]) + 1]
+        cell_lo = table.get_row_at(int(lo[0]))[int(lo[1]) + 1]
+        assert hex_of(*DIFFERENT_RGB) in str(cell_hi.style)
+        assert hex_of(*ALIKE_RGB) in str(cell_lo.style)
+
+        # Untick the first bundle: the matrix covers the other two.
+        picker = app.query_one("#matrix-bundles", SelectionList)
+        assert picker.has_focus
+        await pilot.press("space")
+        await pilot.pause()
+        assert [p.bundle.path for p in view.result.profiles] == paths[1:]
+        assert table.row_count == 2
+        await pilot.press("down", "space")
+        await pilot.pause()
+        assert view.result is None
+        assert "at least two" in str(app.query_one("#matrix-title").render())
+
+
+@async_test
+async def test_a_corrupt_bundle_in_a_folder_is_reported_and_the_rest_load(tmp_path):
+    paths = write_bundles(tmp_path / "mixed")
+    broken = tmp_path / "mixed" / "broken.safetensors"
+    broken.write_bytes(paths[0].read_bytes()[:200])  # truncated
+    app = build_app([tmp_path / "mixed", tmp_path / "missing.safetensors"])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.labels == ["alpha", "beta", "gamma"]
+        errors = [msg for severity, msg in notifications(app) if severity == "error"]
+        assert any("broken.safetensors" in msg for msg in errors)
+        assert any("missing.safetensors" in msg and "no such file" in msg for msg in errors)
+        assert_compare_matches_engine(app, paths[0], paths[1], 2, m.DEFAULT_TAU)
+
+
+@async_test
+async def test_without_bundles_the_app_says_so_and_keys_do_nothing_harmful(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    app = build_app([empty], notice="sample_stats/ not found")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert ("warning", "sample_stats/ not found") in notifications(app)
+        assert any("no bundles" in msg for _, msg in notifications(app))
+        assert NO_BUNDLES in str(app.query_one("#verdict").render())
+        await pilot.press("a", "b", "plus", "t", "x", "right_square_bracket", "2", "3", "1")
+        await pilot.pause()
+        assert app.is_running
+
+
+@async_test
+async def test_bundles_of_different_models_show_an_error_instead_of_numbers(tmp_path):
+    a = make_bundle(tmp_path / "a.safetensors", layers=4, experts=8)
+    b = make_bundle(tmp_path / "b.safetensors", layers=4, experts=6)
+    app = build_app([a, b])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "same model" in str(app.query_one("#verdict").render())
+        assert app.query_one(CompareView).comparison is None
+        await pilot.press("3")
+        await pilot.pause()
+        assert "same model" in str(app.query_one("#matrix-title").render())
+        await pilot.press("1", "b")  # B = a itself: comparable again
+        await pilot.pause()
+        assert app.query_one(CompareView).comparison is not None
+
+
+@async_test
+async def test_help_lists_every_binding_and_closes(paths):
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = "\n".join(str(line) for _, bindings in app.screen.sections for line in bindings)
+        for action in (
+            "cycle('a', 1)",
+            "step_r(1)",
+            "step_tau(1)",
+            "step(2)",
+            "next_metric",
+            "start",
+            "cancel",
+        ):
+            assert action in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+
+
+@async_test
+async def test_command_palette_commands_set_the_selection(paths):
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        commands = {c.title: c.callback for c in app.get_system_commands(app.screen)}
+        commands["Set A: gamma"]()
+        commands["Set r = 6"]()
+        commands["Set τ = 0.05"]()
+        commands["Go to layer 1"]()
+        commands["View: Matrix"]()
+        await pilot.pause()
+        assert (app.a, app.r, app.tau, app.layer) == (2, 6, 0.05, 1)
+        assert app.query_one("#views").active == "matrix"
+        await pilot.press("1")
+        await pilot.pause()
+        assert_compare_matches_engine(app, paths[2], paths[1], 6, 0.05)

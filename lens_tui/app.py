@@ -343,7 +343,7 @@ class LensApp(App[None]):
             "compare": "#layer-table",
             "ablation": "#ablation-view",
             "matrix": "#matrix-bundles",
-            "collect": "#collect-model",
+            "collect": "#collect-view",
         }[view]
         self.query_one(target).focus(scroll_visible=False)
 

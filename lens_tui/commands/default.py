@@ -1,18 +1,10 @@
-"""What plain ``lens`` does: open the sample bundles.
-
-Until the Textual app lands this prints the N-way comparison of the bundles
-in ``sample_stats/``.
-"""
+"""What plain ``lens`` does: open the app on the sample bundles in ``sample_stats/``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from core.bundle import find_bundles
-from core.engine import Profile
-from core.errors import LensError
-from core.matrix import matrix
-from lens_tui import render
 
 
 def default_sample_dir() -> Path:
@@ -23,11 +15,19 @@ def default_sample_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "sample_stats"
 
 
-def run_default() -> None:
+def default_paths() -> tuple[list[Path], str | None]:
+    """The sample folder to open, or no paths and a notice saying why there is nothing."""
     folder = default_sample_dir()
-    paths = find_bundles([folder])
-    if len(paths) < 2:
-        raise LensError(f"{folder}: needs at least two bundles (*.safetensors) to compare")
-    profiles = [Profile.load(p) for p in paths]
-    r = max(1, profiles[0].num_experts // 4)
-    render.print_matrix(matrix(profiles, r))
+    if folder.is_dir() and find_bundles([folder]):
+        return [folder], None
+    return [], (
+        f"no sample bundles in {folder} yet. Open your own with `lens browse PATH…` "
+        "or collect one in the Collect view (key 4)."
+    )
+
+
+def run_default() -> None:
+    from lens_tui.app import build_app  # textual loads only when the app opens
+
+    paths, notice = default_paths()
+    build_app(paths, notice=notice).run()

@@ -18,7 +18,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
-from textual.widgets import Input, Label, ProgressBar, Static
+from textual.widgets import Checkbox, Input, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from core.errors import LensError
@@ -88,6 +88,7 @@ class CollectView(VerticalScroll):
         self.worker: Worker | None = None
         self._stop = threading.Event()
         self.last_progress: object | None = None
+        self.progress_updates = 0
 
     def compose(self) -> ComposeResult:
         with Grid(id="collect-form"):
@@ -100,6 +101,8 @@ class CollectView(VerticalScroll):
                     type="integer" if field.integer else "text",
                     select_on_focus=False,
                 )
+            yield Label("overwrite", classes="form-label")
+            yield Checkbox("replace an existing bundle at output", id="collect-overwrite")
         yield ProgressBar(id="collect-progress", show_eta=False, total=1)
         yield Static(id="collect-status")
         yield Static(
@@ -127,6 +130,13 @@ class CollectView(VerticalScroll):
     def form_values(self) -> dict[str, str]:
         return {f.name: self.query_one(f"#collect-{f.name}", Input).value for f in FIELDS}
 
+    def config_kwargs(self) -> dict[str, object]:
+        """``CollectConfig`` keyword arguments from the form (a LensError if it is not valid)."""
+        config = parse_form(self.form_values())
+        config["overwrite"] = self.query_one("#collect-overwrite", Checkbox).value
+        config["command"] = "lens app: collect view"
+        return config
+
     def _set_status(self, message: str, style: str = "") -> None:
         self.query_one("#collect-status", Static).update(Text(message, style=style))
 
@@ -144,7 +154,7 @@ class CollectView(VerticalScroll):
             )
             return
         try:
-            config = parse_form(self.form_values())
+            config = self.config_kwargs()
         except LensError as exc:
             self.app.notify(str(exc), title="collection", severity="error")
             return
@@ -194,11 +204,14 @@ class CollectView(VerticalScroll):
         self.last_progress = p
         bar = self.query_one("#collect-progress", ProgressBar)
         bar.update(total=max(1, p.samples_total), progress=p.samples_done)
+        note = getattr(p, "message", "")
         self._set_status(
             f"{p.stage}: {p.samples_done:,}/{p.samples_total:,} samples · "
             f"{p.tokens_done:,} tokens · {p.tokens_per_s:,.0f} tok/s · "
             f"{p.samples_per_s:,.1f} samples/s · {p.elapsed_s:.1f} s"
+            + (f"\n{note}" if note else "")
         )
+        self.progress_updates += 1
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self.worker:

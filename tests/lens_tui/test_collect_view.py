@@ -1,0 +1,202 @@
+"""The collection view: a real run on a tiny GPT-OSS in the thread worker, cancel, errors, form checks."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import pytest
+from textual.widgets import Checkbox, Input, ProgressBar
+
+from core.engine import Profile, compare
+from core.errors import LensError
+from lens_tui.app import build_app
+from lens_tui.render import BIVARIATE_LABELS, fmt
+from lens_tui.views.collect import CollectView, parse_form
+from lens_tui.widgets.cards import MetricCard
+from tests.lens_tui.helpers import async_test, notifications
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Mixture-of-experts models route every token to a few experts.",
+    "El rápido zorro marrón salta sobre el perro perezoso.",
+    "def add(a, b): return a + b",
+    "Calibration data decides which experts survive pruning.",
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt_oss(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.tiny_models import build_tiny_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_tiny_model("gpt_oss", tmp_path_factory.mktemp("models") / "m")
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    path = tmp_path / "calib.txt"
+    path.write_text("\n".join(TEXTS * 4) + "\n", encoding="utf-8")  # 24 samples
+    return path
+
+
+def fill_form(app, **values: str) -> None:
+    for name, value in values.items():
+        app.query_one(f"#collect-{name}", Input).value = value
+
+
+async def wait_for_run(app, pilot) -> None:
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause()
+
+
+@async_test
+async def test_a_collection_runs_in_the_worker_reports_progress_and_joins_the_set(
+    tiny_gpt_oss, data_file, tmp_path
+):
+    out = tmp_path / "out" / "calib.safetensors"
+    app = build_app([])
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("4")
+        await pilot.pause()
+        view = app.query_one(CollectView)
+        fill_form(app, model=str(tiny_gpt_oss), data=str(data_file), out=str(out))
+        fill_form(app, max_length="32", batch_size="4", num_samples="")
+        main_thread = threading.get_ident()
+        seen_threads: set[int] = set()
+        original = view.post_message
+
+        def spy(message):
+            seen_threads.add(threading.get_ident())
+            return original(message)
+
+        view.post_message = spy
+        await pilot.press("ctrl+s")
+        await wait_for_run(app, pilot)
+
+        assert view.worker.name == "collect" and view.worker.is_finished
+        assert seen_threads - {main_thread}, "progress must come from the worker thread"
+        assert view.progress_updates >= 3  # loading, collecting per batch, writing, done
+        assert view.last_progress.stage == "done"
+        bar = app.query_one("#collect-progress", ProgressBar)
+        assert (bar.progress, bar.total) == (24, 24)
+        status = str(app.query_one("#collect-status").render())
+        assert status == f"done: wrote {out}"
+        assert out.exists()
+        # The bundle joined the loaded set and is dataset B; the compare view shows its numbers.
+        assert app.labels == ["calib"] and app.b == 0
+        assert ("information", "loaded calib as dataset B") in notifications(app)
+        await pilot.press("1")
+        await pilot.pause()
+        profile = Profile.load(out)
+        assert profile.bundle.num_samples == 24
+        expected = compare(profile, profile, app.r).to_json()["mean"]
+        card = app.query_one("#card-ab", MetricCard)
+        assert (
+            card.value(BIVARIATE_LABELS["jaccard"])
+            == fmt(expected["jaccard"], "jaccard")
+            == "1.0000"
+        )
+
+
+@async_test
+async def test_a_cancelled_run_leaves_nothing_broken_and_a_rerun_finishes(
+    tiny_gpt_oss, data_file, tmp_path
+):
+    out = tmp_path / "calib.safetensors"
+    app = build_app([])
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("4")
+        await pilot.pause()
+        view = app.query_one(CollectView)
+        fill_form(app, model=str(tiny_gpt_oss), data=str(data_file), out=str(out))
+        fill_form(app, max_length="32", batch_size="1")
+        await pilot.press("ctrl+s", "ctrl+g")  # cancel at once: long before 24 batches of 1
+        await wait_for_run(app, pilot)
+        assert not view.running
+        assert "cancelled" in str(app.query_one("#collect-status").render())
+        assert ("warning", "collection cancelled") in notifications(app)
+        assert not out.exists()  # no finished-looking bundle
+        assert app.labels == [] and app.is_running
+        await pilot.press("ctrl+g")  # nothing to cancel: a warning, no crash
+        assert ("warning", "no collection is running") in notifications(app)
+
+        fill_form(app, batch_size="8")  # batch size is not part of the run: it resumes
+        await pilot.press("ctrl+s")  # the same run again resumes and finishes
+        await wait_for_run(app, pilot)
+        assert out.exists() and app.labels == ["calib"]
+        assert Profile.load(out).bundle.num_samples == 24
+
+
+@async_test
+async def test_collection_errors_are_notifications_and_the_app_keeps_running(data_file, tmp_path):
+    app = build_app([])
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("4")
+        await pilot.pause()
+        view = app.query_one(CollectView)
+        missing = tmp_path / "no-such-data.txt"
+        fill_form(
+            app,
+            model=str(tmp_path / "no-model"),
+            data=str(missing),
+            out=str(tmp_path / "x.safetensors"),
+        )
+        await pilot.press("ctrl+s")
+        await wait_for_run(app, pilot)
+        errors = [msg for severity, msg in notifications(app) if severity == "error"]
+        assert len(errors) == 1 and "no-such-data.txt" in errors[0]
+        assert "failed" in str(app.query_one("#collect-status").render())
+        assert not view.running and app.is_running
+
+        # An existing file at the output is refused unless "overwrite" is ticked.
+        taken = tmp_path / "taken.safetensors"
+        taken.write_bytes(b"not a bundle")
+        fill_form(app, data=str(data_file), out=str(taken))
+        await pilot.press("ctrl+s")
+        await wait_for_run(app, pilot)
+        errors = [msg for severity, msg in notifications(app) if severity == "error"]
+        assert any("taken.safetensors" in msg and "overwrite" in msg for msg in errors)
+        assert app.query_one("#collect-overwrite", Checkbox).value is False
+
+
+@async_test
+async def test_an_incomplete_form_is_refused_before_any_worker_starts(tmp_path):
+    app = build_app([])
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("4")
+        await pilot.pause()
+        view = app.query_one(CollectView)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert view.worker is None
+        assert ("error", "model is required") in notifications(app)
+
+
+def test_parse_form_turns_text_into_collect_config_arguments(tmp_path):
+    values = {
+        "model": " m ",
+        "data": "d.txt",
+        "out": "o.safetensors",
+        "num_samples": "",
+        "max_length": "64",
+        "batch_size": "2",
+    }
+    parsed = parse_form(values)
+    assert parsed["model"] == "m" and parsed["num_samples"] is None
+    assert (parsed["max_length"], parsed["batch_size"]) == (64, 2)
+    with pytest.raises(LensError, match="max length must be a whole number"):
+        parse_form({**values, "max_length": "1e3"})
+    with pytest.raises(LensError, match="batch size must be at least 1"):
+        parse_form({**values, "batch_size": "0"})
+    with pytest.raises(LensError, match="must end in .safetensors"):
+        parse_form({**values, "out": "o.bin"})

@@ -47,9 +47,13 @@ def _load_error(model: str, exc: BaseException) -> LensError:
     )
 
 
-def load_model_and_tokenizer(config: CollectConfig) -> tuple[Any, Any]:
-    """The model in eval mode on its device(s), and a tokenizer that can pad."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+def _remote(config: CollectConfig) -> dict[str, bool]:
+    return {"trust_remote_code": True} if config.trust_remote_code else {}
+
+
+def load_model_config(config: CollectConfig) -> Any:
+    """The model's config, with clear errors for a missing folder or an unreachable hub id."""
+    from transformers import AutoConfig
 
     model_id = config.model
     path = Path(model_id)
@@ -57,11 +61,41 @@ def load_model_and_tokenizer(config: CollectConfig) -> tuple[Any, Any]:
         raise LensError(f"{model_id}: no such model folder")
     if path.is_dir() and not (path / "config.json").exists():
         raise LensError(f"{model_id}: not a model folder (no config.json)")
-    remote = {"trust_remote_code": True} if config.trust_remote_code else {}
     try:
-        model_config = AutoConfig.from_pretrained(model_id, **remote)
+        return AutoConfig.from_pretrained(model_id, **_remote(config))
     except Exception as exc:
         raise _load_error(model_id, exc) from None
+
+
+def preflight(config: CollectConfig) -> None:
+    """Fail fast, before any weight is read: is this a model with MoE layers we can hook?
+
+    The model is built on the meta device (no memory, no weights), so a 120B
+    checkpoint without MoE layers is refused in seconds, not after loading.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from core.collect.families import find_moe_layers
+
+    if not config.device_map:
+        resolve_device(config.device)
+    model_config = load_model_config(config)
+    try:
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(model_config, **_remote(config))
+    except Exception:
+        return  # some configs (quantised, remote code) only build through from_pretrained
+    find_moe_layers(skeleton)
+
+
+def load_model_and_tokenizer(config: CollectConfig) -> tuple[Any, Any]:
+    """The model in eval mode on its device(s), and a tokenizer that can pad."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_id = config.model
+    remote = _remote(config)
+    model_config = load_model_config(config)
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(config.dtype), **remote}
     quant = getattr(model_config, "quantization_config", None)
     quant_method = quant.get("quant_method") if isinstance(quant, dict) else None

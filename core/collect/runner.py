@@ -165,7 +165,8 @@ def run_collection(
     config.validate()
     report = _Reporter(progress)
     out = config.out
-    report("loading", f"reading {config.data}")
+    # Nothing is reported before the inputs are known to be usable: a bad data file
+    # or model gives one clean error and leaves nothing behind.
     samples = load_samples(
         config.data,
         text_field=config.text_field,
@@ -186,9 +187,10 @@ def run_collection(
                 f"{out}: already exists and is not this run's finished bundle; "
                 "pass --overwrite to replace it, or choose another --out"
             )
-    report("loading", f"loading {config.model}")
-    from core.collect.loading import load_model_and_tokenizer
+    from core.collect.loading import load_model_and_tokenizer, preflight
 
+    preflight(config)
+    report("loading", f"loading {config.model}")
     model, tokenizer = load_model_and_tokenizer(config)
     from core.collect.families import find_moe_layers
 

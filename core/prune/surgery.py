@@ -59,6 +59,10 @@ _MOST_NEGATIVE = {
 PROVENANCE_FILE = "lens-prune.json"
 
 
+class PruneCancelled(LensError):
+    """``should_stop`` asked to stop; nothing was left at ``out``."""
+
+
 @dataclass(frozen=True)
 class PruneProgress:
     shard: int  # 1-based index of the shard being written
@@ -108,13 +112,16 @@ def prune_checkpoint(
     allow_other_model: bool = False,
     clamp_top_k: bool = False,
     progress: Callable[[PruneProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> PruneResult:
     """Write the pruned checkpoint of ``model`` under ``mask`` to the new folder ``out``.
 
     ``clamp_top_k`` accepts layers keeping fewer than top-k experts and lowers
     top-k to the smallest layer's count; without it such masks are refused.
     ``allow_other_model`` skips the check that the mask names this model
-    (layer and expert counts are always checked).
+    (layer and expert counts are always checked). ``progress`` is called from
+    the calling thread as bytes are written; ``should_stop`` is polled as often
+    and, when true, stops with :class:`PruneCancelled`, leaving nothing at ``out``.
     """
     if not isinstance(mask, Mask):
         mask = read_mask(mask)
@@ -176,6 +183,8 @@ def prune_checkpoint(
             def on_bytes(n: int, number: int = number, name: str = name) -> None:
                 nonlocal done
                 done += n
+                if should_stop is not None and should_stop():
+                    raise PruneCancelled(f"{out}: pruning cancelled; nothing was written")
                 if progress:
                     progress(PruneProgress(number, len(names), name, done, total))
 

@@ -311,3 +311,21 @@ def test_model_identity_compares_hub_ids_paths_and_cache_folders():
         model_identity("/root/.cache/huggingface/hub/models--openai--gpt-oss-20b/snapshots/abc")
         == "gpt-oss-20b"
     )
+
+
+def test_progress_reaches_the_total_and_cancel_leaves_nothing(tiny_model, tmp_path):
+    from core.prune.surgery import PruneCancelled
+
+    source = tiny_model("qwen3_moe", shards=True)
+    mask = make_mask(source, [[0, 1], [2, 3]])
+    updates = []
+    prune_checkpoint(source, mask, tmp_path / "p", progress=updates.append)
+    last = updates[-1]
+    assert last.bytes_done == last.bytes_total > 0 and last.shard == last.shards > 1
+    assert all(a.bytes_done <= b.bytes_done for a, b in zip(updates, updates[1:]))
+    calls = []
+    with pytest.raises(PruneCancelled):
+        prune_checkpoint(
+            source, mask, tmp_path / "c", should_stop=lambda: calls.append(1) or len(calls) > 3
+        )
+    assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.*"))

@@ -46,6 +46,7 @@ import numpy as np
 from core import __version__
 from core import metrics as m
 from core.bundle import Bundle, atomic_write_text, load_bundle
+from core.engine import Profile, check_compatible
 from core.errors import LensError
 
 MASK_FORMAT = "expert-calibration-lens/mask"
@@ -296,13 +297,8 @@ def pooled_sum(bundles: Sequence[Bundle], name: str, criterion: str) -> np.ndarr
 
 
 def check_same_shape(bundles: Sequence[Bundle]) -> None:
-    first = bundles[0]
-    for other in bundles[1:]:
-        if (other.num_layers, other.num_experts) != (first.num_layers, first.num_experts):
-            raise LensError(
-                f"{other.path}: has L={other.num_layers}, E={other.num_experts} but {first.path} "
-                f"has L={first.num_layers}, E={first.num_experts}; bundles must come from the same model"
-            )
+    """Refuse bundles whose models have different layer or expert counts."""
+    check_compatible([Profile(b) for b in bundles])
 
 
 def mass_signature(bundles: Sequence[Bundle]) -> np.ndarray:

@@ -22,6 +22,7 @@ from core.masks import (
     write_mask,
 )
 from tests.conftest import make_bundle
+from tests.core import reference as ref
 
 ROOT = Path(__file__).resolve().parents[2]
 L, E, K = 3, 8, 2
@@ -94,17 +95,8 @@ def naive_score(criterion, bundles, layer, expert) -> float:
 
 
 def naive_top(scores: list[float], r: int) -> list[int]:
-    """Repeatedly take the first maximum (ties to the lower index)."""
-    left = list(range(len(scores)))
-    kept = []
-    for _ in range(r):
-        best = left[0]
-        for e in left:
-            if scores[e] > scores[best]:
-                best = e
-        kept.append(best)
-        left.remove(best)
-    return sorted(kept)
+    """Repeatedly take the first maximum (ties to the lower index), ascending."""
+    return sorted(ref.top_r(scores, r))
 
 
 def naive_global(scores: list[list[float]], total: int, floor: int) -> list[list[int]]:
@@ -119,6 +111,23 @@ def naive_global(scores: list[list[float]], total: int, floor: int) -> list[list
                     best = (layer, e)
         kept[best[0]].add(best[1])
     return [sorted(k) for k in kept]
+
+
+def one_sample(path: Path, prob: np.ndarray, top_k: int, tokens: int = 1):
+    """A loaded one-sample bundle with the given prob_sum [1, L, E] and no energy."""
+    _, layers, experts = prob.shape
+    return load_bundle(
+        make_bundle(
+            path,
+            n=1,
+            layers=layers,
+            experts=experts,
+            top_k=top_k,
+            token_count=np.array([tokens]),
+            prob_sum=prob,
+            energy=False,
+        )
+    )
 
 
 SCORED = ("mass", "frequency", "gate", "energy", "ean", "man", "msan", "reap")
@@ -162,34 +171,16 @@ def test_global_budget_never_goes_below_top_k_in_a_hand_worked_case(tmp_path):
     prob[0, 0] = [0.4, 0.3, 0.2, 0.1]
     prob[0, 1] = [0.0, 0.0, 0.0, 0.0]
     prob[0, 1, 3] = 1e-6
-    path = make_bundle(
-        tmp_path / "h.safetensors",
-        n=1,
-        layers=2,
-        experts=4,
-        top_k=2,
-        token_count=np.array([1]),
-        prob_sum=prob,
-        energy=False,
-    )
-    mask = make_mask("mass", [load_bundle(path)], budget=5)
+    mask = make_mask("mass", [one_sample(tmp_path / "h.safetensors", prob, 2)], budget=5)
     assert mask.layers == [[0, 1, 2], [0, 3]]  # layer 1: expert 3, then the tie goes to 0
 
 
 def test_ties_go_to_the_lower_expert(tmp_path):
     prob = np.full((1, 1, 6), 0.1, dtype=np.float32)
     prob[0, 0, 4] = 0.5
-    path = make_bundle(
-        tmp_path / "t.safetensors",
-        n=1,
-        layers=1,
-        experts=6,
-        top_k=1,
-        token_count=np.array([1]),
-        prob_sum=prob,
-        energy=False,
-    )
-    assert make_mask("mass", [load_bundle(path)], r=3).layers == [[0, 1, 4]]
+    assert make_mask("mass", [one_sample(tmp_path / "t.safetensors", prob, 1)], r=3).layers == [
+        [0, 1, 4]
+    ]
 
 
 def naive_coverage(bundles, layer, r) -> list[int]:
@@ -227,27 +218,10 @@ def test_coverage_keeps_each_datasets_favourite(tmp_path):
             prob[0, 0, e] = w
         return prob
 
-    a = make_bundle(
-        tmp_path / "a.safetensors",
-        n=1,
-        layers=1,
-        experts=8,
-        top_k=1,
-        token_count=np.array([100]),
-        prob_sum=peaked([0, 1], [50, 40]),
-        energy=False,
-    )
-    b = make_bundle(
-        tmp_path / "b.safetensors",
-        n=1,
-        layers=1,
-        experts=8,
-        top_k=1,
-        token_count=np.array([1]),
-        prob_sum=peaked([6, 7], [0.5, 0.4]),
-        energy=False,
-    )
-    pair = [load_bundle(a), load_bundle(b)]
+    pair = [
+        one_sample(tmp_path / "a.safetensors", peaked([0, 1], [50, 40]), 1, tokens=100),
+        one_sample(tmp_path / "b.safetensors", peaked([6, 7], [0.5, 0.4]), 1),
+    ]
     assert make_mask("coverage", pair, r=2).layers == [[0, 6]]
     assert make_mask("mass", pair, r=2).layers == [[0, 1]]
 

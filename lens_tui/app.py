@@ -352,7 +352,6 @@ class LensApp(App[None]):
             ("everywhere", self.BINDINGS),
             ("compare", CompareView.BINDINGS),
             ("ablation", AblationView.BINDINGS),
-            ("matrix", MatrixView.BINDINGS),
             ("collect", CollectView.BINDINGS),
         ]
         self.push_screen(

@@ -15,7 +15,6 @@ from textual.widgets import Static
 from core.ablation import DEFAULT_CONVERGENCE, Ablation, ablate
 from core.engine import Profile
 from core.errors import LensError
-from lens_tui.render import fmt
 from lens_tui.widgets.colors import A_HEX
 from lens_tui.widgets.plots import AblationPlot
 
@@ -119,7 +118,6 @@ class AblationView(Vertical, can_focus=True):
 
 def convergence_text(result: Ablation, threshold: float, converged: int | None) -> Text:
     text = Text()
-    last_step = result.stepwise[-1] if len(result.stepwise) > 1 else None
     if converged is None:
         text.append(
             f"the mask has not converged (to-final Jaccard never stays ≥ {threshold:g})",
@@ -130,7 +128,6 @@ def convergence_text(result: Ablation, threshold: float, converged: int | None) 
         text.append(f" (to-final Jaccard stays ≥ {threshold:g})")
     if converged is not None and converged == result.counts[-1]:
         text.append(
-            " — only at the last checkpoint: more sequences may still change it", style="yellow"
+            " — but only at the last checkpoint: more data may still change it", style="yellow"
         )
-    text.append(f"   last stepwise: {fmt(last_step)}", style="dim")
     return text

@@ -1,7 +1,8 @@
-"""N-way view: mean JS / Jaccard@r / retained mass for every pair of the chosen bundles.
+"""N-way view: mean JS, Jaccard@r and retained mass for every pair of the chosen bundles.
 
 ``core.matrix.matrix`` computes the k × k figures; this view picks which
-bundles take part (a selection list) and heat-colours the cells.
+bundles take part (a selection list) and shows the three matrices one above
+the other with heat-coloured cells.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ import math
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, SelectionList, Static
 
 from core.engine import Profile
@@ -20,9 +20,9 @@ from core.matrix import MATRIX_KEYS, Matrix, matrix
 from lens_tui.render import fmt
 
 TITLES = {
-    "js_divergence": "mean JS divergence (bits): 0 = same routing",
-    "jaccard": "mean Jaccard@{r} of the top-r masks: 1 = same experts kept",
-    "retained_mass": "retained mass at r={r}: row's mask keeps this much of column's mass",
+    "js_divergence": "mean JS divergence (bits) · 0 = same routing",
+    "jaccard": "mean Jaccard@{r} · 1 = the same experts kept",
+    "retained_mass": "retained mass @{r} · row's mask keeps of column's mass",
 }
 #: Whether a larger value means "more alike" (colours run from alike to different).
 HIGHER_IS_ALIKE = {"js_divergence": False, "jaccard": True, "retained_mass": True}
@@ -42,20 +42,18 @@ def heat(value: float | None, lo: float, hi: float, higher_is_alike: bool) -> st
         start, end, u = ALIKE_RGB, MIDDLE_RGB, t * 2
     else:
         start, end, u = MIDDLE_RGB, DIFFERENT_RGB, (t - 0.5) * 2
-    rgb = tuple(round(s + (e - s) * u) for s, e in zip(start, end))
-    return "on #{:02x}{:02x}{:02x}".format(*rgb)
+    return "on " + hex_color(tuple(round(s + (e - s) * u) for s, e in zip(start, end)))
+
+
+def hex_color(rgb: tuple[int, ...]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 class MatrixView(Horizontal):
-    """Pick bundles on the left (space toggles); the matrix of the chosen metric on the right."""
-
-    BINDINGS = [
-        Binding("m", "next_metric", "Metric", tooltip="Cycle JS / Jaccard / retained mass"),
-    ]
+    """Pick bundles on the left (space toggles); the three matrices of the ticked ones on the right."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.metric = MATRIX_KEYS[0]
         self.result: Matrix | None = None
         self._profiles: list[Profile] = []
         self._labels: list[str] = []
@@ -63,16 +61,21 @@ class MatrixView(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield SelectionList[int](id="matrix-bundles")
-        with Vertical(id="matrix-main"):
-            yield Static(id="matrix-title")
-            yield DataTable(id="matrix-table", cursor_type="none")
+        with VerticalScroll(id="matrix-main", can_focus=False):
+            yield Static(id="matrix-message")
+            for key in MATRIX_KEYS:
+                yield Static(id=f"title-{key}", classes="matrix-title")
+                yield DataTable(id=f"matrix-{key}", cursor_type="none", classes="matrix-table")
             yield Static(id="matrix-legend")
 
     def on_mount(self) -> None:
         self.query_one("#matrix-bundles").border_title = "bundles (space)"
 
+    def table(self, key: str) -> DataTable:
+        return self.query_one(f"#matrix-{key}", DataTable)
+
     def show(self, profiles: list[Profile], labels: list[str], r: int) -> None:
-        """Offer ``labels`` for picking and show the matrix of the ticked ones at budget r."""
+        """Offer ``labels`` for picking and show the matrices of the ticked ones at budget r."""
         picker = self.query_one("#matrix-bundles", SelectionList)
         if labels != self._labels:
             ticked = {self._labels[i] for i in picker.selected if i < len(self._labels)}
@@ -98,30 +101,36 @@ class MatrixView(Horizontal):
         if len(chosen) < 2:
             self.show_message("tick at least two bundles (space) for the N-way comparison")
             return
-        profiles = [self._profiles[i] for i in chosen]
-        labels = [self._labels[i] for i in chosen]
-        r = self._r
-        table = self.query_one("#matrix-table", DataTable)
-        title = self.query_one("#matrix-title", Static)
-        legend = self.query_one("#matrix-legend", Static)
-        table.clear(columns=True)
-        self.result = None
         try:
-            result = matrix(profiles, r)
+            result = matrix([self._profiles[i] for i in chosen], self._r)
         except LensError as exc:
-            title.update(Text(str(exc), style="bold yellow"))
-            legend.update("")
+            self.show_message(str(exc))
             return
         self.result = result
-        key = self.metric
-        values = result.to_json()[key]
-        title.update(Text(TITLES[key].format(r=r), style="bold"))
+        self._set_message("")
+        doc = result.to_json()
+        labels = [self._labels[i] for i in chosen]
+        for key in MATRIX_KEYS:
+            self.query_one(f"#title-{key}", Static).update(
+                Text(TITLES[key].format(r=self._r), style="bold")
+            )
+            self._fill(self.table(key), key, labels, doc[key])
+        legend = Text("colour: ", style="dim")
+        legend.append(" alike ", style="on " + hex_color(ALIKE_RGB))
+        legend.append(" → ", style="dim")
+        legend.append(" different ", style="on " + hex_color(DIFFERENT_RGB))
+        legend.append("  (on each matrix's off-diagonal range)", style="dim")
+        self.query_one("#matrix-legend", Static).update(legend)
+
+    @staticmethod
+    def _fill(table: DataTable, key: str, labels: list[str], values: list[list]) -> None:
+        table.clear(columns=True)
         off = [
             v for i, row in enumerate(values) for j, v in enumerate(row) if i != j and v is not None
         ]
         lo, hi = (min(off), max(off)) if off else (0.0, 0.0)
         table.add_column("", key="name")
-        for j in range(len(profiles)):
+        for j in range(len(labels)):
             table.add_column(f"#{j + 1}", key=str(j))
         for i, (label, row) in enumerate(zip(labels, values)):
             cells: list[Text] = [Text(f"#{i + 1} {label}", no_wrap=True)]
@@ -129,21 +138,16 @@ class MatrixView(Horizontal):
                 style = "dim" if i == j else heat(value, lo, hi, HIGHER_IS_ALIKE[key])
                 cells.append(Text(fmt(value, key), style=style, justify="right"))
             table.add_row(*cells, key=str(i))
-        legend_text = Text("colour: ", style="dim")
-        legend_text.append(" alike ", style="on #{:02x}{:02x}{:02x}".format(*ALIKE_RGB))
-        legend_text.append(" → ", style="dim")
-        legend_text.append(" different ", style="on #{:02x}{:02x}{:02x}".format(*DIFFERENT_RGB))
-        legend_text.append("  (over the off-diagonal cells)", style="dim")
-        legend.update(legend_text)
 
     def show_message(self, message: str) -> None:
         self.result = None
-        self.query_one("#matrix-table", DataTable).clear(columns=True)
-        self.query_one("#matrix-title", Static).update(Text(message, style="bold yellow"))
+        self._set_message(message)
+        for key in MATRIX_KEYS:
+            self.query_one(f"#title-{key}", Static).update("")
+            self.table(key).clear(columns=True)
         self.query_one("#matrix-legend", Static).update("")
 
-    def action_next_metric(self) -> None:
-        index = MATRIX_KEYS.index(self.metric)
-        self.metric = MATRIX_KEYS[(index + 1) % len(MATRIX_KEYS)]
-        if self._profiles:
-            self._redraw()
+    def _set_message(self, message: str) -> None:
+        box = self.query_one("#matrix-message", Static)
+        box.update(Text(message, style="bold yellow"))
+        box.display = bool(message)

@@ -77,15 +77,18 @@ class AblationPlot(ResultPlot):
         step = [(c, v) for c, v in zip(ablation.counts, ablation.stepwise) if v is not None]
         if final:
             xs, ys = zip(*final)
-            plt.plot(xs, ys, label="to final", color=A_RGB, marker="hd")
+            plt.plot(xs, ys, label="to final", color=A_RGB, marker="braille")
         if step:
             xs, ys = zip(*step)
-            plt.plot(xs, ys, label="stepwise", color=B_RGB, marker="hd")
+            plt.plot(xs, ys, label="stepwise", color=B_RGB, marker="braille")
         plt.hline(threshold, GRID_RGB)
         if converged_at is not None:
             plt.vline(converged_at, GRID_RGB)
         plt.ylim(0, 1.02)
+        plt.yticks([0.0, 0.25, 0.5, 0.75, threshold, 1.0])
         plt.xlim(0, ablation.counts[-1])
+        every = max(1, len(ablation.counts) // 6)
+        plt.xticks(sorted({0, *ablation.counts[every - 1 :: every], ablation.counts[-1]}))
         plt.title(f"Jaccard@{ablation.r} vs calibration sequences")
         plt.xlabel("sequences")
         self.refresh()

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from textual.widgets import DataTable, SelectionList
+from textual.widgets import DataTable, Markdown, SelectionList
 
 from core import metrics as m
 from core.ablation import ablate
 from core.engine import Profile, compare, layer_distribution, verdict
-from core.matrix import matrix
+from core.matrix import MATRIX_KEYS, matrix
 from lens_tui.app import NO_BUNDLES, TAU_LADDER, build_app
 from lens_tui.help import HelpScreen
 from lens_tui.render import BIVARIATE_LABELS, fmt
 from lens_tui.views.ablation import AblationView
 from lens_tui.views.compare import CARD_LABELS, COLUMNS, CompareView
-from lens_tui.views.matrix import ALIKE_RGB, DIFFERENT_RGB, MatrixView
+from lens_tui.views.matrix import ALIKE_RGB, DIFFERENT_RGB, MatrixView, hex_color
 from lens_tui.widgets.cards import MetricCard
 from lens_tui.widgets.plots import KEPT_A_MARK, KEPT_B_MARK, AblationPlot, ExpertPlot
 from lens_tui.widgets.sparkline import BARS, SparkRow
 from tests.conftest import make_bundle
-from tests.lens_tui.helpers import async_test, notifications, screen_text, write_bundles
+from tests.lens_tui.helpers import NAMES, async_test, notifications, screen_text, write_bundles
 
 SIZE = (100, 40)
 
@@ -189,45 +189,53 @@ async def test_ablation_view_plots_the_engine_curve_and_steps_adjust(paths):
 
 
 @async_test
-async def test_matrix_view_shows_the_engine_matrix_heat_coloured_and_bundles_can_be_untick(paths):
+async def test_matrix_view_shows_the_engine_matrices_heat_coloured_and_bundles_can_be_unticked(
+    paths,
+):
     app = build_app(paths)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("3")
         await pilot.pause()
         view = app.query_one(MatrixView)
-        table = app.query_one("#matrix-table", DataTable)
         profiles = [Profile.load(p) for p in paths]
         expected = matrix(profiles, app.r).to_json()
-        for key in ("js_divergence", "jaccard", "retained_mass"):
-            assert view.metric == key
+        for key in MATRIX_KEYS:
+            table = view.table(key)
             for i in range(3):
                 cells = table.get_row_at(i)
+                assert str(cells[0]) == f"#{i + 1} {NAMES[i]}"
                 assert [str(c) for c in cells[1:]] == [fmt(v, key) for v in expected[key][i]]
-            await pilot.press("m")
-            await pilot.pause()
         # Heat colours: the most different off-diagonal JS cell is red, the most alike green.
         js = np.array(expected["js_divergence"], dtype=float)
         np.fill_diagonal(js, np.nan)
         hi = np.unravel_index(np.nanargmax(js), js.shape)
         lo = np.unravel_index(np.nanargmin(js), js.shape)
-        hex_of = "#{:02x}{:02x}{:02x}".format
+        table = view.table("js_divergence")
         cell_hi = table.get_row_at(int(hi[0]))[int(hi[1]) + 1]
         cell_lo = table.get_row_at(int(lo[0]))[int(lo[1]) + 1]
-        assert hex_of(*DIFFERENT_RGB) in str(cell_hi.style)
-        assert hex_of(*ALIKE_RGB) in str(cell_lo.style)
+        assert hex_color(DIFFERENT_RGB) in str(cell_hi.style)
+        assert hex_color(ALIKE_RGB) in str(cell_lo.style)
 
-        # Untick the first bundle: the matrix covers the other two.
+        # r changes the Jaccard and retained-mass matrices to the engine's at the new r.
+        await pilot.press("plus")
+        await pilot.pause()
+        expected = matrix(profiles, 3).to_json()
+        assert [str(c) for c in view.table("jaccard").get_row_at(1)[1:]] == [
+            fmt(v, "jaccard") for v in expected["jaccard"][1]
+        ]
+
+        # Untick the first bundle: the matrices cover the other two.
         picker = app.query_one("#matrix-bundles", SelectionList)
         assert picker.has_focus
         await pilot.press("space")
         await pilot.pause()
         assert [p.bundle.path for p in view.result.profiles] == paths[1:]
-        assert table.row_count == 2
+        assert view.table("jaccard").row_count == 2
         await pilot.press("down", "space")
         await pilot.pause()
         assert view.result is None
-        assert "at least two" in str(app.query_one("#matrix-title").render())
+        assert "at least two" in str(app.query_one("#matrix-message").render())
 
 
 @async_test
@@ -271,7 +279,7 @@ async def test_bundles_of_different_models_show_an_error_instead_of_numbers(tmp_
         assert app.query_one(CompareView).comparison is None
         await pilot.press("3")
         await pilot.pause()
-        assert "same model" in str(app.query_one("#matrix-title").render())
+        assert "same model" in str(app.query_one("#matrix-message").render())
         await pilot.press("1", "b")  # B = a itself: comparable again
         await pilot.pause()
         assert app.query_one(CompareView).comparison is not None
@@ -285,17 +293,18 @@ async def test_help_lists_every_binding_and_closes(paths):
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-        text = "\n".join(str(line) for _, bindings in app.screen.sections for line in bindings)
-        for action in (
-            "cycle('a', 1)",
-            "step_r(1)",
-            "step_tau(1)",
-            "step(2)",
-            "next_metric",
-            "start",
-            "cancel",
+        shown = app.screen.query_one(Markdown).source
+        for row in (
+            "| everywhere | `a` | Next dataset A |",
+            "| everywhere | `+` | r + 1 |",
+            "| everywhere | `t` | Raise the sparsity threshold τ |",
+            "| everywhere | `]` | Next layer |",
+            "| compare | `l` |",
+            "| ablation | `s` | Step ×2 |",
+            "| collect | `ctrl+s` | Start |",
+            "| collect | `ctrl+g` | Cancel run |",
         ):
-            assert action in text
+            assert row in shown
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, HelpScreen)

@@ -1,0 +1,65 @@
+"""Snapshot tests of every view at fixed sizes (pytest-textual-snapshot; sync tests only).
+
+Update after an intended change with ``pytest tests/lens_tui/test_snapshots.py --snapshot-update``
+and look at the SVGs before committing them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lens_tui.app import build_app
+from tests.conftest import make_bundle
+
+SMALL = (80, 24)
+LARGE = (160, 48)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("snap") / "bundles"
+    for i, name in enumerate(("news_en", "wiki_en", "dialogue_it", "code_py")):
+        make_bundle(
+            folder / f"{name}.safetensors",
+            n=64,
+            layers=12,
+            experts=16,
+            top_k=2,
+            seed=100 + i,
+            concentration=0.15 + 0.25 * i,
+        )
+    return folder
+
+
+def test_compare_80x24(snap_compare, folder):
+    assert snap_compare(build_app([folder]), terminal_size=SMALL)
+
+
+def test_compare_layers_80x24(snap_compare, folder):
+    assert snap_compare(build_app([folder]), press=["b", "l", "down", "down"], terminal_size=SMALL)
+
+
+def test_compare_160x48(snap_compare, folder):
+    assert snap_compare(
+        build_app([folder]), press=["plus", "plus", "right_square_bracket"], terminal_size=LARGE
+    )
+
+
+def test_ablation_80x24(snap_compare, folder):
+    assert snap_compare(build_app([folder]), press=["2", "s"], terminal_size=SMALL)
+
+
+def test_matrix_80x24(snap_compare, folder):
+    assert snap_compare(build_app([folder]), press=["3"], terminal_size=SMALL)
+
+
+def test_matrix_160x48(snap_compare, folder):
+    assert snap_compare(build_app([folder]), press=["3", "down", "space"], terminal_size=LARGE)
+
+
+def test_collect_80x24(snap_compare, folder):
+    assert snap_compare(build_app([folder]), press=["4"], terminal_size=SMALL)
+
+
+def test_help_80x24(snap_compare, folder):
+    assert snap_compare(build_app([folder]), press=["question_mark"], terminal_size=SMALL)

@@ -409,12 +409,29 @@ def expert_orders(
     return orders_from_scores(criterion_scores(criterion, bundles, model))
 
 
-def select_per_layer(orders: Orders, r: int) -> np.ndarray:
-    """Boolean ``[L, E]``: the first r experts of every layer's order."""
+def select_per_layer(orders: Orders, r: int, groups: int = 1) -> np.ndarray:
+    """Boolean ``[L, E]``: the first r experts of every layer's order.
+
+    With ``groups`` > 1 the E experts form that many equal contiguous groups
+    (DeepSeek-V3's routing groups) and each group keeps its best r / groups.
+    """
     num_layers, num_experts = orders.layer.shape
     m.check_budget(r, num_experts)
     mask = np.zeros((num_layers, num_experts), dtype=bool)
-    np.put_along_axis(mask, orders.layer[:, :r], True, axis=-1)
+    if groups <= 1:
+        np.put_along_axis(mask, orders.layer[:, :r], True, axis=-1)
+        return mask
+    if num_experts % groups or r % groups:
+        raise LensError(
+            f"groups={groups} must divide both r={r} and the {num_experts} experts per layer"
+        )
+    size, per_group = num_experts // groups, r // groups
+    for layer, order in enumerate(orders.layer):
+        taken = [0] * groups
+        for e in order:
+            if taken[e // size] < per_group:
+                taken[e // size] += 1
+                mask[layer, e] = True
     return mask
 
 
@@ -457,6 +474,7 @@ def make_mask(
     budget: int | None = None,
     model: str | None = None,
     min_per_layer: int | None = None,
+    groups: int = 1,
     orders: Orders | None = None,
 ) -> Mask:
     """Build a mask: ``r`` experts in every layer, or ``budget`` experts in total.
@@ -466,6 +484,8 @@ def make_mask(
     ``aimer``. A global budget never leaves a layer with fewer than
     ``min_per_layer`` experts (default: the model's top-k). ``orders`` reuses
     precomputed :func:`expert_orders` (the TUI recomputes budgets on every key).
+    ``groups`` (with ``r``) keeps r / groups experts in each of that many equal
+    contiguous expert groups, as DeepSeek-V3's group-limited routing needs.
     """
     spec = _criterion(criterion)
     if (r is None) == (budget is None):
@@ -485,9 +505,13 @@ def make_mask(
             raise LensError(
                 f"r={r} is below the model's top-k of {top_k}: every layer must keep at least top-k experts"
             )
-        selected = select_per_layer(orders, int(r))
+        selected = select_per_layer(orders, int(r), int(groups))
         budget_doc = {"kind": "per_layer", "r": int(r)}
+        if groups > 1:
+            budget_doc["groups"] = int(groups)
     else:
+        if groups > 1:
+            raise LensError("groups work with r (the same count in every layer), not a budget")
         floor = int(min_per_layer) if min_per_layer else (top_k or 1)
         if top_k and floor < top_k:
             raise LensError(

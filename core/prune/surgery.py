@@ -323,7 +323,7 @@ def _grouping(ckpt: Checkpoint, mask: Mask, top_k: int | None, where: str) -> di
                 f"{where}: DeepSeek-V3 routes within {n_group} groups of {size} experts "
                 f"(topk_group={topk_group}); layer {layer} keeps {counts} experts per group, but "
                 "every group must keep the same number (at least 2, and topk_group × that ≥ "
-                "top-k) for routing to stay the same"
+                f"top-k) for routing to stay the same: make one with lens mask --groups {n_group}"
             )
     return {}
 

@@ -55,6 +55,14 @@ def _criteria_help() -> str:
     default=None,
     help="With --budget: the fewest experts any layer keeps (default: the model's top-k).",
 )
+@click.option(
+    "--groups",
+    type=int,
+    default=1,
+    show_default=True,
+    help="With --r: keep r/G experts in each of G equal groups of experts (DeepSeek-V3: its "
+    "n_group), so group-limited routing stays the same after pruning.",
+)
 @model_option
 @click.option(
     "--out", "-o", type=click.Path(path_type=Path), required=True, help="The mask JSON to write."
@@ -66,6 +74,7 @@ def mask_command(
     r: int | None,
     budget: int | None,
     min_per_layer: int | None,
+    groups: int,
     model: str | None,
     out: Path,
     as_json: bool,
@@ -84,10 +93,17 @@ def mask_command(
       lens mask c4.safetensors --criterion reap --budget 768 --out c4-reap.json
       lens mask c4.safetensors zh.safetensors code.safetensors -c coverage --r 24 -o cov.json
       lens mask --criterion aimer --model openai/gpt-oss-20b --r 24 --out aimer.json
+      lens mask c4.safetensors --r 128 --groups 8 --out deepseek-v3-c4.json
     """
     loaded = [load_bundle(p) for p in find_bundles(list(bundles))]
     mask = make_mask(
-        criterion, loaded, r=r, budget=budget, model=model, min_per_layer=min_per_layer
+        criterion,
+        loaded,
+        r=r,
+        budget=budget,
+        model=model,
+        min_per_layer=min_per_layer,
+        groups=groups,
     )
     write_mask(out, mask)
     kept = retained_mass_by_source(mask, loaded)

@@ -183,20 +183,25 @@ def test_ties_go_to_the_lower_expert(tmp_path):
     ]
 
 
-def naive_coverage(bundles, layer, r) -> list[int]:
+def naive_coverage_order(bundles, layer) -> list[int]:
+    """The round-robin order itself (every expert, in the order coverage takes them)."""
     kept: list[int] = []
-    while len(kept) < r:
+    while len(kept) < E:
         for bundle in bundles:
             scores = [naive_score("mass", [bundle], layer, e) for e in range(E)]
             left = [e for e in range(E) if e not in kept]
+            if not left:
+                break
             best = left[0]
             for e in left:
                 if scores[e] > scores[best]:
                     best = e
             kept.append(best)
-            if len(kept) == r:
-                break
-    return sorted(kept)
+    return kept
+
+
+def naive_coverage(bundles, layer, r) -> list[int]:
+    return sorted(naive_coverage_order(bundles, layer)[:r])
 
 
 @pytest.mark.parametrize("r", [1, 3, 4, 8])
@@ -404,3 +409,35 @@ def test_masks_and_prune_modules_do_not_import_torch():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("criterion", ["mass", "coverage", "reap"])
+def test_groups_keep_r_over_g_best_in_each_contiguous_group(bundles, criterion):
+    mask = make_mask(criterion, bundles, r=4, groups=2)
+    for layer in range(L):
+        if criterion == "coverage":
+            # walk the full round-robin order, taking an expert while its group has room
+            order, taken = [], {0: 0, 1: 0}
+            full = naive_coverage_order(bundles, layer)
+            for e in full:
+                if taken[e // 4] < 2:
+                    taken[e // 4] += 1
+                    order.append(e)
+            assert mask.layers[layer] == sorted(order)
+            continue
+        scores = [naive_score(criterion, bundles, layer, e) for e in range(E)]
+        expected = sorted(
+            naive_top([scores[e] if e < 4 else -np.inf for e in range(E)], 2)
+            + naive_top([scores[e] if e >= 4 else -np.inf for e in range(E)], 2)
+        )
+        assert mask.layers[layer] == expected
+    for ids in mask.layers:
+        assert sum(e < 4 for e in ids) == 2 and sum(e >= 4 for e in ids) == 2
+    assert mask.budget == {"kind": "per_layer", "r": 4, "groups": 2}
+
+
+def test_groups_must_divide_r_and_e(bundles):
+    with pytest.raises(LensError, match="groups=3 must divide"):
+        make_mask("mass", bundles, r=4, groups=3)
+    with pytest.raises(LensError, match="not a budget"):
+        make_mask("mass", bundles, budget=12, groups=2)

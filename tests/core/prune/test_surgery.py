@@ -329,3 +329,38 @@ def test_progress_reaches_the_total_and_cancel_leaves_nothing(tiny_model, tmp_pa
             source, mask, tmp_path / "c", should_stop=lambda: calls.append(1) or len(calls) > 3
         )
     assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.*"))
+
+
+def test_deepseek_aimer_mask_with_groups_prunes_to_the_same_routing(tiny_model, tmp_path):
+    from core.masks import make_mask as mask_from
+
+    source = tiny_model("deepseek_v3")
+    mask = mask_from("aimer", model=str(source), r=4, groups=2)
+    prune_checkpoint(source, mask, tmp_path / "p")
+    pruned, info = load(tmp_path / "p")
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    original, _ = load(source)
+    forbid_dropped(original, "deepseek_v3", mask.layers)
+    torch.testing.assert_close(logits_of(pruned), logits_of(original), atol=1e-5, rtol=0)
+
+
+def test_deepseek_multi_token_prediction_layer_is_dropped(tiny_model, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    source = tiny_model("deepseek_v3")
+    with_mtp = tmp_path / "mtp"
+    with_mtp.mkdir()
+    for path in source.iterdir():
+        if path.name != "model.safetensors":
+            (with_mtp / path.name).write_bytes(path.read_bytes())
+    tensors = load_file(source / "model.safetensors")
+    extra = {n.replace("layers.1.", "layers.2."): v for n, v in tensors.items() if "layers.1." in n}
+    save_file({**tensors, **extra}, str(with_mtp / "model.safetensors"), metadata={"format": "pt"})
+    result = prune_checkpoint(
+        with_mtp, make_mask(with_mtp, [[0, 2, 5, 7], [1, 3, 4, 6]]), tmp_path / "p"
+    )
+    saved = load_file(tmp_path / "p" / "model.safetensors")
+    assert not [n for n in saved if "layers.2." in n]
+    assert json.loads((tmp_path / "p" / "config.json").read_text())["num_nextn_predict_layers"] == 0
+    assert any("multi-token prediction" in note for note in result.notes)
+    load(tmp_path / "p")

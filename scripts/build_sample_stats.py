@@ -700,6 +700,9 @@ def collect_one(
     num_samples: int | None,
     max_length: int,
     batch_size: int,
+    overwrite: bool = False,
+    command: str | None = None,
+    extra_metadata: dict[str, str] | None = None,
     progress: Callable | None = None,
 ) -> Path:
     """Collect one bundle through the project's own pipeline (``run_collection``).
@@ -719,6 +722,9 @@ def collect_one(
         dataset_name=dataset_name,
         device="cpu",
         dtype="float32",
+        overwrite=overwrite,
+        command=command,
+        extra_metadata=dict(extra_metadata or {}),
     )
     return runner.run_collection(config, progress=progress)
 
@@ -743,42 +749,50 @@ def save_untrained() -> Path:
     return UNTRAINED_DIR
 
 
+def _collect_progress(name: str) -> Callable:
+    last = [0.0]
+
+    def report(p) -> None:
+        if p.stage != "collecting" or time.time() - last[0] >= 20:
+            last[0] = time.time()
+            log(f"collect {name}: {p.stage} {p.samples_done}/{p.samples_total} samples")
+
+    return report
+
+
 def stage_collect(args: argparse.Namespace) -> None:
     OUT_DIR.mkdir(exist_ok=True)
+    jobs = [
+        (MODEL_DIR, OUT_DIR / f"{name}.safetensors", name) for name in args.sets or CALIBRATION_SETS
+    ]
     # A baseline that is not shipped: the untrained model on a few sets (artifacts/ only).
-    untrained = save_untrained()
-    for name in BASELINE_SETS:
-        out = WORK / "untrained" / f"{name}.safetensors"
-        if out.exists() and not args.force:
-            continue
-        out.unlink(missing_ok=True)
-        data = WORK / "corpora" / "calibration" / f"{name}.jsonl"
-        collect_one(
-            untrained,
-            data,
-            out,
-            dataset_name=name,
-            num_samples=args.num_samples,
-            max_length=args.max_length,
-            batch_size=args.collect_batch_size,
-        )
-    for name in args.sets or CALIBRATION_SETS:
-        out = OUT_DIR / f"{name}.safetensors"
+    if not args.sets:
+        untrained = save_untrained()
+        jobs += [(untrained, WORK / "untrained" / f"{n}.safetensors", n) for n in BASELINE_SETS]
+    command = "scripts/build_sample_stats.py collect" + (
+        f" --num-samples {args.num_samples} --max-length {args.max_length}"
+    )
+    for model, out, name in jobs:
         if out.exists() and not args.force:
             log(f"collect: {out} exists, skipping")
             continue
-        if args.force:
-            out.unlink(missing_ok=True)
-        data = WORK / "corpora" / "calibration" / f"{name}.jsonl"
         t0 = time.time()
         collect_one(
-            MODEL_DIR,
-            data,
+            model,
+            WORK / "corpora" / "calibration" / f"{name}.jsonl",
             out,
             dataset_name=name,
             num_samples=args.num_samples,
             max_length=args.max_length,
             batch_size=args.collect_batch_size,
+            overwrite=True,
+            command=command,
+            extra_metadata={
+                "sample_build": "scripts/build_sample_stats.py",
+                "calibration_set": CALIBRATION_SETS[name],
+                "heldout": f"every {HOLDOUT_EVERY}th document/conversation/file of the source, never trained on",
+            },
+            progress=_collect_progress(name),
         )
         log(f"collect: {out} ({out.stat().st_size / 1e6:.2f} MB) in {time.time() - t0:.0f}s")
 

@@ -818,6 +818,7 @@ def split_half_floor(profile_bundle, r: int, seed: int = 0) -> dict[str, float]:
 
 def summarise(folder: Path, r: int) -> dict:
     from core import engine
+    from core import metrics as m
     from core.ablation import ablate
     from core.bundle import find_bundles
 
@@ -828,15 +829,20 @@ def summarise(folder: Path, r: int) -> dict:
     sets = {}
     for p in profiles:
         uni = engine.stats(p).to_json()
-        try:
-            abl = ablate(p.bundle, r=r, step=8, max_samples=None)
-            convergence = {"counts": abl.counts, "to_final": [round(x, 3) for x in abl.to_final]}
-        except Exception as exc:  # the ablation API may differ; the summary still stands
-            convergence = {"error": f"{type(exc).__name__}: {exc}"}
+        abl = ablate(p, r=r, step=8, seed=0)
+        convergence = {
+            "counts": abl.counts,
+            "to_final": [round(x, 3) for x in abl.to_final],
+            "converged_at_0.95": abl.converged_at(0.95),
+        }
         sets[p.name] = {
             "samples": p.bundle.num_samples,
             "tokens": p.tokens,
             "n_eff_per_layer": [round(row["n_eff"], 2) for row in uni["layers"]],
+            "n_eff_mean": round(uni["mean"]["n_eff"], 2),
+            # share of the set's own routing mass inside its own top-r mask: the ceiling
+            # for any retained mass into this set
+            "own_top_r_mass": round(m.layer_mean(m.retained_mass(p.mask(r), p.prob)), 4),
             "entropy_bits_per_layer": [round(row["entropy_bits"], 3) for row in uni["layers"]],
             "split_half": split_half_floor(p.bundle, r),
             "ablation": convergence,
@@ -848,12 +854,20 @@ def summarise(folder: Path, r: int) -> dict:
             pairs[f"{a.name}|{b.name}"] = {
                 k: (None if v is None else round(v, 4)) for k, v in mean.items()
             }
-    untrained = {}
-    for path in sorted((WORK / "untrained").glob("*.safetensors")):
-        p = engine.Profile.load(path)
-        untrained[p.name] = {
-            "n_eff_per_layer": [round(x["n_eff"], 2) for x in engine.stats(p).to_json()["layers"]]
+    # The untrained baseline (same architecture, seeded initialisation; not shipped).
+    untrained: dict = {"sets": {}, "pairs": {}}
+    base = [engine.Profile.load(p) for p in sorted((WORK / "untrained").glob("*.safetensors"))]
+    for p in base:
+        untrained["sets"][p.name] = {
+            "n_eff_per_layer": [round(x["n_eff"], 2) for x in engine.stats(p).to_json()["layers"]],
+            "split_half": split_half_floor(p.bundle, r),
         }
+    for i, a in enumerate(base):
+        for b in base[i + 1 :]:
+            mean = engine.compare(a, b, r).mean
+            untrained["pairs"][f"{a.name}|{b.name}"] = {
+                k: (None if v is None else round(v, 4)) for k, v in mean.items()
+            }
     return {
         "model": profiles[0].bundle.model,
         "num_layers": profiles[0].num_layers,

@@ -136,10 +136,67 @@ def _config(family: str, vocab_size: int):
             v_head_dim=8,
             routed_scaling_factor=2.5,
         )
+    moe = dict(intermediate_size=16, num_experts_per_tok=TOP_K)
+    if family in ("granitemoe", "phimoe"):
+        return AutoConfig.for_model(family, **common, **moe, num_local_experts=EXPERTS)
+    if family == "minimax":
+        return AutoConfig.for_model(
+            "minimax",
+            **common,
+            **moe,
+            num_local_experts=EXPERTS,
+            head_dim=8,
+            layer_types=["full_attention"] * LAYERS,
+        )
+    if family == "jamba":  # Mamba + attention hybrid; every layer attention + MoE here
+        return AutoConfig.for_model(
+            "jamba",
+            **common,
+            **moe,
+            num_experts=EXPERTS,
+            attn_layer_period=1,
+            attn_layer_offset=0,
+            expert_layer_period=1,
+            expert_layer_offset=0,
+            use_mamba_kernels=False,
+        )
+    if family == "llama4":  # the text model: router returns (scores, logits), top-1
+        return AutoConfig.for_model(
+            "llama4_text",
+            **common,
+            intermediate_size=16,
+            intermediate_size_mlp=32,
+            num_local_experts=EXPERTS,
+            num_experts_per_tok=1,
+            head_dim=8,
+            interleave_moe_layer_step=1,
+            no_rope_layers=[1] * LAYERS,
+        )
+    if family == "deepseek_v2":
+        return AutoConfig.for_model(
+            "deepseek_v2",
+            **{**common, "num_key_value_heads": 4},
+            intermediate_size=32,
+            moe_intermediate_size=16,
+            n_routed_experts=EXPERTS,
+            n_shared_experts=1,
+            num_experts_per_tok=TOP_K,
+            first_k_dense_replace=0,
+            q_lora_rank=None,
+            kv_lora_rank=16,
+            qk_rope_head_dim=4,
+            qk_nope_head_dim=4,
+            v_head_dim=8,
+            n_group=1,
+            topk_group=1,
+            topk_method="greedy",
+        )
     raise ValueError(f"no tiny config for family {family!r}")
 
 
 FAMILIES = ("gpt_oss", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3")
+#: Further families collection supports; not every tool (pruning) handles them.
+EXTRA_FAMILIES = ("granitemoe", "phimoe", "jamba", "minimax", "llama4", "deepseek_v2")
 
 
 def build_tiny_model(

@@ -25,9 +25,28 @@ def expert_output(experts: torch.nn.Module, family: str, x: torch.Tensor, e: int
         up = up.clamp(min=-experts.limit, max=experts.limit)
         glu = gate * torch.sigmoid(gate * experts.alpha)
         return ((up + 1) * glu) @ experts.down_proj[e].float() + experts.down_proj_bias[e].float()
+    if family == "llama4":  # [E, H, 2I] and [E, I, H], gate then up
+        gate, up = (x @ experts.gate_up_proj[e].float()).chunk(2, dim=-1)
+        return (up * F.silu(gate)) @ experts.down_proj[e].float()
     # Mixtral-style fused experts: gate and up concatenated, [E, 2I, H] and [E, H, I], SiLU.
     gate, up = (x @ experts.gate_up_proj[e].float().T).chunk(2, dim=-1)
     return (F.silu(gate) * up) @ experts.down_proj[e].float().T
+
+
+def _routing(family: str, output: tuple, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weights, indices) the model used, from its router's own output."""
+    if family == "llama4":  # (scores, logits): top-k of the logits, sigmoid of those logits
+        logits = output[1].float()
+        indices = torch.topk(logits, top_k, dim=1)[1]
+        return torch.sigmoid(logits.gather(1, indices)), indices
+    return output[1].detach(), output[2].detach()
+
+
+def _expert_norm(layer, family: str, x: torch.Tensor, e: int, w: float) -> float:
+    """‖y‖ of expert e for one token; Llama-4 scales the input by w instead of the output."""
+    if family == "llama4":
+        return float(expert_output(layer.experts, family, w * x, e).norm()) / w
+    return float(expert_output(layer.experts, family, x, e).norm())
 
 
 @torch.no_grad()
@@ -51,14 +70,14 @@ def per_sample_reference(model, family: str, token_ids: list[list[int]]) -> dict
         handles = []
         for layer in layers:
 
-            def router_hook(module, args, output, l=layer.index, routed=routed):
-                routed[l] = (output[1].detach(), output[2].detach())  # (weights, indices)
+            def router_hook(module, args, output, layer=layer, routed=routed):
+                routed[layer.index] = _routing(family, output, layer.top_k)
 
-            def experts_hook(module, args, l=layer.index, hidden=hidden):
-                hidden[l] = args[0].detach()
+            def block_hook(module, args, l=layer.index, hidden=hidden):
+                hidden[l] = args[0].detach().reshape(-1, args[0].shape[-1])
 
             handles.append(layer.router.register_forward_hook(router_hook))
-            handles.append(layer.experts.register_forward_pre_hook(experts_hook))
+            handles.append(layer.block.register_forward_pre_hook(block_hook))
         try:
             result = model(torch.tensor([ids]), output_router_logits=True)
         finally:
@@ -73,8 +92,7 @@ def per_sample_reference(model, family: str, token_ids: list[list[int]]) -> dict
                 for slot in range(indices.shape[1]):
                     e = int(indices[t, slot])
                     w = float(weights[t, slot])
-                    y = expert_output(layer.experts, family, hidden[l][t : t + 1], e)
-                    norm = float(y.norm())
+                    norm = _expert_norm(layer, family, hidden[l][t : t + 1], e, w)
                     out["topk_count"][i, l, e] += 1
                     out["weight_sum"][i, l, e] += w
                     out["energy_sum"][i, l, e] += w * w * norm * norm

@@ -19,7 +19,7 @@ from core.collect.families import find_moe_layers
 from core.collect.runner import CollectConfig, run_collection
 from tests.core.collect.conftest import TEXTS
 from tests.core.collect.reference import per_sample_reference
-from tests.tiny_models import FAMILIES
+from tests.tiny_models import EXTRA_FAMILIES, FAMILIES
 
 MAX_LENGTH = 24
 
@@ -43,7 +43,8 @@ def _padded_batch(lengths: list[int], left: bool, vocab: int = 300):
 
 @pytest.mark.parametrize(
     "family,dtype",
-    [(f, "float32") for f in FAMILIES] + [("gpt_oss", "bfloat16"), ("mixtral", "bfloat16")],
+    [(f, "float32") for f in FAMILIES + EXTRA_FAMILIES]
+    + [("gpt_oss", "bfloat16"), ("mixtral", "bfloat16")],
 )
 def test_logits_bitwise_identical_with_and_without_capture(tiny_model, family, dtype):
     model = _load(tiny_model(family), getattr(torch, dtype))
@@ -58,7 +59,8 @@ def test_logits_bitwise_identical_with_and_without_capture(tiny_model, family, d
             after = model(ids, attention_mask=mask).logits
         assert torch.equal(plain, captured)
         assert torch.equal(plain, after)
-        assert capture.norm_method == ["recording"] * len(capture.layers)
+        expected = "output" if family == "llama4" else "recording"
+        assert capture.norm_method == [expected] * len(capture.layers)
 
 
 def test_capture_detaches_completely(tiny_model):
@@ -90,8 +92,11 @@ def references(tiny_model):
     return get
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("padding_side", ["right", "left"])
+@pytest.mark.parametrize(
+    "family,padding_side",
+    [(f, side) for f in FAMILIES for side in ("right", "left")]
+    + [(f, "left") for f in EXTRA_FAMILIES],
+)
 def test_collected_statistics_equal_the_per_sample_reference(
     references, family, padding_side, text_file, tmp_path
 ):
@@ -110,7 +115,8 @@ def test_collected_statistics_equal_the_per_sample_reference(
     bundle = load_bundle(out)
     assert bundle.example_ids.tolist() == list(range(len(TEXTS)))
     assert bundle.token_count.tolist() == [len(ids) for ids in token_ids]
-    assert bundle.top_k == 2 and bundle.num_experts == 8 and bundle.num_layers == 2
+    assert bundle.top_k == (1 if family == "llama4" else 2)
+    assert bundle.num_experts == 8 and bundle.num_layers == 2
     np.testing.assert_allclose(bundle.prob_sum, expected["prob_sum"], rtol=1e-5, atol=1e-5)
     # Rows of prob_sum sum to the token count: a softmax over all E experts per token.
     np.testing.assert_allclose(

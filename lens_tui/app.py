@@ -15,14 +15,15 @@ from pathlib import Path
 from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.lazy import Lazy
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from core import metrics as m
 from core.bundle import find_bundles
 from core.engine import Profile, compare
 from core.errors import LensError
-from lens_tui.help import HelpScreen
 from lens_tui.messages import BundleCollected, LayerPicked
 from lens_tui.views.ablation import AblationView
 from lens_tui.views.collect import CollectView
@@ -49,7 +50,7 @@ class ControlBar(Static):
 class LensApp(App[None]):
     """Expert Calibration Lens."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = str(Path(__file__).with_name("app.tcss"))
     TITLE = "Expert Calibration Lens"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
@@ -106,6 +107,7 @@ class LensApp(App[None]):
         self.tau = m.DEFAULT_TAU
         self.layer = 0
         self._stale: set[str] = set(VIEWS)
+        self._widgets: dict[str, Widget] = {}
 
     # ------------------------------------------------------------------ layout
 
@@ -114,12 +116,13 @@ class LensApp(App[None]):
         with TabbedContent(initial="compare", id="views"):
             with TabPane("1 Compare", id="compare"):
                 yield CompareView(id="compare-view")
+            # Hidden views mount just after the first frame, which keeps start-up fast.
             with TabPane("2 Ablation", id="ablation"):
-                yield AblationView(id="ablation-view")
+                yield Lazy(AblationView(id="ablation-view"))
             with TabPane("3 Matrix", id="matrix"):
-                yield MatrixView(id="matrix-view")
+                yield Lazy(MatrixView(id="matrix-view"))
             with TabPane("4 Collect", id="collect"):
-                yield CollectView(id="collect-view")
+                yield Lazy(CollectView(id="collect-view"))
         yield Footer()
 
     def on_mount(self) -> None:
@@ -203,14 +206,31 @@ class LensApp(App[None]):
         self._stale = set(VIEWS) - {"collect"}
         self._refresh_active()
 
+    def _widget(self, selector: str, kind: type[Widget] = Widget):
+        """The widget for ``#id``, looked up once (keys call this many times a second).
+
+        ``None`` while it is not mounted (the hidden views mount just after the first frame).
+        """
+        widget = self._widgets.get(selector)
+        if widget is None:
+            found = self.query(selector)
+            if not found:
+                return None
+            widget = self._widgets[selector] = found.first(kind)
+        return widget
+
     def _active_view(self) -> str:
-        return self.query_one("#views", TabbedContent).active
+        return self._widget("#views", TabbedContent).active
 
     def _refresh_active(self) -> None:
         view = self._active_view()
-        if view in self._stale:
-            self._stale.discard(view)
-            self._refresh_view(view)
+        if view not in self._stale:
+            return
+        if self._widget(f"#{view}-view") is None:  # a lazy view not mounted yet: after this frame
+            self.call_after_refresh(self._refresh_active)
+            return
+        self._stale.discard(view)
+        self._refresh_view(view)
 
     def _refresh_view(self, view: str) -> None:
         if view == "compare":
@@ -221,7 +241,7 @@ class LensApp(App[None]):
             self._refresh_matrix()
 
     def _refresh_compare(self) -> None:
-        compare_view = self.query_one(CompareView)
+        compare_view = self._widget("#compare-view", CompareView)
         if not self.profiles:
             compare_view.show_message(NO_BUNDLES)
             return
@@ -234,21 +254,21 @@ class LensApp(App[None]):
         compare_view.show(result, self.labels[self.a], self.labels[self.b], self.layer)
 
     def _refresh_ablation(self) -> None:
-        view = self.query_one(AblationView)
+        view = self._widget("#ablation-view", AblationView)
         if not self.profiles:
             view.show_message(NO_BUNDLES)
             return
         view.show(self.profiles[self.a], self.labels[self.a], self.r)
 
     def _refresh_matrix(self) -> None:
-        view = self.query_one(MatrixView)
+        view = self._widget("#matrix-view", MatrixView)
         if not self.profiles:
             view.show_message(NO_BUNDLES)
             return
         view.show(self.profiles, self.labels, self.r)
 
     def _update_controls(self) -> None:
-        bar = self.query_one(ControlBar)
+        bar = self._widget("#controls", ControlBar)
         if not self.profiles:
             bar.update(Text("no bundles loaded", style="bold yellow"))
             return
@@ -322,7 +342,7 @@ class LensApp(App[None]):
         self.layer = layer
         self._update_controls()
         if self._active_view() == "compare" and "compare" not in self._stale:
-            self.query_one(CompareView).show_layer(layer)
+            self._widget("#compare-view", CompareView).show_layer(layer)
 
     def on_layer_picked(self, message: LayerPicked) -> None:
         self.set_layer(message.layer)
@@ -331,7 +351,7 @@ class LensApp(App[None]):
         self.add_bundle(message.path, select=True)
 
     def action_view(self, view: str) -> None:
-        self.query_one("#views", TabbedContent).active = view
+        self._widget("#views", TabbedContent).active = view
         self._focus_view(view)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -345,9 +365,15 @@ class LensApp(App[None]):
             "matrix": "#matrix-bundles",
             "collect": "#collect-view",
         }[view]
-        self.query_one(target).focus(scroll_visible=False)
+        widgets = self.query(target)
+        if widgets:
+            widgets.first().focus(scroll_visible=False)
+        else:  # a lazy view not mounted yet
+            self.call_after_refresh(self._focus_view, view)
 
     def action_help(self) -> None:
+        from lens_tui.help import HelpScreen  # markdown loads only when help is asked for
+
         sections = [
             ("everywhere", self.BINDINGS),
             ("compare", CompareView.BINDINGS),

@@ -23,7 +23,8 @@ from lens_tui.render import BIVARIATE_LABELS, fmt
 from lens_tui.widgets.cards import MetricCard
 from lens_tui.widgets.colors import A_HEX, B_HEX
 from lens_tui.widgets.plots import KEPT_A_MARK, KEPT_B_MARK, ExpertPlot
-from lens_tui.widgets.sparkline import SparkRow
+from lens_tui.widgets.sparkline import SparkPanel, SparkSpec
+from lens_tui.widgets.table import ValueCachedTable
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ CARD_LABELS = {
     "n_eff": "N_eff",
     "entropy_bits": "entropy",
 }
+SIDE_COLORS = {"": "white", "a": A_HEX, "b": B_HEX}
 SHORT_UNIVARIATE = {
     "sparsity_pct": "sparse%",
     "variance": "var",
@@ -88,24 +90,39 @@ class CompareView(VerticalScroll):
             yield MetricCard(id="card-b", classes="card-b")
             yield MetricCard(id="card-ab")
         yield Static(id="verdict")
-        with Vertical(id="sparks"):
-            for column in COLUMNS:
-                color = A_HEX if column.side == "a" else B_HEX if column.side == "b" else "white"
-                yield SparkRow(
-                    column.header, column.key, color, id=f"spark-{column.id}".replace(":", "-")
-                )
+        yield SparkPanel(
+            [
+                SparkSpec(column.id, column.header, column.key, SIDE_COLORS[column.side])
+                for column in COLUMNS
+            ],
+            id="sparks",
+        )
         with Container(id="layer-detail"):
-            yield DataTable(id="layer-table", cursor_type="row", zebra_stripes=True)
+            yield ValueCachedTable(id="layer-table", cursor_type="row", zebra_stripes=True)
             with Vertical(id="plot-box"):
                 yield Static(id="plot-legend")
                 yield ExpertPlot(id="expert-plot")
 
     def on_mount(self) -> None:
-        self.query_one("#sparks").border_title = "per layer (highlight: selected layer)"
-        table = self.query_one("#layer-table", DataTable)
-        table.add_column("layer", key="layer")
-        for column in COLUMNS:
-            table.add_column(column.header, key=column.id)
+        # Keypresses update these many times a second: look them up once.
+        self._cards = {
+            side: self.query_one(f"#card-{side}", MetricCard) for side in ("a", "b", "ab")
+        }
+        self._verdict = self.query_one("#verdict", Static)
+        self._sparks = self.query_one(SparkPanel)
+        self._table = self.query_one("#layer-table", ValueCachedTable)
+        self._plot = self.query_one(ExpertPlot)
+        self._shown_cells: list[list[str]] = []
+        self._plotted: tuple | None = None
+        self._sparks.border_title = "per layer (highlight: selected layer)"
+        for column in ("layer", *COLUMNS):
+            key = column if isinstance(column, str) else column.id
+            self._table.add_column(column if isinstance(column, str) else column.header, key=key)
+        legend = Text()
+        legend.append(f"██ A above, {KEPT_A_MARK} kept by A   ", style=A_HEX)
+        legend.append(f"██ B below, {KEPT_B_MARK} kept by B", style=B_HEX)
+        self._legend = self.query_one("#plot-legend", Static)
+        self._legend.update(legend)
 
     # ------------------------------------------------------------------ showing
 
@@ -113,14 +130,15 @@ class CompareView(VerticalScroll):
         """Nothing to compare (no bundles, or an error): say so and blank the numbers."""
         self.comparison = None
         self.document = None
-        for card_id in ("#card-a", "#card-b", "#card-ab"):
-            self.query_one(card_id, MetricCard).show("", [])
-        self.query_one("#verdict", Static).update(Text(message, style="bold yellow"))
-        for spark in self.query(SparkRow):
-            spark.set_values([], None)
-        self.query_one("#layer-table", DataTable).clear()
-        self.query_one("#plot-legend", Static).update("")
-        self.query_one(ExpertPlot).clear_plot()
+        for card in self._cards.values():
+            card.show("", [])
+        self._verdict.update(Text(message, style="bold yellow"))
+        self._sparks.set_values({}, None)
+        self._table.clear()
+        self._shown_cells = []
+        self._legend.display = False
+        self._plotted = None
+        self._plot.clear_plot()
 
     def show(self, comparison: Comparison, label_a: str, label_b: str, layer: int) -> None:
         """Show every figure of ``comparison`` (the engine's result for the selection)."""
@@ -134,12 +152,12 @@ class CompareView(VerticalScroll):
     def _show_cards(self, comparison: Comparison, doc: dict, label_a: str, label_b: str) -> None:
         for side, label, profile in (("a", label_a, comparison.a), ("b", label_b, comparison.b)):
             means = doc["univariate_mean"][side]
-            self.query_one(f"#card-{side}", MetricCard).show(
+            self._cards[side].show(
                 f"{side.upper()} {label}",
                 [(CARD_LABELS[k], fmt(means[k], k)) for k in m.UNIVARIATE_KEYS],
                 _bundle_caption(profile),
             )
-        self.query_one("#card-ab", MetricCard).show(
+        self._cards["ab"].show(
             f"A vs B · r={comparison.r}",
             [(BIVARIATE_LABELS[k], fmt(doc["mean"][k], k)) for k in m.BIVARIATE_KEYS],
             "means over layers",
@@ -151,26 +169,26 @@ class CompareView(VerticalScroll):
         )
         verdict_text = Text("verdict: ", style="bold")
         verdict_text.append(verdict(comparison), style="bold green" if safe else "bold yellow")
-        self.query_one("#verdict", Static).update(verdict_text)
+        self._verdict.update(verdict_text)
 
     def _show_table(self, doc: dict) -> None:
-        table = self.query_one("#layer-table", DataTable)
-        rows = doc["layers"]
-        if table.row_count != len(rows):
+        table = self._table
+        cells = [self._cells(row) for row in doc["layers"]]
+        if len(cells) != len(self._shown_cells):
             table.clear()
-            for row in rows:
-                table.add_row(*self._cells(row), key=str(row["layer"]), label=None)
-            return
-        # Same shape: update in place so the cursor (the selected layer) stays put.
-        for index, row in enumerate(rows):
-            for col, cell in enumerate(self._cells(row)):
-                table.update_cell_at(Coordinate(index, col), cell)
+            for index, row in enumerate(cells):
+                table.add_row(*(Text(c, justify="right") for c in row), key=str(index))
+        else:
+            # Same shape: update only what changed, in place, so the cursor stays put.
+            for index, (row, shown) in enumerate(zip(cells, self._shown_cells)):
+                for col, (cell, old) in enumerate(zip(row, shown)):
+                    if cell != old:
+                        table.update_cell_at(Coordinate(index, col), Text(cell, justify="right"))
+        self._shown_cells = cells
 
     @staticmethod
-    def _cells(row: dict) -> list[Text]:
-        cells = [Text(str(row["layer"]), justify="right")]
-        cells += [Text(fmt(c.value(row), c.key), justify="right") for c in COLUMNS]
-        return cells
+    def _cells(row: dict) -> list[str]:
+        return [str(row["layer"])] + [fmt(c.value(row), c.key) for c in COLUMNS]
 
     def show_layer(self, layer: int) -> None:
         """Highlight ``layer`` in the sparklines and table and plot its expert distributions."""
@@ -178,19 +196,17 @@ class CompareView(VerticalScroll):
             return
         self.selected_layer = layer
         rows = self.document["layers"]
-        for column in COLUMNS:
-            spark = self.query_one(f"#spark-{column.id}".replace(":", "-"), SparkRow)
-            spark.set_values([column.value(row) for row in rows], layer)
-        table = self.query_one("#layer-table", DataTable)
-        if table.cursor_row != layer:
-            table.move_cursor(row=layer, scroll=True)
+        self._sparks.set_values(
+            {column.id: [column.value(row) for row in rows] for column in COLUMNS}, layer
+        )
+        if self._table.cursor_row != layer:
+            self._table.move_cursor(row=layer, scroll=True)
         comparison = self.comparison
-        dist = layer_distribution(comparison.a, comparison.b, layer, comparison.r)
-        legend = Text()
-        legend.append(f"██ A above, {KEPT_A_MARK} kept by A   ", style=A_HEX)
-        legend.append(f"██ B below, {KEPT_B_MARK} kept by B", style=B_HEX)
-        self.query_one("#plot-legend", Static).update(legend)
-        self.query_one(ExpertPlot).show(dist)
+        self._legend.display = True
+        plotted = (id(comparison.a), id(comparison.b), layer, comparison.r)
+        if plotted != self._plotted:  # τ alone does not change the plot: skip the replot
+            self._plotted = plotted
+            self._plot.show(layer_distribution(comparison.a, comparison.b, layer, comparison.r))
 
     # ------------------------------------------------------------------ events
 
@@ -202,8 +218,7 @@ class CompareView(VerticalScroll):
             self.post_message(LayerPicked(event.cursor_row))
 
     def action_toggle_layers(self) -> None:
-        table = self.query_one("#layer-table", DataTable)
-        table.focus(scroll_visible=False)
+        self._table.focus(scroll_visible=False)
         if self.scroll_y > 0:
             self.scroll_home(animate=False)
         else:

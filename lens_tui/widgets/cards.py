@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-from textual.widgets import Static
+from rich.text import Text
+from textual.widget import Widget
 
 
-class MetricCard(Static):
-    """A card of ``(label, value)`` rows; the values are already formatted text."""
+class MetricCard(Widget):
+    """A card of ``(label, value)`` rows; the values are already formatted text.
+
+    Drawn as plain padded lines (not a rich table): cards change on every
+    keypress, and this keeps their repaint cheap.
+    """
 
     DEFAULT_CSS = """
     MetricCard {
@@ -23,16 +27,24 @@ class MetricCard(Static):
         self.rows: list[tuple[str, str]] = []
 
     def show(self, title: str, rows: list[tuple[str, str]], subtitle: str = "") -> None:
+        resized = len(rows) != len(self.rows)
         self.rows = list(rows)
         self.border_title = title
         self.border_subtitle = subtitle
-        grid = Table.grid(expand=True)
-        grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-        grid.add_column(justify="right", no_wrap=True)
-        for label, value in rows:
-            grid.add_row(label, value)
-        self.update(grid)
+        self.refresh(layout=resized)
 
     def value(self, label: str) -> str:
         """The shown value for ``label`` (what a user reads on the card)."""
         return dict(self.rows)[label]
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return max(1, len(self.rows))
+
+    def render(self) -> Text:
+        width = self.size.width
+        lines = []
+        for label, value in self.rows:
+            room = max(1, width - len(value) - 1)
+            shown = label if len(label) <= room else label[: max(0, room - 1)] + "…"
+            lines.append(shown.ljust(room) + " " + value)
+        return Text("\n".join(lines), no_wrap=True, overflow="crop")

@@ -49,8 +49,15 @@ class ExpertPlot(ResultPlot):
     def show(self, dist: LayerDistribution) -> None:
         plt = self.start(dist)
         experts = list(range(len(dist.prob_a)))
-        plt.bar(experts, dist.prob_a.tolist(), color=A_RGB, width=0.7)
-        plt.bar(experts, (-dist.prob_b).tolist(), color=B_RGB, width=0.7)
+        up, down = dist.prob_a.tolist(), (-dist.prob_b).tolist()
+        if 2 * len(experts) <= self.size.width:
+            plt.bar(experts, up, color=A_RGB, width=0.7)
+            plt.bar(experts, down, color=B_RGB, width=0.7)
+        else:
+            # Too many experts for bars wider than a column: one-column bars (stems) draw
+            # the same picture ~5x faster than plotext's rectangles.
+            plt.scatter(experts, up, color=A_RGB, marker="█", fillx=True)
+            plt.scatter(experts, down, color=B_RGB, marker="█", fillx=True)
         top = float(max(np.max(dist.prob_a), np.max(dist.prob_b), 1e-12))
         kept_a = np.flatnonzero(dist.kept_a).tolist()
         kept_b = np.flatnonzero(dist.kept_b).tolist()

@@ -1,8 +1,9 @@
-"""One-line sparkline of a metric across layers, with the selected layer highlighted."""
+"""Sparklines of metrics across layers, one row each, with the selected layer highlighted."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual.widget import Widget
@@ -38,57 +39,82 @@ def bar_levels(values: list[float | None]) -> list[int | None]:
     return levels
 
 
-class SparkRow(Widget):
-    """``label  ▁▃█▂…  min … max`` for one metric over all layers."""
+@dataclass(frozen=True)
+class SparkSpec:
+    """One row of the panel: its label, the metric key (for number formatting) and colour."""
+
+    id: str
+    label: str
+    key: str
+    color: str
+
+
+class SparkPanel(Widget):
+    """One row per metric: ``label  ▁▃█▂…  min … max`` across layers, the selected layer reversed.
+
+    A single widget draws every row (one node instead of one per metric keeps
+    the app's first frame fast).
+    """
 
     DEFAULT_CSS = """
-    SparkRow {
-        height: 1;
+    SparkPanel {
+        height: auto;
         width: 1fr;
     }
     """
     LABEL_WIDTH = 17
     RANGE_WIDTH = 23
 
-    def __init__(self, label: str, key: str, color: str, *, id: str | None = None) -> None:
+    def __init__(self, specs: list[SparkSpec], *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.label = label
-        self.key = key
-        self.color = color
-        self.values: list[float | None] = []
+        self.specs = list(specs)
+        self.values: dict[str, list[float | None]] = {}
         self.selected: int | None = None
 
-    def set_values(self, values: list[float | None], selected: int | None) -> None:
-        self.values = list(values)
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return len(self.specs)
+
+    def set_values(self, values: dict[str, list[float | None]], selected: int | None) -> None:
+        self.values = {k: list(v) for k, v in values.items()}
         self.selected = selected
         self.refresh()
 
-    def bars(self) -> str:
-        """The bar characters, one per layer (a space for a missing value)."""
-        return "".join(" " if lv is None else BARS[lv] for lv in bar_levels(self.values))
+    def bars(self, row_id: str) -> str:
+        """The bar characters of one row, one per layer (a space for a missing value)."""
+        levels = bar_levels(self.values.get(row_id, []))
+        return "".join(" " if lv is None else BARS[lv] for lv in levels)
 
     def render(self) -> Text:
+        lines = [self._row(spec) for spec in self.specs]
+        return Text("\n", no_wrap=True, overflow="crop").join(lines)
+
+    def _row(self, spec: SparkSpec) -> Text:
         text = Text(no_wrap=True, overflow="crop")
-        text.append(self.label[: self.LABEL_WIDTH - 1].ljust(self.LABEL_WIDTH), style="bold")
+        text.append(spec.label[: self.LABEL_WIDTH - 1].ljust(self.LABEL_WIDTH), style="bold")
+        values = self.values.get(spec.id, [])
         room = max(1, self.size.width - self.LABEL_WIDTH - self.RANGE_WIDTH - 1)
-        count = len(self.values)
+        count = len(values)
         if count == 0:
             return text
-        finite = _finite(self.values)
+        finite = _finite(values)
         if not finite:
             text.append("no data".ljust(room), style="dim")
             return text
         cell = max(1, room // count) if room >= count else 1
         shown = min(count, room // cell)
-        for layer, char in enumerate(self.bars()[:shown]):
-            style = self.color
-            if layer == self.selected:
-                style = f"reverse {self.color}"
-            text.append(char * cell, style=style)
+        bars = "".join(char * cell for char in self.bars(spec.id)[:shown])
+        selected = self.selected if self.selected is not None and self.selected < shown else None
+        if selected is None:
+            text.append(bars, style=spec.color)
+        else:  # three runs: before, the selected layer (reversed), after
+            start, stop = selected * cell, (selected + 1) * cell
+            text.append(bars[:start], style=spec.color)
+            text.append(bars[start:stop], style=f"reverse {spec.color}")
+            text.append(bars[stop:], style=spec.color)
         if shown < count:
             text.append("…", style="dim")
         used = shown * cell + (1 if shown < count else 0)
         text.append(" " * max(1, room - used + 1))
-        span = f"{fmt(min(finite), self.key)} … {fmt(max(finite), self.key)}"
+        span = f"{fmt(min(finite), spec.key)} … {fmt(max(finite), spec.key)}"
         text.append(span.rjust(self.RANGE_WIDTH), style="dim")
         return text

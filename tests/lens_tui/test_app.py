@@ -18,7 +18,7 @@ from lens_tui.views.compare import CARD_LABELS, COLUMNS, CompareView
 from lens_tui.views.matrix import ALIKE_RGB, DIFFERENT_RGB, MatrixView, hex_color
 from lens_tui.widgets.cards import MetricCard
 from lens_tui.widgets.plots import KEPT_A_MARK, KEPT_B_MARK, AblationPlot, ExpertPlot
-from lens_tui.widgets.sparkline import BARS, SparkRow
+from lens_tui.widgets.sparkline import BARS, SparkPanel
 from tests.conftest import make_bundle
 from tests.lens_tui.helpers import NAMES, async_test, notifications, screen_text, write_bundles
 
@@ -113,10 +113,10 @@ async def test_selecting_a_layer_plots_its_distributions_with_kept_experts_marke
         assert painted.count(KEPT_B_MARK) == app.r
         assert "█" in painted
         # The sparkline rows highlight layer 2 and draw one bar per layer from the engine's values.
-        spark = app.query_one("#spark-js_divergence", SparkRow)
+        spark = app.query_one(SparkPanel)
         assert spark.selected == 2
         js = compare(Profile.load(paths[0]), Profile.load(paths[1]), app.r).layers["js_divergence"]
-        bars = spark.bars()
+        bars = spark.bars("js_divergence")
         assert len(bars) == 4
         assert bars[int(np.argmax(js))] == BARS[-1] and bars[int(np.argmin(js))] == BARS[0]
         painted = screen_text(spark)
@@ -139,7 +139,12 @@ async def test_pearson_is_a_dash_when_a_bundle_has_no_energy(paths):
         await pilot.pause()
         card = app.query_one("#card-ab", MetricCard)
         assert card.value(BIVARIATE_LABELS["pearson_energy"]) == "—"
-        assert "no data" in screen_text(app.query_one("#spark-pearson_energy", SparkRow))
+        pearson_row = [
+            line
+            for line in screen_text(app.query_one(SparkPanel)).splitlines()
+            if "Pearson" in line
+        ]
+        assert len(pearson_row) == 1 and "no data" in pearson_row[0]
 
 
 @async_test

@@ -81,6 +81,27 @@ async def test_keys_change_a_b_r_tau_and_the_shown_numbers_follow_the_engine(pat
 
 
 @async_test
+async def test_the_painted_layer_table_follows_r_and_tau(paths):
+    """The table caches rendered cells by content: what it paints must be the new numbers."""
+    app = build_app(paths)
+    async with app.run_test(size=(140, 50)) as pilot:
+        await pilot.pause()
+        table = app.query_one("#layer-table", DataTable)
+        for keys, r, tau in ((["plus"], 3, 0.01), (["plus", "t"], 4, 0.02), (["minus"], 3, 0.02)):
+            await pilot.press(*keys)
+            await pilot.pause()
+            doc = compare(Profile.load(paths[0]), Profile.load(paths[1]), r, tau).to_json()
+            painted = screen_text(table).splitlines()[1:]  # below the header
+            for row, line in zip(doc["layers"], painted):
+                cells = line.split()
+                assert cells[0] == str(row["layer"])
+                expected = [fmt(c.value(row), c.key) for c in COLUMNS]
+                shown = cells[1:]
+                assert len(shown) >= 3  # JS, Jaccard@r, Pearson at least are on screen
+                assert shown == expected[: len(shown)]
+
+
+@async_test
 async def test_r_stays_within_one_to_e(paths):
     app = build_app(paths)
     async with app.run_test(size=SIZE) as pilot:

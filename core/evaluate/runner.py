@@ -1,0 +1,409 @@
+"""``lens evaluate``: next-token loss, perplexity and top-1 agreement of masks, in memory.
+
+For the original model and for each mask (applied by
+:class:`~core.evaluate.masking.MaskedRouting`, no checkpoint written) the
+runner measures, over every non-padding *target* token of held-out text:
+
+- ``loss``: mean next-token cross-entropy in nats, token-weighted over the
+  whole dataset (a sample of T tokens contributes its T − 1 predictions);
+- ``perplexity`` = exp(loss);
+- ``top1_accuracy``: share of predictions whose argmax is the actual next token;
+- ``top1_agreement``: share whose argmax equals the original model's.
+
+Samples are tokenized alone and batched longest first exactly as ``lens
+collect`` does (:func:`core.collect.runner.tokenize` and ``plan_batches``),
+padded on the tokenizer's side with positions counting real tokens only.
+The loop is batch-major: each batch runs through the original model, then
+through each mask, so the original's argmax is never stored for the whole
+dataset. Only the backbone runs in the forward pass; the LM head is applied
+to the scored positions in chunks, so a 200k-token vocabulary never
+materialises ``[batch, seq, vocab]`` logits.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from core import __version__
+from core.collect.config import CollectConfig, CollectProgress
+from core.errors import LensError
+from core.evaluate.results import Evaluation, MaskResult
+from core.masks import Mask, check_mask_fits, read_mask
+
+#: Logit elements computed at once by the chunked LM head (512 MiB in float32).
+LOGITS_CHUNK_ELEMENTS = 2**27
+
+
+class EvaluationCancelled(LensError):
+    """``should_stop`` asked the run to stop; nothing was written."""
+
+
+@dataclass
+class EvaluateConfig:
+    """One evaluation: a model, masks of it, and held-out text."""
+
+    model: str
+    data: str
+    masks: Sequence[str | Path | Mask] = ()
+    num_samples: int | None = None
+    max_length: int = 512
+    batch_size: int = 8
+    text_field: str = "text"
+    split: str = "train"
+    dataset_config: str | None = None
+    dataset_name: str | None = None  # label recorded (default: the data file's stem)
+    device: str = "auto"
+    device_map: str | None = None
+    dtype: str = "auto"
+    chat_template: bool = False
+    trust_remote_code: bool = False
+    padding_side: str | None = None
+    allow_other_model: bool = False
+    lm_eval_tasks: Sequence[str] = ()  # optional lm-eval tasks run on each variant (needs lm-eval)
+    lm_eval_limit: float | None = None  # lm-eval's --limit: examples (or a fraction) per task
+    command: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def collect_config(self) -> CollectConfig:
+        """The same settings as a :class:`CollectConfig`, to reuse collection's loading code."""
+        return CollectConfig(
+            model=self.model,
+            data=self.data,
+            out=Path("evaluate.safetensors"),  # never written
+            num_samples=self.num_samples,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            text_field=self.text_field,
+            split=self.split,
+            dataset_config=self.dataset_config,
+            dataset_name=self.dataset_name,
+            device=self.device,
+            device_map=self.device_map,
+            dtype=self.dtype,
+            chat_template=self.chat_template,
+            trust_remote_code=self.trust_remote_code,
+            padding_side=self.padding_side,
+        )
+
+
+@dataclass
+class _Tally:
+    """Running sums of one variant (the original model or one mask)."""
+
+    nll: float = 0.0
+    tokens: int = 0
+    correct: int = 0
+    agree: int = 0
+
+    def figures(self, baseline_loss: float | None = None) -> dict[str, float]:
+        loss = self.nll / self.tokens
+        out = {
+            "loss": loss,
+            "perplexity": math.exp(loss) if loss < 700 else float("inf"),
+            "top1_accuracy": self.correct / self.tokens,
+        }
+        if baseline_loss is not None:
+            out["loss_increase"] = loss - baseline_loss
+            out["top1_agreement"] = self.agree / self.tokens
+        return out
+
+
+def load_masks(masks: Sequence[str | Path | Mask]) -> list[Mask]:
+    return [m if isinstance(m, Mask) else read_mask(m) for m in masks]
+
+
+def check_masks_for_model(
+    masks: Sequence[Mask],
+    layers: Sequence[Any],
+    model: str,
+    names: Sequence[str],
+    allow_other: bool,
+) -> None:
+    """Refuse masks whose shape or model name does not fit the loaded model."""
+    from core.prune.surgery import model_identity
+
+    candidates = {model_identity(n) for n in names if n}
+    for mask in masks:
+        where = str(mask.path) if mask.path is not None else mask.name
+        check_mask_fits(
+            mask,
+            num_layers=len(layers),
+            num_experts=layers[0].num_experts,
+            top_k=layers[0].top_k,
+            where=where,
+            what=model,
+        )
+        if not allow_other and model_identity(mask.model) not in candidates:
+            raise LensError(
+                f"{where}: mask is for model '{mask.model}' but --model is '{model}'; if it is "
+                "the same model under another name, pass --allow-other-model"
+            )
+
+
+def run_evaluation(
+    config: EvaluateConfig,
+    progress: Callable[[CollectProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Evaluation:
+    """Evaluate the original model and every mask of ``config`` on ``config.data``.
+
+    Bad inputs (a mask file that is unreadable or for another model, empty
+    data, a model without supported MoE layers) raise :class:`LensError` with
+    one line before the model's weights are read where possible.
+    """
+    if config.batch_size < 1:
+        raise LensError(f"--batch-size must be at least 1 (got {config.batch_size})")
+    collect_config = config.collect_config()
+    masks = load_masks(config.masks)
+    if config.lm_eval_tasks:
+        import importlib.util
+
+        if importlib.util.find_spec("lm_eval") is None:
+            raise LensError(
+                "--lm-eval needs EleutherAI's lm-evaluation-harness: pip install lm-eval"
+            )
+    from core.collect.data import load_samples
+
+    samples = load_samples(
+        config.data,
+        text_field=config.text_field,
+        split=config.split,
+        dataset_config=config.dataset_config,
+        num_samples=config.num_samples,
+    )
+    from core.collect.loading import load_model_and_tokenizer, preflight
+
+    preflight(collect_config)
+    _report(progress, "loading", 0, len(samples), 0, 0.0, f"loading {config.model}")
+    model, tokenizer = load_model_and_tokenizer(collect_config)
+    from core.collect.families import find_moe_layers
+    from core.collect.runner import dataset_label, plan_batches, tokenize
+    from core.evaluate.masking import MaskedRouting, check_supported
+
+    layers = find_moe_layers(model)
+    check_supported(layers, config.model)
+    names = [config.model, str(Path(config.model).resolve()) if Path(config.model).exists() else ""]
+    names.append(str(getattr(model.config, "_name_or_path", "") or ""))
+    check_masks_for_model(masks, layers, config.model, names, config.allow_other_model)
+    keeps = [mask.as_bool() for mask in masks]
+
+    _report(progress, "tokenizing", 0, len(samples), 0, 0.0, f"tokenizing {len(samples)} samples")
+    token_ids = tokenize(tokenizer, samples, collect_config)
+    usable = [i for i, ids in enumerate(token_ids) if len(ids) >= 2]
+    if not usable:
+        raise LensError(
+            f"{config.data}: no sample has two or more tokens, so there is no next token to predict"
+        )
+    lengths = [len(ids) for ids in token_ids]
+    batches = plan_batches(usable, lengths, config.batch_size)
+    job = _Forward(model, tokenizer)
+    tallies = [_Tally() for _ in range(len(masks) + 1)]
+    start = time.perf_counter()
+    done = 0
+    note = f"original + {len(masks)} mask{'s' if len(masks) != 1 else ''}"
+    _report(progress, "evaluating", 0, len(usable), 0, 0.0, note)
+    with MaskedRouting(layers, config.model) as routing:
+        for batch in batches:
+            if should_stop is not None and should_stop():
+                raise EvaluationCancelled(
+                    f"evaluation stopped after {done} of {len(usable)} samples; nothing was written"
+                )
+            inputs, targets, valid = job.prepare([token_ids[i] for i in batch])
+            routing.use(None)
+            reference = job.score(inputs, targets, valid, tallies[0], None)
+            _check_calls(routing, layers, config.model)
+            for keep, tally in zip(keeps, tallies[1:]):
+                routing.use(keep)
+                job.score(inputs, targets, valid, tally, reference)
+                _check_calls(routing, layers, config.model)
+            done += len(batch)
+            _report(progress, "evaluating", done, len(usable), tallies[0].tokens, start, note)
+        harness = _run_harness(config, model, tokenizer, routing, keeps, progress)
+        routing.use(None)
+
+    baseline = {**tallies[0].figures(), **harness[0]}
+    results = []
+    for mask, name, tally, extra in zip(
+        masks, _unique([m.name for m in masks]), tallies[1:], harness[1:]
+    ):
+        figures = tally.figures(baseline["loss"])
+        results.append(MaskResult(mask=mask, name=name, extra=extra, **figures))
+    evaluation = Evaluation(
+        model=config.model,
+        data=config.data,
+        dataset=dataset_label(collect_config),
+        samples=len(usable),
+        tokens=tallies[0].tokens,
+        num_layers=len(layers),
+        num_experts=layers[0].num_experts,
+        top_k=layers[0].top_k,
+        baseline=baseline,
+        masks=results,
+        family=layers[0].family.name,
+        max_length=config.max_length,
+        extra={
+            "skipped_samples": len(samples) - len(usable),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "tool_version": __version__,
+            "command": config.command,
+            **config.extra,
+        },
+    )
+    _report(progress, "done", done, len(usable), tallies[0].tokens, start, "")
+    return evaluation
+
+
+def _run_harness(
+    config: EvaluateConfig,
+    model: Any,
+    tokenizer: Any,
+    routing: Any,
+    keeps: list,
+    progress: Callable[[CollectProgress], None] | None,
+) -> list[dict]:
+    """lm-eval results per variant (original first), as ``{"lm_eval": {...}}`` or ``{}``."""
+    if not config.lm_eval_tasks:
+        return [{} for _ in range(len(keeps) + 1)]
+    from core.evaluate.harness import run_lm_eval
+
+    out = []
+    for i, keep in enumerate([None, *keeps]):
+        _report(progress, "lm-eval", i, len(keeps) + 1, 0, 0.0, ", ".join(config.lm_eval_tasks))
+        routing.use(keep)
+        results = run_lm_eval(
+            model,
+            tokenizer,
+            config.lm_eval_tasks,
+            limit=config.lm_eval_limit,
+            batch_size=config.batch_size,
+        )
+        out.append({"lm_eval": results})
+    return out
+
+
+def _unique(names: list[str]) -> list[str]:
+    from core.masks_compare import unique_names
+
+    return unique_names(names)
+
+
+def _check_calls(routing: Any, layers: Sequence[Any], model: str) -> None:
+    missed = [layer.name for layer, calls in zip(layers, routing.calls()) if calls == 0]
+    if missed:
+        raise LensError(
+            f"{model}: the router of {missed[0]} was never called (a fused kernel bypasses it?); "
+            "masks cannot be applied in memory to this model as loaded"
+        )
+
+
+def _report(
+    callback: Callable[[CollectProgress], None] | None,
+    stage: str,
+    done: int,
+    total: int,
+    tokens: int,
+    start: float,
+    message: str,
+) -> None:
+    if callback is None:
+        return
+    elapsed = time.perf_counter() - start if start else 0.0
+    callback(
+        CollectProgress(
+            stage=stage,
+            samples_done=done,
+            samples_total=total,
+            tokens_done=tokens,
+            elapsed_s=elapsed,
+            samples_per_s=done / elapsed if elapsed > 0 else 0.0,
+            tokens_per_s=tokens / elapsed if elapsed > 0 else 0.0,
+            message=message,
+        )
+    )
+
+
+class _Forward:
+    """Pads a batch, runs the backbone, scores next-token predictions with a chunked LM head."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        import inspect
+
+        self.model = model
+        backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
+        self.backbone = backbone if callable(backbone) else None
+        self.head = model.get_output_embeddings()
+        if self.backbone is None or self.head is None:
+            raise LensError(
+                f"{type(model).__name__}: cannot find its backbone and LM head to score next tokens"
+            )
+        parameters = inspect.signature(self.backbone.forward).parameters
+        self.pass_positions = "position_ids" in parameters
+        self.device = self.backbone.get_input_embeddings().weight.device
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.left = getattr(tokenizer, "padding_side", "right") == "left"
+
+    def prepare(self, sequences: list[list[int]]) -> tuple[dict, Any, Any]:
+        """Padded inputs, the next-token targets and which positions have a real target."""
+        import torch
+
+        longest = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            span = slice(longest - len(seq), longest) if self.left else slice(0, len(seq))
+            ids[row, span] = torch.tensor(seq, dtype=torch.long)
+            mask[row, span] = 1
+        inputs: dict[str, Any] = {
+            "input_ids": ids.to(self.device),
+            "attention_mask": mask.to(self.device),
+            "use_cache": False,
+        }
+        if self.pass_positions:
+            inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(self.device)
+        real = mask.bool()
+        valid = real[:, :-1] & real[:, 1:]  # position t predicts token t + 1, both real
+        targets = ids[:, 1:][valid]
+        return inputs, targets, valid
+
+    def score(self, inputs: dict, targets: Any, valid: Any, tally: _Tally, reference: Any) -> Any:
+        """Add one forward's figures to ``tally``; return the argmax at every scored position."""
+        import torch
+
+        try:
+            with torch.inference_mode():
+                hidden = self.backbone(**inputs).last_hidden_state
+                scored = hidden[:, :-1][valid.to(hidden.device)]
+                head_device = self.head.weight.device
+                vocab = self.head.weight.shape[0]
+                rows = max(1, LOGITS_CHUNK_ELEMENTS // max(vocab, 1))
+                nll = torch.zeros((), dtype=torch.float64)
+                argmax = []
+                for start in range(0, scored.shape[0], rows):
+                    chunk = scored[start : start + rows].to(head_device)
+                    logits = self.head(chunk).float()
+                    target = targets[start : start + rows].to(head_device)
+                    nll += (
+                        torch.nn.functional.cross_entropy(logits, target, reduction="sum")
+                        .double()
+                        .cpu()
+                    )
+                    argmax.append(logits.argmax(dim=-1).cpu())
+        except torch.OutOfMemoryError:
+            batch, seq = inputs["input_ids"].shape
+            raise LensError(
+                f"out of memory on a batch of {batch} × {seq} tokens; "
+                "re-run with a smaller --batch-size (or --max-length)"
+            ) from None
+        top = torch.cat(argmax) if argmax else torch.zeros(0, dtype=torch.long)
+        tally.nll += float(nll)
+        tally.tokens += int(targets.numel())
+        tally.correct += int((top == targets).sum())
+        if reference is not None:
+            tally.agree += int((top == reference).sum())
+        return top

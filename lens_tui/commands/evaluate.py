@@ -1,0 +1,352 @@
+"""``lens evaluate`` and ``lens predict-vs-actual``: check the lens's predictions on your model.
+
+``evaluate`` measures what masks really do (loss, perplexity, top-1 agreement
+on held-out text, masks applied in memory); ``predict-vs-actual`` sets that
+beside what the lens predicted from bundles (retained mass, Jaccard) and
+reports the rank correlation. torch is imported only when ``evaluate`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from core.bundle import find_bundles, load_bundle
+from core.engine import Profile
+from core.errors import LensError
+from core.evaluate.results import Evaluation, read_evaluation, write_evaluation
+from core.masks import MASK_FORMAT, read_mask
+from core.predict import PredictionReport, predict_vs_actual
+from lens_tui.prediction_plot import prediction_text, rho_text
+
+PATH = click.Path(path_type=Path)  # existence is checked by the readers, with a clean message
+
+
+@click.command("evaluate")
+@click.argument("extra_masks", metavar="[MASK]...", type=PATH, nargs=-1)
+@click.option("--model", "-m", required=True, help="The original model: a folder or a hub id.")
+@click.option(
+    "--masks",
+    "masks",
+    type=PATH,
+    multiple=True,
+    help="Mask files (lens mask) to evaluate; more can follow as plain arguments.",
+)
+@click.option(
+    "--data",
+    "-d",
+    required=True,
+    help="Held-out text: .txt (one sample per line), .jsonl/.json/.parquet, or a `datasets` name.",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=PATH,
+    default=None,
+    help="Write the results JSON here (for lens predict-vs-actual and the app).",
+)
+@click.option("--num-samples", "-n", type=int, default=None, help="Use the first N samples.")
+@click.option("--max-length", type=int, default=512, show_default=True, help="Tokens per sample.")
+@click.option(
+    "--batch-size", "-b", type=int, default=8, show_default=True, help="Samples per pass."
+)
+@click.option("--text-field", default="text", show_default=True, help="Field holding the text.")
+@click.option("--split", default="train", show_default=True, help="Split of a `datasets` name.")
+@click.option("--dataset-config", default=None, help="Config (subset) of a `datasets` name.")
+@click.option(
+    "--dataset-name",
+    default=None,
+    help="Dataset label recorded (default: the file's stem); match it to the bundle's.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device-map", default=None, help="Spread a large model over devices, e.g. 'auto'.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+    default="auto",
+    show_default=True,
+    help="Weights dtype ('auto': the checkpoint's own).",
+)
+@click.option("--chat-template", is_flag=True, help="Wrap each sample as a user turn.")
+@click.option(
+    "--padding-side",
+    type=click.Choice(["left", "right"]),
+    default=None,
+    help="Pad on this side (default: the tokenizer's). Results do not depend on it.",
+)
+@click.option("--trust-remote-code", is_flag=True, help="Allow the model's own code from the hub.")
+@click.option(
+    "--allow-other-model",
+    is_flag=True,
+    help="Accept masks whose 'model' names another model (layer and expert counts must match).",
+)
+@click.option(
+    "--lm-eval",
+    "lm_eval_tasks",
+    multiple=True,
+    help="Also run this lm-eval task on the original and on each masked model (needs lm-eval).",
+)
+@click.option(
+    "--lm-eval-limit", type=float, default=None, help="lm-eval's --limit (examples per task)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results JSON on stdout.")
+def evaluate_command(extra_masks: tuple[Path, ...], masks: tuple[Path, ...], **options) -> None:
+    """Measure what masks do: loss, perplexity and top-1 agreement on held-out text.
+
+    For the original model and for each mask, applied in memory (the dropped
+    experts' router logits are forced to −inf, so nothing is written), it
+    measures the mean next-token loss over every non-padding token of DATA,
+    the perplexity, and how often the masked model's top-1 prediction equals
+    the original's. Supported families: GPT-OSS, Mixtral, Qwen2-MoE,
+    Qwen3-MoE, OLMoE, DeepSeek-V3. Then compare with the lens's prediction:
+    lens predict-vs-actual EVAL.json DATA.safetensors.
+
+    \b
+    Examples:
+      lens evaluate -m openai/gpt-oss-20b --masks c4-mass.json zh-mass.json -d heldout.jsonl -o eval.json
+      lens evaluate -m ./qwen3-30b-a3b --masks reap.json -d wiki.txt -n 256 --max-length 1024 --json
+      lens evaluate -m ./my-moe --masks c4-mass.json -d heldout.txt --lm-eval arc_easy --lm-eval-limit 200
+    """
+    from core.evaluate.runner import EvaluateConfig, run_evaluation
+    from lens_tui.commands.collect import ProgressDisplay
+
+    all_masks = list(masks) + list(extra_masks)
+    config = EvaluateConfig(
+        model=str(options["model"]).rstrip("/") or "/",
+        data=str(options["data"]),
+        masks=all_masks,
+        num_samples=options["num_samples"],
+        max_length=options["max_length"],
+        batch_size=options["batch_size"],
+        text_field=options["text_field"],
+        split=options["split"],
+        dataset_config=options["dataset_config"],
+        dataset_name=options["dataset_name"],
+        device=options["device"],
+        device_map=options["device_map"],
+        dtype=options["dtype"],
+        chat_template=options["chat_template"],
+        padding_side=options["padding_side"],
+        trust_remote_code=options["trust_remote_code"],
+        allow_other_model=options["allow_other_model"],
+        lm_eval_tasks=tuple(options["lm_eval_tasks"]),
+        lm_eval_limit=options["lm_eval_limit"],
+        command="lens " + shlex.join(sys.argv[1:]),
+    )
+    if config.max_length < 2:
+        raise LensError(f"--max-length must be at least 2 (got {config.max_length})")
+    out = options["out"]
+    if out is not None and Path(out).suffix != ".json":
+        raise LensError(f"{out}: the results file must end in .json")
+    with ProgressDisplay() as display:
+        evaluation = run_evaluation(config, progress=display)
+    if out is not None:
+        write_evaluation(out, evaluation)
+        click.echo(f"wrote {out}", err=True)
+    if options["as_json"]:
+        click.echo(json.dumps(evaluation.to_json(), allow_nan=False))
+    else:
+        print_evaluation(evaluation)
+
+
+def print_evaluation(evaluation: Evaluation) -> None:
+    console = Console(highlight=False)
+    console.print(
+        f"[bold]{evaluation.model}[/] on [bold]{evaluation.data}[/]: {evaluation.samples:,} "
+        f"samples, {evaluation.tokens:,} next-token predictions"
+    )
+    table = Table(box=box.SIMPLE_HEAD)
+    for name, justify in (
+        ("model", "left"),
+        ("criterion", "left"),
+        ("experts", "right"),
+        ("loss", "right"),
+        ("ppl", "right"),
+        ("Δ loss", "right"),
+        ("agree@1", "right"),
+        ("acc@1", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    base = evaluation.baseline
+    experts = evaluation.num_layers * evaluation.num_experts
+    table.add_row(
+        "original",
+        "—",
+        f"{experts}",
+        f"{base['loss']:.4f}",
+        f"{base['perplexity']:.3f}",
+        "—",
+        "—",
+        f"{base['top1_accuracy']:.1%}",
+    )
+    for result in evaluation.masks:
+        table.add_row(
+            result.name,
+            result.mask.criterion,
+            f"{result.mask.total_kept}",
+            f"{result.loss:.4f}",
+            f"{result.perplexity:.3f}",
+            f"{result.loss_increase:+.4f}",
+            f"{result.top1_agreement:.1%}",
+            f"{result.top1_accuracy:.1%}",
+        )
+    console.print(table)
+    harness = [("original", base.get("lm_eval"))] + [
+        (r.name, r.extra.get("lm_eval")) for r in evaluation.masks
+    ]
+    for name, results in harness:
+        if results:
+            for task, metrics in results.items():
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "stderr" not in k)
+                console.print(f"lm-eval {task} [{name}]: {shown}")
+
+
+@click.command("predict-vs-actual")
+@click.argument("paths", type=PATH, nargs=-1, required=True)
+@click.option(
+    "--reference",
+    type=PATH,
+    default=None,
+    help="Jaccard of every mask to this mask (default: the evaluation data's own proxy mask "
+    "with as many experts per layer).",
+)
+@click.option("--no-plot", is_flag=True, help="Only the table, no scatter plot.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
+def predict_command(
+    paths: tuple[Path, ...], reference: Path | None, no_plot: bool, as_json: bool
+) -> None:
+    """Did the lens predict the pruning outcome? Predicted vs measured, per mask.
+
+    PATHS are evaluation results (lens evaluate --out), bundles of the
+    evaluation data (files or folders), and optionally mask files to show
+    only those masks. For every evaluated mask it shows the share of the
+    evaluation data's routing mass the mask keeps (the lens's prediction,
+    from the bundle alone) and its Jaccard overlap with a reference mask,
+    beside the loss increase that was measured, plus the Spearman rank
+    correlation over masks. A negative ρ(retained mass, loss increase) means
+    the lens ordered the masks right.
+
+    \b
+    Examples:
+      lens predict-vs-actual eval.json heldout.safetensors
+      lens predict-vs-actual eval-en.json eval-zh.json sample_stats/ --json
+      lens predict-vs-actual eval.json heldout.safetensors --reference c4-mass.json
+    """
+    evaluations, bundle_paths, mask_paths = _classify(paths)
+    if not evaluations:
+        raise LensError("no evaluation file given (the JSON written by lens evaluate --out)")
+    profiles = [Profile(load_bundle(p)) for p in find_bundles(bundle_paths)]
+    only = _selected_masks(mask_paths, evaluations)
+    ref = read_mask(reference) if reference is not None else None
+    report = predict_vs_actual(evaluations, profiles, reference=ref, only=only)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), allow_nan=False))
+        return
+    print_prediction(report, plot=not no_plot)
+
+
+def _classify(paths: tuple[Path, ...]) -> tuple[list[Evaluation], list[Path], list[Path]]:
+    """Evaluation files, bundle paths and mask files among PATHS (JSON told apart by format)."""
+    evaluations, bundles, masks = [], [], []
+    for path in paths:
+        if path.suffix != ".json":
+            bundles.append(path)
+            continue
+        if _json_format(path) == MASK_FORMAT:
+            masks.append(path)
+        else:
+            evaluations.append(read_evaluation(path))
+    return evaluations, bundles, masks
+
+
+def _json_format(path: Path) -> object:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # read_evaluation reports the problem
+    return doc.get("format") if isinstance(doc, dict) else None
+
+
+def _selected_masks(mask_paths: list[Path], evaluations: list[Evaluation]) -> list[str] | None:
+    """Names of the evaluated masks matching the given mask files (which must be unchanged)."""
+    if not mask_paths:
+        return None
+    names = []
+    for path in mask_paths:
+        mask = read_mask(path)
+        found = [
+            result
+            for evaluation in evaluations
+            for result in evaluation.masks
+            if result.mask.path is not None and _same_file(result.mask.path, path)
+        ]
+        if not found:
+            raise LensError(
+                f"{path}: this mask is in none of the evaluations given; evaluate it first"
+            )
+        if any(result.mask.layers != mask.layers for result in found):
+            raise LensError(f"{path}: the mask changed since it was evaluated; evaluate it again")
+        names.extend(result.name for result in found)
+    return names
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return a == b
+
+
+def _fmt(value: float | None, pct: bool = False) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.1%}" if pct else f"{value:.3f}"
+
+
+def print_prediction(report: PredictionReport, plot: bool = True) -> None:
+    console = Console(highlight=False)
+    datasets = list(dict.fromkeys(p.dataset for p in report.points))
+    several = len(datasets) > 1
+    on = "" if several else f" on {datasets[0]}"
+    table = Table(
+        title=f"predicted (lens) vs measured (evaluate){on}; Jaccard to {report.reference}",
+        box=box.SIMPLE_HEAD,
+    )
+    columns = ["#"] + (["data"] if several else []) + ["mask", "criterion", "mass kept", "worst"]
+    for name in columns + ["Jaccard", "Δ loss", "agree@1"]:
+        left = name in ("data", "mask", "criterion")
+        table.add_column(name, justify="left" if left else "right")
+    for number, p in enumerate(report.points, start=1):
+        table.add_row(
+            str(number),
+            *([p.dataset] if several else []),
+            p.mask,
+            p.criterion,
+            _fmt(p.retained_mass, pct=True),
+            _fmt(p.retained_mass_min, pct=True),
+            _fmt(p.jaccard),
+            f"{p.loss_increase:+.4f}",
+            f"{p.top1_agreement:.1%}",
+        )
+    console.print(table)
+    console.print(
+        f"Spearman ρ over {len(report.points)} masks: retained mass vs loss increase "
+        f"{rho_text(report.rho_retained_mass)}, Jaccard vs loss increase "
+        f"{rho_text(report.rho_jaccard)} (negative = the lens ordered the masks right)"
+    )
+    console.print(report.verdict)
+    if plot and any(p.retained_mass is not None for p in report.points):
+        width = max(40, min(console.width, 120))
+        text = prediction_text(report, width=width, height=20, color=console.is_terminal)
+        console.print(Text.from_ansi(text), soft_wrap=True)
+
+
+COMMANDS = [evaluate_command, predict_command]

@@ -41,6 +41,7 @@ class CollectConfig:
     device_map: str | None = None  # e.g. "auto": spread layers over devices with accelerate
     overwrite: bool = False  # replace an existing finished bundle at `out`
     checkpoint_seconds: float = 30.0  # how often finished batches are saved for resume
+    shard: str | None = None  # "i/n": only every n-th sample from the i-th (manual sharding)
     command: str | None = None  # the command line, recorded as provenance
     extra_metadata: dict[str, str] = field(default_factory=dict)
 
@@ -64,6 +65,8 @@ class CollectConfig:
             raise LensError(
                 f"--dtype must be auto, float32, bfloat16 or float16 (got {self.dtype!r})"
             )
+        if self.shard is not None:
+            parse_shard(self.shard)
         if self.out.suffix != ".safetensors":
             raise LensError(f"{self.out}: the output bundle must end in .safetensors")
 
@@ -72,6 +75,17 @@ class CollectConfig:
         doc["out"] = str(self.out)
         doc["keep_raw"] = None if self.keep_raw is None else str(self.keep_raw)
         return doc
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with 0 <= i < n."""
+    try:
+        index, count = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise LensError(f"--shard must look like INDEX/COUNT, e.g. 0/4 (got {shard!r})") from None
+    if count < 1 or not 0 <= index < count:
+        raise LensError(f"--shard {shard}: INDEX must be in 0..COUNT-1")
+    return index, count
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,11 @@ def partial_dir(out: Path) -> Path:
 class PartialRun:
     """The chunks of one unfinished collection run."""
 
-    def __init__(self, out: Path, fingerprint: dict) -> None:
+    def __init__(self, out: Path, fingerprint: dict, writer: str = "r0") -> None:
         self.out = Path(out)
         self.folder = partial_dir(self.out)
         self.fingerprint = fingerprint
+        self.writer = writer  # prefix of this process's chunk names
 
     def open(self) -> None:
         """Create the folder, or check that an existing one belongs to this same run."""
@@ -91,10 +92,11 @@ class PartialRun:
         """Save finished samples atomically; ``arrays`` must hold ``sample_index``."""
         from safetensors.numpy import save
 
-        number = len(self.chunk_paths())
-        while (self.folder / f"chunk-{number:06d}.safetensors").exists():
+        # Each writer (a torchrun rank) has its own name space, so ranks never collide.
+        number = 0
+        while (self.folder / f"chunk-{self.writer}-{number:06d}.safetensors").exists():
             number += 1
-        path = self.folder / f"chunk-{number:06d}.safetensors"
+        path = self.folder / f"chunk-{self.writer}-{number:06d}.safetensors"
         contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
         atomic_write_bytes(path, save(contiguous))
         return path

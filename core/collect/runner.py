@@ -28,6 +28,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,9 @@ import numpy as np
 
 from core import __version__
 from core.bundle import OPTIONAL_TENSORS, BundleError, bundle_metadata, load_bundle
-from core.collect.config import CollectConfig, CollectionCancelled, CollectProgress
+from core.collect.config import CollectConfig, CollectionCancelled, CollectProgress, parse_shard
 from core.collect.data import Sample, load_samples, samples_digest
+from core.collect.distributed import Coordinator, Ranks, ranks_from_env
 from core.collect.partial import PartialRun
 from core.errors import LensError
 
@@ -110,6 +112,7 @@ def run_fingerprint(config: CollectConfig, samples: list[Sample]) -> dict:
         "chat_template": config.chat_template,
         "energy": config.energy,
         "dtype": config.dtype,
+        "shard": config.shard,
         "samples_sha256": samples_digest(samples),
     }
 
@@ -163,22 +166,27 @@ def run_collection(
     Errors a user can fix raise :class:`LensError` with one clear line.
     """
     config.validate()
-    report = _Reporter(progress)
+    ranks = ranks_from_env()
+    report = _Reporter(progress if ranks.is_main else None)
     out = config.out
     # Nothing is reported before the inputs are known to be usable: a bad data file
     # or model gives one clean error and leaves nothing behind.
-    samples = load_samples(
-        config.data,
-        text_field=config.text_field,
-        split=config.split,
-        dataset_config=config.dataset_config,
-        num_samples=config.num_samples,
+    samples = select_shard(
+        load_samples(
+            config.data,
+            text_field=config.text_field,
+            split=config.split,
+            dataset_config=config.dataset_config,
+            num_samples=config.num_samples,
+        ),
+        config.shard,
     )
     fingerprint = run_fingerprint(config, samples)
-    partial = PartialRun(out, fingerprint)
+    partial = PartialRun(out, fingerprint, writer=f"r{ranks.rank}")
     if out.exists():
         if _finished(out, fingerprint) and not config.overwrite:
-            partial.remove()
+            if ranks.is_main:
+                partial.remove()
             report.samples_done = report.samples_total = len(samples)
             report("done", f"{out} is already complete")
             return out
@@ -187,37 +195,74 @@ def run_collection(
                 f"{out}: already exists and is not this run's finished bundle; "
                 "pass --overwrite to replace it, or choose another --out"
             )
-    from core.collect.loading import load_model_and_tokenizer, preflight
+    from core.collect.loading import preflight
 
+    config = _rank_device(config, ranks)
     preflight(config)
+    coordinator = Coordinator(ranks)
+    try:
+        return _collect(
+            config, samples, fingerprint, partial, ranks, coordinator, report, should_stop
+        )
+    finally:
+        coordinator.close()
+
+
+def _collect(
+    config: CollectConfig,
+    samples: list[Sample],
+    fingerprint: dict,
+    partial: PartialRun,
+    ranks: Ranks,
+    coordinator: Coordinator,
+    report: _Reporter,
+    should_stop: Callable[[], bool] | None,
+) -> Path:
+    """Load, plan this rank's batches, collect them into chunks; rank 0 assembles."""
+    from core.collect.families import find_moe_layers
+    from core.collect.loading import load_model_and_tokenizer
+
+    out = config.out
     report("loading", f"loading {config.model}")
     model, tokenizer = load_model_and_tokenizer(config)
-    from core.collect.families import find_moe_layers
-
     layers = find_moe_layers(model)
     report("tokenizing", f"tokenizing {len(samples)} samples")
     token_ids = tokenize(tokenizer, samples, config)
     usable = [i for i, ids in enumerate(token_ids) if ids]
     if not usable:
         raise LensError(f"{config.data}: no sample has any token after tokenization")
-    partial.open()
+    if ranks.is_main:
+        partial.open()
+        if config.keep_raw is not None:
+            from core.collect.raw import drop_unfinished_shards
+
+            config.keep_raw.mkdir(parents=True, exist_ok=True)
+            drop_unfinished_shards(
+                config.keep_raw, {samples[i].example_id for i in partial.done_samples()}
+            )
+    coordinator.barrier()  # the folder exists and stale raw shards are gone
+    if not ranks.is_main:
+        partial.open()  # checks that it belongs to this same run
     done = partial.done_samples() & set(usable)
-    report.samples_total = len(usable)
-    report.samples_done = len(done)
-    report.tokens_done = sum(len(token_ids[i]) for i in done)
     raw_shard = None
     if config.keep_raw is not None:
-        from core.collect.raw import drop_unfinished_shards, next_shard_number
+        from core.collect.raw import next_shard_number
 
-        config.keep_raw.mkdir(parents=True, exist_ok=True)
-        drop_unfinished_shards(config.keep_raw, {samples[i].example_id for i in done})
-        raw_shard = next_shard_number(config.keep_raw)
+        raw_shard = next_shard_number(config.keep_raw) + ranks.rank
+    coordinator.barrier()  # every rank has read the same done set before anyone writes
     todo = [i for i in usable if i not in done]
     lengths = [len(ids) for ids in token_ids]
-    batches = plan_batches(todo, lengths, config.batch_size)
-    resume_note = (
-        f"resuming: {len(done)} of {len(usable)} samples already collected" if done else ""
-    )
+    batches = ranks.mine(plan_batches(todo, lengths, config.batch_size))
+    mine = sum(len(batch) for batch in batches)
+    report.samples_total = mine + (len(done) if not ranks.distributed else 0)
+    report.samples_done = report.samples_total - mine
+    report.tokens_done = sum(len(token_ids[i]) for i in done) if not ranks.distributed else 0
+    notes = []
+    if ranks.distributed:
+        notes.append(f"rank {ranks.rank} of {ranks.world}: {mine} of {len(todo)} samples left")
+    if done:
+        notes.append(f"resuming: {len(done)} of {len(usable)} samples already collected")
+    note = "; ".join(notes)
     num_layers, num_experts, top_k = len(layers), layers[0].num_experts, layers[0].top_k
     dataset = dataset_label(config)
     raw_meta = {
@@ -239,7 +284,7 @@ def run_collection(
             pending.clear()
         last_save = time.perf_counter()
 
-    report("collecting", resume_note)
+    report("collecting", note)
     report.collect_start = time.perf_counter()
     try:
         with job:
@@ -247,8 +292,9 @@ def run_collection(
                 if should_stop is not None and should_stop():
                     save_pending()
                     raise CollectionCancelled(
-                        f"collection stopped after {report.samples_done} of {len(usable)} samples; "
-                        f"finished samples are saved in {partial.folder} and re-running resumes"
+                        f"collection stopped after {report.samples_done} of "
+                        f"{report.samples_total} samples; finished samples are saved in "
+                        f"{partial.folder} and re-running resumes"
                     )
                 sums, token_count, probs = job.run([token_ids[i] for i in batch])
                 row = {
@@ -260,7 +306,7 @@ def run_collection(
                 pending.append(row)
                 if raw_shard is not None:
                     _write_raw(config.keep_raw, raw_shard, row, probs, raw_meta)
-                    raw_shard += 1
+                    raw_shard += ranks.world  # ranks interleave shard numbers, never collide
                 report.samples_done += len(batch)
                 report.new_samples += len(batch)
                 tokens = int(token_count.sum())
@@ -268,26 +314,58 @@ def run_collection(
                 report.new_tokens += tokens
                 if time.perf_counter() - last_save >= config.checkpoint_seconds:
                     save_pending()
-                report("collecting", resume_note)
+                report("collecting", note)
     finally:
         save_pending()  # finished batches survive an error, a cancel or Ctrl-C
 
-    report("writing", f"writing {out}")
-    names = ["prob_sum", "token_count", "example_ids"] + [
-        name for name in OPTIONAL_TENSORS if name in job.capture_names
-    ]
-    metadata = bundle_metadata(
-        model=config.model,
-        dataset=dataset,
-        num_layers=num_layers,
-        num_experts=num_experts,
-        top_k=top_k,
-        **_provenance(config, model, layers, job, fingerprint, len(samples) - len(usable)),
-    )
-    partial.assemble(out, names, metadata)
-    partial.remove()
+    coordinator.barrier()  # every rank's chunks are on disk
+    if ranks.is_main:
+        report("writing", f"writing {out}")
+        names = ["prob_sum", "token_count", "example_ids"] + [
+            name for name in OPTIONAL_TENSORS if name in job.capture_names
+        ]
+        metadata = bundle_metadata(
+            model=config.model,
+            dataset=dataset,
+            num_layers=num_layers,
+            num_experts=num_experts,
+            top_k=top_k,
+            **_provenance(
+                config, model, layers, job, fingerprint, len(samples) - len(usable), ranks
+            ),
+        )
+        written = partial.assemble(out, names, metadata)
+        if written != len(usable):
+            raise LensError(
+                f"{partial.folder}: holds {written} of {len(usable)} samples after every rank "
+                "finished; re-run to collect the rest"
+            )
+        partial.remove()
+    coordinator.barrier()  # the bundle exists before any rank returns
     report("done", f"wrote {out}")
     return out
+
+
+def select_shard(samples: list[Sample], shard: str | None) -> list[Sample]:
+    """``--shard i/n``: every n-th sample from the i-th, so n runs cover the data once."""
+    if shard is None:
+        return samples
+    index, count = parse_shard(shard)
+    chosen = samples[index::count]
+    if not chosen:
+        raise LensError(f"--shard {shard}: no samples fall in this shard ({len(samples)} in all)")
+    return chosen
+
+
+def _rank_device(config: CollectConfig, ranks: Ranks) -> CollectConfig:
+    """Under torchrun on GPUs, rank r uses cuda:LOCAL_RANK."""
+    if not ranks.distributed or config.device_map or config.device not in ("auto", "cuda"):
+        return config
+    import torch
+
+    if not torch.cuda.is_available():
+        return config
+    return replace(config, device=f"cuda:{ranks.local_rank}")
 
 
 def _bundle_dtypes(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -388,6 +466,7 @@ def _provenance(
     job: _BatchJob,
     fingerprint: dict,
     skipped: int,
+    ranks: Ranks,
 ) -> dict[str, object]:
     import torch
     import transformers
@@ -415,6 +494,7 @@ def _provenance(
         "layer_names": json.dumps([layer.name for layer in layers]),
         "norm_method": job.capture.norm_method[0] if job.capture.norm_method else "none",
         "collect_args": json.dumps(config.to_json(), sort_keys=True),
+        "world_size": str(ranks.world),
         "collect_command": config.command,
         "collect_fingerprint": json.dumps(fingerprint, sort_keys=True),
         **config.extra_metadata,

@@ -179,6 +179,12 @@ class ProgressDisplay:
     is_flag=True,
     help="Allow the model's own Python code from the hub (off by default).",
 )
+@click.option(
+    "--shard",
+    default=None,
+    metavar="I/N",
+    help="Collect only every N-th sample from the I-th (0-based), e.g. one task of a SLURM array; combine the parts with `lens merge`.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option(
     "--checkpoint-every",
@@ -200,11 +206,17 @@ def collect_command(**options: object) -> None:
     OUT.partial/ and only the rest is collected (a smaller --batch-size is
     fine after running out of memory).
 
+    Several GPUs or nodes: launch the same command with `torchrun
+    --nproc-per-node N` (or `accelerate launch`); ranks split the batches and
+    rank 0 writes the one bundle (OUT must be on a shared filesystem). A model
+    too big for one GPU: --device-map auto.
+
     \b
     Examples:
       lens collect -m openai/gpt-oss-20b -d c4.jsonl -o c4.safetensors -n 512 --max-length 2048
       lens collect -m ./my-moe -d allenai/c4 --dataset-config en --split validation -n 256 -o c4.safetensors
       lens collect -m ./my-moe -d zh.txt -o zh.safetensors --no-energy --batch-size 4
+      torchrun --nproc-per-node 8 -m lens_tui collect -m openai/gpt-oss-120b -d c4.jsonl -o c4.safetensors
     """
     from core.collect.runner import run_collection
 
@@ -229,11 +241,18 @@ def collect_command(**options: object) -> None:
         trust_remote_code=options["trust_remote_code"],
         overwrite=options["overwrite"],
         checkpoint_seconds=options["checkpoint_seconds"],
+        shard=options["shard"],
         command="lens " + shlex.join(sys.argv[1:]),
     )
+    from core.collect.distributed import ranks_from_env
+
+    main = ranks_from_env().is_main  # under torchrun only rank 0 talks
     try:
-        with ProgressDisplay() as display:
-            path = run_collection(config, progress=display)
+        if main:
+            with ProgressDisplay() as display:
+                path = run_collection(config, progress=display)
+        else:
+            path = run_collection(config)
     except KeyboardInterrupt:
         click.echo(
             f"interrupted: finished samples are saved in {config.out}.partial/; "
@@ -241,7 +260,8 @@ def collect_command(**options: object) -> None:
             err=True,
         )
         sys.exit(130)
-    click.echo(f"wrote {path}", err=True)
+    if main:
+        click.echo(f"wrote {path}", err=True)
 
 
 @click.command("index")

@@ -226,7 +226,7 @@ class CompareView(VerticalScroll):
 
 
 def _bundle_caption(profile: Profile) -> str:
-    return f"{profile.bundle.num_samples:,} seq · {compact_count(profile.tokens)} tok"
+    return f"{profile.bundle.num_samples:,} seq {compact_count(profile.tokens)} tok"
 
 
 def compact_count(count: int) -> str:

@@ -22,7 +22,7 @@ from lens_tui.render import fmt
 TITLES = {
     "js_divergence": "mean JS divergence (bits) · 0 = same routing",
     "jaccard": "mean Jaccard@{r} · 1 = the same experts kept",
-    "retained_mass": "retained mass @{r} · row's mask keeps of column's mass",
+    "retained_mass": "retained mass @{r} · column's mass kept by row's mask",
 }
 #: Whether a larger value means "more alike" (colours run from alike to different).
 HIGHER_IS_ALIKE = {"js_divergence": False, "jaccard": True, "retained_mass": True}

@@ -6,6 +6,8 @@ results the engine computed and refreshes. No metric is computed here.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from textual_plotext import PlotextPlot
 
@@ -51,8 +53,8 @@ class ExpertPlot(ResultPlot):
         experts = list(range(len(dist.prob_a)))
         up, down = dist.prob_a.tolist(), (-dist.prob_b).tolist()
         if 2 * len(experts) <= self.size.width:
-            plt.bar(experts, up, color=A_RGB, width=0.7)
-            plt.bar(experts, down, color=B_RGB, width=0.7)
+            plt.bar(experts, up, color=A_RGB, width=0.7, marker="hd")
+            plt.bar(experts, down, color=B_RGB, width=0.7, marker="hd")
         else:
             # Too many experts for bars wider than a column: one-column bars (stems) draw
             # the same picture ~5x faster than plotext's rectangles.
@@ -91,8 +93,12 @@ class AblationPlot(ResultPlot):
         plt.hline(threshold, GRID_RGB)
         if converged_at is not None:
             plt.vline(converged_at, GRID_RGB)
-        plt.ylim(0, 1.02)
-        plt.yticks([0.0, 0.25, 0.5, 0.75, threshold, 1.0])
+        # Zoom on the range the curves use (Jaccard is often 0.7..1): bottom at a 0.05 step.
+        lowest = min([v for _, v in final + step] + [threshold])
+        bottom = max(0.0, math.floor((lowest - 0.05) * 20) / 20)
+        plt.ylim(bottom, 1.02)
+        ticks = [bottom + (1.0 - bottom) * i / 4 for i in range(4)]
+        plt.yticks(sorted({round(t, 3) for t in ticks} | {threshold, 1.0}))
         plt.xlim(0, ablation.counts[-1])
         every = max(1, len(ablation.counts) // 6)
         plt.xticks(sorted({0, *ablation.counts[every - 1 :: every], ablation.counts[-1]}))

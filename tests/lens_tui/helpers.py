@@ -39,9 +39,21 @@ def screen_text(widget: Widget) -> str:
     return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, width, height)))
 
 
-def notifications(app: App) -> list[tuple[str, str]]:
-    """(severity, message) of every notification the app has raised and not yet expired."""
-    return [(n.severity, n.message) for n in app._notifications]
+def record_notifications(app: App) -> list[tuple[str, str]]:
+    """Record (severity, message) of every notification ``app`` raises from now on.
+
+    Call it before ``run_test`` so start-up notifications count too. Recording at
+    the source means a notification that has already timed out is still seen.
+    """
+    seen: list[tuple[str, str]] = []
+    original = app.notify
+
+    def notify(message: str, *args, severity: str = "information", **kwargs):
+        seen.append((severity, message))
+        return original(message, *args, severity=severity, **kwargs)
+
+    app.notify = notify  # type: ignore[method-assign]
+    return seen
 
 
 def async_test(fn):

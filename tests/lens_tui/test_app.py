@@ -20,7 +20,13 @@ from lens_tui.widgets.cards import MetricCard
 from lens_tui.widgets.plots import KEPT_A_MARK, KEPT_B_MARK, AblationPlot, ExpertPlot
 from lens_tui.widgets.sparkline import BARS, SparkPanel
 from tests.conftest import make_bundle
-from tests.lens_tui.helpers import NAMES, async_test, notifications, screen_text, write_bundles
+from tests.lens_tui.helpers import (
+    NAMES,
+    async_test,
+    record_notifications,
+    screen_text,
+    write_bundles,
+)
 
 SIZE = (100, 40)
 
@@ -270,10 +276,11 @@ async def test_a_corrupt_bundle_in_a_folder_is_reported_and_the_rest_load(tmp_pa
     broken = tmp_path / "mixed" / "broken.safetensors"
     broken.write_bytes(paths[0].read_bytes()[:200])  # truncated
     app = build_app([tmp_path / "mixed", tmp_path / "missing.safetensors"])
+    notes = record_notifications(app)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert app.labels == ["alpha", "beta", "gamma"]
-        errors = [msg for severity, msg in notifications(app) if severity == "error"]
+        errors = [msg for severity, msg in notes if severity == "error"]
         assert any("broken.safetensors" in msg for msg in errors)
         assert any("missing.safetensors" in msg and "no such file" in msg for msg in errors)
         assert_compare_matches_engine(app, paths[0], paths[1], 2, m.DEFAULT_TAU)
@@ -284,10 +291,11 @@ async def test_without_bundles_the_app_says_so_and_keys_do_nothing_harmful(tmp_p
     empty = tmp_path / "empty"
     empty.mkdir()
     app = build_app([empty], notice="sample_stats/ not found")
+    notes = record_notifications(app)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        assert ("warning", "sample_stats/ not found") in notifications(app)
-        assert any("no bundles" in msg for _, msg in notifications(app))
+        assert ("warning", "sample_stats/ not found") in notes
+        assert any("no bundles" in msg for _, msg in notes)
         assert NO_BUNDLES in str(app.query_one("#verdict").render())
         await pilot.press("a", "b", "plus", "t", "x", "right_square_bracket", "2", "3", "1")
         await pilot.pause()

@@ -14,7 +14,7 @@ from lens_tui.app import build_app
 from lens_tui.render import BIVARIATE_LABELS, fmt
 from lens_tui.views.collect import CollectView, parse_form
 from lens_tui.widgets.cards import MetricCard
-from tests.lens_tui.helpers import async_test, notifications
+from tests.lens_tui.helpers import async_test, record_notifications
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -44,6 +44,14 @@ def data_file(tmp_path):
     return path
 
 
+@pytest.fixture
+def long_data_file(tmp_path):
+    """Enough one-sample batches that a cancel pressed at once always lands mid-run."""
+    path = tmp_path / "long.txt"
+    path.write_text("\n".join(TEXTS * 100) + "\n", encoding="utf-8")  # 600 samples
+    return path
+
+
 def fill_form(app, **values: str) -> None:
     for name, value in values.items():
         app.query_one(f"#collect-{name}", Input).value = value
@@ -61,6 +69,7 @@ async def test_a_collection_runs_in_the_worker_reports_progress_and_joins_the_se
 ):
     out = tmp_path / "out" / "calib.safetensors"
     app = build_app([])
+    notes = record_notifications(app)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.pause()
         await pilot.press("4")
@@ -91,7 +100,7 @@ async def test_a_collection_runs_in_the_worker_reports_progress_and_joins_the_se
         assert out.exists()
         # The bundle joined the loaded set and is dataset B; the compare view shows its numbers.
         assert app.labels == ["calib"] and app.b == 0
-        assert ("information", "loaded calib as dataset B") in notifications(app)
+        assert ("information", "loaded calib as dataset B") in notes
         await pilot.press("1")
         await pilot.pause()
         profile = Profile.load(out)
@@ -107,37 +116,40 @@ async def test_a_collection_runs_in_the_worker_reports_progress_and_joins_the_se
 
 @async_test
 async def test_a_cancelled_run_leaves_nothing_broken_and_a_rerun_finishes(
-    tiny_gpt_oss, data_file, tmp_path
+    tiny_gpt_oss, long_data_file, tmp_path
 ):
-    out = tmp_path / "calib.safetensors"
+    out = tmp_path / "run.safetensors"
     app = build_app([])
+    notes = record_notifications(app)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.pause()
         await pilot.press("4")
         await pilot.pause()
         view = app.query_one(CollectView)
-        fill_form(app, model=str(tiny_gpt_oss), data=str(data_file), out=str(out))
-        fill_form(app, max_length="32", batch_size="1")
-        await pilot.press("ctrl+s", "ctrl+g")  # cancel at once: long before 24 batches of 1
+        fill_form(app, model=str(tiny_gpt_oss), data=str(long_data_file), out=str(out))
+        fill_form(app, max_length="16", batch_size="1")
+        await pilot.press("ctrl+s", "ctrl+g")  # cancel at once: long before 600 batches of 1
         await wait_for_run(app, pilot)
         assert not view.running
-        assert "cancelled" in str(app.query_one("#collect-status").render())
-        assert ("warning", "collection cancelled") in notifications(app)
+        status = str(app.query_one("#collect-status").render())
+        assert status == "cancelled: run again with the same output to resume"
+        assert ("warning", "collection cancelled") in notes
         assert not out.exists()  # no finished-looking bundle
         assert app.labels == [] and app.is_running
         await pilot.press("ctrl+g")  # nothing to cancel: a warning, no crash
-        assert ("warning", "no collection is running") in notifications(app)
+        assert ("warning", "no collection is running") in notes
 
-        fill_form(app, batch_size="8")  # batch size is not part of the run: it resumes
+        fill_form(app, batch_size="64")  # batch size is not part of the run: it resumes
         await pilot.press("ctrl+s")  # the same run again resumes and finishes
         await wait_for_run(app, pilot)
-        assert out.exists() and app.labels == ["calib"]
-        assert Profile.load(out).bundle.num_samples == 24
+        assert out.exists() and app.labels == ["run"]
+        assert Profile.load(out).bundle.num_samples == 600
 
 
 @async_test
 async def test_collection_errors_are_notifications_and_the_app_keeps_running(data_file, tmp_path):
     app = build_app([])
+    notes = record_notifications(app)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.pause()
         await pilot.press("4")
@@ -152,7 +164,7 @@ async def test_collection_errors_are_notifications_and_the_app_keeps_running(dat
         )
         await pilot.press("ctrl+s")
         await wait_for_run(app, pilot)
-        errors = [msg for severity, msg in notifications(app) if severity == "error"]
+        errors = [msg for severity, msg in notes if severity == "error"]
         assert len(errors) == 1 and "no-such-data.txt" in errors[0]
         assert "failed" in str(app.query_one("#collect-status").render())
         assert not view.running and app.is_running
@@ -163,7 +175,7 @@ async def test_collection_errors_are_notifications_and_the_app_keeps_running(dat
         fill_form(app, data=str(data_file), out=str(taken))
         await pilot.press("ctrl+s")
         await wait_for_run(app, pilot)
-        errors = [msg for severity, msg in notifications(app) if severity == "error"]
+        errors = [msg for severity, msg in notes if severity == "error"]
         assert any("taken.safetensors" in msg and "overwrite" in msg for msg in errors)
         assert app.query_one("#collect-overwrite", Checkbox).value is False
 
@@ -171,6 +183,7 @@ async def test_collection_errors_are_notifications_and_the_app_keeps_running(dat
 @async_test
 async def test_an_incomplete_form_is_refused_before_any_worker_starts(tmp_path):
     app = build_app([])
+    notes = record_notifications(app)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.pause()
         await pilot.press("4")
@@ -179,7 +192,7 @@ async def test_an_incomplete_form_is_refused_before_any_worker_starts(tmp_path):
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert view.worker is None
-        assert ("error", "model is required") in notifications(app)
+        assert ("error", "model is required") in notes
 
 
 def test_parse_form_turns_text_into_collect_config_arguments(tmp_path):

@@ -225,3 +225,111 @@ def build_tiny_model(
     model.eval()
     model.save_pretrained(str(folder))
     return folder
+
+
+#: The 16 FP4 (e2m1) values, indexed by nibble, as the MXFP4 format defines them.
+FP4_VALUES = (
+    0.0,
+    0.5,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    4.0,
+    6.0,
+    -0.0,
+    -0.5,
+    -1.0,
+    -1.5,
+    -2.0,
+    -3.0,
+    -4.0,
+    -6.0,
+)
+
+
+def dequantize_mxfp4(blocks, scales):
+    """[E, rows, G, 16] uint8 nibble pairs + [E, rows, G] exponents (bias 127) -> [E, G*32, rows].
+
+    Written from the format's definition (low nibble first, value × 2^(scale − 127)),
+    as GPT-OSS stores ``gate_up_proj`` / ``down_proj``.
+    """
+    import torch
+
+    lut = torch.tensor(FP4_VALUES)
+    low, high = lut[(blocks & 0x0F).long()], lut[(blocks >> 4).long()]
+    values = torch.stack([low, high], dim=-1).flatten(-2)  # [E, rows, G, 32]
+    values = values * torch.pow(2.0, scales.to(torch.int32) - 127.0)[..., None]
+    return values.flatten(-2).transpose(1, 2).contiguous()
+
+
+def build_tiny_mxfp4_gpt_oss(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
+    """A tiny GPT-OSS saved as an MXFP4 checkpoint, and the same weights in float32.
+
+    Returns ``(mxfp4_folder, float_folder)``. Expert weights are random FP4 blocks
+    and scales; the float twin holds their exact dequantisation, so a model that
+    loads the MXFP4 checkpoint dequantised must behave exactly like the twin.
+    """
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder = Path(folder)
+    mxfp4, float_twin = folder / "mxfp4", folder / "float"
+    tokenizer = build_tokenizer(float_twin)
+    tokenizer.save_pretrained(str(mxfp4))
+    hidden, intermediate = 64, 32  # MXFP4 groups 32 values: both must be multiples of 32
+    config = AutoConfig.for_model(
+        "gpt_oss",
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=intermediate,
+        num_local_experts=EXPERTS,
+        num_experts_per_tok=TOP_K,
+        sliding_window=16,
+        layer_types=["sliding_attention", "full_attention"],
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    generator = torch.Generator().manual_seed(seed)
+    state = model.state_dict()
+    quantised = {}
+    shapes = {"gate_up_proj": (2 * intermediate, hidden), "down_proj": (hidden, intermediate)}
+    for key, value in state.items():
+        leaf = key.rsplit(".", 1)[-1]
+        if ".experts." in key and leaf in shapes:
+            rows, columns = shapes[leaf]
+            blocks = torch.randint(
+                0, 256, (EXPERTS, rows, columns // 32, 16), generator=generator, dtype=torch.uint8
+            )
+            scales = torch.randint(
+                121, 126, (EXPERTS, rows, columns // 32), generator=generator, dtype=torch.uint8
+            )
+            quantised[key + "_blocks"], quantised[key + "_scales"] = blocks, scales
+            state[key] = dequantize_mxfp4(blocks, scales)
+        else:
+            quantised[key] = value.contiguous()
+    model.load_state_dict(state)
+    model.save_pretrained(str(float_twin))
+    save_file(quantised, str(mxfp4 / "model.safetensors"), metadata={"format": "pt"})
+    config_doc = json.loads((float_twin / "config.json").read_text())
+    config_doc["quantization_config"] = {
+        "quant_method": "mxfp4",
+        "modules_to_not_convert": [
+            "model.layers.*.self_attn",
+            "model.layers.*.mlp.router",
+            "model.embed_tokens",
+            "lm_head",
+        ],
+    }
+    (mxfp4 / "config.json").write_text(json.dumps(config_doc, indent=2))
+    return mxfp4, float_twin

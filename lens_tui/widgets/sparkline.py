@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual.geometry import Region
 from textual.widget import Widget
 
 from lens_tui.render import fmt
@@ -75,9 +76,19 @@ class SparkPanel(Widget):
         return len(self.specs)
 
     def set_values(self, values: dict[str, list[float | None]], selected: int | None) -> None:
-        self.values = {k: list(v) for k, v in values.items()}
-        self.selected = selected
-        self.refresh()
+        values = {k: list(v) for k, v in values.items()}
+        changed = [
+            row
+            for row, spec in enumerate(self.specs)
+            if values.get(spec.id) != self.values.get(spec.id)
+        ]
+        whole = selected != self.selected or values.keys() != self.values.keys()
+        self.values, self.selected = values, selected
+        if whole:
+            self.refresh()
+        else:  # repaint only the rows that changed (r changes 3 of 13): less to send
+            width = self.size.width
+            self.refresh(*(Region(0, row, width, 1) for row in changed), repaint=bool(changed))
 
     def bars(self, row_id: str) -> str:
         """The bar characters of one row, one per layer (a space for a missing value)."""

@@ -87,8 +87,9 @@ async def test_keys_change_a_b_r_tau_and_the_shown_numbers_follow_the_engine(pat
 
 
 @async_test
-async def test_the_painted_layer_table_follows_r_and_tau(paths):
-    """The table caches rendered cells by content: what it paints must be the new numbers."""
+async def test_the_painted_table_and_sparklines_follow_r_and_tau(paths):
+    """Table cells are cached by content and sparkline rows repaint only when they change:
+    what is painted must be the new numbers."""
     app = build_app(paths)
     async with app.run_test(size=(140, 50)) as pilot:
         await pilot.pause()
@@ -105,6 +106,13 @@ async def test_the_painted_layer_table_follows_r_and_tau(paths):
                 shown = cells[1:]
                 assert len(shown) >= 3  # JS, Jaccard@r, Pearson at least are on screen
                 assert shown == expected[: len(shown)]
+            # The sparkline rows repaint only when their values change: the painted
+            # Jaccard and retained-mass ranges must be the new ones.
+            sparks = screen_text(app.query_one(SparkPanel)).splitlines()
+            for key, label in (("jaccard", "Jaccard@r"), ("retained_mass_a_to_b", "kept mass A→B")):
+                values = [row[key] for row in doc["layers"]]
+                line = next(line for line in sparks if label in line)
+                assert f"{fmt(min(values), key)} … {fmt(max(values), key)}" in line
 
 
 @async_test

@@ -120,22 +120,24 @@ def load_masks(masks: Sequence[str | Path | Mask]) -> list[Mask]:
 
 def check_masks_for_model(
     masks: Sequence[Mask],
-    layers: Sequence[Any],
+    shape: tuple[int, int, int | None],
     model: str,
     names: Sequence[str],
     allow_other: bool,
 ) -> None:
-    """Refuse masks whose shape or model name does not fit the loaded model."""
+    """Refuse masks that do not fit a model of ``shape`` = (MoE layers, experts, top-k) or
+    that name another model (unless ``allow_other``)."""
     from core.prune.surgery import model_identity
 
     candidates = {model_identity(n) for n in names if n}
+    num_layers, num_experts, top_k = shape
     for mask in masks:
         where = str(mask.path) if mask.path is not None else mask.name
         check_mask_fits(
             mask,
-            num_layers=len(layers),
-            num_experts=layers[0].num_experts,
-            top_k=layers[0].top_k,
+            num_layers=num_layers,
+            num_experts=num_experts,
+            top_k=top_k,
             where=where,
             what=model,
         )
@@ -177,6 +179,7 @@ def run_evaluation(
         dataset_config=config.dataset_config,
         num_samples=config.num_samples,
     )
+    _check_masks_early(config, masks)
     from core.collect.loading import load_model_and_tokenizer, preflight
 
     preflight(collect_config)
@@ -190,7 +193,8 @@ def run_evaluation(
     check_supported(layers, config.model)
     names = [config.model, str(Path(config.model).resolve()) if Path(config.model).exists() else ""]
     names.append(str(getattr(model.config, "_name_or_path", "") or ""))
-    check_masks_for_model(masks, layers, config.model, names, config.allow_other_model)
+    shape = (len(layers), layers[0].num_experts, layers[0].top_k)
+    check_masks_for_model(masks, shape, config.model, names, config.allow_other_model)
     keeps = [mask.as_bool() for mask in masks]
 
     _report(progress, "tokenizing", 0, len(samples), 0, 0.0, f"tokenizing {len(samples)} samples")
@@ -257,6 +261,24 @@ def run_evaluation(
     )
     _report(progress, "done", done, len(usable), tallies[0].tokens, start, "")
     return evaluation
+
+
+def _check_masks_early(config: EvaluateConfig, masks: Sequence[Mask]) -> None:
+    """For a local safetensors checkpoint, refuse unfitting masks before torch or any weight
+    is loaded (from the config and the shard headers alone, as lens prune reads them)."""
+    if not masks or not Path(config.model).is_dir():
+        return
+    from core.prune.checkpoint import Checkpoint
+
+    try:
+        ckpt = Checkpoint.open(config.model)
+    except LensError:
+        return  # a layout prune cannot read; the loaded model is checked instead
+    if not ckpt.layers:
+        return
+    names = [config.model, str(ckpt.folder.resolve()), str(ckpt.config.get("_name_or_path", ""))]
+    shape = (len(ckpt.layers), ckpt.num_experts, ckpt.top_k)
+    check_masks_for_model(masks, shape, config.model, names, config.allow_other_model)
 
 
 def _run_harness(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,38 @@ def _quiet_progress_bars() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+class ModelCache:
+    """Keeps the last loaded model, so several runs on one model load it once.
+
+    Scanning many candidate calibration sets with a 120B model should not pay
+    minutes of loading per set: ``lens collect -d a.jsonl -d b.jsonl ...`` shares
+    one cache across its runs. The tokenizer's padding side follows each run's
+    config.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._loaded: tuple[Any, Any, str] | None = None
+
+    def get(self, config: CollectConfig) -> tuple[Any, Any]:
+        key = (
+            config.model,
+            config.dtype,
+            config.device,
+            config.device_map,
+            config.trust_remote_code,
+        )
+        if key != self._key or self._loaded is None:
+            self._loaded = None  # free the previous model before loading the next
+            # Load with the tokenizer's own padding side; each run then applies its own.
+            model, tokenizer = load_model_and_tokenizer(replace(config, padding_side=None))
+            self._loaded = (model, tokenizer, getattr(tokenizer, "padding_side", "right"))
+            self._key = key
+        model, tokenizer, default_side = self._loaded
+        tokenizer.padding_side = config.padding_side or default_side
+        return model, tokenizer
 
 
 def describe_model(model: Any) -> dict[str, str]:

@@ -40,6 +40,7 @@ from core.bundle import OPTIONAL_TENSORS, BundleError, bundle_metadata, load_bun
 from core.collect.config import CollectConfig, CollectionCancelled, CollectProgress, parse_shard
 from core.collect.data import Sample, load_samples, samples_digest
 from core.collect.distributed import Coordinator, Ranks, ranks_from_env
+from core.collect.loading import ModelCache
 from core.collect.partial import PartialRun
 from core.errors import LensError
 
@@ -157,12 +158,14 @@ def run_collection(
     config: CollectConfig,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    models: ModelCache | None = None,
 ) -> Path:
     """Collect router statistics of ``config.model`` on ``config.data`` into ``config.out``.
 
     ``progress`` is called from this thread after each stage change and batch;
     ``should_stop`` is polled between batches, and a ``True`` saves what is
     finished and raises :class:`CollectionCancelled` (a re-run resumes).
+    ``models`` lets several runs on the same model share one loaded copy.
     Errors a user can fix raise :class:`LensError` with one clear line.
     """
     config.validate()
@@ -202,7 +205,15 @@ def run_collection(
     coordinator = Coordinator(ranks)
     try:
         return _collect(
-            config, samples, fingerprint, partial, ranks, coordinator, report, should_stop
+            config,
+            samples,
+            fingerprint,
+            partial,
+            ranks,
+            coordinator,
+            report,
+            should_stop,
+            models or ModelCache(),
         )
     finally:
         coordinator.close()
@@ -217,14 +228,14 @@ def _collect(
     coordinator: Coordinator,
     report: _Reporter,
     should_stop: Callable[[], bool] | None,
+    models: ModelCache,
 ) -> Path:
     """Load, plan this rank's batches, collect them into chunks; rank 0 assembles."""
     from core.collect.families import find_moe_layers
-    from core.collect.loading import load_model_and_tokenizer
 
     out = config.out
     report("loading", f"loading {config.model}")
-    model, tokenizer = load_model_and_tokenizer(config)
+    model, tokenizer = models.get(config)
     layers = find_moe_layers(model)
     report("tokenizing", f"tokenizing {len(samples)} samples")
     token_ids = tokenize(tokenizer, samples, config)

@@ -97,8 +97,10 @@ class ProgressDisplay:
 @click.option(
     "--data",
     "-d",
+    "datas",
     required=True,
-    help="A .txt (one sample per non-empty line), .jsonl/.json (--text-field), .parquet file, or a `datasets` name.",
+    multiple=True,
+    help="A .txt (one sample per non-empty line), .jsonl/.json (--text-field), .parquet file, or a `datasets` name. Repeat it to collect several sets with one model load (--out is then a folder).",
 )
 @click.option(
     "--out",
@@ -202,6 +204,9 @@ def collect_command(**options: object) -> None:
     counts and weights the model used, and (unless --no-energy) the norms of
     the selected experts' outputs. The model's outputs are not changed.
 
+    Several candidate sets? Repeat --data and give a folder as --out: the
+    model is loaded once and each set gets OUT/<file stem>.safetensors.
+
     Interrupted? Re-run the same command: finished samples are kept in
     OUT.partial/ and only the rest is collected (a smaller --batch-size is
     fine after running out of memory).
@@ -216,52 +221,106 @@ def collect_command(**options: object) -> None:
       lens collect -m openai/gpt-oss-20b -d c4.jsonl -o c4.safetensors -n 512 --max-length 2048
       lens collect -m ./my-moe -d allenai/c4 --dataset-config en --split validation -n 256 -o c4.safetensors
       lens collect -m ./my-moe -d zh.txt -o zh.safetensors --no-energy --batch-size 4
+      lens collect -m ./my-moe -d c4.jsonl -d zh.txt -d code.jsonl -o bundles/
       torchrun --nproc-per-node 8 -m lens_tui collect -m openai/gpt-oss-120b -d c4.jsonl -o c4.safetensors
     """
-    from core.collect.runner import run_collection
-
-    config = CollectConfig(
-        model=str(options["model"]).rstrip("/") or "/",
-        data=str(options["data"]),
-        out=options["out"],
-        num_samples=options["num_samples"],
-        max_length=options["max_length"],
-        batch_size=options["batch_size"],
-        text_field=options["text_field"],
-        split=options["split"],
-        dataset_config=options["dataset_config"],
-        dataset_name=options["dataset_name"],
-        energy=not options["no_energy"],
-        keep_raw=options["keep_raw"],
-        device=options["device"],
-        device_map=options["device_map"],
-        dtype=options["dtype"],
-        chat_template=options["chat_template"],
-        padding_side=options["padding_side"],
-        trust_remote_code=options["trust_remote_code"],
-        overwrite=options["overwrite"],
-        checkpoint_seconds=options["checkpoint_seconds"],
-        shard=options["shard"],
-        command="lens " + shlex.join(sys.argv[1:]),
-    )
     from core.collect.distributed import ranks_from_env
+    from core.collect.loading import ModelCache
+    from core.collect.runner import run_collection
+    from core.errors import LensError
 
+    targets = _targets(list(options["datas"]), options["out"], options["dataset_name"])
     main = ranks_from_env().is_main  # under torchrun only rank 0 talks
-    try:
-        if main:
-            with ProgressDisplay() as display:
-                path = run_collection(config, progress=display)
-        else:
-            path = run_collection(config)
-    except KeyboardInterrupt:
-        click.echo(
-            f"interrupted: finished samples are saved in {config.out}.partial/; "
-            "re-run the same command to resume",
-            err=True,
+    models = ModelCache()  # several data sets: the model is loaded once
+    failed = 0
+    for data, out, dataset_name in targets:
+        config = CollectConfig(
+            model=str(options["model"]).rstrip("/") or "/",
+            data=data,
+            out=out,
+            num_samples=options["num_samples"],
+            max_length=options["max_length"],
+            batch_size=options["batch_size"],
+            text_field=options["text_field"],
+            split=options["split"],
+            dataset_config=options["dataset_config"],
+            dataset_name=dataset_name,
+            energy=not options["no_energy"],
+            keep_raw=options["keep_raw"],
+            device=options["device"],
+            device_map=options["device_map"],
+            dtype=options["dtype"],
+            chat_template=options["chat_template"],
+            padding_side=options["padding_side"],
+            trust_remote_code=options["trust_remote_code"],
+            overwrite=options["overwrite"],
+            checkpoint_seconds=options["checkpoint_seconds"],
+            shard=options["shard"],
+            command="lens " + shlex.join(sys.argv[1:]),
         )
-        sys.exit(130)
-    if main:
-        click.echo(f"wrote {path}", err=True)
+        started = time.monotonic()
+        try:
+            if main:
+                with ProgressDisplay() as display:
+                    path = run_collection(config, progress=display, models=models)
+            else:
+                path = run_collection(config, models=models)
+        except KeyboardInterrupt:
+            click.echo(
+                f"interrupted: finished samples are saved in {config.out}.partial/; "
+                "re-run the same command to resume",
+                err=True,
+            )
+            sys.exit(130)
+        except LensError as exc:
+            if len(targets) == 1:
+                raise
+            failed += 1
+            click.echo(f"error: {exc}", err=True)  # the other data sets still run
+            continue
+        if main:
+            click.echo(_summary(path, time.monotonic() - started), err=True)
+    if failed:
+        raise SystemExit(1)
+
+
+def _targets(
+    datas: list[str], out: Path, dataset_name: str | None
+) -> list[tuple[str, Path, str | None]]:
+    """(data, bundle path, dataset label) per --data; several data sets write into a folder."""
+    from core.errors import LensError
+
+    if len(datas) == 1:
+        return [(datas[0], out, dataset_name)]
+    if dataset_name is not None:
+        raise LensError(
+            "--dataset-name names one data set; with several --data, files are named by their stems"
+        )
+    if out.suffix == ".safetensors":
+        raise LensError(f"{out}: with several --data, --out is a folder (one bundle per data set)")
+    targets = []
+    for data in datas:
+        stem = Path(data).stem if Path(data).suffix else data.replace("/", "_")
+        targets.append((data, out / f"{stem}.safetensors", None))
+    names = [t[1].name for t in targets]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise LensError(f"two data sets would both write {out / duplicate}; rename one")
+    return targets
+
+
+def _summary(path: Path, seconds: float) -> str:
+    """One line about the finished bundle."""
+    from core.bundle import load_bundle
+
+    bundle = load_bundle(path)
+    size = path.stat().st_size / 2**20
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return (
+        f"wrote {path}: {bundle.num_samples:,} samples, {bundle.num_tokens:,} tokens, "
+        f"{bundle.num_layers} layers × {bundle.num_experts} experts, {size:.1f} MiB, "
+        f"in {minutes}:{secs:02d}"
+    )
 
 
 @click.command("index")

@@ -110,3 +110,25 @@ def test_help_teaches():
     for needle in ("Examples", "--no-energy", "--keep-raw", "resume", "--chat-template"):
         assert needle in text
     assert "Examples" in lens("index", "--help").stdout
+
+
+def test_several_data_sets_write_one_bundle_each(model, tmp_path):
+    first, second = tmp_path / "news.txt", tmp_path / "code.jsonl"
+    first.write_text("one\ntwo three\n", encoding="utf-8")
+    second.write_text('{"text": "def f(): pass"}\n', encoding="utf-8")
+    folder = tmp_path / "bundles"
+    result = lens("collect", "-m", model, "-d", first, "-d", second, "-o", folder, "--no-energy")
+    assert result.returncode == 0, result.stderr
+    assert load_bundle(folder / "news.safetensors").num_samples == 2
+    assert load_bundle(folder / "code.safetensors").dataset == "code"
+    assert result.stderr.count(" MiB, in ") == 2  # one summary line per bundle
+    assert_clean_error(
+        lens("collect", "-m", model, "-d", first, "-d", second, "-o", tmp_path / "x.safetensors"),
+        "--out is a folder",
+    )
+    assert_clean_error(
+        lens(
+            "collect", "-m", model, "-d", first, "-d", second, "-o", folder, "--dataset-name", "x"
+        ),
+        "--dataset-name names one data set",
+    )

@@ -201,3 +201,30 @@ def test_skips_empty_records_but_keeps_their_positions(tiny_model, tmp_path):
     data.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
     out = run_collection(_config(tiny_model("gpt_oss"), data, tmp_path / "b.safetensors"))
     assert load_bundle(out).example_ids.tolist() == [0, 2]
+
+
+def test_runs_sharing_a_model_cache_load_the_model_once(
+    tiny_model, text_file, tmp_path, monkeypatch
+):
+    import core.collect.loading as loading
+
+    loads = []
+    original = loading.load_model_and_tokenizer
+
+    def counting(config):
+        loads.append(config.model)
+        return original(config)
+
+    monkeypatch.setattr(loading, "load_model_and_tokenizer", counting)
+    cache = loading.ModelCache()
+    model = tiny_model("gpt_oss")
+    other = tmp_path / "other.txt"
+    other.write_text("a different calibration set\nwith two lines\n", encoding="utf-8")
+    left = run_collection(
+        _config(model, text_file, tmp_path / "a.safetensors", padding_side="left"), models=cache
+    )
+    right = run_collection(_config(model, other, tmp_path / "b.safetensors"), models=cache)
+    assert loads == [str(model)]
+    assert load_bundle(left).metadata["padding_side"] == "left"
+    assert load_bundle(right).metadata["padding_side"] == "right"
+    assert load_bundle(right).num_samples == 2

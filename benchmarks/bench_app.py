@@ -17,8 +17,11 @@ the last byte of the terminal output that paints the result:
   13 sparklines and the layer plot; what is on screen repaints), ``]``
   changes the layer (after ``l`` has brought the table and plot into view),
   ``t`` changes τ;
-  the repaint is the burst of output that follows the key, up to its last
-  byte (a burst ends after 150 ms of silence; the silence is not counted).
+  "repaint done" is the burst of output that follows the key, up to its last
+  byte (a burst ends after 150 ms of silence; the silence is not counted);
+  "new value shown" is the first write that contains the new value. Textual
+  paints a few cells (the table's scrollbar) one frame after the rest, so
+  the two differ by about a frame.
 
 Wall-clock times depend on what else the machine runs, so the CPU time the
 app process spent (from /proc, user + system) is reported beside them; the
@@ -96,6 +99,7 @@ class Terminal:
             last = time.perf_counter()
             if not found and marker in self.output[max(0, seen_at - len(marker)) :]:
                 found = True
+                self.marker_at = last
         tail = self.output[seen_at:][-3000:]
         raise TimeoutError(f"did not see {marker!r} within {timeout} s; last output: {tail!r}")
 
@@ -111,15 +115,15 @@ class Terminal:
             except OSError:
                 return
 
-    def press(self, key: bytes, marker: bytes) -> tuple[float, float]:
+    def press(self, key: bytes, marker: bytes) -> tuple[float, float, float]:
         """Seconds from writing ``key`` to the last byte of the repaint that shows ``marker``,
-        and the CPU seconds the app spent on it."""
+        to the output that first shows ``marker``, and the CPU seconds the app spent."""
         self.drain()
         cpu = self.cpu_seconds()
         sent = time.perf_counter()
         os.write(self.fd, key)
         wall = self.read_until(marker) - sent
-        return wall, self.cpu_seconds() - cpu
+        return wall, self.marker_at - sent, self.cpu_seconds() - cpu
 
     def close(self) -> None:
         try:
@@ -154,9 +158,9 @@ def cold_start(
 
 def keypresses(
     paths: list[str], size: tuple[int, int], repeats: int
-) -> dict[str, list[tuple[float, float]]]:
+) -> dict[str, list[tuple[float, float, float]]]:
     term = Terminal(["browse", *paths], size)
-    result: dict[str, list[tuple[float, float]]] = {"r": [], "layer": [], "tau": []}
+    result: dict[str, list[tuple[float, float, float]]] = {"r": [], "layer": [], "tau": []}
     try:
         term.read_until(b"verdict")
         r = 32  # E // 4 for E = 128
@@ -226,8 +230,10 @@ def main() -> None:
             report[f"cold_start_120b_shape_{key_size_text}"] = summary(big_start)
             presses = keypresses([str(p) for p in big], key_size, args.key_repeats)
             for what, times in presses.items():
-                report[f"keypress_{what}_{key_size_text}"] = summary([w for w, _ in times])
-                report[f"keypress_{what}_{key_size_text}_cpu_time"] = summary([c for _, c in times])
+                name = f"keypress_{what}_{key_size_text}"
+                report[f"{name}_repaint_done"] = summary([done for done, _, _ in times])
+                report[f"{name}_new_value_shown"] = summary([shown for _, shown, _ in times])
+                report[f"{name}_cpu_time"] = summary([cpu for _, _, cpu in times])
     print(json.dumps(report, indent=2))
 
 

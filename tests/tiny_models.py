@@ -73,7 +73,8 @@ def _config(family: str, vocab_size: int):
     if family == "gpt_oss":
         return AutoConfig.for_model(
             "gpt_oss",
-            **common,
+            # YaRN factor 32 over an original 4096 positions, as the real model: no warning.
+            **{**common, "max_position_embeddings": 4096 * 32},
             head_dim=8,
             intermediate_size=16,
             num_local_experts=EXPERTS,

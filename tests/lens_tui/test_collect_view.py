@@ -57,6 +57,15 @@ def fill_form(app, **values: str) -> None:
         app.query_one(f"#collect-{name}", Input).value = value
 
 
+async def open_form(app, pilot, **values: str) -> CollectView:
+    """Switch to the Collect view (key 4) and fill the form's fields."""
+    await pilot.pause()
+    await pilot.press("4")
+    await pilot.pause()
+    fill_form(app, **values)
+    return app.query_one(CollectView)
+
+
 async def wait_for_run(app, pilot) -> None:
     await app.workers.wait_for_complete()
     await pilot.pause()
@@ -71,12 +80,16 @@ async def test_a_collection_runs_in_the_worker_reports_progress_and_joins_the_se
     app = build_app([])
     notes = record_notifications(app)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.pause()
-        await pilot.press("4")
-        await pilot.pause()
-        view = app.query_one(CollectView)
-        fill_form(app, model=str(tiny_gpt_oss), data=str(data_file), out=str(out))
-        fill_form(app, max_length="32", batch_size="4", num_samples="")
+        view = await open_form(
+            app,
+            pilot,
+            model=str(tiny_gpt_oss),
+            data=str(data_file),
+            out=str(out),
+            max_length="32",
+            batch_size="4",
+            num_samples="",
+        )
         main_thread = threading.get_ident()
         seen_threads: set[int] = set()
         original = view.post_message
@@ -122,12 +135,15 @@ async def test_a_cancelled_run_leaves_nothing_broken_and_a_rerun_finishes(
     app = build_app([])
     notes = record_notifications(app)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.pause()
-        await pilot.press("4")
-        await pilot.pause()
-        view = app.query_one(CollectView)
-        fill_form(app, model=str(tiny_gpt_oss), data=str(long_data_file), out=str(out))
-        fill_form(app, max_length="16", batch_size="1")
+        view = await open_form(
+            app,
+            pilot,
+            model=str(tiny_gpt_oss),
+            data=str(long_data_file),
+            out=str(out),
+            max_length="16",
+            batch_size="1",
+        )
         await pilot.press("ctrl+s", "ctrl+g")  # cancel at once: long before 600 batches of 1
         await wait_for_run(app, pilot)
         assert not view.running
@@ -151,15 +167,11 @@ async def test_collection_errors_are_notifications_and_the_app_keeps_running(dat
     app = build_app([])
     notes = record_notifications(app)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.pause()
-        await pilot.press("4")
-        await pilot.pause()
-        view = app.query_one(CollectView)
-        missing = tmp_path / "no-such-data.txt"
-        fill_form(
+        view = await open_form(
             app,
+            pilot,
             model=str(tmp_path / "no-model"),
-            data=str(missing),
+            data=str(tmp_path / "no-such-data.txt"),
             out=str(tmp_path / "x.safetensors"),
         )
         await pilot.press("ctrl+s")
@@ -185,10 +197,7 @@ async def test_an_incomplete_form_is_refused_before_any_worker_starts(tmp_path):
     app = build_app([])
     notes = record_notifications(app)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.pause()
-        await pilot.press("4")
-        await pilot.pause()
-        view = app.query_one(CollectView)
+        view = await open_form(app, pilot)
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert view.worker is None

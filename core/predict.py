@@ -149,7 +149,8 @@ def pair_bundles(evaluations: Sequence[Evaluation], profiles: Sequence[Profile])
     paired = []
     for evaluation in evaluations:
         where = str(evaluation.path) if evaluation.path is not None else evaluation.name
-        matches = [p for p in profiles if _same_data(p, evaluation)]
+        match = matching_profile(evaluation, profiles)
+        matches = [match] if match is not None else []
         if not matches and len(profiles) == 1:
             matches = list(profiles)
         if not matches:
@@ -168,6 +169,11 @@ def pair_bundles(evaluations: Sequence[Evaluation], profiles: Sequence[Profile])
             )
         paired.append(profile)
     return paired
+
+
+def matching_profile(evaluation: Evaluation, profiles: Sequence[Profile]) -> Profile | None:
+    """The first bundle of the evaluation's data (same dataset label or data source), if any."""
+    return next((p for p in profiles if _same_data(p, evaluation)), None)
 
 
 def _same_data(profile: Profile, evaluation: Evaluation) -> bool:

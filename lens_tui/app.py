@@ -24,16 +24,24 @@ from core import metrics as m
 from core.bundle import find_bundles
 from core.engine import Profile, compare
 from core.errors import LensError
+from core.evaluate.results import Evaluation, evaluation_files, read_evaluation
 from lens_tui.messages import BundleCollected, LayerPicked
 from lens_tui.views.ablation import AblationView
 from lens_tui.views.collect import CollectView
 from lens_tui.views.compare import CompareView
 from lens_tui.views.matrix import MatrixView
+from lens_tui.views.predict import PredictView
 from lens_tui.widgets.colors import A_HEX, B_HEX
 
 #: τ steps through these with t / T (the default 0.01 is the paper's).
 TAU_LADDER = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
-VIEWS = {"compare": "Compare", "ablation": "Ablation", "matrix": "Matrix", "collect": "Collect"}
+VIEWS = {
+    "compare": "Compare",
+    "ablation": "Ablation",
+    "matrix": "Matrix",
+    "collect": "Collect",
+    "predict": "Predict",
+}
 
 _DATASET_A = Binding.Group("A", compact=True)
 _DATASET_B = Binding.Group("B", compact=True)
@@ -93,6 +101,7 @@ class LensApp(App[None]):
         Binding("2", "view('ablation')", "Ablation", group=_VIEWS, tooltip="Ablation view"),
         Binding("3", "view('matrix')", "Matrix", group=_VIEWS, tooltip="N-way matrix view"),
         Binding("4", "view('collect')", "Collect", group=_VIEWS, tooltip="Collection view"),
+        Binding("5", "view('predict')", "Predict", group=_VIEWS, tooltip="Predicted vs actual"),
     ]
 
     def __init__(self, paths: Sequence[str | Path] = (), *, notice: str | None = None) -> None:
@@ -100,6 +109,7 @@ class LensApp(App[None]):
         self._initial_paths = [Path(p) for p in paths]
         self._notice = notice
         self.profiles: list[Profile] = []
+        self.evaluations: list[Evaluation] = []  # lens evaluate results, for the Predict view
         self.labels: list[str] = []
         self.a = 0
         self.b = 0
@@ -123,6 +133,8 @@ class LensApp(App[None]):
                 yield Lazy(MatrixView(id="matrix-view"))
             with TabPane("4 Collect", id="collect"):
                 yield Lazy(CollectView(id="collect-view"))
+            with TabPane("5 Predict", id="predict"):
+                yield Lazy(PredictView(id="predict-view"))
         yield Footer()
 
     def on_mount(self) -> None:
@@ -140,8 +152,12 @@ class LensApp(App[None]):
         Returns the number of bundles loaded. A corrupt bundle never stops the others.
         """
         loaded = 0
+        paths = list(paths)
+        for file in evaluation_files(paths):
+            self.add_evaluation(file)
+        paths = [p for p in paths if p.is_dir() or p.suffix != ".json"]
         for path in paths:
-            if path.is_dir() and not find_bundles([path]):
+            if path.is_dir() and not find_bundles([path]) and not evaluation_files([path]):
                 self.notify(
                     f"{path}: no bundles (*.safetensors) in this folder", severity="warning"
                 )
@@ -185,6 +201,17 @@ class LensApp(App[None]):
             self.b = index
             self.notify(f"loaded {self.labels[index]} as dataset B", title="bundle added")
             self.selection_changed()
+        return True
+
+    def add_evaluation(self, path: Path) -> bool:
+        """Load one ``lens evaluate`` result for the Predict view; notify on failure."""
+        try:
+            evaluation = read_evaluation(path)
+        except LensError as exc:
+            self.notify(str(exc), title="could not load an evaluation", severity="error")
+            return False
+        self.evaluations = [e for e in self.evaluations if e.path != evaluation.path]
+        self.evaluations.append(evaluation)
         return True
 
     # ------------------------------------------------------------------ selection
@@ -239,6 +266,8 @@ class LensApp(App[None]):
             self._refresh_ablation()
         elif view == "matrix":
             self._refresh_matrix()
+        elif view == "predict":
+            self._widget("#predict-view", PredictView).show(self.evaluations, self.profiles)
 
     def _refresh_compare(self) -> None:
         compare_view = self._widget("#compare-view", CompareView)
@@ -364,6 +393,7 @@ class LensApp(App[None]):
             "ablation": "#ablation-view",
             "matrix": "#matrix-bundles",
             "collect": "#collect-view",
+            "predict": "#predict-table",
         }[view]
         widgets = self.query(target)
         if widgets:

@@ -28,6 +28,9 @@ key: there is no run button.
   bundles, heat-coloured.
 * **Collect** — run a collection on a model and a dataset; the bundle joins
   the loaded set when it is done.
+* **Predict** — `lens evaluate` results beside the bundles of their data:
+  predicted retained mass and Jaccard against the measured loss increase per
+  mask, the Spearman rank correlation, and the scatter.
 
 `ctrl+p` opens the command palette (set A, B, r or τ by name, switch views).
 """

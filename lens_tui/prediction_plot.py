@@ -20,8 +20,15 @@ def rho_text(rho: float | None) -> str:
     return "—" if rho is None else f"{rho:+.2f}"
 
 
+def point_mark(number: int) -> str:
+    """The one-character mark of point ``number`` (1-based) in the scatter and the tables."""
+    marks = "123456789abcdefghijklmnopqrstuvwxyz"
+    return marks[number - 1] if 1 <= number <= len(marks) else "●"
+
+
 def draw_prediction(plt: Any, report: PredictionReport) -> None:
-    """Scatter every point with a known retained mass on ``plt`` (a plotext figure)."""
+    """Scatter every point with a known retained mass on ``plt`` (a plotext figure), each drawn
+    as its mark (see :func:`point_mark`), coloured by evaluation dataset."""
     shown = [
         (number, p)
         for number, p in enumerate(report.points, start=1)
@@ -35,25 +42,22 @@ def draw_prediction(plt: Any, report: PredictionReport) -> None:
     plt.ylabel("loss increase")
     if not shown:
         return
-    xs_all = [100.0 * p.retained_mass for _, p in shown]  # type: ignore[operator]
-    ys_all = [p.loss_increase for _, p in shown]
-    x_low, x_high = min(xs_all), max(xs_all)
-    x_pad = max((x_high - x_low) * 0.08, 0.5)
-    y_low, y_high = min(ys_all), max(ys_all)
-    y_pad = max((y_high - y_low) * 0.1, 1e-3)
-    plt.xlim(x_low - x_pad, x_high + 2 * x_pad)
-    plt.ylim(y_low - y_pad, y_high + y_pad)
-    nudge = (x_high - x_low + 3 * x_pad) * 0.025  # labels just right of their point
+    xs = [100.0 * p.retained_mass for _, p in shown]  # type: ignore[operator]
+    ys = [p.loss_increase for _, p in shown]
+    x_pad = max((max(xs) - min(xs)) * 0.08, 0.5)
+    y_pad = max((max(ys) - min(ys)) * 0.1, 1e-3)
+    plt.xlim(min(xs) - x_pad, max(xs) + x_pad)
+    plt.ylim(min(ys) - y_pad, max(ys) + y_pad)
     datasets = list(dict.fromkeys(p.dataset for _, p in shown))
-    for index, dataset in enumerate(datasets):
+    labelled: set[str] = set()
+    for (number, point), x, y in zip(shown, xs, ys):
+        index = datasets.index(point.dataset)
+        label = None
+        if len(datasets) > 1 and point.dataset not in labelled:
+            label = point.dataset
+            labelled.add(point.dataset)
         color = PALETTE[index % len(PALETTE)]
-        rows = [(n, x, y) for (n, p), x, y in zip(shown, xs_all, ys_all) if p.dataset == dataset]
-        label = dataset if len(datasets) > 1 else None
-        plt.scatter(
-            [x for _, x, _ in rows], [y for _, _, y in rows], color=color, marker="●", label=label
-        )
-        for number, x, y in rows:
-            plt.text(str(number), x + nudge, y, color=color, alignment="left")
+        plt.scatter([x], [y], marker=point_mark(number), color=color, label=label)
 
 
 def prediction_text(

@@ -264,6 +264,30 @@ def _mask_result(entry: object, i: int, doc: dict, where: str, path: Path | None
     )
 
 
+def evaluation_files(paths: list[str | os.PathLike[str]]) -> list[Path]:
+    """Evaluation results among ``paths``: ``.json`` files given, and in folders every ``*.json``
+    whose ``format`` is the evaluation format (mask files and others are skipped)."""
+    found: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            found.extend(
+                p
+                for p in sorted(item.glob("*.json"))
+                if not p.name.startswith(".") and _format_of(p) == EVALUATION_FORMAT
+            )
+        elif item.suffix == ".json":
+            found.append(item)
+    return found
+
+
+def _format_of(path: Path) -> object:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return doc.get("format") if isinstance(doc, dict) else None
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

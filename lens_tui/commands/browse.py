@@ -18,11 +18,11 @@ from lens_tui.commands.default import default_paths
 @click.command("browse")
 @click.argument("paths", type=click.Path(path_type=Path), nargs=-1, required=True)
 def browse_command(paths: tuple[Path, ...]) -> None:
-    """Open the app on bundle files or folders of bundles.
+    """Open the app on bundle files or folders of bundles (and lens evaluate results).
 
     \b
     Keys: a/b pick datasets A and B, +/- the budget r, t/T the threshold τ,
-    [ ] the layer, 1-4 the views (compare, ablation, matrix, collect),
+    [ ] the layer, 1-5 the views (compare, ablation, matrix, collect, predict),
     ? help, ctrl+p the command palette, q quit. A bundle that fails to load
     is reported in the app; the others still open.
 

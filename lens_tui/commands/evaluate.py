@@ -25,7 +25,7 @@ from core.errors import LensError
 from core.evaluate.results import Evaluation, read_evaluation, write_evaluation
 from core.masks import MASK_FORMAT, read_mask
 from core.predict import PredictionReport, predict_vs_actual
-from lens_tui.prediction_plot import prediction_text, rho_text
+from lens_tui.prediction_plot import point_mark, prediction_text, rho_text
 
 PATH = click.Path(path_type=Path)  # existence is checked by the readers, with a clean message
 
@@ -326,7 +326,7 @@ def print_prediction(report: PredictionReport, plot: bool = True) -> None:
         table.add_column(name, justify="left" if left else "right")
     for number, p in enumerate(report.points, start=1):
         table.add_row(
-            str(number),
+            point_mark(number),
             *([p.dataset] if several else []),
             p.mask,
             p.criterion,

@@ -1,0 +1,163 @@
+"""Predictions view: did the lens predict what the masks did? (``lens predict-vs-actual``)
+
+For every evaluation result loaded (``lens evaluate --out``) whose data has a
+loaded bundle, ``core.predict.predict_vs_actual`` pairs each mask's predicted
+retained mass and Jaccard with the measured loss increase; this view shows
+the table, the Spearman correlations with a verdict, and the scatter. No
+number is computed here.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from core.engine import Profile
+from core.errors import LensError
+from core.evaluate.results import Evaluation
+from core.predict import PredictionReport, matching_profile, predict_vs_actual
+from lens_tui.prediction_plot import draw_prediction, point_mark, rho_text
+from lens_tui.widgets.plots import ResultPlot
+
+NO_EVALUATIONS = (
+    "No evaluation results loaded. Measure what your masks do with `lens evaluate --model M "
+    "--masks MASK… --data D --out eval.json`, then open it beside a bundle of D: "
+    "`lens browse eval.json D.safetensors` (or put eval.json in the bundles' folder)."
+)
+
+#: (header, right-aligned) of the table's columns.
+COLUMNS = (
+    ("#", True),
+    ("data", False),
+    ("mask", False),
+    ("criterion", False),
+    ("mass kept", True),
+    ("worst", True),
+    ("Jaccard", True),
+    ("Δ loss", True),
+    ("agree@1", True),
+)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def row_cells(number: int, point) -> list[str]:
+    """The table row of one point, as shown."""
+    return [
+        point_mark(number),
+        point.dataset,
+        point.mask,
+        point.criterion,
+        _pct(point.retained_mass),
+        _pct(point.retained_mass_min),
+        "—" if point.jaccard is None else f"{point.jaccard:.3f}",
+        f"{point.loss_increase:+.4f}",
+        f"{point.top1_agreement:.1%}",
+    ]
+
+
+class PredictionPlot(ResultPlot):
+    """Predicted retained mass (x) against measured loss increase (y), points numbered."""
+
+    result: PredictionReport | None
+
+    def show(self, report: PredictionReport) -> None:
+        draw_prediction(self.start(report), report)
+        self.refresh()
+
+
+class PredictView(Vertical):
+    """The predicted-vs-actual table, its rank correlations and the scatter."""
+
+    DEFAULT_CSS = """
+    PredictView {
+        height: 1fr;
+    }
+    PredictView #predict-message {
+        height: auto;
+        padding: 0 1;
+    }
+    PredictView #predict-summary {
+        height: auto;
+        padding: 0 1;
+    }
+    PredictView #predict-table {
+        height: auto;
+        max-height: 40%;
+    }
+    PredictView #predict-plot {
+        height: 1fr;
+        min-height: 8;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.report: PredictionReport | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="predict-message")
+        yield Static(id="predict-summary")
+        yield DataTable(id="predict-table", cursor_type="row", zebra_stripes=True)
+        yield PredictionPlot(id="predict-plot")
+
+    def show(self, evaluations: list[Evaluation], profiles: list[Profile]) -> None:
+        """Show predicted vs actual for every evaluation whose data has a loaded bundle."""
+        if not evaluations:
+            self.show_message(NO_EVALUATIONS)
+            return
+        paired = [ev for ev in evaluations if matching_profile(ev, profiles) is not None]
+        unpaired = [ev for ev in evaluations if ev not in paired]
+        note = ""
+        if unpaired:
+            names = ", ".join(f"{ev.name} (data '{ev.dataset}')" for ev in unpaired)
+            note = f"no loaded bundle of the data of {names}: collect one with lens collect"
+        if not paired:
+            self.show_message(note)
+            return
+        try:
+            report = predict_vs_actual(paired, profiles)
+        except LensError as exc:
+            self.show_message(str(exc))
+            return
+        self.report = report
+        self._set_message(note)
+        summary = Text()
+        summary.append("Spearman ρ ", style="dim")
+        summary.append("retained mass vs Δ loss ", style="dim")
+        summary.append(rho_text(report.rho_retained_mass), style="bold")
+        summary.append("   Jaccard vs Δ loss ", style="dim")
+        summary.append(rho_text(report.rho_jaccard), style="bold")
+        summary.append(f"   ({len(report.points)} masks; negative = ordered right)\n", style="dim")
+        summary.append(report.verdict)
+        self.query_one("#predict-summary", Static).update(summary)
+        table = self.query_one("#predict-table", DataTable)
+        table.clear(columns=True)
+        for header, right in COLUMNS:
+            table.add_column(Text(header, justify="right" if right else "left"), key=header)
+        for number, point in enumerate(report.points, start=1):
+            cells = row_cells(number, point)
+            table.add_row(
+                *(
+                    Text(cell, justify="right" if right else "left", no_wrap=True)
+                    for cell, (_, right) in zip(cells, COLUMNS)
+                ),
+                key=str(number),
+            )
+        self.query_one("#predict-plot", PredictionPlot).show(report)
+
+    def show_message(self, message: str) -> None:
+        self.report = None
+        self._set_message(message)
+        self.query_one("#predict-summary", Static).update("")
+        self.query_one("#predict-table", DataTable).clear(columns=True)
+        self.query_one("#predict-plot", PredictionPlot).clear_plot()
+
+    def _set_message(self, message: str) -> None:
+        box = self.query_one("#predict-message", Static)
+        box.update(Text(message, style="bold yellow"))
+        box.display = bool(message)

@@ -22,7 +22,12 @@ from rich.text import Text
 from core.bundle import find_bundles, load_bundle
 from core.engine import Profile
 from core.errors import LensError
-from core.evaluate.results import Evaluation, read_evaluation, write_evaluation
+from core.evaluate.results import (
+    Evaluation,
+    evaluation_files,
+    read_evaluation,
+    write_evaluation,
+)
 from core.masks import MASK_FORMAT, read_mask
 from core.predict import PredictionReport, predict_vs_actual
 from lens_tui.prediction_plot import point_mark, prediction_text, rho_text
@@ -226,8 +231,8 @@ def predict_command(
     """Did the lens predict the pruning outcome? Predicted vs measured, per mask.
 
     PATHS are evaluation results (lens evaluate --out), bundles of the
-    evaluation data (files or folders), and optionally mask files to show
-    only those masks. For every evaluated mask it shows the share of the
+    evaluation data, folders holding either, and optionally mask files to
+    show only those masks. For every evaluated mask it shows the share of the
     evaluation data's routing mass the mask keeps (the lens's prediction,
     from the bundle alone) and its Jaccard overlap with a reference mask,
     beside the loss increase that was measured, plus the Spearman rank
@@ -238,6 +243,7 @@ def predict_command(
     Examples:
       lens predict-vs-actual eval.json heldout.safetensors
       lens predict-vs-actual eval-en.json eval-zh.json sample_stats/ --json
+      lens predict-vs-actual runs/            # every bundle and evaluation in runs/
       lens predict-vs-actual eval.json heldout.safetensors --reference c4-mass.json
     """
     evaluations, bundle_paths, mask_paths = _classify(paths)
@@ -254,13 +260,16 @@ def predict_command(
 
 
 def _classify(paths: tuple[Path, ...]) -> tuple[list[Evaluation], list[Path], list[Path]]:
-    """Evaluation files, bundle paths and mask files among PATHS (JSON told apart by format)."""
+    """Evaluation files, bundle paths and mask files among PATHS (JSON told apart by format;
+    a folder gives its bundles and the evaluation results lying in it)."""
     evaluations, bundles, masks = [], [], []
     for path in paths:
-        if path.suffix != ".json":
+        if path.is_dir():
             bundles.append(path)
-            continue
-        if _json_format(path) == MASK_FORMAT:
+            evaluations.extend(read_evaluation(p) for p in evaluation_files([path]))
+        elif path.suffix != ".json":
+            bundles.append(path)
+        elif _json_format(path) == MASK_FORMAT:
             masks.append(path)
         else:
             evaluations.append(read_evaluation(path))

@@ -99,6 +99,11 @@ def test_predict_vs_actual_against_the_bundle_by_hand(setup):
     rho = 1 - 6 * float((d**2).sum()) / (3 * (9 - 1))
     assert report["spearman"]["retained_mass_vs_loss_increase"] == pytest.approx(rho)
 
+    # A folder gives its bundles and its evaluation results (mask files in it are not results).
+    folder = lens("predict-vs-actual", setup["root"], "--json")
+    assert folder.returncode == 0, folder.stderr
+    assert json.loads(folder.stdout) == report
+
     table = lens("predict-vs-actual", setup["eval"], setup["bundle"], setup["masks"][0])
     assert table.returncode == 0, table.stderr
     assert "mass kept" in table.stdout and "Spearman" in table.stdout

@@ -39,10 +39,15 @@ class Ablation:
         return [m.layer_mean(row) for row in self.layer_to_final]
 
     def converged_at(self, threshold: float = DEFAULT_CONVERGENCE) -> int | None:
-        """The first count from which ``to_final`` stays at or above ``threshold``."""
+        """The first count from which ``to_final`` stays at or above ``threshold``.
+
+        The last checkpoint is the reference itself (Jaccard 1 by definition), so
+        a curve that only reaches the threshold there has not shown convergence
+        within the data: that is ``None``, like a curve that never reaches it.
+        """
         values = self.to_final
         first = None
-        for count, value in zip(self.counts, values):
+        for count, value in zip(self.counts[:-1], values[:-1]):
             if value is not None and value >= threshold:
                 if first is None:
                     first = count

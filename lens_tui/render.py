@@ -108,7 +108,10 @@ def print_ablation(result: Ablation, threshold: float) -> None:
     console.print(table)
     converged = result.converged_at(threshold)
     if converged is None:
-        console.print(f"the mask has not converged (to-final Jaccard never stays ≥ {threshold:g})")
+        console.print(
+            f"the mask has not converged (to-final Jaccard does not stay ≥ {threshold:g} "
+            "before the last checkpoint: more data may still change it)"
+        )
     else:
         console.print(
             f"[bold]the mask has converged at n = {converged}[/] (to-final Jaccard stays ≥ {threshold:g})"

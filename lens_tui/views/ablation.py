@@ -120,14 +120,11 @@ def convergence_text(result: Ablation, threshold: float, converged: int | None) 
     text = Text()
     if converged is None:
         text.append(
-            f"the mask has not converged (to-final Jaccard never stays ≥ {threshold:g})",
+            f"the mask has not converged (to-final Jaccard does not stay ≥ {threshold:g} "
+            "before the last checkpoint: more data may still change it)",
             style="bold yellow",
         )
     else:
         text.append(f"the mask has converged at n = {converged}", style="bold green")
         text.append(f" (to-final Jaccard stays ≥ {threshold:g})")
-    if converged is not None and converged == result.counts[-1]:
-        text.append(
-            " — but only at the last checkpoint: more data may still change it", style="yellow"
-        )
     return text

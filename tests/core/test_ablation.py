@@ -62,12 +62,29 @@ def test_converged_at_is_first_count_that_stays_above(profile):
     result = ablate(profile, 2, 1, None)
     values = result.to_final
     expected = None
-    for k in range(len(values)):
+    for k in range(len(values) - 1):  # the last checkpoint is the reference: it cannot count
         if all(v >= 0.95 for v in values[k:]):
             expected = result.counts[k]
             break
     assert result.converged_at(0.95) == expected
     assert result.converged_at(0.0) == result.counts[0]
+
+
+def test_reaching_the_threshold_only_at_the_last_checkpoint_is_not_convergence(tmp_path):
+    # Two halves routed to disjoint experts: the mask of the first half is not the final one.
+    prob = np.zeros((4, 1, 4), np.float32)
+    prob[:2, 0, 0], prob[:2, 0, 1] = 6, 4  # first two samples: experts 0 > 1
+    prob[2:, 0, 2], prob[2:, 0, 3] = 60, 40  # last two: experts 2 > 3, much heavier
+    path = make_bundle(
+        tmp_path / "d.safetensors", n=4, layers=1, experts=4, prob_sum=prob,
+        token_count=np.array([10, 10, 100, 100]), energy=False,
+    )  # fmt: skip
+    result = ablate(Profile.load(path), 1, 1, None)
+    assert result.to_final == [0.0, 0.0, 1.0, 1.0]
+    assert result.converged_at(0.95) == 3  # from n = 3 on, before the last checkpoint
+    short = ablate(Profile.load(path), 1, 2, None)  # checkpoints 2 and 4 only
+    assert short.to_final == [0.0, 1.0]
+    assert short.converged_at(0.95) is None
 
 
 def test_zero_token_prefix_gives_null(tmp_path):

@@ -209,3 +209,37 @@ def test_lm_eval_missing_is_one_clear_line(tiny_model, text_file, monkeypatch):
     folder = tiny_model("gpt_oss")
     with pytest.raises(LensError, match="pip install lm-eval"):
         evaluate(folder, text_file, lm_eval_tasks=("arc_easy",))
+
+
+def test_predicted_retained_mass_ranks_the_measured_loss_increases(trained, tmp_path):
+    """predict-vs-actual on real evaluations: masks by mass of each of the four domains plus
+    8 random masks (2 of 8 experts per layer), evaluated on held-out English. Measured when
+    written: Spearman ρ(retained mass, loss increase) = −0.80 over the 12 masks (−0.49 to
+    −0.88 over six other model seeds), ρ(Jaccard to the own mask, loss increase) = −0.71."""
+    from core.engine import Profile
+    from core.predict import predict_vs_actual
+    from tests.trained_models import DOMAINS
+
+    folder = trained["model"]
+
+    def bundle_of(data: Path) -> Path:
+        out = tmp_path / f"{data.stem}.safetensors"
+        config = CollectConfig(model=str(folder), data=str(data), out=out, device="cpu")
+        return run_collection(config)
+
+    masks = [
+        make_mask("mass", [load_bundle(bundle_of(trained[f"calib_{d}"]))], r=TOP_K) for d in DOMAINS
+    ]
+    rng = np.random.default_rng(0)
+    masks += [
+        mask_of(folder, [sorted(rng.choice(E, TOP_K, replace=False).tolist()) for _ in range(2)])
+        for _ in range(8)
+    ]
+    evaluation = evaluate(folder, trained["heldout_en"], masks)
+    heldout = Profile(load_bundle(bundle_of(trained["heldout_en"])))
+    report = predict_vs_actual([evaluation], [heldout])
+    assert len(report.points) == 12
+    assert report.rho_retained_mass is not None and report.rho_retained_mass < -0.4, (
+        report.to_json()
+    )
+    assert report.rho_jaccard is not None and report.rho_jaccard < -0.3, report.to_json()

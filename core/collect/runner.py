@@ -23,7 +23,6 @@ The flow:
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 import time
@@ -37,6 +36,7 @@ import numpy as np
 
 from core import __version__
 from core.bundle import OPTIONAL_TENSORS, BundleError, bundle_metadata, load_bundle
+from core.collect.batching import BatchPadder, backbone_of
 from core.collect.config import CollectConfig, CollectionCancelled, CollectProgress, parse_shard
 from core.collect.data import Sample, load_samples, samples_digest
 from core.collect.distributed import Coordinator, Ranks, ranks_from_env
@@ -416,15 +416,9 @@ class _BatchJob:
         from core.collect.capture import RouterCapture
 
         self.model = model
-        self.backbone = getattr(model, getattr(model, "base_model_prefix", ""), model)
-        if not callable(self.backbone):
-            self.backbone = model
-        parameters = inspect.signature(self.backbone.forward).parameters
-        self.pass_positions = "position_ids" in parameters
-        embeddings = self.backbone.get_input_embeddings()
-        self.device = embeddings.weight.device
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.left = getattr(tokenizer, "padding_side", "right") == "left"
+        self.backbone = backbone_of(model) or model
+        self.padder = BatchPadder(self.backbone, tokenizer)
+        self.left = self.padder.left
         self.capture = RouterCapture(
             layers, energy=config.energy, keep_token_probs=config.keep_raw is not None
         )
@@ -441,28 +435,14 @@ class _BatchJob:
     def run(self, sequences: list[list[int]]) -> tuple[dict[str, np.ndarray], np.ndarray, list]:
         import torch
 
-        longest = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), longest), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), longest), dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            span = slice(longest - len(seq), longest) if self.left else slice(0, len(seq))
-            ids[row, span] = torch.tensor(seq, dtype=torch.long)
-            mask[row, span] = 1
-        inputs: dict[str, Any] = {
-            "input_ids": ids.to(self.device),
-            "attention_mask": mask.to(self.device),
-            "use_cache": False,
-        }
-        if self.pass_positions:
-            # Positions count real tokens only, so a left-padded sample sees 0, 1, 2, ...
-            inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(self.device)
+        inputs, _, mask = self.padder.pad(sequences)
         self.capture.begin_batch(inputs["attention_mask"])
         try:
             with torch.inference_mode():
                 self.backbone(**inputs)
         except torch.OutOfMemoryError:
             raise LensError(
-                f"out of memory on a batch of {len(sequences)} × {longest} tokens; finished "
+                f"out of memory on a batch of {len(sequences)} × {mask.shape[1]} tokens; finished "
                 "samples are saved: re-run with a smaller --batch-size (or --max-length) to resume"
             ) from None
         sums = self.capture.end_batch()

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from core import __version__
+from core.collect.batching import BatchPadder, backbone_of
 from core.collect.config import CollectConfig, CollectProgress
 from core.errors import LensError
 from core.evaluate.results import Evaluation, MaskResult
@@ -354,40 +355,18 @@ class _Forward:
     """Pads a batch, runs the backbone, scores next-token predictions with a chunked LM head."""
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
-        import inspect
-
         self.model = model
-        backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
-        self.backbone = backbone if callable(backbone) else None
+        self.backbone = backbone_of(model)
         self.head = model.get_output_embeddings()
         if self.backbone is None or self.head is None:
             raise LensError(
                 f"{type(model).__name__}: cannot find its backbone and LM head to score next tokens"
             )
-        parameters = inspect.signature(self.backbone.forward).parameters
-        self.pass_positions = "position_ids" in parameters
-        self.device = self.backbone.get_input_embeddings().weight.device
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.left = getattr(tokenizer, "padding_side", "right") == "left"
+        self.padder = BatchPadder(self.backbone, tokenizer)
 
     def prepare(self, sequences: list[list[int]]) -> tuple[dict, Any, Any]:
         """Padded inputs, the next-token targets and which positions have a real target."""
-        import torch
-
-        longest = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), longest), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), longest), dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            span = slice(longest - len(seq), longest) if self.left else slice(0, len(seq))
-            ids[row, span] = torch.tensor(seq, dtype=torch.long)
-            mask[row, span] = 1
-        inputs: dict[str, Any] = {
-            "input_ids": ids.to(self.device),
-            "attention_mask": mask.to(self.device),
-            "use_cache": False,
-        }
-        if self.pass_positions:
-            inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(self.device)
+        inputs, ids, mask = self.padder.pad(sequences)
         real = mask.bool()
         valid = real[:, :-1] & real[:, 1:]  # position t predicts token t + 1, both real
         targets = ids[:, 1:][valid]

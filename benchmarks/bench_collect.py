@@ -242,6 +242,7 @@ def main() -> None:
         "--dir", type=Path, default=Path(tempfile.gettempdir()) / "lens-bench-collect"
     )
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-forward", action="store_true", help="only the memory runs")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's own choice)"
     )
@@ -267,12 +268,15 @@ def main() -> None:
         "batch": args.batch,
         "length": args.length,
     }
-    report["timing"] = "process CPU time" if cpu_time else "wall clock"
-    report["forward"] = forward_overhead(
-        model_dir, args.device, args.repeats, args.batch, args.length, cpu_time
-    )
-    small = make_data(args.dir / "small.txt", 256, seed=1)
-    report["pipeline"] = pipeline_overhead(model_dir, small, args.device, args.batch, args.length)
+    if not args.skip_forward:
+        report["timing"] = "process CPU time" if cpu_time else "wall clock"
+        report["forward"] = forward_overhead(
+            model_dir, args.device, args.repeats, args.batch, args.length, cpu_time
+        )
+        small = make_data(args.dir / "small.txt", 256, seed=1)
+        report["pipeline"] = pipeline_overhead(
+            model_dir, small, args.device, args.batch, args.length
+        )
     if not args.skip_memory:
         report["peak_rss_mib"] = {
             f"batch {batch}, {samples} samples": round(

@@ -19,7 +19,7 @@ def backbone_of(model: Any) -> Any | None:
 
 
 class BatchPadder:
-    """Turns token id lists into padded backbone inputs on the backbone's input device."""
+    """Turns token id sequences (lists or arrays) into padded inputs on the backbone's device."""
 
     def __init__(self, backbone: Any, tokenizer: Any) -> None:
         parameters = inspect.signature(backbone.forward).parameters
@@ -28,7 +28,7 @@ class BatchPadder:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.left = getattr(tokenizer, "padding_side", "right") == "left"
 
-    def pad(self, sequences: list[list[int]]) -> tuple[dict[str, Any], Any, Any]:
+    def pad(self, sequences: list) -> tuple[dict[str, Any], Any, Any]:
         """``(inputs, ids, mask)``: backbone keyword arguments, and the CPU ids and mask."""
         import torch
 
@@ -37,7 +37,7 @@ class BatchPadder:
         mask = torch.zeros((len(sequences), longest), dtype=torch.long)
         for row, seq in enumerate(sequences):
             span = slice(longest - len(seq), longest) if self.left else slice(0, len(seq))
-            ids[row, span] = torch.tensor(seq, dtype=torch.long)
+            ids[row, span] = torch.as_tensor(seq, dtype=torch.long)
             mask[row, span] = 1
         inputs: dict[str, Any] = {
             "input_ids": ids.to(self.device),

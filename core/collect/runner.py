@@ -118,25 +118,38 @@ def run_fingerprint(config: CollectConfig, samples: list[Sample]) -> dict:
     }
 
 
-def tokenize(tokenizer: Any, samples: list[Sample], config: CollectConfig) -> list[list[int]]:
-    """Each sample alone, truncated to ``max_length``, special tokens as the tokenizer adds them."""
-    texts = [s.text for s in samples]
+#: Samples tokenized per call: the tokenizer's full encodings of a whole data set
+#: would cost far more memory than the ids we keep.
+TOKENIZE_CHUNK = 256
+
+
+def tokenize(tokenizer: Any, samples: list[Sample], config: CollectConfig) -> list[np.ndarray]:
+    """Each sample alone, truncated to ``max_length``, special tokens as the tokenizer adds them.
+
+    Returns compact int32 id arrays (4 bytes a token), tokenizing in chunks, so
+    memory for a large data set stays a small multiple of its token count.
+    """
     add_special = True
     if config.chat_template:
         if not getattr(tokenizer, "chat_template", None):
             raise LensError(f"{config.model}: its tokenizer has no chat template (--chat-template)")
-        texts = [
-            tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False)
-            for t in texts
-        ]
         add_special = False  # the template already holds the special tokens
-    encoded = tokenizer(
-        texts,
-        truncation=True,
-        max_length=config.max_length,
-        add_special_tokens=add_special,
-    )["input_ids"]
-    return [list(ids) for ids in encoded]
+    ids: list[np.ndarray] = []
+    for start in range(0, len(samples), TOKENIZE_CHUNK):
+        texts = [s.text for s in samples[start : start + TOKENIZE_CHUNK]]
+        if config.chat_template:
+            texts = [
+                tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False)
+                for t in texts
+            ]
+        encoded = tokenizer(
+            texts,
+            truncation=True,
+            max_length=config.max_length,
+            add_special_tokens=add_special,
+        )["input_ids"]
+        ids.extend(np.asarray(row, dtype=np.int64).astype(np.int32) for row in encoded)
+    return ids
 
 
 def plan_batches(indices: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -239,7 +252,7 @@ def _collect(
     layers = find_moe_layers(model)
     report("tokenizing", f"tokenizing {len(samples)} samples")
     token_ids = tokenize(tokenizer, samples, config)
-    usable = [i for i, ids in enumerate(token_ids) if ids]
+    usable = [i for i, ids in enumerate(token_ids) if len(ids)]
     if not usable:
         raise LensError(f"{config.data}: no sample has any token after tokenization")
     if ranks.is_main:
@@ -432,7 +445,7 @@ class _BatchJob:
     def __exit__(self, *exc: object) -> None:
         self.capture.close()
 
-    def run(self, sequences: list[list[int]]) -> tuple[dict[str, np.ndarray], np.ndarray, list]:
+    def run(self, sequences: list) -> tuple[dict[str, np.ndarray], np.ndarray, list]:
         import torch
 
         inputs, _, mask = self.padder.pad(sequences)

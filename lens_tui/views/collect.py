@@ -105,14 +105,7 @@ class CollectView(VerticalScroll):
             yield Checkbox("replace an existing bundle at output", id="collect-overwrite")
         yield ProgressBar(id="collect-progress", show_eta=False, total=1)
         yield Static(id="collect-status")
-        yield Static(
-            Text(
-                "Collection needs torch + transformers on this machine "
-                f"({COLLECT_EXTRA_HINT}). Browsing does not.",
-                style="dim",
-            ),
-            id="collect-hint",
-        )
+        yield Static(Text(collection_hint(), style="dim"), id="collect-hint")
 
     def on_mount(self) -> None:
         self.query_one("#collect-form").border_title = "collect router statistics"
@@ -241,3 +234,18 @@ def describe_error(error: BaseException | None) -> str:
     if isinstance(error, ModuleNotFoundError):
         return f"collection is not available here ({error}): {COLLECT_EXTRA_HINT}"
     return f"{type(error).__name__}: {error}"
+
+
+def collection_hint() -> str:
+    """What the form needs, checked without importing torch (browsing must stay light)."""
+    from importlib.util import find_spec
+
+    if find_spec("torch") is None or find_spec("transformers") is None:
+        return (
+            "Collection needs torch + transformers on this machine "
+            f"({COLLECT_EXTRA_HINT}). Browsing does not."
+        )
+    return (
+        "Runs the `lens collect` pipeline in the background: ctrl+g cancels, and "
+        "starting the same job again resumes where it stopped."
+    )

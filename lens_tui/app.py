@@ -315,7 +315,7 @@ class LensApp(App[None]):
         text.append("layer ", style="dim")
         text.append(f"{self.layer}", style="bold")
         text.append(f"/{a.num_layers - 1}", style="dim")
-        bar.update(text)
+        bar.update(text, layout=False)  # always one line (app.tcss): no layout pass per key
 
     # ------------------------------------------------------------------ actions
 

@@ -132,7 +132,7 @@ class CompareView(VerticalScroll):
         self.document = None
         for card in self._cards.values():
             card.show("", [])
-        self._verdict.update(Text(message, style="bold yellow"))
+        self._set_verdict(Text(message, style="bold yellow"))
         self._sparks.set_values({}, None)
         self._table.clear()
         self._shown_cells = []
@@ -169,7 +169,19 @@ class CompareView(VerticalScroll):
         )
         verdict_text = Text("verdict: ", style="bold")
         verdict_text.append(verdict(comparison), style="bold green" if safe else "bold yellow")
-        self._verdict.update(verdict_text)
+        self._set_verdict(verdict_text)
+
+    def _set_verdict(self, text: Text) -> None:
+        """Update the verdict; a layout pass (costly: the whole screen) only if its height changes.
+
+        The needed height is Textual's own measure of the new content at the
+        current width, so the verdict is never clipped.
+        """
+        verdict = self._verdict
+        verdict.update(text, layout=False)
+        width, height = verdict.content_size
+        if not width or verdict.get_content_height(self.size, self.app.size, width) != height:
+            verdict.refresh(layout=True)
 
     def _show_table(self, doc: dict) -> None:
         table = self._table

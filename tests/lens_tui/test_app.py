@@ -369,3 +369,22 @@ async def test_command_palette_commands_set_the_selection(paths):
         await pilot.press("1")
         await pilot.pause()
         assert_compare_matches_engine(app, paths[2], paths[1], 6, 0.05)
+
+
+@async_test
+async def test_the_verdict_is_never_clipped_when_its_length_changes(paths):
+    """The verdict is laid out again only when its height changes; it must always fit."""
+    app = build_app(paths)
+    async with app.run_test(size=(80, 30)) as pilot:  # r=1's verdict wraps, r=8's does not
+        await pilot.pause()
+        widget = app.query_one("#verdict")
+        heights = set()
+        for keys in (["minus"] * 8, ["plus"] * 8, ["minus"] * 8):  # r = 1, r = E = 8, r = 1
+            await pilot.press(*keys)
+            await pilot.pause()
+            expected = verdict(compare(Profile.load(paths[0]), Profile.load(paths[1]), app.r))
+            painted = [line.strip() for line in screen_text(widget).splitlines()]
+            assert " ".join(p for p in painted if p) == f"verdict: {expected}"
+            assert all(painted), "a blank line: the verdict kept the height of a longer text"
+            heights.add(widget.size.height)
+        assert len(heights) > 1  # the test did exercise a change of height

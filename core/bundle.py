@@ -177,6 +177,66 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     return bundle
 
 
+@dataclass(frozen=True)
+class HeaderEntry:
+    """One tensor of a safetensors header: its dtype name, shape and absolute byte range."""
+
+    name: str
+    dtype: str  # safetensors name: F32, BF16, I64, U8, ...
+    shape: tuple[int, ...]
+    begin: int  # offset of the first byte in the file
+    end: int  # offset one past the last byte
+
+
+def read_safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, HeaderEntry]]:
+    """Parse and check a safetensors header against the file: metadata and tensor entries.
+
+    Shared by bundle reading and checkpoint pruning; every problem (empty,
+    too short, bad header length, not JSON, malformed entry, a range past the
+    end) is a :class:`BundleError` naming the file. Dtypes are not interpreted.
+    """
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise BundleError(f"{path}: empty file")
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                raise BundleError(f"{path}: not a safetensors file (too short)")
+            (header_len,) = struct.unpack("<Q", head)
+            if header_len == 0 or header_len > min(_MAX_HEADER_BYTES, size - 8):
+                raise BundleError(
+                    f"{path}: not a safetensors file (bad header length) or truncated"
+                )
+            raw = handle.read(header_len)
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BundleError(f"{path}: not a safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise BundleError(f"{path}: not a safetensors file (header is not an object)")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise BundleError(f"{path}: __metadata__ is not a string map")
+    data_start = 8 + header_len
+    entries: dict[str, HeaderEntry] = {}
+    for name, info in header.items():
+        try:
+            dtype_name, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+            shape = tuple(int(s) for s in shape)
+            begin, end = int(begin), int(end)
+        except (KeyError, TypeError, ValueError):
+            raise BundleError(f"{path}: tensor {name!r} has a malformed header entry") from None
+        if not 0 <= begin <= end:
+            raise BundleError(f"{path}: tensor {name!r} has a malformed byte range")
+        entries[name] = HeaderEntry(
+            name, str(dtype_name), shape, data_start + begin, data_start + end
+        )
+    return {str(k): str(v) for k, v in metadata.items()}, entries
+
+
 def _read_safetensors(
     path: Path, *, bfloat16_as_uint16: bool = False
 ) -> tuple[dict[str, str], dict[str, np.ndarray]]:
@@ -189,50 +249,26 @@ def _read_safetensors(
     dtypes = (
         {**_SAFETENSORS_DTYPES, "BF16": np.uint16} if bfloat16_as_uint16 else _SAFETENSORS_DTYPES
     )
+    metadata, entries = read_safetensors_header(path)
     size = path.stat().st_size
-    if size == 0:
-        raise BundleError(f"{path}: empty file")
-    with path.open("rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            raise BundleError(f"{path}: not a safetensors file (too short)")
-        (header_len,) = struct.unpack("<Q", head)
-        if header_len == 0 or header_len > min(_MAX_HEADER_BYTES, size - 8):
-            raise BundleError(f"{path}: not a safetensors file (bad header length) or truncated")
-        raw = handle.read(header_len)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BundleError(f"{path}: not a safetensors file (header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise BundleError(f"{path}: not a safetensors file (header is not an object)")
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict):
-        raise BundleError(f"{path}: __metadata__ is not a string map")
-    data_start = 8 + header_len
     tensors: dict[str, np.ndarray] = {}
-    for name, info in header.items():
-        try:
-            dtype_name, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-            shape = tuple(int(s) for s in shape)
-        except (KeyError, TypeError, ValueError):
-            raise BundleError(f"{path}: tensor {name!r} has a malformed header entry") from None
-        dtype = dtypes.get(dtype_name)
+    for name, entry in entries.items():
+        dtype = dtypes.get(entry.dtype)
         if dtype is None:
-            raise BundleError(f"{path}: tensor {name!r} has unsupported dtype {dtype_name}")
+            raise BundleError(f"{path}: tensor {name!r} has unsupported dtype {entry.dtype}")
         dtype = np.dtype(dtype).newbyteorder("<")
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if end - begin != expected or begin < 0:
+        expected = int(np.prod(entry.shape, dtype=np.int64)) * dtype.itemsize
+        if entry.end - entry.begin != expected:
             raise BundleError(f"{path}: tensor {name!r} byte range does not match its shape")
-        if data_start + end > size:
+        if entry.end > size:
             raise BundleError(f"{path}: truncated (tensor {name!r} runs past the end of the file)")
         if expected == 0:
-            tensors[name] = np.zeros(shape, dtype=dtype)
+            tensors[name] = np.zeros(entry.shape, dtype=dtype)
         else:
             tensors[name] = np.memmap(
-                path, dtype=dtype, mode="r", offset=data_start + begin, shape=shape
+                path, dtype=dtype, mode="r", offset=entry.begin, shape=entry.shape
             )
-    return {str(k): str(v) for k, v in metadata.items()}, tensors
+    return metadata, tensors
 
 
 def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, np.ndarray]]:

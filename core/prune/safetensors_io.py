@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from core.bundle import _current_umask, _fsync_dir
+from core.bundle import _current_umask, _fsync_dir, read_safetensors_header
 from core.errors import LensError
 
-_MAX_HEADER = 100 * 1024 * 1024
 COPY_CHUNK = 16 * 1024 * 1024
 
 #: Bytes per element of the dtypes whose values we may need to synthesise or order by.
@@ -81,40 +80,14 @@ class ShardHeader:
 def read_header(path: str | os.PathLike[str]) -> ShardHeader:
     """Parse a safetensors header; every problem is one :class:`LensError` naming the file."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as handle:
-            head = handle.read(8)
-            if len(head) < 8:
-                raise LensError(f"{path}: not a safetensors file (too short)")
-            (length,) = struct.unpack("<Q", head)
-            if length == 0 or length > min(_MAX_HEADER, size - 8):
-                raise LensError(f"{path}: not a safetensors file (bad header length) or truncated")
-            raw = handle.read(length)
-    except OSError as exc:
-        raise LensError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise LensError(f"{path}: not a safetensors file (header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise LensError(f"{path}: not a safetensors file (header is not an object)")
-    metadata = header.pop("__metadata__", None) or {}
-    data_start = 8 + length
+    metadata, entries = read_safetensors_header(path)
+    size = path.stat().st_size
     tensors = {}
-    for name, info in header.items():
-        try:
-            dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-            shape = tuple(int(s) for s in shape)
-            begin, end = int(begin), int(end)
-        except (KeyError, TypeError, ValueError):
-            raise LensError(f"{path}: tensor {name!r} has a malformed header entry") from None
-        if not 0 <= begin <= end or data_start + end > size:
+    for name, entry in entries.items():
+        if entry.end > size:
             raise LensError(f"{path}: truncated (tensor {name!r} runs past the end of the file)")
-        tensors[name] = TensorEntry(
-            name, str(dtype), shape, path, data_start + begin, data_start + end
-        )
-    return ShardHeader(path, {str(k): str(v) for k, v in metadata.items()}, tensors)
+        tensors[name] = TensorEntry(name, entry.dtype, entry.shape, path, entry.begin, entry.end)
+    return ShardHeader(path, metadata, tensors)
 
 
 # --------------------------------------------------------------------------- output tensors

@@ -147,6 +147,19 @@ class Mask:
             out[layer, ids] = True
         return out
 
+    def summary(self, name: str | None = None) -> dict:
+        """What reports say about a mask: where it came from and how many experts it keeps."""
+        return {
+            "name": self.name if name is None else name,
+            "path": None if self.path is None else str(self.path),
+            "model": self.model,
+            "criterion": self.criterion,
+            "sources": list(self.sources),
+            "budget": self.budget,
+            "kept_per_layer": self.kept_per_layer,
+            "total_kept": self.total_kept,
+        }
+
     def to_json(self) -> dict:
         doc = {
             "format": MASK_FORMAT,

@@ -58,19 +58,7 @@ class MasksComparison:
         return {
             "num_layers": self.num_layers,
             "num_experts": self.masks[0].num_experts,
-            "masks": [
-                {
-                    "name": name,
-                    "path": None if mask.path is None else str(mask.path),
-                    "model": mask.model,
-                    "criterion": mask.criterion,
-                    "sources": list(mask.sources),
-                    "budget": mask.budget,
-                    "kept_per_layer": mask.kept_per_layer,
-                    "total_kept": mask.total_kept,
-                }
-                for name, mask in zip(self.names, self.masks)
-            ],
+            "masks": [mask.summary(name) for name, mask in zip(self.names, self.masks)],
             "datasets": [
                 {"name": name, **p.bundle.summary()}
                 for name, p in zip(self.dataset_names, self.datasets)

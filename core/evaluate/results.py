@@ -63,14 +63,7 @@ class MaskResult:
     def to_json(self) -> dict:
         mask = self.mask
         return {
-            "name": self.name,
-            "path": None if mask.path is None else str(mask.path),
-            "model": mask.model,
-            "criterion": mask.criterion,
-            "sources": list(mask.sources),
-            "budget": mask.budget,
-            "kept_per_layer": mask.kept_per_layer,
-            "total_kept": mask.total_kept,
+            **mask.summary(self.name),
             "layers": [list(ids) for ids in mask.layers],
             "loss": self.loss,
             "perplexity": self.perplexity,

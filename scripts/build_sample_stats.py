@@ -17,7 +17,15 @@ them show nothing. This script makes sample bundles that tell a real story:
                  set and write the bundles to ``sample_stats/``;
 5. ``summary``   read the bundles back with the core engine and report N_eff per
                  layer, pairwise JS / Jaccard / retained mass, a split-half noise
-                 floor and the mask-convergence ablation (``summary.json``).
+                 floor and the mask-convergence ablation (``summary.json``);
+6. ``evaluate``  check the lens's predictions on the trained model: take the
+                 calibration lines after those a bundle holds (none trained on,
+                 none in any bundle) as evaluation data, make masks with
+                 ``core.masks`` (every bundle's ``mass`` mask, other criteria of
+                 the set's own bundle, ``coverage``, ``aimer``), measure them with
+                 the project's own ``core.evaluate.runner.run_evaluation`` (what
+                 ``lens evaluate`` runs) into ``sample_stats/eval_<set>.json``, and
+                 record ``core.predict``'s rank correlations in ``summary.json``.
 
 Every stage skips itself when its output exists (``--force`` redoes it)::
 
@@ -26,8 +34,10 @@ Every stage skips itself when its output exists (``--force`` redoes it)::
     .venv/bin/python scripts/build_sample_stats.py collect summary --force
 
 Intermediate files live under ``artifacts/`` (git-ignored): the wheels, the
-corpora and the trained checkpoint. Only the bundles (statistics, no text)
-and ``summary.json`` go to ``sample_stats/``.
+corpora (calibration and evaluation text), the masks and the trained
+checkpoint. Only the bundles (statistics, no text), the evaluation results
+(``eval_<set>.json``: losses and each mask's kept experts, no text) and
+``summary.json`` go to ``sample_stats/``.
 """
 
 from __future__ import annotations
@@ -749,13 +759,14 @@ def save_untrained() -> Path:
     return UNTRAINED_DIR
 
 
-def _collect_progress(name: str) -> Callable:
+def _collect_progress(name: str, busy: str = "collecting") -> Callable:
+    """Log progress: every stage change, and every 20 s while ``busy``."""
     last = [0.0]
 
     def report(p) -> None:
-        if p.stage != "collecting" or time.time() - last[0] >= 20:
+        if p.stage != busy or time.time() - last[0] >= 20:
             last[0] = time.time()
-            log(f"collect {name}: {p.stage} {p.samples_done}/{p.samples_total} samples")
+            log(f"{name}: {p.stage} {p.samples_done}/{p.samples_total} samples")
 
     return report
 
@@ -792,7 +803,7 @@ def stage_collect(args: argparse.Namespace) -> None:
                 "calibration_set": CALIBRATION_SETS[name],
                 "heldout": f"every {HOLDOUT_EVERY}th document/conversation/file of the source, never trained on",
             },
-            progress=_collect_progress(name),
+            progress=_collect_progress(f"collect {name}"),
         )
         log(f"collect: {out} ({out.stat().st_size / 1e6:.2f} MB) in {time.time() - t0:.0f}s")
 
@@ -917,8 +928,368 @@ def stage_summary(args: argparse.Namespace) -> None:
     manifest = WORK / "corpora" / "manifest.json"
     if manifest.exists():
         summary["corpora"] = json.loads(manifest.read_text())
-    (OUT_DIR / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    previous = OUT_DIR / "summary.json"
+    if previous.exists():  # the evaluate stage's section survives a re-run of this one
+        evaluation = json.loads(previous.read_text()).get("evaluation")
+        if evaluation is not None:
+            summary["evaluation"] = evaluation
+    write_summary(summary)
     print_summary(summary)
+
+
+def write_summary(summary: dict) -> None:
+    (OUT_DIR / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+
+
+# --------------------------------------------------------------------------- stage 6: evaluate
+
+EVAL_DIR = WORK / "corpora" / "evaluation"  # held-out text of the evaluation (not shipped)
+MASK_DIR = WORK / "masks"  # the evaluated masks (each evaluation result stores its kept experts)
+#: Criteria besides ``mass`` whose masks of an evaluation set's own bundle are evaluated too.
+EVAL_CRITERIA = ("frequency", "gate", "energy", "ean", "reap")
+
+
+def evaluation_data(
+    bundles: dict, train_texts: set[str], num_samples: int
+) -> tuple[dict[str, dict], dict[str, str]]:
+    """The evaluation samples of each set: the next ``num_samples`` usable samples of its
+    calibration file after the last one its bundle holds.
+
+    A set is used only when all of them are new text: none is a training text, none is a
+    calibration sample of any bundle given (exact text), none repeats another. Returns
+    ({set: {"source", "first_example_id", "last_example_id", "texts"}}, {set: why not}).
+    """
+    import numpy as np
+
+    from core.collect.data import iter_samples
+
+    files: dict[str, list] = {}
+    used_ids: dict[str, set[int]] = {}
+    used_texts: set[str] = set()
+    sources: dict[str, str] = {}
+    for name, bundle in bundles.items():
+        args = json.loads(bundle.metadata.get("collect_args") or "{}")
+        source = bundle.metadata.get("data_source") or args.get("data")
+        samples = list(iter_samples(str(source), text_field=args.get("text_field", "text")))
+        ids = {int(i) for i in np.asarray(bundle.example_ids)}
+        files[name], used_ids[name], sources[name] = samples, ids, str(source)
+        used_texts.update(s.text for s in samples if s.example_id in ids)
+    chosen: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
+    for name, samples in files.items():
+        last = max(used_ids[name])
+        rest = [s for s in samples if s.example_id > last]
+        if len(rest) < num_samples:
+            skipped[name] = (
+                f"{len(rest)} samples after the {len(used_ids[name])} its bundle holds "
+                f"(needs {num_samples})"
+            )
+            continue
+        picked = rest[:num_samples]
+        trained = sum(s.text in train_texts for s in picked)
+        calibrated = sum(s.text in used_texts for s in picked)
+        repeated = len(picked) - len({s.text for s in picked})
+        if trained or calibrated or repeated:
+            skipped[name] = (
+                f"of the {num_samples} samples after its bundle's, {trained} are training texts, "
+                f"{calibrated} are calibration samples of a bundle and {repeated} repeat another"
+            )
+            continue
+        chosen[name] = {
+            "source": sources[name],
+            "first_example_id": picked[0].example_id,
+            "last_example_id": picked[-1].example_id,
+            "texts": [s.text for s in picked],
+        }
+    return chosen, skipped
+
+
+def evaluation_masks(bundles: dict, sets: Iterable[str], r: int, folder: Path) -> dict[str, list]:
+    """Masks at ``r`` experts per layer, made with ``core.masks`` and written to ``folder``.
+
+    Every set an evaluation gets: each bundle's ``mass`` mask (its own among them),
+    the other criteria of its own bundle, ``coverage`` over all bundles and the
+    calibration-free ``aimer`` of the checkpoint. Returns {set: [mask paths]}.
+    """
+    from core.masks import make_mask, write_mask
+
+    def written(stem: str, mask) -> Path:
+        return write_mask(folder / f"{stem}.json", mask)
+
+    mass = [written(f"{n}-mass", make_mask("mass", [b], r=r)) for n, b in bundles.items()]
+    shared = [
+        written("coverage", make_mask("coverage", list(bundles.values()), r=r)),
+        written("aimer", make_mask("aimer", model=str(MODEL_DIR), r=r)),
+    ]
+    out = {}
+    for name in sets:
+        own = [written(f"{name}-{c}", make_mask(c, [bundles[name]], r=r)) for c in EVAL_CRITERIA]
+        out[name] = [*mass, *own, *shared]
+    return out
+
+
+def evaluate_one(
+    model: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    masks: list,
+    out: str | os.PathLike[str],
+    *,
+    max_length: int,
+    batch_size: int,
+    command: str | None = None,
+    extra: dict | None = None,
+    progress: Callable | None = None,
+) -> Path:
+    """Evaluate masks through the project's own pipeline (``run_evaluation``) and write the
+    result with ``write_evaluation``: exactly what ``lens evaluate --out`` does."""
+    from core.evaluate import runner
+    from core.evaluate.results import write_evaluation
+
+    config = runner.EvaluateConfig(
+        model=str(model),
+        data=str(data),
+        masks=list(masks),
+        max_length=max_length,
+        batch_size=batch_size,
+        device="cpu",
+        dtype="float32",
+        command=command,
+        extra=dict(extra or {}),
+    )
+    return write_evaluation(out, runner.run_evaluation(config, progress=progress))
+
+
+def evaluate_halves(
+    name: str, texts: list[str], masks: list, profiles: list, *, max_length: int, batch_size: int
+) -> list[dict]:
+    """The same evaluation on each half of the samples (in memory, nothing shipped): does the
+    ordering of the masks hold on half the data, or is it noise?"""
+    from core.evaluate import runner
+    from core.predict import predict_vs_actual
+
+    half = len(texts) // 2
+    out = []
+    for i, part in enumerate((texts[:half], texts[half:]), start=1):
+        data = EVAL_DIR / f"half{i}" / f"{name}.jsonl"  # same stem: pairs with the same bundle
+        write_jsonl(data, part)
+        config = runner.EvaluateConfig(
+            model=str(MODEL_DIR),
+            data=str(data),
+            masks=list(masks),
+            max_length=max_length,
+            batch_size=batch_size,
+            device="cpu",
+            dtype="float32",
+        )
+        evaluation = runner.run_evaluation(config)
+        report = predict_vs_actual([evaluation], profiles)
+        out.append(
+            {
+                "samples": evaluation.samples,
+                "tokens": evaluation.tokens,
+                "baseline_loss": round(evaluation.baseline["loss"], 4),
+                "spearman": _rhos(report),
+                "loss_increase": {p.mask: round(p.loss_increase, 4) for p in report.points},
+            }
+        )
+    return out
+
+
+def _rounded(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _rhos(report) -> dict:
+    return {
+        "retained_mass_vs_loss_increase": _rounded(report.rho_retained_mass, 3),
+        "jaccard_vs_loss_increase": _rounded(report.rho_jaccard, 3),
+        "masks": len(report.points),
+    }
+
+
+def _most_mass_half(report) -> list[str]:
+    """Names of the ⌈n/2⌉ masks of ``report`` with the highest predicted retained mass."""
+    ranked = sorted(report.points, key=lambda p: -(p.retained_mass or 0.0))
+    return [p.mask for p in ranked[: (len(ranked) + 1) // 2]]
+
+
+def prediction_summary(eval_paths: list[Path], bundle_paths: list[Path]) -> dict:
+    """``core.predict`` on the written evaluations: per set, pooled, and the mass masks alone."""
+    from core.engine import Profile
+    from core.evaluate.results import read_evaluation
+    from core.predict import matching_profile, predict_vs_actual
+
+    profiles = [Profile.load(p) for p in bundle_paths]
+    evaluations = [read_evaluation(p) for p in eval_paths]
+    sets = {}
+    for evaluation in evaluations:
+        report = predict_vs_actual([evaluation], profiles)
+        mass = [r.name for r in evaluation.masks if r.mask.criterion == "mass"]
+        by_name = {r.name: r for r in evaluation.masks}
+        bundle = str(matching_profile(evaluation, profiles).bundle.path)
+        own = next(
+            p
+            for p in report.points
+            if p.criterion == "mass" and by_name[p.mask].mask.sources == [bundle]
+        )
+        ranked = sorted(report.points, key=lambda p: p.loss_increase)
+        sets[evaluation.dataset] = {
+            "file": str(evaluation.path),
+            "data": evaluation.data,
+            "evaluation_data": evaluation.extra.get("evaluation_data"),
+            "samples": evaluation.samples,
+            "tokens": evaluation.tokens,
+            "baseline": {k: round(v, 4) for k, v in evaluation.baseline.items()},
+            "own_mass_mask": own.mask,
+            "own_mass_rank": 1 + ranked.index(own),
+            "spearman": _rhos(report),
+            "spearman_mass_masks": _rhos(predict_vs_actual([evaluation], profiles, only=mass)),
+            # the half of the masks that keep the most mass: does the lens also order the
+            # close candidates, or only separate good masks from bad ones?
+            "spearman_most_mass_half": _rhos(
+                predict_vs_actual([evaluation], profiles, only=_most_mass_half(report))
+            ),
+            "verdict": report.verdict,
+            "masks": [
+                {
+                    "name": p.mask,
+                    "criterion": p.criterion,
+                    "retained_mass": _rounded(p.retained_mass),
+                    "retained_mass_min": _rounded(p.retained_mass_min),
+                    "jaccard": _rounded(p.jaccard),
+                    "loss": round(p.loss, 4),
+                    "loss_increase": round(p.loss_increase, 4),
+                    "top1_accuracy": round(by_name[p.mask].top1_accuracy, 4),
+                    "top1_agreement": round(p.top1_agreement, 4),
+                }
+                for p in report.points
+            ],
+        }
+    pooled = predict_vs_actual(evaluations, profiles)
+    return {"sets": sets, "pooled": {**_rhos(pooled), "verdict": pooled.verdict}}
+
+
+def print_evaluation(section: dict) -> None:
+    for name, s in section["sets"].items():
+        base = s["baseline"]
+        print(
+            f"\nevaluation {name}: {s['samples']} samples, {s['tokens']} tokens, baseline loss "
+            f"{base['loss']:.3f} (ppl {base['perplexity']:.1f}, top-1 {base['top1_accuracy']:.3f})"
+        )
+        print(f"  {'mask':26s} {'kept mass':>9s} {'Jaccard':>8s} {'Δ loss':>8s} {'agree@1':>8s}")
+        for p in sorted(s["masks"], key=lambda p: p["loss_increase"]):
+            mark = "  <- own data" if p["name"] == s["own_mass_mask"] else ""
+            print(
+                f"  {p['name']:26s} {p['retained_mass']:9.3f} {p['jaccard']:8.3f} "
+                f"{p['loss_increase']:+8.3f} {p['top1_agreement']:8.3f}{mark}"
+            )
+        rho, rho_mass = s["spearman"], s["spearman_mass_masks"]
+        print(
+            f"  Spearman vs Δ loss: retained mass {rho['retained_mass_vs_loss_increase']}, "
+            f"Jaccard {rho['jaccard_vs_loss_increase']} ({rho['masks']} masks); mass masks only "
+            f"{rho_mass['retained_mass_vs_loss_increase']} / {rho_mass['jaccard_vs_loss_increase']}"
+            f" ({rho_mass['masks']})"
+        )
+        close = s["spearman_most_mass_half"]
+        print(
+            f"  the {close['masks']} masks keeping the most mass alone: ρ(retained mass) "
+            f"{close['retained_mass_vs_loss_increase']}, ρ(Jaccard) {close['jaccard_vs_loss_increase']}"
+        )
+        if s.get("halves"):
+            rhos = " / ".join(
+                str(h["spearman"]["retained_mass_vs_loss_increase"]) for h in s["halves"]
+            )
+            print(f"  on each half of the samples alone: ρ(retained mass) {rhos}")
+    pooled = section["pooled"]
+    print(
+        f"\npooled over {len(section['sets'])} sets: ρ(retained mass) "
+        f"{pooled['retained_mass_vs_loss_increase']}, ρ(Jaccard) "
+        f"{pooled['jaccard_vs_loss_increase']} ({pooled['masks']} masks)"
+    )
+    for name, why in section["not_evaluated"].items():
+        print(f"not evaluated: {name}: {why}")
+
+
+def stage_evaluate(args: argparse.Namespace) -> None:
+    from core.bundle import load_bundle
+
+    bundle_paths = [OUT_DIR / f"{n}.safetensors" for n in CALIBRATION_SETS]
+    bundle_paths = [p for p in bundle_paths if p.exists()]
+    if not bundle_paths:
+        raise SystemExit(f"evaluate: no bundles in {OUT_DIR}; run the collect stage first")
+    bundles = {p.stem: load_bundle(p) for p in bundle_paths}
+    train_texts = {t for texts in training_texts().values() for t in texts}
+    chosen, skipped = evaluation_data(bundles, train_texts, args.eval_samples)
+    for name, why in skipped.items():
+        log(f"evaluate: no evaluation of {name}: {why}")
+    if not chosen:
+        raise SystemExit("evaluate: no set has enough unused held-out text")
+    todo = [n for n in chosen if args.force or not (OUT_DIR / f"eval_{n}.json").exists()]
+    for name in chosen:
+        if name not in todo:
+            log(f"evaluate: {OUT_DIR / f'eval_{name}.json'} exists, skipping")
+    masks = evaluation_masks(bundles, todo, args.r, MASK_DIR) if todo else {}
+    summary_path = OUT_DIR / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    previous = summary.get("evaluation", {}).get("sets", {})
+    halves = {n: previous[n]["halves"] for n in chosen if "halves" in previous.get(n, {})}
+    profiles = None
+    command = (
+        f"scripts/build_sample_stats.py evaluate --r {args.r} --eval-samples {args.eval_samples}"
+        f" --max-length {args.max_length}"
+    )
+    for name in todo:
+        info = chosen[name]
+        data = EVAL_DIR / f"{name}.jsonl"  # the file stem is the bundle's dataset label
+        if args.force or not data.exists():
+            write_jsonl(data, info["texts"])
+        t0 = time.time()
+        out = evaluate_one(
+            MODEL_DIR,
+            data,
+            masks[name],
+            OUT_DIR / f"eval_{name}.json",
+            max_length=args.max_length,
+            batch_size=args.collect_batch_size,
+            command=command,
+            extra={
+                "sample_build": "scripts/build_sample_stats.py",
+                "evaluation_data": {
+                    "source": info["source"],
+                    "example_ids": [info["first_example_id"], info["last_example_id"]],
+                    "rule": (
+                        "the samples after the last one the bundle holds; none is a training "
+                        "text or a calibration sample of any sample bundle"
+                    ),
+                },
+            },
+            progress=_collect_progress(f"evaluate {name}", busy="evaluating"),
+        )
+        log(f"evaluate: {out} ({len(masks[name])} masks) in {time.time() - t0:.0f}s")
+        if profiles is None:
+            from core.engine import Profile
+
+            profiles = [Profile.load(p) for p in bundle_paths]
+        halves[name] = evaluate_halves(
+            name,
+            info["texts"],
+            masks[name],
+            profiles,
+            max_length=args.max_length,
+            batch_size=args.collect_batch_size,
+        )
+    eval_paths = [OUT_DIR / f"eval_{n}.json" for n in chosen]
+    section = {
+        "r": args.r,
+        "samples_per_set": args.eval_samples,
+        **prediction_summary(eval_paths, bundle_paths),
+        "not_evaluated": skipped,
+    }
+    for name, parts in halves.items():
+        section["sets"][name]["halves"] = parts
+    summary["evaluation"] = section
+    write_summary(summary)
+    print_evaluation(section)
 
 
 # --------------------------------------------------------------------------- main
@@ -929,6 +1300,7 @@ STAGES = {
     "train": stage_train,
     "collect": stage_collect,
     "summary": stage_summary,
+    "evaluate": stage_evaluate,
 }
 
 
@@ -962,7 +1334,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--collect-batch-size", type=int, default=16)
     ap.add_argument("--sets", nargs="*", help="only these calibration sets (collect)")
     ap.add_argument(
-        "--r", type=int, default=8, help="mask budget for the summary (default 8 of 32)"
+        "--r",
+        type=int,
+        default=8,
+        help="mask budget for the summary and the evaluation (default 8 of 32)",
+    )
+    ap.add_argument(
+        "--eval-samples",
+        type=int,
+        default=128,
+        help="evaluation samples per set, taken after the bundle's (default 128)",
     )
     return ap.parse_args(argv)
 

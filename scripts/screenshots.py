@@ -36,6 +36,8 @@ SHOTS: list[tuple[str, tuple[int, int], list[str]]] = [
     ("matrix-80x24", (80, 24), ["3"]),
     ("matrix-160x48", (160, 48), ["3"]),
     ("collect-80x24", (80, 24), ["4"]),
+    ("predict-80x24", (80, 24), ["5"]),
+    ("predict-160x48", (160, 48), ["5"]),
     ("help-80x24", (80, 24), ["question_mark"]),
 ]
 MONO_FONTS = ("Fira Code", "DejaVu Sans Mono", "Liberation Mono", "Noto Sans Mono")

@@ -1,12 +1,16 @@
 """The shipped ``sample_stats/`` bundles, and the script that builds them.
 
-Two promises are checked here:
+Three promises are checked here:
 
 1. every bundle in ``sample_stats/`` loads, passes SPEC section 1 validation,
    carries provenance, and shows real structure (routing clearly concentrated,
    datasets measurably different) -- computed with naive numpy, not the engine;
 2. ``scripts/build_sample_stats.py`` collects through the project's own
-   pipeline, ``core.collect.runner.run_collection``, and nothing else.
+   pipeline, ``core.collect.runner.run_collection``, and evaluates through
+   ``core.evaluate.runner.run_evaluation``, and nothing else;
+3. the shipped evaluation results (``eval_*.json``) load, pair with the
+   shipped bundles, hold self-consistent numbers, agree with ``summary.json``,
+   and the app opens them in its Predict view without a notification.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_stats"
 SCRIPT = REPO / "scripts" / "build_sample_stats.py"
 BUNDLES = sorted(SAMPLES.glob("*.safetensors"))
+EVALUATIONS = sorted(SAMPLES.glob("eval_*.json"))
 
 
 def _script():
@@ -212,3 +217,224 @@ def test_script_bundle_equals_run_collection_bundle(tmp_path):
     same_keys = (set(a.metadata) | set(b.metadata)) - {"created_at", "collect_args"}
     assert {k: a.metadata.get(k) for k in same_keys} == {k: b.metadata.get(k) for k in same_keys}
     assert a.metadata["tool"] == "expert-calibration-lens"
+
+
+def test_script_evaluates_through_run_evaluation(monkeypatch, tmp_path):
+    """evaluate_one hands everything to run_evaluation and writes its result with
+    write_evaluation: the shipped results come from what ``lens evaluate`` runs."""
+    from core.evaluate import runner
+    from core.evaluate.results import read_evaluation
+
+    calls = []
+    shipped = read_evaluation(EVALUATIONS[0])
+
+    def spy(config, progress=None, should_stop=None):
+        calls.append(config)
+        return shipped
+
+    monkeypatch.setattr(runner, "run_evaluation", spy)
+    masks = [tmp_path / "a.json", tmp_path / "b.json"]
+    out = tmp_path / "eval_x.json"
+    result = _script().evaluate_one(
+        "some/model", tmp_path / "x.jsonl", masks, out, max_length=16, batch_size=2
+    )
+    assert result == out
+    (config,) = calls
+    assert isinstance(config, runner.EvaluateConfig)
+    assert (config.model, config.data, list(config.masks)) == (
+        "some/model",
+        str(tmp_path / "x.jsonl"),
+        masks,
+    )
+    assert (config.max_length, config.batch_size, config.device) == (16, 2, "cpu")
+    written = read_evaluation(out)
+    assert written.to_json() == shipped.to_json()  # written as is, nothing recomputed
+
+
+def test_script_split_halves_evaluate_through_run_evaluation(monkeypatch, tmp_path):
+    from core.engine import Profile
+    from core.evaluate import runner
+    from core.evaluate.results import read_evaluation
+
+    script = _script()
+    monkeypatch.setattr(script, "EVAL_DIR", tmp_path)
+    shipped = read_evaluation(SAMPLES / "eval_wiki_en.json")
+    calls = []
+
+    def spy(config, progress=None, should_stop=None):
+        calls.append(config)
+        return shipped
+
+    monkeypatch.setattr(runner, "run_evaluation", spy)
+    masks = [m.mask.path for m in shipped.masks]
+    halves = script.evaluate_halves(
+        "wiki_en",
+        ["one", "two", "three", "four"],
+        masks,
+        [Profile.load(SAMPLES / "wiki_en.safetensors")],
+        max_length=16,
+        batch_size=2,
+    )
+    assert [Path(c.data) for c in calls] == [
+        tmp_path / "half1/wiki_en.jsonl",
+        tmp_path / "half2/wiki_en.jsonl",
+    ]
+    assert all(list(c.masks) == masks for c in calls)
+    assert [len(Path(c.data).read_text().splitlines()) for c in calls] == [2, 2]
+    assert len(halves) == 2 and halves[0]["baseline_loss"] == round(shipped.baseline["loss"], 4)
+
+
+def test_evaluation_data_is_new_text_only(tmp_path):
+    """The evaluation samples come after the bundle's, and a set whose next samples were
+    trained on, or are another bundle's calibration samples, is not evaluated."""
+    from types import SimpleNamespace
+
+    def calibration(name, texts, used):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+        meta = {"data_source": str(path), "collect_args": json.dumps({"data": str(path)})}
+        return SimpleNamespace(metadata=meta, example_ids=np.arange(used))
+
+    bundles = {
+        "a": calibration("a", ["a0", "a1", "a2", "a3", "a4"], 3),  # a3, a4 are new
+        "b": calibration("b", ["b0", "b1", "trained", "b3"], 2),  # b2 was trained on
+        "c": calibration("c", ["c0", "a1", "c2"], 1),  # c1 is a's calibration sample
+        "d": calibration("d", ["d0", "d1"], 1),  # one left, two needed
+    }
+    chosen, skipped = _script().evaluation_data(bundles, {"trained"}, 2)
+    assert list(chosen) == ["a"]
+    assert chosen["a"]["texts"] == ["a3", "a4"]
+    assert (chosen["a"]["first_example_id"], chosen["a"]["last_example_id"]) == (3, 4)
+    assert "1 are training texts" in skipped["b"]
+    assert "1 are calibration samples" in skipped["c"]
+    assert skipped["d"].startswith("1 samples after the 1")
+
+
+# --------------------------------------------------------------------------- shipped evaluations
+
+
+def _ranks(values):
+    """1-based ranks, ties sharing their mean rank, by counting."""
+    return np.array(
+        [1 + sum(w < v for w in values) + (sum(w == v for w in values) - 1) / 2 for v in values]
+    )
+
+
+def _spearman(x, y):
+    return float(np.corrcoef(_ranks(x), _ranks(y))[0, 1])
+
+
+def test_shipped_evaluations_load_and_pair_with_the_shipped_bundles():
+    from core.engine import Profile
+    from core.evaluate.results import evaluation_files, read_evaluation
+    from core.predict import matching_profile
+
+    assert {p.stem for p in EVALUATIONS} >= {"eval_wiki_en", "eval_code_python"}
+    # summary.json lies in the same folder and is not taken for a result
+    assert evaluation_files([SAMPLES]) == EVALUATIONS
+    profiles = [Profile.load(p) for p in BUNDLES]
+    for path in EVALUATIONS:
+        evaluation = read_evaluation(path)
+        bundle_path = SAMPLES / f"{evaluation.dataset}.safetensors"
+        assert path.stem == f"eval_{evaluation.dataset}"
+        assert matching_profile(evaluation, profiles).bundle.path == bundle_path
+        bundle = load_bundle(bundle_path)
+        assert evaluation.model == bundle.model and not evaluation.model.startswith("/")
+        assert (evaluation.num_layers, evaluation.num_experts) == (
+            bundle.num_layers,
+            bundle.num_experts,
+        )
+        assert evaluation.family == "gpt_oss" and evaluation.extra["tool_version"]
+        # the evaluation samples are the lines after the ones the bundle holds
+        first, last = evaluation.extra["evaluation_data"]["example_ids"]
+        assert first > int(np.max(bundle.example_ids))
+        assert evaluation.samples == last - first + 1 >= 100
+        assert evaluation.extra["evaluation_data"]["source"] == bundle.metadata["data_source"]
+
+
+@pytest.mark.parametrize("path", EVALUATIONS, ids=[p.stem for p in EVALUATIONS])
+def test_shipped_evaluation_numbers_are_consistent(path):
+    from core.evaluate.results import read_evaluation
+
+    evaluation = read_evaluation(path)
+    base = evaluation.baseline
+    assert base["perplexity"] == pytest.approx(np.exp(base["loss"]), rel=1e-9)
+    assert evaluation.tokens > evaluation.samples
+    r = json.loads((SAMPLES / "summary.json").read_text())["r"]
+    signatures = {
+        str(p.relative_to(REPO)): _signature(load_bundle(p).prob_sum, load_bundle(p).token_count)
+        for p in BUNDLES
+    }
+    criteria = set()
+    for result in evaluation.masks:
+        criteria.add(result.mask.criterion)
+        assert result.loss_increase == pytest.approx(result.loss - base["loss"], abs=1e-12)
+        assert result.perplexity == pytest.approx(np.exp(result.loss), rel=1e-9)
+        assert 0 <= result.top1_accuracy <= 1 and 0 < result.top1_agreement <= 1
+        assert result.mask.kept_per_layer == [r] * evaluation.num_layers
+        if result.mask.criterion == "mass":
+            # a bundle's mass mask: the r experts of highest P_l, worked out here
+            (source,) = result.mask.sources
+            top = [sorted(np.argsort(-p)[:r].tolist()) for p in signatures[source]]
+            assert result.mask.layers == top, result.name
+    assert {"mass", "aimer", "coverage"} <= criteria
+    mass = [m for m in evaluation.masks if m.mask.criterion == "mass"]
+    assert len(mass) == len(BUNDLES)  # every sample bundle's mass mask
+
+
+def test_summary_evaluation_matches_the_shipped_results():
+    """The rank correlations in summary.json, recomputed here from the shipped files."""
+    from core.evaluate.results import read_evaluation
+
+    section = json.loads((SAMPLES / "summary.json").read_text())["evaluation"]
+    evaluations = [read_evaluation(p) for p in EVALUATIONS]
+    assert set(section["sets"]) == {e.dataset for e in evaluations}
+    pooled_mass, pooled_loss = [], []
+    for evaluation in evaluations:
+        entry = section["sets"][evaluation.dataset]
+        bundle = load_bundle(SAMPLES / f"{evaluation.dataset}.safetensors")
+        p = _signature(bundle.prob_sum, bundle.token_count)
+        kept_mass = [float(np.mean((p * r.mask.as_bool()).sum(axis=1))) for r in evaluation.masks]
+        increases = [r.loss_increase for r in evaluation.masks]
+        assert [m["name"] for m in entry["masks"]] == [r.name for r in evaluation.masks]
+        for row, mass, result in zip(entry["masks"], kept_mass, evaluation.masks):
+            assert row["retained_mass"] == pytest.approx(mass, abs=1e-4)
+            assert row["loss_increase"] == pytest.approx(result.loss_increase, abs=1e-4)
+        rho = entry["spearman"]["retained_mass_vs_loss_increase"]
+        assert rho == pytest.approx(_spearman(kept_mass, increases), abs=1e-3)
+        assert entry["baseline"]["loss"] == pytest.approx(evaluation.baseline["loss"], abs=1e-4)
+        pooled_mass += kept_mass
+        pooled_loss += increases
+    rho = section["pooled"]["retained_mass_vs_loss_increase"]
+    assert rho == pytest.approx(_spearman(pooled_mass, pooled_loss), abs=1e-3)
+
+
+def test_app_opens_the_sample_stats_with_its_evaluations_quietly():
+    """``lens`` on sample_stats/: no notification (summary.json is not a result), and the
+    Predict view shows every shipped mask with the pooled correlation of summary.json."""
+    import asyncio
+
+    from textual.widgets import DataTable
+
+    from lens_tui.app import build_app
+    from lens_tui.views.predict import PredictView
+    from tests.lens_tui.helpers import record_notifications
+
+    pooled = json.loads((SAMPLES / "summary.json").read_text())["evaluation"]["pooled"]
+
+    async def run():
+        app = build_app([SAMPLES])
+        seen = record_notifications(app)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("5")
+            await pilot.pause()
+            assert seen == []
+            assert len(app.evaluations) == len(EVALUATIONS)
+            report = app.query_one("#predict-view", PredictView).report
+            assert report is not None and len(report.points) == pooled["masks"]
+            assert report.rho_retained_mass == pytest.approx(
+                pooled["retained_mass_vs_loss_increase"], abs=1e-3
+            )
+            assert app.query_one("#predict-table", DataTable).row_count == pooled["masks"]
+
+    asyncio.run(run())

@@ -28,16 +28,16 @@ NO_EVALUATIONS = (
 )
 
 #: (header, right-aligned) of the table's columns.
-COLUMNS = (
+COLUMNS = (  # measured Δ loss beside the mask, so it is on screen at 80 columns too
     ("#", True),
     ("data", False),
     ("mask", False),
-    ("criterion", False),
+    ("Δ loss", True),
     ("mass kept", True),
     ("worst", True),
     ("Jaccard", True),
-    ("Δ loss", True),
     ("agree@1", True),
+    ("criterion", False),
 )
 
 
@@ -51,12 +51,12 @@ def row_cells(number: int, point) -> list[str]:
         point_mark(number),
         point.dataset,
         point.mask,
-        point.criterion,
+        f"{point.loss_increase:+.4f}",
         _pct(point.retained_mass),
         _pct(point.retained_mass_min),
         "—" if point.jaccard is None else f"{point.jaccard:.3f}",
-        f"{point.loss_increase:+.4f}",
         f"{point.top1_agreement:.1%}",
+        point.criterion,
     ]
 
 

@@ -24,6 +24,7 @@ from rich.progress import (
 )
 
 from core.collect.config import CollectConfig, CollectProgress
+from lens_tui.commands.options import model_and_text_options, model_and_text_settings
 
 #: How often a non-terminal stderr (a log file, nohup, CI) gets a progress line.
 LOG_EVERY_S = 10.0
@@ -127,16 +128,6 @@ class ProgressDisplay:
     "--batch-size", "-b", type=int, default=8, show_default=True, help="Samples per forward pass."
 )
 @click.option(
-    "--text-field",
-    default="text",
-    show_default=True,
-    help="Field holding the text in .jsonl/.json/.parquet/datasets.",
-)
-@click.option("--split", default="train", show_default=True, help="Split of a `datasets` name.")
-@click.option(
-    "--dataset-config", default=None, help="Config (subset) of a `datasets` name, e.g. 'en' for c4."
-)
-@click.option(
     "--dataset-name",
     default=None,
     help="Dataset label stored in the bundle (default: the file's stem).",
@@ -152,41 +143,13 @@ class ProgressDisplay:
     default=None,
     help="Also keep the paper's per-token shards (layerXXX_shardYYY) in this folder (large).",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option(
-    "--device-map",
-    default=None,
-    help="Spread a model too big for one GPU across devices (accelerate), e.g. 'auto'.",
-)
-@click.option(
-    "--dtype",
-    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-    default="auto",
-    show_default=True,
-    help="Weights dtype ('auto': the checkpoint's own).",
-)
-@click.option(
-    "--chat-template",
-    is_flag=True,
-    help="Wrap each sample as a user turn with the tokenizer's chat template.",
-)
-@click.option(
-    "--padding-side",
-    type=click.Choice(["left", "right"]),
-    default=None,
-    help="Pad on this side (default: the tokenizer's). Statistics do not depend on it.",
-)
-@click.option(
-    "--trust-remote-code",
-    is_flag=True,
-    help="Allow the model's own Python code from the hub (off by default).",
-)
 @click.option(
     "--shard",
     default=None,
     metavar="I/N",
     help="Collect only every N-th sample from the I-th (0-based), e.g. one task of a SLURM array; combine the parts with `lens merge`.",
 )
+@model_and_text_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option(
     "--checkpoint-every",
@@ -235,24 +198,15 @@ def collect_command(**options: object) -> None:
     failed = 0
     for data, out, dataset_name in targets:
         config = CollectConfig(
-            model=str(options["model"]).rstrip("/") or "/",
+            **model_and_text_settings(options),
             data=data,
             out=out,
             num_samples=options["num_samples"],
             max_length=options["max_length"],
             batch_size=options["batch_size"],
-            text_field=options["text_field"],
-            split=options["split"],
-            dataset_config=options["dataset_config"],
             dataset_name=dataset_name,
             energy=not options["no_energy"],
             keep_raw=options["keep_raw"],
-            device=options["device"],
-            device_map=options["device_map"],
-            dtype=options["dtype"],
-            chat_template=options["chat_template"],
-            padding_side=options["padding_side"],
-            trust_remote_code=options["trust_remote_code"],
             overwrite=options["overwrite"],
             checkpoint_seconds=options["checkpoint_seconds"],
             shard=options["shard"],

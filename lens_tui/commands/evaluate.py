@@ -30,6 +30,7 @@ from core.evaluate.results import (
 )
 from core.masks import MASK_FORMAT, read_mask
 from core.predict import PredictionReport, predict_vs_actual
+from lens_tui.commands.options import model_and_text_options, model_and_text_settings
 from lens_tui.prediction_plot import point_mark, prediction_text, rho_text
 
 PATH = click.Path(path_type=Path)  # existence is checked by the readers, with a clean message
@@ -63,31 +64,12 @@ PATH = click.Path(path_type=Path)  # existence is checked by the readers, with a
 @click.option(
     "--batch-size", "-b", type=int, default=8, show_default=True, help="Samples per pass."
 )
-@click.option("--text-field", default="text", show_default=True, help="Field holding the text.")
-@click.option("--split", default="train", show_default=True, help="Split of a `datasets` name.")
-@click.option("--dataset-config", default=None, help="Config (subset) of a `datasets` name.")
 @click.option(
     "--dataset-name",
     default=None,
     help="Dataset label recorded (default: the file's stem); match it to the bundle's.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--device-map", default=None, help="Spread a large model over devices, e.g. 'auto'.")
-@click.option(
-    "--dtype",
-    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-    default="auto",
-    show_default=True,
-    help="Weights dtype ('auto': the checkpoint's own).",
-)
-@click.option("--chat-template", is_flag=True, help="Wrap each sample as a user turn.")
-@click.option(
-    "--padding-side",
-    type=click.Choice(["left", "right"]),
-    default=None,
-    help="Pad on this side (default: the tokenizer's). Results do not depend on it.",
-)
-@click.option("--trust-remote-code", is_flag=True, help="Allow the model's own code from the hub.")
+@model_and_text_options
 @click.option(
     "--allow-other-model",
     is_flag=True,
@@ -125,22 +107,13 @@ def evaluate_command(extra_masks: tuple[Path, ...], masks: tuple[Path, ...], **o
 
     all_masks = list(masks) + list(extra_masks)
     config = EvaluateConfig(
-        model=str(options["model"]).rstrip("/") or "/",
+        **model_and_text_settings(options),
         data=str(options["data"]),
         masks=all_masks,
         num_samples=options["num_samples"],
         max_length=options["max_length"],
         batch_size=options["batch_size"],
-        text_field=options["text_field"],
-        split=options["split"],
-        dataset_config=options["dataset_config"],
         dataset_name=options["dataset_name"],
-        device=options["device"],
-        device_map=options["device_map"],
-        dtype=options["dtype"],
-        chat_template=options["chat_template"],
-        padding_side=options["padding_side"],
-        trust_remote_code=options["trust_remote_code"],
         allow_other_model=options["allow_other_model"],
         lm_eval_tasks=tuple(options["lm_eval_tasks"]),
         lm_eval_limit=options["lm_eval_limit"],

@@ -1,0 +1,81 @@
+"""Options shared by the commands that load a model and read text (collect, evaluate).
+
+They mean the same in both commands and map to the same fields of
+``CollectConfig`` / ``EvaluateConfig``, so they are declared once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+_SHARED = (
+    click.option(
+        "--text-field",
+        default="text",
+        show_default=True,
+        help="Field holding the text in .jsonl/.json/.parquet/datasets.",
+    ),
+    click.option("--split", default="train", show_default=True, help="Split of a `datasets` name."),
+    click.option(
+        "--dataset-config", default=None, help="Config (subset) of a `datasets` name, e.g. 'en'."
+    ),
+    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+    click.option(
+        "--device-map",
+        default=None,
+        help="Spread a model too big for one GPU across devices (accelerate), e.g. 'auto'.",
+    ),
+    click.option(
+        "--dtype",
+        type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+        default="auto",
+        show_default=True,
+        help="Weights dtype ('auto': the checkpoint's own).",
+    ),
+    click.option(
+        "--chat-template",
+        is_flag=True,
+        help="Wrap each sample as a user turn with the tokenizer's chat template.",
+    ),
+    click.option(
+        "--padding-side",
+        type=click.Choice(["left", "right"]),
+        default=None,
+        help="Pad on this side (default: the tokenizer's). Results do not depend on it.",
+    ),
+    click.option(
+        "--trust-remote-code",
+        is_flag=True,
+        help="Allow the model's own Python code from the hub (off by default).",
+    ),
+)
+
+SETTINGS = (
+    "text_field",
+    "split",
+    "dataset_config",
+    "device",
+    "device_map",
+    "dtype",
+    "chat_template",
+    "padding_side",
+    "trust_remote_code",
+)
+
+
+def model_and_text_options(command: Callable) -> Callable:
+    """Add the shared options to a click command."""
+    for option in reversed(_SHARED):
+        command = option(command)
+    return command
+
+
+def model_and_text_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The config fields the shared options set, and ``--model`` without a trailing slash."""
+    return {
+        "model": str(options["model"]).rstrip("/") or "/",
+        **{name: options[name] for name in SETTINGS},
+    }

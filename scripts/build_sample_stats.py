@@ -1045,7 +1045,17 @@ def evaluate_one(
     from core.evaluate import runner
     from core.evaluate.results import write_evaluation
 
-    config = runner.EvaluateConfig(
+    config = _eval_config(
+        model, data, masks, max_length, batch_size, command=command, extra=dict(extra or {})
+    )
+    return write_evaluation(out, runner.run_evaluation(config, progress=progress))
+
+
+def _eval_config(model, data, masks: list, max_length: int, batch_size: int, **more):
+    """The evaluation settings every sample evaluation uses (CPU, float32)."""
+    from core.evaluate import runner
+
+    return runner.EvaluateConfig(
         model=str(model),
         data=str(data),
         masks=list(masks),
@@ -1053,10 +1063,8 @@ def evaluate_one(
         batch_size=batch_size,
         device="cpu",
         dtype="float32",
-        command=command,
-        extra=dict(extra or {}),
+        **more,
     )
-    return write_evaluation(out, runner.run_evaluation(config, progress=progress))
 
 
 def evaluate_halves(
@@ -1072,15 +1080,7 @@ def evaluate_halves(
     for i, part in enumerate((texts[:half], texts[half:]), start=1):
         data = EVAL_DIR / f"half{i}" / f"{name}.jsonl"  # same stem: pairs with the same bundle
         write_jsonl(data, part)
-        config = runner.EvaluateConfig(
-            model=str(MODEL_DIR),
-            data=str(data),
-            masks=list(masks),
-            max_length=max_length,
-            batch_size=batch_size,
-            device="cpu",
-            dtype="float32",
-        )
+        config = _eval_config(MODEL_DIR, data, masks, max_length, batch_size)
         evaluation = runner.run_evaluation(config)
         report = predict_vs_actual([evaluation], profiles)
         out.append(

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.bundle import (
+from core.errors import LensError
+from core.formats.bundle import (
     OPTIONAL_TENSORS,
     REQUIRED_METADATA,
     BundleError,
@@ -28,7 +29,6 @@ from core.bundle import (
     read_safetensors,
     write_bundle,
 )
-from core.errors import LensError
 
 SHARD_PATTERN = re.compile(r"^layer(\d+)_shard(\d+)\.(safetensors|pt)$")
 
@@ -67,7 +67,7 @@ def write_raw_shard(
     import torch
     from safetensors.torch import save
 
-    from core.bundle import atomic_write_bytes
+    from core.formats.bundle import atomic_write_bytes
 
     tensors = {
         "example_ids": torch.from_numpy(np.ascontiguousarray(example_ids, dtype=np.int64)),

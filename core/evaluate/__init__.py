@@ -5,7 +5,7 @@
   recomputed as the family routes), so no pruned checkpoint is written;
 - :mod:`core.evaluate.runner` — :func:`run_evaluation`: next-token loss,
   perplexity and top-1 agreement of the original model and of each mask;
-- :mod:`core.evaluate.results` — the evaluation JSON (read, validate, write),
+- :mod:`core.formats.evaluation` — the evaluation JSON (read, validate, write),
   torch-free.
 
 The comparison with the lens's predictions (retained mass, Jaccard, rank

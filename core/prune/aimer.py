@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import LensError
+from core.io.safetensors import COPY_CHUNK, TensorEntry
 from core.prune.checkpoint import Checkpoint, MoeLayer
-from core.prune.safetensors_io import COPY_CHUNK, TensorEntry
 
 #: The 16 FP4 (e2m1) values of MXFP4, indexed by nibble (as in GPT-OSS and transformers).
 FP4_VALUES = np.array(

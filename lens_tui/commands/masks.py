@@ -9,10 +9,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from core.bundle import find_bundles, load_bundle
 from core.errors import LensError
-from core.masks import CRITERIA, make_mask, read_mask, retained_mass_by_source, write_mask
-from core.masks_compare import MasksComparison, compare_masks, masks_for_criteria
+from core.formats.bundle import find_bundles, load_bundle
+from core.masks.compare import MasksComparison, compare_masks, masks_for_criteria
+from core.masks.make import CRITERIA, make_mask, read_mask, retained_mass_by_source, write_mask
 
 BUNDLE = click.Path(path_type=Path)  # existence is checked by the loaders, with a clean message
 

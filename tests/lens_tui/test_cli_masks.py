@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.bundle import load_bundle
+from core.formats.bundle import load_bundle
 from tests.conftest import make_bundle
-from tests.core.test_masks import full_stats, naive_score, naive_top
+from tests.core.masks.test_make import full_stats, naive_score, naive_top
 from tests.lens_tui.test_cli_analysis import lens
 
 

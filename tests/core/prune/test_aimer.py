@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from core.errors import LensError
-from core.masks import make_mask
+from core.io.safetensors import OutTensor, fill_piece, write_safetensors
+from core.masks.make import make_mask
 from core.prune.aimer import aimer_scores
-from core.prune.safetensors_io import OutTensor, fill_piece, write_safetensors
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -148,7 +148,7 @@ def test_aimer_refuses_fp8_weights(tmp_path):
 def test_mxfp4_checkpoint_prunes_blocks_scales_and_biases_by_expert(tmp_path):
     from safetensors.numpy import load_file
 
-    from core.masks import Mask
+    from core.masks.make import Mask
     from core.prune.surgery import prune_checkpoint
 
     tensors = _mxfp4_checkpoint(tmp_path / "mx", np.random.default_rng(1))

@@ -45,9 +45,9 @@ import numpy as np
 
 from core import __version__
 from core import metrics as m
-from core.bundle import Bundle, atomic_write_text, load_bundle
 from core.engine import Profile, check_compatible
 from core.errors import LensError
+from core.formats.bundle import Bundle, atomic_write_text, load_bundle
 
 MASK_FORMAT = "expert-calibration-lens/mask"
 

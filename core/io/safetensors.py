@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from core.bundle import _current_umask, _fsync_dir, read_safetensors_header
 from core.errors import LensError
+from core.formats.bundle import _current_umask, _fsync_dir, read_safetensors_header
 
 COPY_CHUNK = 16 * 1024 * 1024
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from core import metrics as m
-from core.bundle import Bundle
 from core.engine import Profile
 from core.errors import LensError
-from core.masks import Mask, make_mask
+from core.formats.bundle import Bundle
+from core.masks.make import Mask, make_mask
 
 
 @dataclass(frozen=True)

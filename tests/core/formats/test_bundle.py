@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.bundle import FORMAT, bundle_metadata, find_bundles, load_bundle, write_bundle
 from core.errors import BundleError
+from core.formats.bundle import FORMAT, bundle_metadata, find_bundles, load_bundle, write_bundle
 from tests.conftest import make_bundle
 
 

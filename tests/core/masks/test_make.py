@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.bundle import load_bundle
 from core.errors import LensError
-from core.masks import (
+from core.formats.bundle import load_bundle
+from core.masks.make import (
     CRITERIA,
     MASK_FORMAT,
     Mask,
@@ -24,7 +24,7 @@ from core.masks import (
 from tests.conftest import make_bundle
 from tests.core import reference as ref
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 L, E, K = 3, 8, 2
 STATS = ("topk_count", "weight_sum", "act_norm_sum", "act_sqnorm_sum", "reap_sum")
 
@@ -400,7 +400,7 @@ def test_every_criterion_is_documented():
 
 def test_masks_and_prune_modules_do_not_import_torch():
     code = (
-        "import sys, core.masks, core.masks_compare, core.prune.surgery, core.prune.aimer, "
+        "import sys, core.masks, core.masks.compare, core.prune.surgery, core.prune.aimer, "
         "lens_tui.commands.masks, lens_tui.commands.prune;"
         "print(','.join(m for m in ('torch', 'transformers') if m in sys.modules))"
     )

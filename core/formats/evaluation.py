@@ -36,9 +36,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.bundle import atomic_write_text
 from core.errors import LensError
-from core.masks import MASK_FORMAT, Mask, mask_from_json
+from core.formats.bundle import atomic_write_text
+from core.masks.make import MASK_FORMAT, Mask, mask_from_json
 
 EVALUATION_FORMAT = "expert-calibration-lens/evaluation"
 FORMAT_VERSION = 1

@@ -1,28 +1,22 @@
-"""Derived-statistics bundles (SPEC section 1): read, validate, write.
+"""Derived-statistics bundles (SPEC section 1): the typed object, read, validate, write.
 
 A bundle is one ``*.safetensors`` file per (model, calibration dataset) run.
-Reading memory-maps every tensor straight from the file: the safetensors
-layout is an 8-byte little-endian header length, a JSON header, then raw
-little-endian arrays, so each tensor is an ``np.memmap`` at a known offset.
-``safetensors.numpy.load_file`` would copy every tensor into RAM; a 20,000
-sample gpt-oss-120b bundle is ~370 MB per statistic, so we map instead and
-let the metric engine stream through the pages it needs.
+Reading memory-maps every tensor (:func:`core.io.safetensors.map_safetensors`)
+so the metric engine streams through the pages it needs instead of copying a
+~370 MB statistic into RAM.
 
-Writing goes through ``safetensors.numpy.save_file`` into a temporary file in
-the destination folder, fsynced and renamed over the target, so a crash never
-leaves a half-written file under the final name.
+Writing goes through ``safetensors.numpy.save`` (or, block by block, the one
+safetensors header writer of :mod:`core.io.safetensors`) and the one atomic
+writer (:mod:`core.io.atomic`), so a crash never leaves a half-written file
+under the final name.
 
-The paper's ``derived_stats.pt`` loads too, through
-``torch.load(weights_only=True)`` only; a file that needs full unpickling is
-refused and none of its code runs.
+The paper's ``derived_stats.pt`` loads too, through :mod:`core.formats.legacy_pt`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import struct
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import BundleError
+from core.formats.legacy_pt import read_legacy_pt
+from core.io.atomic import atomic_file, atomic_write_bytes
+from core.io.safetensors import dtype_name, encode_header, map_safetensors
 
 FORMAT = "expert-calibration-lens/derived-stats"
 FORMAT_VERSION = "1"
@@ -59,19 +56,6 @@ REQUIRED_METADATA = (
     "num_experts",
     "top_k",
 )
-
-_SAFETENSORS_DTYPES = {
-    "F64": np.float64,
-    "F32": np.float32,
-    "F16": np.float16,
-    "I64": np.int64,
-    "I32": np.int32,
-    "I16": np.int16,
-    "I8": np.int8,
-    "U8": np.uint8,
-    "BOOL": np.bool_,
-}
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -169,179 +153,23 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     if path.is_dir():
         raise BundleError(f"{path}: is a folder, not a bundle file")
     if path.suffix == ".pt":
-        metadata, tensors = _read_legacy_pt(path)
+        metadata, tensors = _from_legacy(
+            *read_legacy_pt(path, {"format": FORMAT, "format_version": FORMAT_VERSION})
+        )
     else:
-        metadata, tensors = _read_safetensors(path)
+        metadata, tensors = map_safetensors(path)
     bundle = Bundle(path=path, metadata=metadata, tensors=tensors)
     validate(bundle)
     return bundle
 
 
-@dataclass(frozen=True)
-class HeaderEntry:
-    """One tensor of a safetensors header: its dtype name, shape and absolute byte range."""
-
-    name: str
-    dtype: str  # safetensors name: F32, BF16, I64, U8, ...
-    shape: tuple[int, ...]
-    begin: int  # offset of the first byte in the file
-    end: int  # offset one past the last byte
-
-
-def read_safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, HeaderEntry]]:
-    """Parse and check a safetensors header against the file: metadata and tensor entries.
-
-    Shared by bundle reading and checkpoint pruning; every problem (empty,
-    too short, bad header length, not JSON, malformed entry, a range past the
-    end) is a :class:`BundleError` naming the file. Dtypes are not interpreted.
-    """
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            raise BundleError(f"{path}: empty file")
-        with path.open("rb") as handle:
-            head = handle.read(8)
-            if len(head) < 8:
-                raise BundleError(f"{path}: not a safetensors file (too short)")
-            (header_len,) = struct.unpack("<Q", head)
-            if header_len == 0 or header_len > min(_MAX_HEADER_BYTES, size - 8):
-                raise BundleError(
-                    f"{path}: not a safetensors file (bad header length) or truncated"
-                )
-            raw = handle.read(header_len)
-    except OSError as exc:
-        raise BundleError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BundleError(f"{path}: not a safetensors file (header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise BundleError(f"{path}: not a safetensors file (header is not an object)")
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict):
-        raise BundleError(f"{path}: __metadata__ is not a string map")
-    data_start = 8 + header_len
-    entries: dict[str, HeaderEntry] = {}
-    for name, info in header.items():
-        try:
-            dtype_name, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-            shape = tuple(int(s) for s in shape)
-            begin, end = int(begin), int(end)
-        except (KeyError, TypeError, ValueError):
-            raise BundleError(f"{path}: tensor {name!r} has a malformed header entry") from None
-        if not 0 <= begin <= end:
-            raise BundleError(f"{path}: tensor {name!r} has a malformed byte range")
-        entries[name] = HeaderEntry(
-            name, str(dtype_name), shape, data_start + begin, data_start + end
-        )
-    return {str(k): str(v) for k, v in metadata.items()}, entries
-
-
-def _read_safetensors(
-    path: Path, *, bfloat16_as_uint16: bool = False
+def _from_legacy(
+    metadata: dict[str, str], tensors: dict[str, np.ndarray]
 ) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    """Map every tensor of a safetensors file (header checked against the file size).
-
-    numpy has no bfloat16; with ``bfloat16_as_uint16`` such tensors come back as
-    their raw 16-bit patterns (see :func:`bfloat16_to_float32`), otherwise they
-    are refused like any unsupported dtype.
-    """
-    dtypes = (
-        {**_SAFETENSORS_DTYPES, "BF16": np.uint16} if bfloat16_as_uint16 else _SAFETENSORS_DTYPES
-    )
-    metadata, entries = read_safetensors_header(path)
-    size = path.stat().st_size
-    tensors: dict[str, np.ndarray] = {}
-    for name, entry in entries.items():
-        dtype = dtypes.get(entry.dtype)
-        if dtype is None:
-            raise BundleError(f"{path}: tensor {name!r} has unsupported dtype {entry.dtype}")
-        dtype = np.dtype(dtype).newbyteorder("<")
-        expected = int(np.prod(entry.shape, dtype=np.int64)) * dtype.itemsize
-        if entry.end - entry.begin != expected:
-            raise BundleError(f"{path}: tensor {name!r} byte range does not match its shape")
-        if entry.end > size:
-            raise BundleError(f"{path}: truncated (tensor {name!r} runs past the end of the file)")
-        if expected == 0:
-            tensors[name] = np.zeros(entry.shape, dtype=dtype)
-        else:
-            tensors[name] = np.memmap(
-                path, dtype=dtype, mode="r", offset=entry.begin, shape=entry.shape
-            )
-    return metadata, tensors
-
-
-def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    """Metadata and memory-mapped tensors of any safetensors file (bfloat16 as uint16)."""
-    path = Path(path)
-    if not path.exists():
-        raise BundleError(f"{path}: no such file")
-    return _read_safetensors(path, bfloat16_as_uint16=True)
-
-
-def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
-    """Widen raw bfloat16 bit patterns (uint16) to float32 exactly."""
-    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
-
-
-def _read_legacy_pt(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    """The paper's ``derived_stats.pt``: a dict of tensors, loaded weights-only."""
-    try:
-        import torch
-    except ImportError:
-        raise BundleError(
-            f"{path}: reading .pt bundles needs torch (pip install 'expert-calibration-lens[collect]')"
-        ) from None
-    import pickle
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise BundleError(
-            f"{path}: refused: not loadable with weights_only=True ({first[:120]}); "
-            "only plain tensor dicts are accepted"
-        ) from None
-    except Exception as exc:  # torch raises RuntimeError, EOFError, zipfile errors...
-        raise BundleError(f"{path}: not a readable torch file ({type(exc).__name__})") from None
-    if not isinstance(obj, dict) or "prob_sum" not in obj:
-        raise BundleError(f"{path}: a .pt bundle must be a dict holding at least 'prob_sum'")
-    tensors: dict[str, np.ndarray] = {}
-    metadata: dict[str, str] = {}
-    for key, value in obj.items():
-        if isinstance(value, torch.Tensor):
-            tensors[key] = value.detach().cpu().numpy()
-        elif isinstance(value, (str, int, float)):
-            metadata[str(key)] = str(value)
-    prob_sum = tensors.get("prob_sum")
-    if prob_sum is None or prob_sum.ndim != 3:
-        raise BundleError(f"{path}: 'prob_sum' must be a [N, L, E] tensor")
-    n, num_layers, num_experts = prob_sum.shape
-    tensors["prob_sum"] = prob_sum.astype(np.float32, copy=False)
-    if "token_count" not in tensors:
-        raise BundleError(f"{path}: missing tensor 'token_count'")
-    tensors["token_count"] = tensors["token_count"].reshape(-1).astype(np.int64, copy=False)
-    ids = tensors.get("example_ids")
-    tensors["example_ids"] = (
-        np.arange(n, dtype=np.int64)
-        if ids is None
-        else ids.reshape(-1).astype(np.int64, copy=False)
-    )
-    for name, dtype in OPTIONAL_TENSORS.items():
-        if name in tensors:
-            tensors[name] = tensors[name].astype(dtype, copy=False)
-    tensors = {k: v for k, v in tensors.items() if k in REQUIRED_TENSORS or k in OPTIONAL_TENSORS}
-    metadata.setdefault("model", "unknown")
-    metadata.setdefault("dataset", path.parent.name or path.stem)
-    metadata.update(
-        format=FORMAT,
-        format_version=FORMAT_VERSION,
-        num_layers=str(num_layers),
-        num_experts=str(num_experts),
-        source_format="derived_stats.pt",
-    )
-    metadata.setdefault("top_k", "0")
-    return metadata, tensors
+    """A ``derived_stats.pt``'s contents as a bundle: bundle dtypes, bundle tensors only."""
+    known = {**REQUIRED_TENSORS, **OPTIONAL_TENSORS}
+    arrays = {k: v.astype(known[k], copy=False) for k, v in tensors.items() if k in known}
+    return metadata, arrays
 
 
 # --------------------------------------------------------------------------- validation
@@ -451,9 +279,6 @@ def write_bundle(
     return path
 
 
-_NUMPY_TO_SAFETENSORS = {np.dtype(v).newbyteorder("<"): k for k, v in _SAFETENSORS_DTYPES.items()}
-
-
 def write_bundle_streaming(
     path: str | os.PathLike[str],
     layout: Mapping[str, tuple[np.dtype, tuple[int, ...]]],
@@ -468,104 +293,42 @@ def write_bundle_streaming(
     renamed into place, so a wrong layout never produces a bundle.
     """
     path = Path(path)
-    header: dict[str, object] = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}}
-    offset = 0
-    sizes: dict[str, int] = {}
-    for name, (dtype, shape) in layout.items():
-        dtype = np.dtype(dtype).newbyteorder("<")
-        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        header[name] = {
-            "dtype": _NUMPY_TO_SAFETENSORS[dtype],
-            "shape": list(shape),
-            "data_offsets": [offset, offset + size],
-        }
-        sizes[name] = size
-        offset += size
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_current_umask())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(struct.pack("<Q", len(raw)) + raw)
-            written = dict.fromkeys(layout, 0)
-            order = list(layout)
-            current = 0  # index in `order` of the tensor being written
-            for name, rows in blocks:
-                while current < len(order) and written[order[current]] == sizes[order[current]]:
-                    current += 1
-                if current == len(order) or order[current] != name:
-                    raise BundleError(f"{path}: tensor {name!r} written out of layout order")
-                data = np.ascontiguousarray(rows, dtype=layout[name][0]).tobytes()
-                written[name] += len(data)
-                if written[name] > sizes[name]:
-                    raise BundleError(f"{path}: too many rows for tensor {name!r}")
-                handle.write(data)
-            short = [n for n in order if written[n] != sizes[n]]
-            if short:
-                raise BundleError(f"{path}: tensor {short[0]!r} is incomplete")
-            handle.flush()
-            os.fsync(handle.fileno())
-        validate(Bundle(path=path, **_read_for_validation(Path(tmp), path)))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    sizes = {
+        name: int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        for name, (dtype, shape) in layout.items()
+    }
+    head = encode_header(
+        [(name, dtype_name(dtype), shape, sizes[name]) for name, (dtype, shape) in layout.items()],
+        {str(k): str(v) for k, v in metadata.items()},
+    )
+    with atomic_file(path, check=lambda tmp: _validate_written(tmp, path)) as handle:
+        handle.write(head)
+        written = dict.fromkeys(layout, 0)
+        order = list(layout)
+        current = 0  # index in `order` of the tensor being written
+        for name, rows in blocks:
+            while current < len(order) and written[order[current]] == sizes[order[current]]:
+                current += 1
+            if current == len(order) or order[current] != name:
+                raise BundleError(f"{path}: tensor {name!r} written out of layout order")
+            data = np.ascontiguousarray(rows, dtype=layout[name][0]).tobytes()
+            written[name] += len(data)
+            if written[name] > sizes[name]:
+                raise BundleError(f"{path}: too many rows for tensor {name!r}")
+            handle.write(data)
+        short = [n for n in order if written[n] != sizes[n]]
+        if short:
+            raise BundleError(f"{path}: tensor {short[0]!r} is incomplete")
     return path
 
 
-def _read_for_validation(tmp: Path, final: Path) -> dict:
+def _validate_written(tmp: Path, final: Path) -> None:
+    """Load the finished temporary file as a bundle, naming the final path in any error."""
     try:
-        metadata, tensors = _read_safetensors(tmp)
+        metadata, tensors = map_safetensors(tmp)
     except BundleError as exc:
         raise BundleError(str(exc).replace(str(tmp), str(final))) from None
-    return {"metadata": metadata, "tensors": tensors}
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` via a fsynced temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates the file 0600; a bundle or mask is meant to be shared like
-        # any file the user writes, so give it the mode open() would (0666 & ~umask).
-        os.fchmod(fd, 0o666 & ~_current_umask())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _current_umask() -> int:
-    """The process umask (reading it requires setting it; restored at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    validate(Bundle(path=final, metadata=metadata, tensors=tensors))
 
 
 def find_bundles(paths: list[str | os.PathLike[str]]) -> list[Path]:

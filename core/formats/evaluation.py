@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import LensError
-from core.formats.bundle import atomic_write_text
+from core.io.atomic import atomic_write_text
 from core.masks.make import MASK_FORMAT, Mask, mask_from_json
 
 EVALUATION_FORMAT = "expert-calibration-lens/evaluation"

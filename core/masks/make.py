@@ -47,7 +47,8 @@ from core import __version__
 from core import metrics as m
 from core.engine import Profile, check_compatible
 from core.errors import LensError
-from core.formats.bundle import Bundle, atomic_write_text, load_bundle
+from core.formats.bundle import Bundle, load_bundle
+from core.io.atomic import atomic_write_text
 
 MASK_FORMAT = "expert-calibration-lens/mask"
 

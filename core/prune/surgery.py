@@ -36,6 +36,7 @@ from pathlib import Path
 
 from core import __version__
 from core.errors import LensError
+from core.io.atomic import atomic_write_text
 from core.io.safetensors import (
     OutTensor,
     Piece,
@@ -409,6 +410,4 @@ def _copy_support_files(source: Path, dest: Path) -> list[str]:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    from core.formats.bundle import atomic_write_text
-
     atomic_write_text(path, json.dumps(doc, indent=2) + "\n")

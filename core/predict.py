@@ -32,7 +32,7 @@ from core import metrics as m
 from core.engine import Profile
 from core.errors import LensError
 from core.formats.evaluation import Evaluation, MaskResult
-from core.masks.make import Mask
+from core.formats.mask import Mask
 
 #: Fewer points than this and a rank correlation means nothing (reported as null).
 MIN_POINTS = 3

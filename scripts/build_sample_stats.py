@@ -1011,7 +1011,9 @@ def evaluation_masks(bundles: dict, sets: Iterable[str], r: int, folder: Path) -
     the other criteria of its own bundle, ``coverage`` over all bundles and the
     calibration-free ``aimer`` of the checkpoint. Returns {set: [mask paths]}.
     """
-    from core.masks.make import make_mask, write_mask
+    from core.formats.mask import write_mask
+    from core.masks.make import make_mask
+    from core.prune.aimer import aimer_checkpoint_scores
 
     def written(stem: str, mask) -> Path:
         return write_mask(folder / f"{stem}.json", mask)
@@ -1019,7 +1021,7 @@ def evaluation_masks(bundles: dict, sets: Iterable[str], r: int, folder: Path) -
     mass = [written(f"{n}-mass", make_mask("mass", [b], r=r)) for n, b in bundles.items()]
     shared = [
         written("coverage", make_mask("coverage", list(bundles.values()), r=r)),
-        written("aimer", make_mask("aimer", model=str(MODEL_DIR), r=r)),
+        written("aimer", make_mask("aimer", aimer=aimer_checkpoint_scores(str(MODEL_DIR)), r=r)),
     ]
     out = {}
     for name in sets:

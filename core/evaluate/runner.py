@@ -35,7 +35,7 @@ from core.collect.batching import BatchPadder, backbone_of
 from core.collect.config import CollectConfig, CollectProgress
 from core.errors import LensError
 from core.formats.evaluation import Evaluation, MaskResult
-from core.masks.make import Mask, check_mask_fits, read_mask
+from core.formats.mask import Mask, check_mask_fits, read_mask
 
 #: Logit elements computed at once by the chunked LM head (512 MiB in float32).
 LOGITS_CHUNK_ELEMENTS = 2**27

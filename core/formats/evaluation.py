@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import LensError
+from core.formats.mask import MASK_FORMAT, Mask, mask_from_json
 from core.io.atomic import atomic_write_text
-from core.masks.make import MASK_FORMAT, Mask, mask_from_json
 
 EVALUATION_FORMAT = "expert-calibration-lens/evaluation"
 FORMAT_VERSION = 1

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from core import __version__
 from core.errors import LensError
+from core.formats.mask import Mask, check_mask_fits, read_mask
 from core.io.atomic import atomic_write_text
 from core.io.safetensors import (
     OutTensor,
@@ -46,7 +47,6 @@ from core.io.safetensors import (
     rows_pieces,
     write_safetensors,
 )
-from core.masks.make import Mask, check_mask_fits, read_mask
 from core.prune.checkpoint import COPIED_FILES, Checkpoint, MoeLayer
 from core.prune.families import EXPERT_COUNT_KEYS, TOP_K_KEY, Family, family_for
 

@@ -28,7 +28,7 @@ from core.formats.evaluation import (
     read_evaluation,
     write_evaluation,
 )
-from core.masks.make import MASK_FORMAT, read_mask
+from core.formats.mask import MASK_FORMAT, read_mask
 from core.predict import PredictionReport, predict_vs_actual
 from lens_tui.commands.options import model_and_text_options, model_and_text_settings
 from lens_tui.prediction_plot import point_mark, prediction_text, rho_text

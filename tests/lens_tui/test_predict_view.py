@@ -13,7 +13,7 @@ from textual.widgets import DataTable
 from core.engine import Profile
 from core.formats.bundle import load_bundle
 from core.formats.evaluation import Evaluation, MaskResult, write_evaluation
-from core.masks.make import Mask, write_mask
+from core.formats.mask import Mask, write_mask
 from core.predict import predict_vs_actual
 from lens_tui.app import build_app
 from lens_tui.prediction_plot import rho_text

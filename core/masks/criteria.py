@@ -1,12 +1,8 @@
 """Pruning criteria (SPEC section 5): scores ``[L, E]`` of experts as functions of bundles.
 
-A criterion turns statistics into a preference over experts. Every criterion
-gives two orders (best first): one per layer (``[L, E]``) for a uniform budget
-of r experts per layer, and one over all (layer, expert) pairs for a global
-budget of R experts in total. Score criteria derive both orders from one score
-array (ties go to the lower expert id, and across layers to the lower layer);
-``coverage`` builds them by round-robin over several bundles' own ``mass``
-rankings.
+A criterion turns statistics into a score per expert (higher kept), from
+which :mod:`core.masks.selection` derives its preference orders; ``coverage``
+has no single score and is built there by round-robin.
 
 | criterion | score of expert e in layer l (pooled over all samples of all bundles) |
 |---|---|
@@ -20,13 +16,6 @@ rankings.
 | reap | Σ reap_sum / Σ topk_count (0 if never routed) |
 | aimer | −mean|θ_e| / sqrt(mean θ_e²) over the expert's weights (``--model``, no data) |
 | coverage | round-robin over each bundle's mass ranking, each bundle's best not yet kept |
-
-A global budget keeps R experts in total: first every layer's best ``floor``
-experts (``floor`` = the model's top-k, so each layer can still route), then
-the best remaining (layer, expert) pairs by the global order. Scores are
-compared across layers as they are (``mass``, ``frequency`` and ``gate`` are
-per-token shares that sum to the same total in every layer; activation-based
-scores are larger where activations are).
 
 numpy only. ``aimer`` scores need the checkpoint's weights, not bundles: the
 caller computes them with :mod:`core.prune.aimer` and passes them in as

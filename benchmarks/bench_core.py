@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.bundle import bundle_metadata, write_bundle  # noqa: E402
+from core.formats.bundle import bundle_metadata, write_bundle  # noqa: E402
 
 L, E, TOP_K = 36, 128, 4
 
@@ -60,10 +60,10 @@ def make(path: Path, n: int, seed: int, energy: bool) -> None:
 STAGES = {
     "floor": """
 import json, numpy as np
-from core.bundle import _read_safetensors
+from core.io.safetensors import map_safetensors
 def run(paths):
     for p in paths:
-        _, t = _read_safetensors(__import__('pathlib').Path(p))
+        _, t = map_safetensors(__import__('pathlib').Path(p))
         np.add.reduce(t['prob_sum'], axis=0, dtype=np.float64)
 """,
     "compare": """

@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.prune.safetensors_io import OutTensor, Piece, write_safetensors  # noqa: E402
+from core.io.safetensors import OutTensor, Piece, write_safetensors  # noqa: E402
 
 
 def _tensor(name: str, shape: tuple[int, ...], rng: np.random.Generator) -> OutTensor:

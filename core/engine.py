@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from core import metrics as m
-from core.bundle import Bundle, load_bundle
 from core.errors import LensError
+from core.formats.bundle import Bundle, load_bundle
 
 
 @dataclass(eq=False)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.bundle import OPTIONAL_TENSORS, Bundle, bundle_metadata, load_bundle, write_bundle
 from core.errors import LensError
+from core.formats.bundle import OPTIONAL_TENSORS, Bundle, bundle_metadata, load_bundle, write_bundle
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ import numpy as np
 from core import metrics as m
 from core.engine import Profile
 from core.errors import LensError
-from core.evaluate.results import Evaluation, MaskResult
-from core.masks import Mask
+from core.formats.evaluation import Evaluation, MaskResult
+from core.formats.mask import Mask
 
 #: Fewer points than this and a rank correlation means nothing (reported as null).
 MIN_POINTS = 3

@@ -21,10 +21,10 @@ from textual.widget import Widget
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from core import metrics as m
-from core.bundle import find_bundles
 from core.engine import Profile, compare
 from core.errors import LensError
-from core.evaluate.results import Evaluation, evaluation_files, read_evaluation
+from core.formats.bundle import find_bundles
+from core.formats.evaluation import Evaluation, evaluation_files, read_evaluation
 from lens_tui.messages import BundleCollected, LayerPicked
 from lens_tui.views.ablation import AblationView
 from lens_tui.views.collect import CollectView

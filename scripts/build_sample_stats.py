@@ -831,7 +831,7 @@ def summarise(folder: Path, r: int) -> dict:
     from core import engine
     from core import metrics as m
     from core.ablation import ablate
-    from core.bundle import find_bundles
+    from core.formats.bundle import find_bundles
 
     profiles = [engine.Profile.load(p) for p in find_bundles([folder])]
     order = {name: i for i, name in enumerate(CALIBRATION_SETS)}
@@ -1011,7 +1011,9 @@ def evaluation_masks(bundles: dict, sets: Iterable[str], r: int, folder: Path) -
     the other criteria of its own bundle, ``coverage`` over all bundles and the
     calibration-free ``aimer`` of the checkpoint. Returns {set: [mask paths]}.
     """
-    from core.masks import make_mask, write_mask
+    from core.formats.mask import write_mask
+    from core.masks.make import make_mask
+    from core.prune.aimer import aimer_checkpoint_scores
 
     def written(stem: str, mask) -> Path:
         return write_mask(folder / f"{stem}.json", mask)
@@ -1019,7 +1021,7 @@ def evaluation_masks(bundles: dict, sets: Iterable[str], r: int, folder: Path) -
     mass = [written(f"{n}-mass", make_mask("mass", [b], r=r)) for n, b in bundles.items()]
     shared = [
         written("coverage", make_mask("coverage", list(bundles.values()), r=r)),
-        written("aimer", make_mask("aimer", model=str(MODEL_DIR), r=r)),
+        written("aimer", make_mask("aimer", aimer=aimer_checkpoint_scores(str(MODEL_DIR)), r=r)),
     ]
     out = {}
     for name in sets:
@@ -1043,7 +1045,7 @@ def evaluate_one(
     """Evaluate masks through the project's own pipeline (``run_evaluation``) and write the
     result with ``write_evaluation``: exactly what ``lens evaluate --out`` does."""
     from core.evaluate import runner
-    from core.evaluate.results import write_evaluation
+    from core.formats.evaluation import write_evaluation
 
     config = _eval_config(
         model, data, masks, max_length, batch_size, command=command, extra=dict(extra or {})
@@ -1116,7 +1118,7 @@ def _most_mass_half(report) -> list[str]:
 def prediction_summary(eval_paths: list[Path], bundle_paths: list[Path]) -> dict:
     """``core.predict`` on the written evaluations: per set, pooled, and the mass masks alone."""
     from core.engine import Profile
-    from core.evaluate.results import read_evaluation
+    from core.formats.evaluation import read_evaluation
     from core.predict import matching_profile, predict_vs_actual
 
     profiles = [Profile.load(p) for p in bundle_paths]
@@ -1211,7 +1213,7 @@ def print_evaluation(section: dict) -> None:
 
 
 def stage_evaluate(args: argparse.Namespace) -> None:
-    from core.bundle import load_bundle
+    from core.formats.bundle import load_bundle
 
     bundle_paths = [OUT_DIR / f"{n}.safetensors" for n in CALIBRATION_SETS]
     bundle_paths = [p for p in bundle_paths if p.exists()]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.bundle import bundle_metadata, write_bundle
+from core.formats.bundle import bundle_metadata, write_bundle
 
 
 def make_bundle(

@@ -22,14 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.bundle import (
-    BundleError,
-    atomic_write_bytes,
-    atomic_write_text,
-    read_safetensors,
-    write_bundle_streaming,
-)
 from core.errors import LensError
+from core.formats.bundle import BundleError, write_bundle_streaming
+from core.io.atomic import atomic_write_bytes, atomic_write_text
+from core.io.safetensors import read_safetensors
 
 RUN_FILE = "run.json"
 CHUNK_GLOB = "chunk-*.safetensors"

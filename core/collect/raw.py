@@ -19,16 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from core.bundle import (
+from core.errors import LensError
+from core.formats.bundle import (
     OPTIONAL_TENSORS,
     REQUIRED_METADATA,
     BundleError,
-    bfloat16_to_float32,
     bundle_metadata,
-    read_safetensors,
     write_bundle,
 )
-from core.errors import LensError
+from core.io.atomic import atomic_write_bytes
+from core.io.safetensors import bfloat16_to_float32, read_safetensors
 
 SHARD_PATTERN = re.compile(r"^layer(\d+)_shard(\d+)\.(safetensors|pt)$")
 
@@ -66,8 +66,6 @@ def write_raw_shard(
     """One layer's record for one batch; ``routing_probs`` is a bfloat16 torch tensor."""
     import torch
     from safetensors.torch import save
-
-    from core.bundle import atomic_write_bytes
 
     tensors = {
         "example_ids": torch.from_numpy(np.ascontiguousarray(example_ids, dtype=np.int64)),

@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 
 from core import __version__
-from core.bundle import OPTIONAL_TENSORS, BundleError, bundle_metadata, load_bundle
 from core.collect.batching import BatchPadder, backbone_of
 from core.collect.config import CollectConfig, CollectionCancelled, CollectProgress, parse_shard
 from core.collect.data import Sample, load_samples, samples_digest
@@ -43,6 +42,7 @@ from core.collect.distributed import Coordinator, Ranks, ranks_from_env
 from core.collect.loading import ModelCache
 from core.collect.partial import PartialRun
 from core.errors import LensError
+from core.formats.bundle import OPTIONAL_TENSORS, BundleError, bundle_metadata, load_bundle
 
 __all__ = [
     "CollectConfig",

@@ -34,8 +34,8 @@ from core import __version__
 from core.collect.batching import BatchPadder, backbone_of
 from core.collect.config import CollectConfig, CollectProgress
 from core.errors import LensError
-from core.evaluate.results import Evaluation, MaskResult
-from core.masks import Mask, check_mask_fits, read_mask
+from core.formats.evaluation import Evaluation, MaskResult
+from core.formats.mask import Mask, check_mask_fits, read_mask
 
 #: Logit elements computed at once by the chunked LM head (512 MiB in float32).
 LOGITS_CHUNK_ELEMENTS = 2**27
@@ -311,7 +311,7 @@ def _run_harness(
 
 
 def _unique(names: list[str]) -> list[str]:
-    from core.masks_compare import unique_names
+    from core.masks.compare import unique_names
 
     return unique_names(names)
 

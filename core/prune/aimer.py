@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import LensError
-from core.prune.checkpoint import Checkpoint, MoeLayer
-from core.prune.safetensors_io import COPY_CHUNK, TensorEntry
+from core.io.safetensors import COPY_CHUNK, TensorEntry
+from core.masks.criteria import AimerScores
+from core.prune.checkpoint import Checkpoint, MoeLayer, read_config
 
 #: The 16 FP4 (e2m1) values of MXFP4, indexed by nibble (as in GPT-OSS and transformers).
 FP4_VALUES = np.array(
@@ -59,6 +60,18 @@ def aimer_scores(model: str | Path | Checkpoint) -> AimerResult:
         ratio = (abs_sum / count) / np.sqrt(sq_sum / count)
     ratio = np.where(sq_sum > 0, ratio, 1.0)  # an all-zero expert is pruned first
     return AimerResult(scores=-ratio, ratio=ratio, weights=names)
+
+
+def aimer_checkpoint_scores(model: str | Path) -> AimerScores:
+    """What the ``aimer`` mask criterion needs of a checkpoint: its scores, name and top-k.
+
+    Masks (:mod:`core.masks`) never read weights; the CLI and scripts call this
+    and pass the result to :func:`core.masks.make.make_mask`.
+    """
+    scores = aimer_scores(model).scores
+    top_k = read_config(model).get("num_experts_per_tok")
+    valid = isinstance(top_k, int) and not isinstance(top_k, bool)
+    return AimerScores(model=str(model), scores=scores, top_k=top_k if valid else None)
 
 
 def _accumulate_layer(

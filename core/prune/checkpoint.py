@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import LensError
+from core.io.safetensors import SafetensorsHeader, TensorEntry, read_header
 from core.prune.families import EXPERT_COUNT_KEYS, TOP_K_KEY
-from core.prune.safetensors_io import ShardHeader, TensorEntry, read_header
 
 _BLOCK = r"(?P<prefix>(?:.+\.)?layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe))"
 ROUTER_RE = re.compile(
@@ -64,7 +64,7 @@ class MoeLayer:
 class Checkpoint:
     folder: Path
     config: dict
-    shards: list[ShardHeader]
+    shards: list[SafetensorsHeader]
     has_index: bool
     layers: list[MoeLayer]  # MoE layers in order: mask layer l is layers[l]
     num_experts: int
@@ -140,7 +140,7 @@ def read_config(model: str | Path) -> dict:
     return config
 
 
-def _read_shards(folder: Path) -> tuple[list[ShardHeader], bool]:
+def _read_shards(folder: Path) -> tuple[list[SafetensorsHeader], bool]:
     index = folder / "model.safetensors.index.json"
     if index.exists():
         try:
@@ -176,7 +176,9 @@ def _read_shards(folder: Path) -> tuple[list[ShardHeader], bool]:
 # --------------------------------------------------------------------------- the MoE layers
 
 
-def _index(folder: Path, config: dict, shards: list[ShardHeader], has_index: bool) -> Checkpoint:
+def _index(
+    folder: Path, config: dict, shards: list[SafetensorsHeader], has_index: bool
+) -> Checkpoint:
     tensors: dict[str, TensorEntry] = {}
     for shard in shards:
         for name, entry in shard.tensors.items():

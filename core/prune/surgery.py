@@ -9,7 +9,7 @@ becomes the number kept; everything else (attention, embeddings, shared
 experts, the tokenizer, the generation config) is copied unchanged.
 
 Weights are processed shard by shard and tensor by tensor as byte ranges
-(:mod:`core.prune.safetensors_io`): no tensor is decoded and memory stays at
+(:mod:`core.io.safetensors`): no tensor is decoded and memory stays at
 one copy buffer whatever the checkpoint's size. Each output shard is written
 atomically, and the whole folder appears under its final name only when
 complete.
@@ -36,10 +36,9 @@ from pathlib import Path
 
 from core import __version__
 from core.errors import LensError
-from core.masks import Mask, check_mask_fits, read_mask
-from core.prune.checkpoint import COPIED_FILES, Checkpoint, MoeLayer
-from core.prune.families import EXPERT_COUNT_KEYS, TOP_K_KEY, Family, family_for
-from core.prune.safetensors_io import (
+from core.formats.mask import Mask, check_mask_fits, read_mask
+from core.io.atomic import atomic_write_text
+from core.io.safetensors import (
     OutTensor,
     Piece,
     TensorEntry,
@@ -48,6 +47,8 @@ from core.prune.safetensors_io import (
     rows_pieces,
     write_safetensors,
 )
+from core.prune.checkpoint import COPIED_FILES, Checkpoint, MoeLayer
+from core.prune.families import EXPERT_COUNT_KEYS, TOP_K_KEY, Family, family_for
 
 #: The most negative finite value of each float dtype, little-endian: the router bias of padding.
 _MOST_NEGATIVE = {
@@ -409,6 +410,4 @@ def _copy_support_files(source: Path, dest: Path) -> list[str]:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    from core.bundle import atomic_write_text
-
     atomic_write_text(path, json.dumps(doc, indent=2) + "\n")

@@ -13,8 +13,8 @@ import click
 
 from core import metrics as m
 from core.ablation import DEFAULT_CONVERGENCE, ablate
-from core.bundle import find_bundles
 from core.engine import Profile, compare, stats, verdict
+from core.formats.bundle import find_bundles
 from core.matrix import matrix
 from lens_tui import render
 

@@ -265,7 +265,7 @@ def _targets(
 
 def _summary(path: Path, seconds: float) -> str:
     """One line about the finished bundle."""
-    from core.bundle import load_bundle
+    from core.formats.bundle import load_bundle
 
     bundle = load_bundle(path)
     size = path.stat().st_size / 2**20

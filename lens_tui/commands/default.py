@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.bundle import find_bundles
+from core.formats.bundle import find_bundles
 
 
 def default_sample_dir() -> Path:

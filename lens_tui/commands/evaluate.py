@@ -19,16 +19,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from core.bundle import find_bundles, load_bundle
 from core.engine import Profile
 from core.errors import LensError
-from core.evaluate.results import (
+from core.formats.bundle import find_bundles, load_bundle
+from core.formats.evaluation import (
     Evaluation,
     evaluation_files,
     read_evaluation,
     write_evaluation,
 )
-from core.masks import MASK_FORMAT, read_mask
+from core.formats.mask import MASK_FORMAT, read_mask
 from core.predict import PredictionReport, predict_vs_actual
 from lens_tui.commands.options import model_and_text_options, model_and_text_settings
 from lens_tui.prediction_plot import point_mark, prediction_text, rho_text

@@ -9,10 +9,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from core.bundle import find_bundles, load_bundle
 from core.errors import LensError
-from core.masks import CRITERIA, make_mask, read_mask, retained_mass_by_source, write_mask
-from core.masks_compare import MasksComparison, compare_masks, masks_for_criteria
+from core.formats.bundle import find_bundles, load_bundle
+from core.formats.mask import read_mask, write_mask
+from core.masks.compare import MasksComparison, compare_masks, masks_for_criteria
+from core.masks.criteria import CRITERIA, AimerScores
+from core.masks.make import make_mask, retained_mass_by_source
+from core.prune.aimer import aimer_checkpoint_scores
 
 BUNDLE = click.Path(path_type=Path)  # existence is checked by the loaders, with a clean message
 
@@ -31,6 +34,15 @@ model_option = click.option(
     default=None,
     help="Checkpoint folder or hub id, for the calibration-free 'aimer' criterion.",
 )
+
+
+def _aimer_scores(model: str | None, wanted: bool) -> AimerScores | None:
+    """The checkpoint's AIMER scores when the 'aimer' criterion is wanted and --model given.
+
+    Masks receive the scores; reading the weights is pruning's job (core.prune.aimer).
+    Without --model, make_mask says that 'aimer' needs it.
+    """
+    return aimer_checkpoint_scores(model) if wanted and model is not None else None
 
 
 def _criteria_help() -> str:
@@ -101,7 +113,7 @@ def mask_command(
         loaded,
         r=r,
         budget=budget,
-        model=model,
+        aimer=_aimer_scores(model, criterion == "aimer" and not loaded),
         min_per_layer=min_per_layer,
         groups=groups,
     )
@@ -178,7 +190,8 @@ def masks_compare_command(
         unknown = [c for c in names if c not in CRITERIA]
         if unknown:
             raise LensError(f"unknown criterion {unknown[0]!r} (choose from {', '.join(CRITERIA)})")
-        masks += masks_for_criteria(names, bundles, r=r, budget=budget, model=model)
+        aimer = _aimer_scores(model, "aimer" in names)
+        masks += masks_for_criteria(names, bundles, r=r, budget=budget, aimer=aimer)
     elif r is not None or budget is not None:
         raise LensError("--r and --budget only apply with --criteria")
     result = compare_masks(masks, bundles)

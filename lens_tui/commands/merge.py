@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from core.bundle import find_bundles
+from core.formats.bundle import find_bundles
 from core.merge import merge_bundles
 
 

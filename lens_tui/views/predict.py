@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Static
 
 from core.engine import Profile
 from core.errors import LensError
-from core.evaluate.results import Evaluation
+from core.formats.evaluation import Evaluation
 from core.predict import PredictionReport, matching_profile, predict_vs_actual
 from lens_tui.prediction_plot import draw_prediction, point_mark, rho_text
 from lens_tui.widgets.plots import ResultPlot

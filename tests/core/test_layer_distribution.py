@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.bundle import load_bundle
 from core.engine import Profile, layer_distribution
 from core.errors import LensError
+from core.formats.bundle import load_bundle
 from tests.conftest import make_bundle
 from tests.core import reference as ref
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.bundle import bundle_metadata, load_bundle, write_bundle
 from core.errors import LensError
+from core.formats.bundle import bundle_metadata, load_bundle, write_bundle
 from core.merge import merge_bundles
 from tests.conftest import make_bundle
 

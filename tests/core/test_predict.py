@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.bundle import load_bundle
 from core.engine import Profile
 from core.errors import LensError
-from core.evaluate.results import (
+from core.formats.bundle import load_bundle
+from core.formats.evaluation import (
     Evaluation,
     MaskResult,
     read_evaluation,
     write_evaluation,
 )
-from core.masks import Mask
+from core.masks.make import Mask
 from core.predict import average_ranks, own_proxy_mask, predict_vs_actual, spearman
 
 # --------------------------------------------------------------------------- ranks

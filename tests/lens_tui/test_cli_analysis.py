@@ -24,7 +24,7 @@ def bundles(tmp_path_factory):
 
 
 def _naive_p(path: Path):
-    from core.bundle import load_bundle
+    from core.formats.bundle import load_bundle
 
     bundle = load_bundle(path)
     return ref.signature(
@@ -130,7 +130,7 @@ def test_errors_are_one_clean_line(bundles, tmp_path):
 def test_zero_tokens_and_no_samples_are_clean_errors(tmp_path):
     from safetensors.numpy import save_file
 
-    from core.bundle import bundle_metadata
+    from core.formats.bundle import bundle_metadata
 
     meta = bundle_metadata(model="m", dataset="d", num_layers=1, num_experts=2, top_k=1)
     zero = tmp_path / "zero.safetensors"
@@ -166,7 +166,7 @@ def test_version_and_help():
 
 def test_import_core_stays_light():
     code = (
-        "import sys, core, core.bundle, core.engine, core.ablation, core.matrix, lens_tui.cli;"
+        "import sys, core, core.formats.bundle, core.engine, core.ablation, core.matrix, lens_tui.cli;"
         "heavy = sorted(m for m in ('torch', 'transformers', 'textual') if m in sys.modules);"
         "print(','.join(heavy))"
     )

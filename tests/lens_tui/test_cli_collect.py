@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from core.bundle import load_bundle  # noqa: E402
 from core.collect.partial import partial_dir  # noqa: E402
+from core.formats.bundle import load_bundle  # noqa: E402
 from tests.lens_tui.cli_helpers import assert_clean_error, lens  # noqa: E402
 from tests.tiny_models import build_tiny_model, build_tokenizer  # noqa: E402
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.bundle import load_bundle
+from core.formats.bundle import load_bundle
 from tests.conftest import make_bundle
-from tests.core.test_masks import full_stats, naive_score, naive_top
+from tests.core.masks.test_make import full_stats, naive_score, naive_top
 from tests.lens_tui.test_cli_analysis import lens
 
 
@@ -144,6 +144,36 @@ def test_aimer_mask_then_prune_end_to_end(tiny_gpt_oss, tmp_path):
     assert report["num_experts_before"] == 8 and report["num_experts_after"] == 3
     assert json.loads((pruned / "config.json").read_text())["num_local_experts"] == 3
     assert (pruned / "tokenizer.json").exists()
+
+
+def test_masks_compare_builds_the_aimer_mask_from_the_checkpoint(tiny_gpt_oss, tmp_path):
+    direct = tmp_path / "aimer.json"
+    assert (
+        lens("mask", "-c", "aimer", "--model", tiny_gpt_oss, "--r", "3", "-o", direct).returncode
+        == 0
+    )
+    out = lens(
+        "masks-compare",
+        direct,
+        "--criteria",
+        "aimer",
+        "--model",
+        tiny_gpt_oss,
+        "--r",
+        "3",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert [m["criterion"] for m in doc["masks"]] == ["aimer", "aimer"]
+    assert doc["jaccard"]["mean"][0][1] == 1.0  # the same mask both ways
+    assert doc["masks"][1]["model"] == str(tiny_gpt_oss)
+
+
+def test_aimer_without_model_is_one_line(tmp_path):
+    out = lens("mask", "-c", "aimer", "--r", "3", "-o", tmp_path / "m.json")
+    assert_one_line_error(out, "criterion 'aimer' reads the checkpoint's weights: pass --model")
+    assert not (tmp_path / "m.json").exists()
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from textual.widgets import DataTable
 
-from core.bundle import load_bundle
 from core.engine import Profile
-from core.evaluate.results import Evaluation, MaskResult, write_evaluation
-from core.masks import Mask, write_mask
+from core.formats.bundle import load_bundle
+from core.formats.evaluation import Evaluation, MaskResult, write_evaluation
+from core.formats.mask import Mask, write_mask
 from core.predict import predict_vs_actual
 from lens_tui.app import build_app
 from lens_tui.prediction_plot import rho_text
@@ -84,7 +84,7 @@ async def test_predict_view_shows_core_predict_for_the_loaded_bundles(tmp_path):
         await pilot.pause()
         assert not [s for s in seen if s[0] == "error"], seen
         view = app.query_one("#predict-view", PredictView)
-        from core.evaluate.results import read_evaluation
+        from core.formats.evaluation import read_evaluation
 
         expected = predict_vs_actual(
             [read_evaluation(paths["eval"])],

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.bundle import REQUIRED_METADATA, load_bundle, validate
+from core.formats.bundle import REQUIRED_METADATA, load_bundle, validate
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_stats"
@@ -223,7 +223,7 @@ def test_script_evaluates_through_run_evaluation(monkeypatch, tmp_path):
     """evaluate_one hands everything to run_evaluation and writes its result with
     write_evaluation: the shipped results come from what ``lens evaluate`` runs."""
     from core.evaluate import runner
-    from core.evaluate.results import read_evaluation
+    from core.formats.evaluation import read_evaluation
 
     calls = []
     shipped = read_evaluation(EVALUATIONS[0])
@@ -254,7 +254,7 @@ def test_script_evaluates_through_run_evaluation(monkeypatch, tmp_path):
 def test_script_split_halves_evaluate_through_run_evaluation(monkeypatch, tmp_path):
     from core.engine import Profile
     from core.evaluate import runner
-    from core.evaluate.results import read_evaluation
+    from core.formats.evaluation import read_evaluation
 
     script = _script()
     monkeypatch.setattr(script, "EVAL_DIR", tmp_path)
@@ -326,7 +326,7 @@ def _spearman(x, y):
 
 def test_shipped_evaluations_load_and_pair_with_the_shipped_bundles():
     from core.engine import Profile
-    from core.evaluate.results import evaluation_files, read_evaluation
+    from core.formats.evaluation import evaluation_files, read_evaluation
     from core.predict import matching_profile
 
     assert {p.stem for p in EVALUATIONS} >= {"eval_wiki_en", "eval_code_python"}
@@ -354,7 +354,7 @@ def test_shipped_evaluations_load_and_pair_with_the_shipped_bundles():
 
 @pytest.mark.parametrize("path", EVALUATIONS, ids=[p.stem for p in EVALUATIONS])
 def test_shipped_evaluation_numbers_are_consistent(path):
-    from core.evaluate.results import read_evaluation
+    from core.formats.evaluation import read_evaluation
 
     evaluation = read_evaluation(path)
     base = evaluation.baseline
@@ -384,7 +384,7 @@ def test_shipped_evaluation_numbers_are_consistent(path):
 
 def test_summary_evaluation_matches_the_shipped_results():
     """The rank correlations in summary.json, recomputed here from the shipped files."""
-    from core.evaluate.results import read_evaluation
+    from core.formats.evaluation import read_evaluation
 
     section = json.loads((SAMPLES / "summary.json").read_text())["evaluation"]
     evaluations = [read_evaluation(p) for p in EVALUATIONS]

@@ -13,10 +13,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from core.bundle import load_bundle
 from core.collect.capture import RouterCapture
 from core.collect.families import find_moe_layers
 from core.collect.runner import CollectConfig, run_collection
+from core.formats.bundle import load_bundle
 from tests.core.collect.conftest import TEXTS
 from tests.core.collect.reference import per_sample_reference
 from tests.tiny_models import EXTRA_FAMILIES, FAMILIES

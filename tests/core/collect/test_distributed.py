@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.bundle import load_bundle
 from core.collect.partial import partial_dir
 from core.collect.runner import CollectConfig, run_collection
+from core.formats.bundle import load_bundle
 from core.merge import merge_bundles
 from tests.core.collect.conftest import TEXTS
 from tests.lens_tui.cli_helpers import ROOT

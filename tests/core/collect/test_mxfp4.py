@@ -6,8 +6,8 @@ import warnings
 
 import numpy as np
 
-from core.bundle import load_bundle
 from core.collect.runner import CollectConfig, run_collection
+from core.formats.bundle import load_bundle
 from tests.tiny_models import build_tiny_mxfp4_gpt_oss
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.bundle import load_bundle
 from core.collect.raw import index_raw, list_shards
 from core.collect.runner import CollectConfig, run_collection
 from core.errors import LensError
+from core.formats.bundle import load_bundle
 
 
 def test_keep_raw_then_index_rebuilds_the_bundle(tiny_model, text_file, tmp_path):

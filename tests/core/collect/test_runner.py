@@ -12,10 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from core.bundle import OPTIONAL_TENSORS, load_bundle
 from core.collect.partial import partial_dir
 from core.collect.runner import CollectConfig, CollectionCancelled, run_collection
 from core.errors import LensError
+from core.formats.bundle import OPTIONAL_TENSORS, load_bundle
 from tests.core.collect.conftest import TEXTS
 from tests.lens_tui.cli_helpers import ROOT
 

@@ -11,12 +11,13 @@ import pytest
 import torch
 import transformers
 
-from core.bundle import load_bundle
 from core.collect.config import CollectConfig
 from core.collect.runner import run_collection
 from core.errors import LensError
 from core.evaluate.runner import EvaluateConfig, EvaluationCancelled, run_evaluation
-from core.masks import Mask, make_mask
+from core.formats.bundle import load_bundle
+from core.formats.mask import Mask, write_mask
+from core.masks.make import make_mask
 from core.prune.surgery import prune_checkpoint
 from tests.core.evaluate.conftest import TEXTS
 
@@ -120,8 +121,6 @@ def test_trained_model_in_memory_mask_equals_lens_prune(trained, tmp_path):
 
     folder = trained["model"]
     mask_path = tmp_path / "mask.json"
-    from core.masks import write_mask
-
     write_mask(mask_path, mask_of(folder, [[0, 3, 6], [1, 2, 4, 7]]))
     done = lens("prune", "--model", folder, "--mask", mask_path, "--out", tmp_path / "pruned")
     assert done.returncode == 0, done.stderr

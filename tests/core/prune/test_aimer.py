@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from core.errors import LensError
-from core.masks import make_mask
-from core.prune.aimer import aimer_scores
-from core.prune.safetensors_io import OutTensor, fill_piece, write_safetensors
+from core.formats.mask import Mask
+from core.io.safetensors import OutTensor, fill_piece, write_safetensors
+from core.masks.make import make_mask
+from core.prune.aimer import aimer_checkpoint_scores, aimer_scores
+from core.prune.surgery import prune_checkpoint
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -54,7 +56,7 @@ def test_aimer_matches_a_direct_computation(tiny_model, family, dtype, shards):
 
 def test_aimer_mask_keeps_the_highest_scores(tiny_model, tmp_path):
     folder = tiny_model("mixtral")
-    mask = make_mask("aimer", model=str(folder), r=3)
+    mask = make_mask("aimer", aimer=aimer_checkpoint_scores(str(folder)), r=3)
     expected = direct_scores(folder)
     for layer, kept in enumerate(mask.layers):
         best = sorted(range(8), key=lambda e: (-expected[layer, e], e))[:3]
@@ -147,9 +149,6 @@ def test_aimer_refuses_fp8_weights(tmp_path):
 
 def test_mxfp4_checkpoint_prunes_blocks_scales_and_biases_by_expert(tmp_path):
     from safetensors.numpy import load_file
-
-    from core.masks import Mask
-    from core.prune.surgery import prune_checkpoint
 
     tensors = _mxfp4_checkpoint(tmp_path / "mx", np.random.default_rng(1))
     mask = Mask(model="mx", num_experts=4, criterion="t", sources=[], layers=[[1, 3]])

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from core.errors import LensError
-from core.masks import Mask
+from core.formats.mask import Mask
+from core.masks.make import make_mask as mask_from
+from core.prune.aimer import aimer_checkpoint_scores
 from core.prune.surgery import model_identity, prune_checkpoint
 
 torch = pytest.importorskip("torch")
@@ -332,10 +334,8 @@ def test_progress_reaches_the_total_and_cancel_leaves_nothing(tiny_model, tmp_pa
 
 
 def test_deepseek_aimer_mask_with_groups_prunes_to_the_same_routing(tiny_model, tmp_path):
-    from core.masks import make_mask as mask_from
-
     source = tiny_model("deepseek_v3")
-    mask = mask_from("aimer", model=str(source), r=4, groups=2)
+    mask = mask_from("aimer", aimer=aimer_checkpoint_scores(str(source)), r=4, groups=2)
     prune_checkpoint(source, mask, tmp_path / "p")
     pruned, info = load(tmp_path / "p")
     assert not info["missing_keys"] and not info["unexpected_keys"]

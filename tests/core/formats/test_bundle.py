@@ -1,4 +1,4 @@
-"""Bundle I/O: round trip, memory mapping, validation, atomic writes, legacy .pt files."""
+"""Bundle I/O: round trip, memory mapping, validation, atomic writes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.bundle import FORMAT, bundle_metadata, find_bundles, load_bundle, write_bundle
 from core.errors import BundleError
+from core.formats.bundle import FORMAT, bundle_metadata, find_bundles, load_bundle, write_bundle
 from tests.conftest import make_bundle
 
 
@@ -172,58 +172,3 @@ def test_find_bundles_expands_folders(tmp_path):
     make_bundle(tmp_path / "a.safetensors")
     (tmp_path / "notes.txt").write_text("x")
     assert [p.name for p in find_bundles([tmp_path])] == ["a.safetensors", "b.safetensors"]
-
-
-# --------------------------------------------------------------------------- legacy .pt
-
-torch = pytest.importorskip("torch")
-
-
-def test_legacy_pt_loads_weights_only(tmp_path):
-    rng = np.random.default_rng(0)
-    prob = rng.random((4, 3, 6)).astype(np.float32)
-    path = tmp_path / "derived_stats.pt"
-    torch.save(
-        {
-            "prob_sum": torch.from_numpy(prob),
-            "token_count": torch.tensor([3, 4, 5, 6]),
-            "energy_sum": torch.from_numpy(prob * 2),
-        },
-        path,
-    )
-    bundle = load_bundle(path)
-    assert (bundle.num_samples, bundle.num_layers, bundle.num_experts) == (4, 3, 6)
-    np.testing.assert_array_equal(bundle.prob_sum, prob)
-    np.testing.assert_array_equal(bundle.example_ids, np.arange(4))
-    np.testing.assert_array_equal(bundle.get("energy_sum"), prob * 2)
-    assert bundle.top_k is None
-
-
-class _Evil:
-    """Unpickling this would create a file: proof that code ran."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (Path(self.marker),))
-
-
-def test_legacy_pt_needing_full_unpickle_is_refused_and_never_runs(tmp_path):
-    marker = tmp_path / "pwned"
-    path = tmp_path / "derived_stats.pt"
-    torch.save(
-        {"prob_sum": torch.ones(2, 2, 2), "token_count": torch.ones(2), "x": _Evil(str(marker))},
-        path,
-    )
-    assert not marker.exists()
-    with pytest.raises(BundleError, match="refused"):
-        load_bundle(path)
-    assert not marker.exists()
-
-
-def test_legacy_pt_garbage(tmp_path):
-    path = tmp_path / "derived_stats.pt"
-    path.write_bytes(b"garbage" * 20)
-    with pytest.raises(BundleError, match="not a readable torch file|refused"):
-        load_bundle(path)

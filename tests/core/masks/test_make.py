@@ -10,21 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.bundle import load_bundle
 from core.errors import LensError
-from core.masks import (
-    CRITERIA,
-    MASK_FORMAT,
-    Mask,
-    check_mask_fits,
-    make_mask,
-    read_mask,
-    write_mask,
-)
+from core.formats.bundle import load_bundle
+from core.formats.mask import MASK_FORMAT, read_mask, write_mask
+from core.masks.criteria import CRITERIA, AimerScores
+from core.masks.make import make_mask
 from tests.conftest import make_bundle
 from tests.core import reference as ref
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 L, E, K = 3, 8, 2
 STATS = ("topk_count", "weight_sum", "act_norm_sum", "act_sqnorm_sum", "reap_sum")
 
@@ -323,66 +317,6 @@ def test_mask_file_round_trip_has_exactly_the_spec_keys(bundles, tmp_path):
     assert back.sources == mask.sources and back.path == path
 
 
-def _doc(**changes):
-    doc = {
-        "format": MASK_FORMAT,
-        "model": "m",
-        "num_experts": 4,
-        "criterion": "mass",
-        "sources": [],
-        "layers": [[0, 1], [2, 3]],
-    }
-    doc.update(changes)
-    return doc
-
-
-@pytest.mark.parametrize(
-    "changes,message",
-    [
-        ({"layers": [[0, 4], [1, 2]]}, "layer 0 names expert 4, outside 0..3"),
-        ({"layers": [[0, 1], [2, 2]]}, "layer 1 lists expert 2 more than once"),
-        ({"layers": [[0, 1], []]}, "layer 1 keeps no experts"),
-        ({"layers": [[0, "1"]]}, "layer 0 must be a list of integer expert ids"),
-        ({"format": "other"}, "not a mask file"),
-        ({"num_experts": 0}, "num_experts must be a positive integer"),
-    ],
-)
-def test_bad_mask_files_are_refused_with_one_line(tmp_path, changes, message):
-    path = tmp_path / "bad.json"
-    path.write_text(json.dumps(_doc(**changes)))
-    with pytest.raises(LensError) as err:
-        read_mask(path)
-    assert message in str(err.value) and str(path) in str(err.value)
-    assert "\n" not in str(err.value)
-
-
-def test_unsorted_ids_are_sorted_and_missing_keys_refused(tmp_path):
-    path = tmp_path / "m.json"
-    path.write_text(json.dumps(_doc(layers=[[3, 0], [2, 1]])))
-    assert read_mask(path).layers == [[0, 3], [1, 2]]
-    doc = _doc()
-    del doc["sources"]
-    path.write_text(json.dumps(doc))
-    with pytest.raises(LensError, match="mask has no 'sources'"):
-        read_mask(path)
-    path.write_text("{not json")
-    with pytest.raises(LensError, match="not valid JSON"):
-        read_mask(path)
-
-
-def test_check_mask_fits_refuses_wrong_shapes_and_short_layers():
-    mask = Mask(model="m", num_experts=4, criterion="mass", sources=[], layers=[[0, 1], [2]])
-    with pytest.raises(LensError, match="mask has 2 layers but M has 3 MoE layers"):
-        check_mask_fits(mask, num_layers=3, num_experts=4, top_k=1, where="x", what="M")
-    with pytest.raises(LensError, match="mask is for 4 experts per layer but M has 8"):
-        check_mask_fits(mask, num_layers=2, num_experts=8, top_k=1, where="x", what="M")
-    with pytest.raises(
-        LensError, match="layer 1 keeps 1 experts, fewer than the model's top-k of 2"
-    ):
-        check_mask_fits(mask, num_layers=2, num_experts=4, top_k=2, where="x", what="M")
-    check_mask_fits(mask, num_layers=2, num_experts=4, top_k=1, where="x", what="M")
-
-
 def test_every_criterion_is_documented():
     assert set(CRITERIA) == {
         "mass",
@@ -400,7 +334,7 @@ def test_every_criterion_is_documented():
 
 def test_masks_and_prune_modules_do_not_import_torch():
     code = (
-        "import sys, core.masks, core.masks_compare, core.prune.surgery, core.prune.aimer, "
+        "import sys, core.masks, core.masks.compare, core.prune.surgery, core.prune.aimer, "
         "lens_tui.commands.masks, lens_tui.commands.prune;"
         "print(','.join(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
@@ -441,3 +375,42 @@ def test_groups_must_divide_r_and_e(bundles):
         make_mask("mass", bundles, r=4, groups=3)
     with pytest.raises(LensError, match="not a budget"):
         make_mask("mass", bundles, budget=12, groups=2)
+
+
+# --------------------------------------------------------------------------- aimer, received
+
+
+def test_aimer_masks_keep_the_best_of_the_scores_they_receive():
+    rng = np.random.default_rng(5)
+    scores = rng.normal(size=(L, E))
+    given = AimerScores(model="ckpt", scores=scores, top_k=2)
+    per_layer = make_mask("aimer", r=3, aimer=given)
+    for layer in range(L):
+        assert per_layer.layers[layer] == naive_top(scores[layer].tolist(), 3)
+    assert (per_layer.model, per_layer.top_k, per_layer.sources) == ("ckpt", 2, [])
+    total = make_mask("aimer", budget=2 * L + 3, aimer=given)
+    assert total.layers == naive_global(scores.tolist(), 2 * L + 3, 2)
+
+
+def test_aimer_without_scores_or_with_bundles_is_refused(bundles):
+    with pytest.raises(LensError, match="criterion 'aimer' reads the checkpoint's weights"):
+        make_mask("aimer", r=3)
+    given = AimerScores(model="ckpt", scores=np.zeros((L, E)), top_k=None)
+    with pytest.raises(LensError, match="calibration-free and reads no bundles"):
+        make_mask("aimer", bundles, r=3, aimer=given)
+
+
+def test_masks_and_formats_stay_below_prune_evaluate_collect_and_torch():
+    banned = ("core.prune", "core.evaluate", "core.collect", "torch", "transformers")
+    code = (
+        "import sys, core.masks.make, core.masks.compare, core.masks.criteria, "
+        "core.masks.selection, core.formats.bundle, core.formats.mask, core.formats.evaluation, "
+        "core.formats.legacy_pt, core.io.atomic, core.io.safetensors, core.engine, core.predict;"
+        f"print(','.join(m for m in sys.modules if m.split('.')[0] in {{'torch', 'transformers'}} "
+        f"or any(m == b or m.startswith(b + '.') for b in {banned!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""

@@ -24,7 +24,12 @@ target token of the data (token-weighted over the whole dataset),
 ``perplexity`` = exp(loss), ``top1_accuracy`` the share of those positions
 whose argmax is the actual next token, ``top1_agreement`` the share whose
 argmax equals the original model's, ``loss_increase`` = loss − baseline loss.
-Reading never unpickles; every problem is one :class:`LensError` line.
+Reading never unpickles; every problem is one :class:`LensError` line. The JSON
+Schema is ``core/formats/schemas/evaluation.schema.json``.
+
+The format lives here, beside the other formats and away from the torch
+package :mod:`core.evaluate` that writes it, so :mod:`core.predict` and the
+app read results without importing anything that needs torch.
 """
 
 from __future__ import annotations
@@ -36,9 +41,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.bundle import atomic_write_text
 from core.errors import LensError
-from core.masks import MASK_FORMAT, Mask, mask_from_json
+from core.formats.mask import MASK_FORMAT, Mask, mask_from_json
+from core.io.atomic import atomic_write_text
 
 EVALUATION_FORMAT = "expert-calibration-lens/evaluation"
 FORMAT_VERSION = 1

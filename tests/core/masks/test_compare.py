@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from core.bundle import load_bundle
 from core.errors import LensError
-from core.masks import Mask, make_mask
-from core.masks_compare import compare_masks, masks_for_criteria
+from core.formats.bundle import load_bundle
+from core.formats.mask import Mask
+from core.masks.compare import compare_masks, masks_for_criteria
+from core.masks.make import make_mask
 from tests.conftest import make_bundle
 from tests.core import reference as ref
 

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from core import metrics as m
-from core.bundle import Bundle
 from core.engine import Profile
 from core.errors import LensError
-from core.masks import Mask, make_mask
+from core.formats.bundle import Bundle
+from core.formats.mask import Mask
+from core.masks.criteria import AimerScores
+from core.masks.make import make_mask
 
 
 @dataclass(frozen=True)
@@ -113,14 +115,14 @@ def masks_for_criteria(
     *,
     r: int | None = None,
     budget: int | None = None,
-    model: str | None = None,
+    aimer: AimerScores | None = None,
 ) -> list[Mask]:
     """One mask per (bundle, criterion); ``coverage`` gives one mask over all bundles and
-    ``aimer`` one mask from the checkpoint ``model``."""
+    ``aimer`` one mask from the checkpoint's ``aimer`` scores."""
     masks: list[Mask] = []
     for criterion in criteria:
         if criterion == "aimer":
-            masks.append(make_mask("aimer", r=r, budget=budget, model=model))
+            masks.append(make_mask("aimer", r=r, budget=budget, aimer=aimer))
         elif criterion == "coverage":
             masks.append(make_mask("coverage", bundles, r=r, budget=budget))
         else:

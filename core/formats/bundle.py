@@ -1,0 +1,345 @@
+"""Derived-statistics bundles (SPEC section 1): the typed object, read, validate, write.
+
+A bundle is one ``*.safetensors`` file per (model, calibration dataset) run.
+Reading memory-maps every tensor (:func:`core.io.safetensors.map_safetensors`)
+so the metric engine streams through the pages it needs instead of copying a
+~370 MB statistic into RAM.
+
+Writing goes through ``safetensors.numpy.save`` (or, block by block, the one
+safetensors header writer of :mod:`core.io.safetensors`) and the one atomic
+writer (:mod:`core.io.atomic`), so a crash never leaves a half-written file
+under the final name.
+
+The paper's ``derived_stats.pt`` loads too, through :mod:`core.formats.legacy_pt`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import BundleError
+from core.formats.legacy_pt import read_legacy_pt
+from core.io.atomic import atomic_file, atomic_write_bytes
+from core.io.safetensors import dtype_name, encode_header, map_safetensors
+
+FORMAT = "expert-calibration-lens/derived-stats"
+FORMAT_VERSION = "1"
+
+#: Tensors every bundle must hold, with their dtype and shape kind.
+REQUIRED_TENSORS: dict[str, np.dtype] = {
+    "prob_sum": np.dtype(np.float32),
+    "token_count": np.dtype(np.int64),
+    "example_ids": np.dtype(np.int64),
+}
+#: Per-sample, per-layer, per-expert sums written when collected ([N, L, E]).
+OPTIONAL_TENSORS: dict[str, np.dtype] = {
+    "energy_sum": np.dtype(np.float32),
+    "topk_count": np.dtype(np.int32),
+    "weight_sum": np.dtype(np.float32),
+    "act_norm_sum": np.dtype(np.float32),
+    "act_sqnorm_sum": np.dtype(np.float32),
+    "reap_sum": np.dtype(np.float32),
+}
+PER_EXPERT_TENSORS = ("prob_sum", *OPTIONAL_TENSORS)
+REQUIRED_METADATA = (
+    "format",
+    "format_version",
+    "model",
+    "dataset",
+    "num_layers",
+    "num_experts",
+    "top_k",
+)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """One loaded bundle: memory-mapped tensors plus the metadata that names them.
+
+    ``tensors`` maps names to read-only arrays (``np.memmap`` for safetensors
+    files). Optional statistics that were not collected are simply absent;
+    :meth:`get` returns ``None`` for them so metrics can report null.
+    """
+
+    path: Path
+    metadata: dict[str, str]
+    tensors: Mapping[str, np.ndarray] = field(repr=False)
+
+    @property
+    def model(self) -> str:
+        return self.metadata.get("model", "unknown")
+
+    @property
+    def dataset(self) -> str:
+        return self.metadata.get("dataset", "unknown")
+
+    @property
+    def name(self) -> str:
+        """Short label for tables and pickers: the file name without suffix."""
+        return self.path.name.removesuffix(".safetensors").removesuffix(".pt")
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.tensors["prob_sum"].shape[1])
+
+    @property
+    def num_experts(self) -> int:
+        return int(self.tensors["prob_sum"].shape[2])
+
+    @property
+    def top_k(self) -> int | None:
+        value = self.metadata.get("top_k")
+        return int(value) if value not in (None, "", "0") else None
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.tensors["prob_sum"].shape[0])
+
+    @property
+    def prob_sum(self) -> np.ndarray:
+        return self.tensors["prob_sum"]
+
+    @property
+    def token_count(self) -> np.ndarray:
+        return self.tensors["token_count"]
+
+    @property
+    def example_ids(self) -> np.ndarray:
+        return self.tensors["example_ids"]
+
+    @property
+    def num_tokens(self) -> int:
+        return int(np.asarray(self.token_count).sum())
+
+    def has(self, name: str) -> bool:
+        return name in self.tensors
+
+    def get(self, name: str) -> np.ndarray | None:
+        return self.tensors.get(name)
+
+    def summary(self) -> dict[str, object]:
+        """The SPEC section 3 ``{...}`` description of a bundle."""
+        return {
+            "path": str(self.path),
+            "model": self.model,
+            "dataset": self.dataset,
+            "samples": self.num_samples,
+            "tokens": self.num_tokens,
+            "num_layers": self.num_layers,
+            "num_experts": self.num_experts,
+            "top_k": self.top_k,
+            "statistics": sorted(n for n in PER_EXPERT_TENSORS if n in self.tensors),
+        }
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def load_bundle(path: str | os.PathLike[str]) -> Bundle:
+    """Load and validate a bundle (``.safetensors``, or the paper's ``.pt``).
+
+    Raises :class:`BundleError` with a one-line message naming the file and the
+    problem for anything that is not a valid bundle.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"{path}: no such file")
+    if path.is_dir():
+        raise BundleError(f"{path}: is a folder, not a bundle file")
+    if path.suffix == ".pt":
+        metadata, tensors = _from_legacy(
+            *read_legacy_pt(path, {"format": FORMAT, "format_version": FORMAT_VERSION})
+        )
+    else:
+        metadata, tensors = map_safetensors(path)
+    bundle = Bundle(path=path, metadata=metadata, tensors=tensors)
+    validate(bundle)
+    return bundle
+
+
+def _from_legacy(
+    metadata: dict[str, str], tensors: dict[str, np.ndarray]
+) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """A ``derived_stats.pt``'s contents as a bundle: bundle dtypes, bundle tensors only."""
+    known = {**REQUIRED_TENSORS, **OPTIONAL_TENSORS}
+    arrays = {k: v.astype(known[k], copy=False) for k, v in tensors.items() if k in known}
+    return metadata, arrays
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(bundle: Bundle) -> None:
+    """Check a bundle against SPEC section 1; raise :class:`BundleError` if it is off."""
+    path, meta, tensors = bundle.path, bundle.metadata, bundle.tensors
+    for key in REQUIRED_METADATA:
+        if key not in meta:
+            raise BundleError(f"{path}: missing metadata key {key!r}")
+    if meta["format"] != FORMAT:
+        raise BundleError(f"{path}: metadata format is {meta['format']!r}, expected {FORMAT!r}")
+    if meta["format_version"] != FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: format_version {meta['format_version']!r} is not supported (this tool reads {FORMAT_VERSION})"
+        )
+    ints = {}
+    for key in ("num_layers", "num_experts", "top_k"):
+        try:
+            ints[key] = int(meta[key])
+        except ValueError:
+            raise BundleError(f"{path}: metadata {key}={meta[key]!r} is not an integer") from None
+    for name in REQUIRED_TENSORS:
+        if name not in tensors:
+            raise BundleError(f"{path}: missing tensor {name!r}")
+    for name, array in tensors.items():
+        dtype = REQUIRED_TENSORS.get(name) or OPTIONAL_TENSORS.get(name)
+        if dtype is not None and array.dtype != dtype:
+            raise BundleError(f"{path}: tensor {name!r} has dtype {array.dtype}, expected {dtype}")
+    prob_sum = tensors["prob_sum"]
+    if prob_sum.ndim != 3:
+        raise BundleError(
+            f"{path}: 'prob_sum' has shape {list(prob_sum.shape)}, expected [N, L, E]"
+        )
+    n, num_layers, num_experts = prob_sum.shape
+    if (num_layers, num_experts) != (ints["num_layers"], ints["num_experts"]):
+        raise BundleError(
+            f"{path}: 'prob_sum' is [N, {num_layers}, {num_experts}] but metadata says "
+            f"num_layers={ints['num_layers']}, num_experts={ints['num_experts']}"
+        )
+    if num_layers < 1 or num_experts < 1:
+        raise BundleError(f"{path}: bundle has no layers or no experts")
+    if not 0 <= ints["top_k"] <= num_experts:
+        raise BundleError(f"{path}: metadata top_k={ints['top_k']} is outside 0..{num_experts}")
+    for name in ("token_count", "example_ids"):
+        if tensors[name].shape != (n,):
+            raise BundleError(
+                f"{path}: tensor {name!r} has shape {list(tensors[name].shape)}, expected [{n}]"
+            )
+    for name in OPTIONAL_TENSORS:
+        if name in tensors and tensors[name].shape != prob_sum.shape:
+            raise BundleError(
+                f"{path}: tensor {name!r} has shape {list(tensors[name].shape)}, expected {list(prob_sum.shape)}"
+            )
+    if n == 0:
+        raise BundleError(f"{path}: bundle holds no samples")
+    if np.any(np.asarray(tensors["token_count"]) < 0):
+        raise BundleError(f"{path}: 'token_count' has negative entries")
+    if int(np.asarray(tensors["token_count"]).sum()) == 0:
+        raise BundleError(f"{path}: bundle holds zero tokens (every sample has token_count 0)")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def bundle_metadata(
+    *, model: str, dataset: str, num_layers: int, num_experts: int, top_k: int, **extra: object
+) -> dict[str, str]:
+    """The required SPEC metadata plus any extra provenance, all as strings."""
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": str(model),
+        "dataset": str(dataset),
+        "num_layers": str(int(num_layers)),
+        "num_experts": str(int(num_experts)),
+        "top_k": str(int(top_k)),
+    }
+    for key, value in extra.items():
+        if value is not None:
+            meta[key] = value if isinstance(value, str) else json.dumps(value)
+    return meta
+
+
+def write_bundle(
+    path: str | os.PathLike[str], tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]
+) -> Path:
+    """Validate and atomically write a bundle; returns the final path.
+
+    ``tensors`` must use the SPEC names and dtypes (they are cast when the cast
+    is lossless in kind, e.g. float64 sums to float32). Unknown tensor names are
+    refused so that typos do not silently produce a bundle missing a statistic.
+    """
+    path = Path(path)
+    known = {**REQUIRED_TENSORS, **OPTIONAL_TENSORS}
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in tensors.items():
+        if name not in known:
+            raise BundleError(f"{path}: refusing to write unknown tensor {name!r}")
+        arrays[name] = np.ascontiguousarray(np.asarray(value).astype(known[name], copy=False))
+    meta = {str(k): str(v) for k, v in metadata.items()}
+    validate(Bundle(path=path, metadata=meta, tensors=arrays))
+    from safetensors.numpy import save
+
+    atomic_write_bytes(path, save(arrays, metadata=meta))
+    return path
+
+
+def write_bundle_streaming(
+    path: str | os.PathLike[str],
+    layout: Mapping[str, tuple[np.dtype, tuple[int, ...]]],
+    blocks: Iterable[tuple[str, np.ndarray]],
+    metadata: Mapping[str, str],
+) -> Path:
+    """Write a bundle block by block, so memory never holds a whole tensor.
+
+    ``layout`` gives each tensor's dtype and shape, in file order; ``blocks``
+    yields ``(name, rows)`` in that same order, the rows of each tensor in
+    sequence. The file is checked with :func:`load_bundle` before it is
+    renamed into place, so a wrong layout never produces a bundle.
+    """
+    path = Path(path)
+    sizes = {
+        name: int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        for name, (dtype, shape) in layout.items()
+    }
+    head = encode_header(
+        [(name, dtype_name(dtype), shape, sizes[name]) for name, (dtype, shape) in layout.items()],
+        {str(k): str(v) for k, v in metadata.items()},
+    )
+    with atomic_file(path, check=lambda tmp: _validate_written(tmp, path)) as handle:
+        handle.write(head)
+        written = dict.fromkeys(layout, 0)
+        order = list(layout)
+        current = 0  # index in `order` of the tensor being written
+        for name, rows in blocks:
+            while current < len(order) and written[order[current]] == sizes[order[current]]:
+                current += 1
+            if current == len(order) or order[current] != name:
+                raise BundleError(f"{path}: tensor {name!r} written out of layout order")
+            data = np.ascontiguousarray(rows, dtype=layout[name][0]).tobytes()
+            written[name] += len(data)
+            if written[name] > sizes[name]:
+                raise BundleError(f"{path}: too many rows for tensor {name!r}")
+            handle.write(data)
+        short = [n for n in order if written[n] != sizes[n]]
+        if short:
+            raise BundleError(f"{path}: tensor {short[0]!r} is incomplete")
+    return path
+
+
+def _validate_written(tmp: Path, final: Path) -> None:
+    """Load the finished temporary file as a bundle, naming the final path in any error."""
+    try:
+        metadata, tensors = map_safetensors(tmp)
+    except BundleError as exc:
+        raise BundleError(str(exc).replace(str(tmp), str(final))) from None
+    validate(Bundle(path=final, metadata=metadata, tensors=tensors))
+
+
+def find_bundles(paths: list[str | os.PathLike[str]]) -> list[Path]:
+    """Expand files and folders into bundle paths (folders: their ``*.safetensors``)."""
+    found: list[Path] = []
+    for item in paths:
+        item = Path(item)
+        if item.is_dir():
+            found.extend(
+                sorted(p for p in item.glob("*.safetensors") if not p.name.startswith("."))
+            )
+        else:
+            found.append(item)
+    return found

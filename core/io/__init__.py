@@ -1,0 +1,1 @@
+"""Byte-level I/O every format shares: the one atomic writer and the safetensors codec."""

@@ -1,0 +1,84 @@
+"""The one atomic writer: a file appears under its final name only once it is complete.
+
+Every file the tool writes (bundles, masks, evaluation results, pruned
+checkpoint shards, run manifests) goes through :func:`atomic_file`: the bytes
+go to a temporary file in the destination folder (same file system, so the
+rename is atomic), which is flushed and fsynced, renamed over the target, and
+the folder is fsynced so the rename itself survives a crash. Any exception,
+KeyboardInterrupt included, removes the temporary file and leaves an existing
+target untouched, so a crash or Ctrl-C never leaves a half-written file under
+the final name nor litter beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+
+@contextmanager
+def atomic_file(
+    path: str | os.PathLike[str], *, check: Callable[[Path], None] | None = None
+) -> Iterator[BinaryIO]:
+    """A binary file object whose contents replace ``path`` when the block ends without error.
+
+    Streaming writers (checkpoint shards, bundles written block by block) write
+    through it directly. ``check``, if given, is called with the temporary
+    file's path once it is complete and fsynced, before the rename: a writer
+    that must re-read what it wrote (a streamed bundle is validated by loading
+    it) raises there, and nothing appears under ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp creates the file 0600; a bundle or mask is meant to be shared like
+        # any file the user writes, so give it the mode open() would (0666 & ~umask).
+        os.fchmod(fd, 0o666 & ~current_umask())
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        if check is not None:
+            check(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path) as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` as UTF-8 to ``path`` atomically (see :func:`atomic_file`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def current_umask() -> int:
+    """The process umask (reading it requires setting it; restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def fsync_dir(folder: Path) -> None:
+    """Persist a rename in ``folder``; a file system that cannot fsync folders is skipped."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,132 @@
+"""Making a mask: a criterion's orders cut to ``r`` experts per layer or ``budget`` in total.
+
+A global budget keeps R experts in total: first every layer's best ``floor``
+experts (``floor`` = the model's top-k, so each layer can still route), then
+the best remaining (layer, expert) pairs by the global order. Scores are
+compared across layers as they are (``mass``, ``frequency`` and ``gate`` are
+per-token shares that sum to the same total in every layer; activation-based
+scores are larger where activations are). The criteria are in
+:mod:`core.masks.criteria`, the orders and selection in
+:mod:`core.masks.selection`, the file in :mod:`core.formats.mask`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from core import __version__
+from core import metrics as m
+from core.errors import LensError
+from core.formats.bundle import Bundle, load_bundle
+from core.formats.mask import Mask
+from core.masks.criteria import AimerScores, get_criterion, mass_signature
+from core.masks.selection import Orders, expert_orders, select_global, select_per_layer
+
+
+def load_bundles(paths: Sequence[str | os.PathLike[str]]) -> list[Bundle]:
+    return [load_bundle(p) for p in paths]
+
+
+def make_mask(
+    criterion: str,
+    bundles: Sequence[Bundle] = (),
+    *,
+    r: int | None = None,
+    budget: int | None = None,
+    aimer: AimerScores | None = None,
+    min_per_layer: int | None = None,
+    groups: int = 1,
+    orders: Orders | None = None,
+) -> Mask:
+    """Build a mask: ``r`` experts in every layer, or ``budget`` experts in total.
+
+    ``bundles`` are the calibration statistics (all of them pooled; ``coverage``
+    treats each as one dataset). ``aimer`` carries a checkpoint's AIMER scores
+    for the ``aimer`` criterion (computed by
+    :func:`core.prune.aimer.aimer_checkpoint_scores`, so masks never read
+    weights). A global budget never leaves a layer with fewer than
+    ``min_per_layer`` experts (default: the model's top-k). ``orders`` reuses
+    precomputed :func:`expert_orders` (the TUI recomputes budgets on every key).
+    ``groups`` (with ``r``) keeps r / groups experts in each of that many equal
+    contiguous expert groups, as DeepSeek-V3's group-limited routing needs.
+    """
+    spec = get_criterion(criterion)
+    if (r is None) == (budget is None):
+        raise LensError("give exactly one of r (experts per layer) and budget (experts in total)")
+    if criterion == "aimer" and bundles:
+        raise LensError(
+            "criterion 'aimer' is calibration-free and reads no bundles; pass only --model"
+        )
+    if spec.needs and not bundles:
+        raise LensError(f"criterion '{criterion}' needs at least one bundle")
+    if orders is None:
+        orders = expert_orders(criterion, bundles, aimer)
+    num_layers, num_experts = orders.layer.shape
+    top_k, model_name = _model_identity(bundles, aimer)
+    if r is not None:
+        if top_k and 1 <= r < top_k:
+            raise LensError(
+                f"r={r} is below the model's top-k of {top_k}: every layer must keep at least top-k experts"
+            )
+        selected = select_per_layer(orders, int(r), int(groups))
+        budget_doc = {"kind": "per_layer", "r": int(r)}
+        if groups > 1:
+            budget_doc["groups"] = int(groups)
+    else:
+        if groups > 1:
+            raise LensError("groups work with r (the same count in every layer), not a budget")
+        floor = int(min_per_layer) if min_per_layer else (top_k or 1)
+        if top_k and floor < top_k:
+            raise LensError(
+                f"min_per_layer={floor} is below the model's top-k of {top_k}: every layer must "
+                "keep at least top-k experts"
+            )
+        assert budget is not None
+        selected = select_global(orders, int(budget), floor)
+        budget_doc = {"kind": "global", "total": int(budget), "min_per_layer": floor}
+    return Mask(
+        model=model_name,
+        num_experts=num_experts,
+        criterion=criterion,
+        sources=[str(b.path) for b in bundles],
+        layers=m.kept_experts(selected),
+        top_k=top_k,
+        budget=budget_doc,
+        extra={
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "tool_version": __version__,
+        },
+    )
+
+
+def _model_identity(bundles: Sequence[Bundle], aimer: AimerScores | None) -> tuple[int | None, str]:
+    """(top-k, model name) from the bundles, or from the checkpoint's scores for ``aimer``."""
+    if bundles:
+        top_ks = {b.top_k for b in bundles if b.top_k}
+        models = list(dict.fromkeys(b.model for b in bundles))
+        if len(models) > 1:
+            raise LensError(
+                f"{bundles[-1].path}: model is {bundles[-1].model!r} but {bundles[0].path} has "
+                f"{bundles[0].model!r}; a mask pools bundles of one model"
+            )
+        if len(top_ks) > 1:
+            raise LensError(
+                f"bundles disagree on top_k ({sorted(top_ks)}); they must share a model"
+            )
+        return (top_ks.pop() if top_ks else None), models[0]
+    if aimer is None:
+        raise LensError("criterion 'aimer' reads the checkpoint's weights: pass --model")
+    return aimer.top_k, aimer.model
+
+
+def retained_mass_by_source(mask: Mask, bundles: Sequence[Bundle]) -> dict[str, float | None]:
+    """Mean over layers of the routing mass each bundle keeps under ``mask``."""
+    keep = mask.as_bool()
+    out = {}
+    for bundle in bundles:
+        if (bundle.num_layers, bundle.num_experts) != keep.shape:
+            continue
+        out[str(bundle.path)] = m.layer_mean(m.retained_mass(keep, mass_signature([bundle])))
+    return out

@@ -64,7 +64,7 @@ def write_raw_shard(
     metadata: dict[str, str],
 ) -> Path:
     """One layer's record for one batch; ``routing_probs`` is a bfloat16 torch tensor."""
-    import torch
+    import torch  # lazy: optional dependency (the collect extra)
     from safetensors.torch import save
 
     from core.bundle import atomic_write_bytes
@@ -143,7 +143,7 @@ def _to_record(path: Path, record: dict) -> _Record:
 
 def _load_pt_records(path: Path) -> list[dict]:
     try:
-        import torch
+        import torch  # lazy: optional dependency (the collect extra)
     except ImportError:
         raise LensError(f"{path}: reading .pt shards needs torch") from None
     import pickle

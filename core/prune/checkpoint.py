@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import LensError
-from core.prune.families import EXPERT_COUNT_KEYS, TOP_K_KEY
+from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY
 from core.prune.safetensors_io import ShardHeader, TensorEntry, read_header
 
 _BLOCK = r"(?P<prefix>(?:.+\.)?layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe))"

@@ -150,25 +150,25 @@ def run_evaluation(
     if config.lm_eval_tasks and importlib.util.find_spec("lm_eval") is None:
         raise LensError("--lm-eval needs EleutherAI's lm-evaluation-harness: pip install lm-eval")
     samples = load_samples(
-        config.options.data,
-        text_field=config.options.text_field,
-        split=config.options.split,
-        dataset_config=config.options.dataset_config,
-        num_samples=config.options.num_samples,
+        options.data,
+        text_field=options.text_field,
+        split=options.split,
+        dataset_config=options.dataset_config,
+        num_samples=options.num_samples,
     )
     _check_masks_early(config, masks)
     preflight(options)
-    _report(progress, "loading", 0, len(samples), 0, 0.0, f"loading {config.options.model}")
+    _report(progress, "loading", 0, len(samples), 0, 0.0, f"loading {options.model}")
     model, tokenizer = load_model_and_tokenizer(options)
     layers = find_moe_layers(model)
-    check_supported(layers, config.options.model)
+    check_supported(layers, options.model)
     names = [
-        config.options.model,
-        str(Path(config.options.model).resolve()) if Path(config.options.model).exists() else "",
+        options.model,
+        str(Path(options.model).resolve()) if Path(options.model).exists() else "",
     ]
     names.append(str(getattr(model.config, "_name_or_path", "") or ""))
     shape = (len(layers), layers[0].num_experts, layers[0].top_k)
-    check_masks_for_model(masks, shape, config.options.model, names, config.allow_other_model)
+    check_masks_for_model(masks, shape, options.model, names, config.allow_other_model)
     keeps = [mask.as_bool() for mask in masks]
 
     _report(progress, "tokenizing", 0, len(samples), 0, 0.0, f"tokenizing {len(samples)} samples")
@@ -176,17 +176,17 @@ def run_evaluation(
     usable = [i for i, ids in enumerate(token_ids) if len(ids) >= 2]
     if not usable:
         raise LensError(
-            f"{config.options.data}: no sample has two or more tokens, so there is no next token to predict"
+            f"{options.data}: no sample has two or more tokens, so there is no next token to predict"
         )
     lengths = [len(ids) for ids in token_ids]
-    batches = plan_batches(usable, lengths, config.options.batch_size)
+    batches = plan_batches(usable, lengths, options.batch_size)
     job = _Forward(model, tokenizer)
     tallies = [_Tally() for _ in range(len(masks) + 1)]
     start = time.perf_counter()
     done = 0
     note = f"original + {len(masks)} mask{'s' if len(masks) != 1 else ''}"
     _report(progress, "evaluating", 0, len(usable), 0, 0.0, note)
-    with MaskedRouting(layers, config.options.model) as routing:
+    with MaskedRouting(layers, options.model) as routing:
         for batch in batches:
             if should_stop is not None and should_stop():
                 raise EvaluationCancelled(
@@ -195,11 +195,11 @@ def run_evaluation(
             inputs, targets, valid = job.prepare([token_ids[i] for i in batch])
             routing.use(None)
             reference = job.score(inputs, targets, valid, tallies[0], None)
-            _check_calls(routing, layers, config.options.model)
+            _check_calls(routing, layers, options.model)
             for keep, tally in zip(keeps, tallies[1:]):
                 routing.use(keep)
                 job.score(inputs, targets, valid, tally, reference)
-                _check_calls(routing, layers, config.options.model)
+                _check_calls(routing, layers, options.model)
             done += len(batch)
             _report(progress, "evaluating", done, len(usable), tallies[0].tokens, start, note)
         harness = _run_harness(config, model, tokenizer, routing, keeps, progress)
@@ -213,8 +213,8 @@ def run_evaluation(
         figures = tally.figures(baseline["loss"])
         results.append(MaskResult(mask=mask, name=name, extra=extra, **figures))
     evaluation = Evaluation(
-        model=config.options.model,
-        data=config.options.data,
+        model=options.model,
+        data=options.data,
         dataset=dataset_label(options),
         samples=len(usable),
         tokens=tallies[0].tokens,
@@ -224,7 +224,7 @@ def run_evaluation(
         baseline=baseline,
         masks=results,
         family=layers[0].family.name,
-        max_length=config.options.max_length,
+        max_length=options.max_length,
         extra={
             "skipped_samples": len(samples) - len(usable),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -7,15 +7,17 @@ downloaded code. Loading must pass ``False`` explicitly and refuse in one line.
 
 from __future__ import annotations
 
+import io
 import json
-import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
 
 from core.errors import LensError
+from core.evaluate.runner import EvaluateConfig, run_evaluation
 from core.model.options import ModelOptions
-from tests.lens_tui.cli_helpers import ROOT
+from lens_tui.cli import cli
 
 pytest.importorskip("transformers")
 
@@ -63,26 +65,30 @@ def test_every_loader_gets_an_explicit_false(monkeypatch, remote_code_model):
     assert loading.remote_code(ModelOptions(model="m", data="d")) == {"trust_remote_code": False}
 
 
-@pytest.mark.parametrize("command", ["collect", "evaluate"])
-def test_remote_code_is_refused_in_one_line_without_prompting(remote_code_model, tmp_path, command):
+def test_lens_collect_refuses_remote_code_in_one_line_without_prompting(
+    remote_code_model, tmp_path
+):
     data = tmp_path / "d.txt"
     data.write_text("one sample\n", encoding="utf-8")
-    args = [
-        sys.executable,
-        "-m",
-        "lens_tui",
-        command,
-        "-m",
-        str(remote_code_model),
-        "-d",
-        str(data),
-    ]
-    args += ["-o", str(tmp_path / ("b.safetensors" if command == "collect" else "e.json"))]
-    result = subprocess.run(
-        args, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode != 0
+    args = ["collect", "-m", str(remote_code_model), "-d", str(data)]
+    args += ["-o", str(tmp_path / "b.safetensors")]
+    result = CliRunner().invoke(cli, args, input="")  # stdin at EOF: a prompt could not wait
+    assert result.exit_code == 1, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "could not load the model" in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+    assert not (remote_code_model / "EXECUTED").exists()
+
+
+def test_evaluation_refuses_remote_code_without_reading_stdin(
+    remote_code_model, tmp_path, monkeypatch
+):
+    data = tmp_path / "d.txt"
+    data.write_text("one sample\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # a prompt would hit EOF, not wait
+    config = EvaluateConfig.from_settings(
+        model=str(remote_code_model), data=str(data), device="cpu"
+    )
+    with pytest.raises(LensError, match="could not load the model") as caught:
+        run_evaluation(config)
+    assert "\n" not in str(caught.value)
     assert not (remote_code_model / "EXECUTED").exists()

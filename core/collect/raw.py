@@ -23,6 +23,7 @@ from core.bundle import (
     OPTIONAL_TENSORS,
     REQUIRED_METADATA,
     BundleError,
+    atomic_write_bytes,
     bfloat16_to_float32,
     bundle_metadata,
     read_safetensors,
@@ -65,9 +66,7 @@ def write_raw_shard(
 ) -> Path:
     """One layer's record for one batch; ``routing_probs`` is a bfloat16 torch tensor."""
     import torch  # lazy: optional dependency (the collect extra)
-    from safetensors.torch import save
-
-    from core.bundle import atomic_write_bytes
+    from safetensors.torch import save  # lazy: its torch half needs torch
 
     tensors = {
         "example_ids": torch.from_numpy(np.ascontiguousarray(example_ids, dtype=np.int64)),

@@ -281,12 +281,12 @@ def test_script_split_halves_evaluate_through_run_evaluation(monkeypatch, tmp_pa
         max_length=16,
         batch_size=2,
     )
-    assert [Path(c.data) for c in calls] == [
+    assert [Path(c.options.data) for c in calls] == [
         tmp_path / "half1/wiki_en.jsonl",
         tmp_path / "half2/wiki_en.jsonl",
     ]
     assert all(list(c.masks) == masks for c in calls)
-    assert [len(Path(c.data).read_text().splitlines()) for c in calls] == [2, 2]
+    assert [len(Path(c.options.data).read_text().splitlines()) for c in calls] == [2, 2]
     assert len(halves) == 2 and halves[0]["baseline_loss"] == round(shipped.baseline["loss"], 4)
 
 

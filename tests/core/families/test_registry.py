@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_every_family_module_defines_one_registered_adapter():
     names = {m.name for m in pkgutil.iter_modules(core.families.__path__)} - NOT_FAMILIES
-    assert len(names) == 13
+    assert {"gpt_oss", "mixtral", "deepseek_v3", "llama4"} <= names  # the package is read
     registered = {a.name for a in ADAPTERS}
     for name in names:
         adapter = importlib.import_module(f"core.families.{name}").ADAPTER

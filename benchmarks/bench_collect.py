@@ -94,7 +94,7 @@ def forward_overhead(
     from transformers import AutoModelForCausalLM
 
     from core.collect.capture import RouterCapture
-    from core.collect.families import find_moe_layers
+    from core.families.layers import find_moe_layers
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
     backbone = model.model
@@ -156,11 +156,13 @@ def pipeline_overhead(model_dir: Path, data: Path, device: str, batch: int, leng
     import torch
 
     from core.collect.data import load_samples
-    from core.collect.loading import load_model_and_tokenizer
-    from core.collect.runner import CollectConfig, plan_batches, run_collection, tokenize
+    from core.collect.runner import CollectConfig, run_collection
+    from core.model.batching import plan_batches
+    from core.model.loading import load_model_and_tokenizer
+    from core.model.tokenize import tokenize
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = CollectConfig(
+        config = CollectConfig.from_settings(
             model=str(model_dir),
             data=str(data),
             out=Path(tmp) / "b.safetensors",
@@ -168,9 +170,9 @@ def pipeline_overhead(model_dir: Path, data: Path, device: str, batch: int, leng
             max_length=length,
             device=device,
         )
-        model, tokenizer = load_model_and_tokenizer(config)
+        model, tokenizer = load_model_and_tokenizer(config.options)
         samples = load_samples(str(data))
-        token_ids = tokenize(tokenizer, samples, config)
+        token_ids = tokenize(tokenizer, samples, config.options)
         batches = plan_batches(list(range(len(samples))), [len(t) for t in token_ids], batch)
         start = time.perf_counter()
         with torch.inference_mode():
@@ -216,7 +218,7 @@ def peak_rss_fresh(model_dir: Path, data: Path, batch: int, samples: int, device
             "from pathlib import Path",
             "from core.collect.runner import CollectConfig, run_collection",
             "with tempfile.TemporaryDirectory() as t:",
-            f"    run_collection(CollectConfig(model={str(model_dir)!r}, data={str(data)!r},"
+            f"    run_collection(CollectConfig.from_settings(model={str(model_dir)!r}, data={str(data)!r},"
             f" out=Path(t) / 'b.safetensors', batch_size={batch}, num_samples={samples},"
             f" max_length=256, device={device!r}))",
         ]

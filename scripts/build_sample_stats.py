@@ -722,7 +722,7 @@ def collect_one(
     """
     from core.collect import runner
 
-    config = runner.CollectConfig(
+    config = runner.CollectConfig.from_settings(
         model=str(model),
         data=str(data),
         out=Path(out),
@@ -1057,7 +1057,7 @@ def _eval_config(model, data, masks: list, max_length: int, batch_size: int, **m
     """The evaluation settings every sample evaluation uses (CPU, float32)."""
     from core.evaluate import runner
 
-    return runner.EvaluateConfig(
+    return runner.EvaluateConfig.from_settings(
         model=str(model),
         data=str(data),
         masks=list(masks),

@@ -173,6 +173,22 @@ def _config(family: str, vocab_size: int):
             interleave_moe_layer_step=1,
             no_rope_layers=[1] * LAYERS,
         )
+    if family == "qwen3_next":  # linear-attention + full-attention hybrid with a shared expert
+        return AutoConfig.for_model(
+            "qwen3_next",
+            **common,
+            head_dim=8,
+            intermediate_size=32,
+            moe_intermediate_size=16,
+            shared_expert_intermediate_size=16,
+            num_experts=EXPERTS,
+            num_experts_per_tok=TOP_K,
+            linear_num_value_heads=2,
+            linear_num_key_heads=2,
+            linear_key_head_dim=8,
+            linear_value_head_dim=8,
+            layer_types=["linear_attention", "full_attention"],
+        )
     if family == "deepseek_v2":
         return AutoConfig.for_model(
             "deepseek_v2",

@@ -26,11 +26,11 @@ per token) followed by sums, never atomic adds, so results are deterministic.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import MethodType
 from typing import Any
 
-from core.collect.families import MoeLayer
 from core.errors import LensError
+from core.families.layers import MoeLayer
+from core.model.hooks import HookSet
 
 ROUTER_STATS = ("prob_sum",)
 ROUTED_STATS = ("topk_count", "weight_sum")
@@ -61,8 +61,7 @@ class RouterCapture:
         self.keep_token_probs = keep_token_probs
         self.names = stat_names(energy)
         self.num_experts = layers[0].num_experts
-        self._handles: list[Any] = []
-        self._patched: list[Any] = []
+        self._hooks = HookSet()
         self._acc: list[Any] = []
         self._masks: dict[Any, Any] = {}
         self._mask = None
@@ -75,12 +74,7 @@ class RouterCapture:
     # ------------------------------------------------------------------ lifecycle
 
     def __enter__(self) -> RouterCapture:
-        try:
-            for layer in self.layers:
-                self._attach(layer)
-        except BaseException:
-            self.close()
-            raise
+        self._hooks.install(self._attach_all)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -88,42 +82,36 @@ class RouterCapture:
 
     def close(self) -> None:
         """Remove every hook and restore every patched forward."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        for module in self._patched:
-            module.__dict__.pop("forward", None)
-        self._patched.clear()
+        self._hooks.close()
 
-    def _attach(self, layer: MoeLayer) -> None:
-        router_hook = self._router_hook(layer)
-        self._handles.append(layer.router.register_forward_hook(router_hook))
+    def _attach_all(self, hooks: HookSet) -> None:
+        for layer in self.layers:
+            self._attach(hooks, layer)
+
+    def _attach(self, hooks: HookSet, layer: MoeLayer) -> None:
+        hooks.forward_hook(layer.router, self._router_hook(layer))
         if layer.family.style == "llama4":
             self.norm_method.append("output" if self.energy else "none")
             if self.energy:
-                hook = self._llama4_experts_hook(layer)
-                self._handles.append(layer.experts.register_forward_hook(hook))
+                hooks.forward_hook(layer.experts, self._llama4_experts_hook(layer))
             return
         if not self.energy:
             self.norm_method.append("none")
-            hook = self._routing_pre_hook(layer)
-            self._handles.append(layer.experts.register_forward_pre_hook(hook, with_kwargs=True))
+            hooks.forward_pre_hook(layer.experts, self._routing_pre_hook(layer), with_kwargs=True)
             return
         recording = _recording_forward(layer.experts, lambda *a, i=layer.index: self._record(i, *a))
         if recording is not None:
-            layer.experts.forward = MethodType(recording, layer.experts)
-            self._patched.append(layer.experts)
+            hooks.patch_forward(layer.experts, recording)
             self.norm_method.append("recording")
         else:
             self.norm_method.append("per-slot")
-            hook = self._per_slot_hook(layer)
-            self._handles.append(layer.experts.register_forward_hook(hook, with_kwargs=True))
+            hooks.forward_hook(layer.experts, self._per_slot_hook(layer), with_kwargs=True)
 
     # ------------------------------------------------------------------ batches
 
     def begin_batch(self, attention_mask: Any) -> None:
         """Start a batch: ``attention_mask`` is ``[B, S]`` (1 = real token)."""
-        import torch
+        import torch  # lazy: optional dependency (the collect extra)
 
         mask = attention_mask.to(torch.bool)
         batch, seq = mask.shape
@@ -143,7 +131,7 @@ class RouterCapture:
 
     def end_batch(self) -> dict[str, Any]:
         """Per-sample sums of the batch as numpy arrays ``[B, L, E]`` (float32)."""
-        import torch
+        import torch  # lazy: optional dependency (the collect extra)
 
         first = self._acc[0].device
         stacked = torch.stack([acc.to(first) for acc in self._acc], dim=1)  # [B, L, E, n]
@@ -174,7 +162,7 @@ class RouterCapture:
     # ------------------------------------------------------------------ router
 
     def _router_hook(self, layer: MoeLayer) -> Callable:
-        import torch
+        import torch  # lazy: optional dependency (the collect extra)
 
         index, experts = layer.index, self.num_experts
 
@@ -205,7 +193,7 @@ class RouterCapture:
 
     def _record(self, index: int, top_index: Any, weights: Any, norms: Any | None) -> None:
         """Add one layer's routed statistics for the batch (norms ``[T, k]`` or ``None``)."""
-        import torch
+        import torch  # lazy: optional dependency (the collect extra)
 
         if self._mask is None:
             return
@@ -241,7 +229,7 @@ class RouterCapture:
 
     def _per_slot_hook(self, layer: MoeLayer) -> Callable:
         """Any experts implementation: y for slot j = experts(hidden, index[:, j], weight 1)."""
-        import torch
+        import torch  # lazy: optional dependency (the collect extra)
 
         def hook(module: Any, args: Any, kwargs: Any, output: Any) -> None:
             if self._mask is None:
@@ -260,7 +248,7 @@ class RouterCapture:
 
     def _llama4_experts_hook(self, layer: MoeLayer) -> Callable:
         """Llama-4 runs every expert on inputs pre-scaled by w: ‖y‖ is ‖expert(w·x)‖ / w."""
-        import torch
+        import torch  # lazy: optional dependency (the collect extra)
 
         def hook(module: Any, args: Any, output: Any) -> None:
             if self._mask is None or layer.index not in self._llama4_routing:
@@ -301,7 +289,7 @@ def _module_device(module: Any) -> Any:
         return param.device
     for buffer in module.buffers():
         return buffer.device
-    import torch
+    import torch  # lazy: optional dependency (the collect extra)
 
     return torch.device("cpu")
 
@@ -324,7 +312,7 @@ def _recording_forward(experts: Any, record: Callable) -> Callable | None:
         from transformers.integrations.moe import _grouped_linear
     except ImportError:
         return None
-    import torch
+    import torch  # lazy: optional dependency (the collect extra)
 
     def forward(self: Any, hidden_states: Any, top_k_index: Any, top_k_weights: Any) -> Any:
         device = hidden_states.device

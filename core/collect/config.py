@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from core.errors import LensError
+from core.model.options import ModelOptions, split_settings
 
 #: Stages reported through :class:`CollectProgress`, in the order a run goes through them.
 STAGES = ("loading", "tokenizing", "collecting", "writing", "done")
@@ -19,26 +21,12 @@ STAGES = ("loading", "tokenizing", "collecting", "writing", "done")
 
 @dataclass
 class CollectConfig:
-    """One collection run: a model, a calibration dataset, and where the bundle goes."""
+    """One collection run: the model and data (``options``) and where the bundle goes."""
 
-    model: str  # local folder or hub id
-    data: str  # .txt/.jsonl/.json/.parquet path or a `datasets` name
+    options: ModelOptions  # model, data, tokenization, batching, device (shared with evaluate)
     out: Path  # bundle path (*.safetensors)
-    num_samples: int | None = None  # None = all
-    max_length: int = 512
-    batch_size: int = 8
-    text_field: str = "text"
-    split: str = "train"  # for `datasets` names
-    dataset_config: str | None = None
-    dataset_name: str | None = None  # name stored in bundle metadata (default: data's stem)
     energy: bool = True  # False = router-only (--no-energy)
     keep_raw: Path | None = None
-    device: str = "auto"  # auto|cpu|cuda|cuda:N
-    dtype: str = "auto"  # auto|float32|bfloat16|float16
-    chat_template: bool = False
-    trust_remote_code: bool = False
-    padding_side: str | None = None  # None = the tokenizer's own; "left" | "right"
-    device_map: str | None = None  # e.g. "auto": spread layers over devices with accelerate
     overwrite: bool = False  # replace an existing finished bundle at `out`
     checkpoint_seconds: float = 30.0  # how often finished batches are saved for resume
     shard: str | None = None  # "i/n": only every n-th sample from the i-th (manual sharding)
@@ -51,27 +39,24 @@ class CollectConfig:
             self.keep_raw = Path(self.keep_raw)
         self.validate()
 
+    @classmethod
+    def from_settings(cls, **settings: Any) -> CollectConfig:
+        """From flat keyword settings (a form, a command line, a script)."""
+        options, rest = split_settings(settings)
+        return cls(options=options, **rest)
+
     def validate(self) -> None:
         """Refuse settings that can never work, before any model is loaded."""
-        if self.max_length < 1:
-            raise LensError(f"--max-length must be at least 1 (got {self.max_length})")
-        if self.batch_size < 1:
-            raise LensError(f"--batch-size must be at least 1 (got {self.batch_size})")
-        if self.num_samples is not None and self.num_samples < 1:
-            raise LensError(f"--num-samples must be at least 1 (got {self.num_samples})")
-        if self.padding_side not in (None, "left", "right"):
-            raise LensError(f"--padding-side must be 'left' or 'right' (got {self.padding_side!r})")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise LensError(
-                f"--dtype must be auto, float32, bfloat16 or float16 (got {self.dtype!r})"
-            )
+        self.options.validate()
         if self.shard is not None:
             parse_shard(self.shard)
         if self.out.suffix != ".safetensors":
             raise LensError(f"{self.out}: the output bundle must end in .safetensors")
 
     def to_json(self) -> dict:
-        doc = asdict(self)
+        """Every setting, flat (recorded as the bundle's ``collect_args``)."""
+        doc = {**self.options.to_json(), **asdict(self)}
+        del doc["options"]
         doc["out"] = str(self.out)
         doc["keep_raw"] = None if self.keep_raw is None else str(self.keep_raw)
         return doc

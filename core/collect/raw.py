@@ -64,8 +64,8 @@ def write_raw_shard(
     metadata: dict[str, str],
 ) -> Path:
     """One layer's record for one batch; ``routing_probs`` is a bfloat16 torch tensor."""
-    import torch
-    from safetensors.torch import save
+    import torch  # lazy: optional dependency (the collect extra)
+    from safetensors.torch import save  # lazy: its torch half needs torch
 
     tensors = {
         "example_ids": torch.from_numpy(np.ascontiguousarray(example_ids, dtype=np.int64)),
@@ -141,7 +141,7 @@ def _to_record(path: Path, record: dict) -> _Record:
 
 def _load_pt_records(path: Path) -> list[dict]:
     try:
-        import torch
+        import torch  # lazy: optional dependency (the collect extra)
     except ImportError:
         raise LensError(f"{path}: reading .pt shards needs torch") from None
     import pickle

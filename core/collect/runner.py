@@ -2,13 +2,14 @@
 
 This is the one pipeline behind ``lens collect``, the TUI's collection view,
 the sample-bundle build script and distributed runs (see
-``docs/dev/collect-api.md``). It imports torch only inside
-:func:`run_collection`, so importing it is cheap.
+``docs/dev/collect-api.md``). Loading, tokenizing and batching are the
+shared model runtime (:mod:`core.model`); torch is imported only inside the
+functions that run the model, so importing this module is cheap.
 
 The flow:
 
 1. read the samples (``core.collect.data``) and tokenize each one alone,
-   truncated to ``max_length``;
+   truncated to ``max_length`` (:mod:`core.model.tokenize`);
 2. if ``out`` is already the finished bundle of this very run, stop there;
    otherwise open the resumable state beside it (``core.collect.partial``)
    and skip samples saved by an interrupted run;
@@ -35,14 +36,19 @@ from typing import Any
 import numpy as np
 
 from core import __version__
-from core.collect.batching import BatchPadder, backbone_of
+from core.collect.capture import RouterCapture
 from core.collect.config import CollectConfig, CollectionCancelled, CollectProgress, parse_shard
 from core.collect.data import Sample, load_samples, samples_digest
 from core.collect.distributed import Coordinator, Ranks, ranks_from_env
-from core.collect.loading import ModelCache
 from core.collect.partial import PartialRun
+from core.collect.raw import drop_unfinished_shards, next_shard_number, write_raw_shard
 from core.errors import LensError
+from core.families.layers import MoeLayer, find_moe_layers
 from core.formats.bundle import OPTIONAL_TENSORS, BundleError, bundle_metadata, load_bundle
+from core.model.batching import BatchPadder, backbone_of, plan_batches
+from core.model.labels import dataset_label
+from core.model.loading import ModelCache, describe_model, preflight
+from core.model.tokenize import tokenize
 
 __all__ = [
     "CollectConfig",
@@ -89,73 +95,23 @@ class _Reporter:
         )
 
 
-def dataset_label(config: CollectConfig) -> str:
-    """The dataset name stored in the bundle: given, or the data file's stem, or the name."""
-    if config.dataset_name:
-        return config.dataset_name
-    path = Path(config.data)
-    if path.exists():
-        return path.stem
-    return config.data + (f":{config.dataset_config}" if config.dataset_config else "")
-
-
 def run_fingerprint(config: CollectConfig, samples: list[Sample]) -> dict:
     """Everything that changes the numbers: a resumed run must match it exactly."""
     return {
         "run_format": RUN_FORMAT,
-        "model": config.model,
-        "data": config.data,
-        "text_field": config.text_field,
-        "split": config.split,
-        "dataset_config": config.dataset_config,
-        "num_samples": config.num_samples,
-        "max_length": config.max_length,
-        "chat_template": config.chat_template,
+        "model": config.options.model,
+        "data": config.options.data,
+        "text_field": config.options.text_field,
+        "split": config.options.split,
+        "dataset_config": config.options.dataset_config,
+        "num_samples": config.options.num_samples,
+        "max_length": config.options.max_length,
+        "chat_template": config.options.chat_template,
         "energy": config.energy,
-        "dtype": config.dtype,
+        "dtype": config.options.dtype,
         "shard": config.shard,
         "samples_sha256": samples_digest(samples),
     }
-
-
-#: Samples tokenized per call: the tokenizer's full encodings of a whole data set
-#: would cost far more memory than the ids we keep.
-TOKENIZE_CHUNK = 256
-
-
-def tokenize(tokenizer: Any, samples: list[Sample], config: CollectConfig) -> list[np.ndarray]:
-    """Each sample alone, truncated to ``max_length``, special tokens as the tokenizer adds them.
-
-    Returns compact int32 id arrays (4 bytes a token), tokenizing in chunks, so
-    memory for a large data set stays a small multiple of its token count.
-    """
-    add_special = True
-    if config.chat_template:
-        if not getattr(tokenizer, "chat_template", None):
-            raise LensError(f"{config.model}: its tokenizer has no chat template (--chat-template)")
-        add_special = False  # the template already holds the special tokens
-    ids: list[np.ndarray] = []
-    for start in range(0, len(samples), TOKENIZE_CHUNK):
-        texts = [s.text for s in samples[start : start + TOKENIZE_CHUNK]]
-        if config.chat_template:
-            texts = [
-                tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False)
-                for t in texts
-            ]
-        encoded = tokenizer(
-            texts,
-            truncation=True,
-            max_length=config.max_length,
-            add_special_tokens=add_special,
-        )["input_ids"]
-        ids.extend(np.asarray(row, dtype=np.int64).astype(np.int32) for row in encoded)
-    return ids
-
-
-def plan_batches(indices: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Longest first (ties by position), cut into batches: deterministic for resume."""
-    order = sorted(indices, key=lambda i: (-lengths[i], i))
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def _finished(out: Path, fingerprint: dict) -> bool:
@@ -173,7 +129,7 @@ def run_collection(
     should_stop: Callable[[], bool] | None = None,
     models: ModelCache | None = None,
 ) -> Path:
-    """Collect router statistics of ``config.model`` on ``config.data`` into ``config.out``.
+    """Collect router statistics of ``config.options.model`` on ``config.options.data`` into ``config.out``.
 
     ``progress`` is called from this thread after each stage change and batch;
     ``should_stop`` is polled between batches, and a ``True`` saves what is
@@ -189,11 +145,11 @@ def run_collection(
     # or model gives one clean error and leaves nothing behind.
     samples = select_shard(
         load_samples(
-            config.data,
-            text_field=config.text_field,
-            split=config.split,
-            dataset_config=config.dataset_config,
-            num_samples=config.num_samples,
+            config.options.data,
+            text_field=config.options.text_field,
+            split=config.options.split,
+            dataset_config=config.options.dataset_config,
+            num_samples=config.options.num_samples,
         ),
         config.shard,
     )
@@ -211,10 +167,8 @@ def run_collection(
                 f"{out}: already exists and is not this run's finished bundle; "
                 "pass --overwrite to replace it, or choose another --out"
             )
-    from core.collect.loading import preflight
-
     config = _rank_device(config, ranks)
-    preflight(config)
+    preflight(config.options)
     coordinator = Coordinator(ranks)
     try:
         return _collect(
@@ -244,22 +198,18 @@ def _collect(
     models: ModelCache,
 ) -> Path:
     """Load, plan this rank's batches, collect them into chunks; rank 0 assembles."""
-    from core.collect.families import find_moe_layers
-
     out = config.out
-    report("loading", f"loading {config.model}")
-    model, tokenizer = models.get(config)
+    report("loading", f"loading {config.options.model}")
+    model, tokenizer = models.get(config.options)
     layers = find_moe_layers(model)
     report("tokenizing", f"tokenizing {len(samples)} samples")
-    token_ids = tokenize(tokenizer, samples, config)
+    token_ids = tokenize(tokenizer, samples, config.options)
     usable = [i for i, ids in enumerate(token_ids) if len(ids)]
     if not usable:
-        raise LensError(f"{config.data}: no sample has any token after tokenization")
+        raise LensError(f"{config.options.data}: no sample has any token after tokenization")
     if ranks.is_main:
         partial.open()
         if config.keep_raw is not None:
-            from core.collect.raw import drop_unfinished_shards
-
             config.keep_raw.mkdir(parents=True, exist_ok=True)
             drop_unfinished_shards(
                 config.keep_raw, {samples[i].example_id for i in partial.done_samples()}
@@ -270,13 +220,11 @@ def _collect(
     done = partial.done_samples() & set(usable)
     raw_shard = None
     if config.keep_raw is not None:
-        from core.collect.raw import next_shard_number
-
         raw_shard = next_shard_number(config.keep_raw) + ranks.rank
     coordinator.barrier()  # every rank has read the same done set before anyone writes
     todo = [i for i in usable if i not in done]
     lengths = [len(ids) for ids in token_ids]
-    batches = ranks.mine(plan_batches(todo, lengths, config.batch_size))
+    batches = ranks.mine(plan_batches(todo, lengths, config.options.batch_size))
     mine = sum(len(batch) for batch in batches)
     report.samples_total = mine + (len(done) if not ranks.distributed else 0)
     report.samples_done = report.samples_total - mine
@@ -288,9 +236,9 @@ def _collect(
         notes.append(f"resuming: {len(done)} of {len(usable)} samples already collected")
     note = "; ".join(notes)
     num_layers, num_experts, top_k = len(layers), layers[0].num_experts, layers[0].top_k
-    dataset = dataset_label(config)
+    dataset = dataset_label(config.options)
     raw_meta = {
-        "model": config.model,
+        "model": config.options.model,
         "dataset": dataset,
         "num_layers": str(num_layers),
         "num_experts": str(num_experts),
@@ -349,7 +297,7 @@ def _collect(
             name for name in OPTIONAL_TENSORS if name in job.capture_names
         ]
         metadata = bundle_metadata(
-            model=config.model,
+            model=config.options.model,
             dataset=dataset,
             num_layers=num_layers,
             num_experts=num_experts,
@@ -383,13 +331,17 @@ def select_shard(samples: list[Sample], shard: str | None) -> list[Sample]:
 
 def _rank_device(config: CollectConfig, ranks: Ranks) -> CollectConfig:
     """Under torchrun on GPUs, rank r uses cuda:LOCAL_RANK."""
-    if not ranks.distributed or config.device_map or config.device not in ("auto", "cuda"):
+    if (
+        not ranks.distributed
+        or config.options.device_map
+        or config.options.device not in ("auto", "cuda")
+    ):
         return config
-    import torch
+    import torch  # lazy: optional dependency (the collect extra)
 
     if not torch.cuda.is_available():
         return config
-    return replace(config, device=f"cuda:{ranks.local_rank}")
+    return replace(config, options=replace(config.options, device=f"cuda:{ranks.local_rank}"))
 
 
 def _bundle_dtypes(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -406,8 +358,6 @@ def _bundle_dtypes(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _write_raw(
     folder: Path, shard: int, row: dict[str, np.ndarray], probs: list[Any], meta: dict[str, str]
 ) -> None:
-    from core.collect.raw import write_raw_shard
-
     sums = {k: v for k, v in row.items() if k in OPTIONAL_TENSORS}
     for layer, layer_probs in enumerate(probs):
         write_raw_shard(
@@ -425,9 +375,9 @@ def _write_raw(
 class _BatchJob:
     """Pads a batch, runs the model's backbone with capture on, returns the sums."""
 
-    def __init__(self, model: Any, tokenizer: Any, layers: list, config: CollectConfig) -> None:
-        from core.collect.capture import RouterCapture
-
+    def __init__(
+        self, model: Any, tokenizer: Any, layers: list[MoeLayer], config: CollectConfig
+    ) -> None:
         self.model = model
         self.backbone = backbone_of(model) or model
         self.padder = BatchPadder(self.backbone, tokenizer)
@@ -436,7 +386,7 @@ class _BatchJob:
             layers, energy=config.energy, keep_token_probs=config.keep_raw is not None
         )
         self.capture_names = self.capture.names
-        self.batch_size = config.batch_size
+        self.batch_size = config.options.batch_size
 
     def __enter__(self) -> _BatchJob:
         self.capture.__enter__()
@@ -446,7 +396,7 @@ class _BatchJob:
         self.capture.close()
 
     def run(self, sequences: list) -> tuple[dict[str, np.ndarray], np.ndarray, list]:
-        import torch
+        import torch  # lazy: optional dependency (the collect extra)
 
         inputs, _, mask = self.padder.pad(sequences)
         self.capture.begin_batch(inputs["attention_mask"])
@@ -472,10 +422,8 @@ def _provenance(
     skipped: int,
     ranks: Ranks,
 ) -> dict[str, object]:
-    import torch
+    import torch  # lazy: optional dependencies, only for their versions
     import transformers
-
-    from core.collect.loading import describe_model
 
     return {
         **describe_model(model),
@@ -485,12 +433,12 @@ def _provenance(
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "python_version": sys.version.split()[0],
-        "data_source": config.data,
-        "text_field": config.text_field,
-        "max_length": str(config.max_length),
-        "batch_size": str(config.batch_size),
+        "data_source": config.options.data,
+        "text_field": config.options.text_field,
+        "max_length": str(config.options.max_length),
+        "batch_size": str(config.options.batch_size),
         "padding_side": "left" if job.left else "right",
-        "chat_template": str(config.chat_template).lower(),
+        "chat_template": str(config.options.chat_template).lower(),
         "energy": str(config.energy).lower(),
         "skipped_samples": str(skipped),
         "routing": layers[0].family.routing,

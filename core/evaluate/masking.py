@@ -10,17 +10,9 @@ then consumes. A forward pre-hook could not do this (GPT-OSS adds its bias
 and takes the top-k inside the router's forward), and temporarily editing a
 bias only works for families that have one.
 
-Supported families (each checked against ``lens prune`` by a test):
-
-| family | routing recomputed from the masked logits |
-|---|---|
-| GPT-OSS | top-k of the logits, softmax over those k |
-| Mixtral | softmax over all E (float32), top-k, renormalised (float32 weights) |
-| Qwen2-MoE, Qwen3-MoE, OLMoE | softmax over all E (float32), top-k, renormalised if ``norm_topk_prob``, cast back |
-| DeepSeek-V3 | sigmoid scores; dropped experts' *selection* score at −inf (sigmoid(−inf) + correction bias would still be selectable); group-limited top-k; weights renormalised and scaled |
-
-Other families are refused with one line: their routers differ in ways a
-wrong guess would silently get wrong.
+How each family routes with a mask is its adapter's ``masked_routing``
+(:mod:`core.families`); families without one are refused with one line:
+their routers differ in ways a wrong guess would silently get wrong.
 """
 
 from __future__ import annotations
@@ -31,74 +23,19 @@ from typing import Any
 import numpy as np
 
 from core.errors import LensError
-
-#: Family names (``core.collect.families.Family.name``) whose routing we recompute.
-SUPPORTED_FAMILIES = ("gpt_oss", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3")
-
-
-def _gpt_oss(router: Any, logits: Any, dropped: Any) -> tuple:
-    import torch
-
-    masked = logits.masked_fill(dropped, float("-inf"))
-    top, index = torch.topk(masked, router.top_k, dim=-1)
-    scores = torch.softmax(top, dim=1, dtype=top.dtype)
-    return masked, scores, index
+from core.families import ADAPTERS
+from core.families.layers import MoeLayer
+from core.model.hooks import HookSet
 
 
-def _softmax_router(*, always_renorm: bool, cast: bool) -> Callable:
-    def route(router: Any, logits: Any, dropped: Any) -> tuple:
-        import torch
-
-        masked = logits.masked_fill(dropped, float("-inf"))
-        probs = torch.softmax(masked, dim=-1, dtype=torch.float)
-        top, index = torch.topk(probs, router.top_k, dim=-1)
-        if always_renorm or getattr(router, "norm_topk_prob", False):
-            top = top / top.sum(dim=-1, keepdim=True)
-        if cast:
-            top = top.to(logits.dtype)
-        return masked, top, index
-
-    return route
-
-
-def _deepseek_v3(router: Any, logits: Any, dropped: Any) -> tuple:
-    import torch
-
-    experts = logits.shape[-1]
-    groups = router.num_group
-    scores = logits.sigmoid()
-    choice = (scores + router.e_score_correction_bias).masked_fill(dropped, float("-inf"))
-    group_scores = choice.view(-1, groups, experts // groups).topk(2, dim=-1)[0].sum(dim=-1)
-    group_index = torch.topk(group_scores, k=router.topk_group, dim=-1, sorted=False)[1]
-    group_mask = torch.zeros_like(group_scores)
-    group_mask.scatter_(1, group_index, 1)
-    score_mask = group_mask.unsqueeze(-1).expand(-1, groups, experts // groups).reshape(-1, experts)
-    choice = choice.masked_fill(~score_mask.bool(), float("-inf"))
-    index = torch.topk(choice, k=router.top_k, dim=-1, sorted=False)[1]
-    weights = scores.gather(1, index)
-    if router.norm_topk_prob:
-        weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
-    weights = weights * router.routed_scaling_factor
-    return logits.masked_fill(dropped, float("-inf")), weights, index
-
-
-ROUTING: dict[str, Callable] = {
-    "gpt_oss": _gpt_oss,
-    "mixtral": _softmax_router(always_renorm=True, cast=False),
-    "qwen2_moe": _softmax_router(always_renorm=False, cast=True),
-    "qwen3_moe": _softmax_router(always_renorm=False, cast=True),
-    "olmoe": _softmax_router(always_renorm=False, cast=True),
-    "deepseek_v3": _deepseek_v3,
-}
-
-
-def check_supported(layers: Sequence[Any], model_name: str) -> None:
+def check_supported(layers: Sequence[MoeLayer], model_name: str) -> None:
     """Refuse a model whose MoE family we cannot mask in memory."""
-    family = layers[0].family.name
-    if family not in ROUTING:
+    family = layers[0].family
+    if family.masked_routing is None:
+        supported = ", ".join(a.name for a in ADAPTERS if a.masked_routing is not None)
         raise LensError(
-            f"{model_name}: evaluating masks in memory is not supported for the {family!r} MoE "
-            f"family (supported: {', '.join(SUPPORTED_FAMILIES)})"
+            f"{model_name}: evaluating masks in memory is not supported for the {family.name!r} "
+            f"MoE family (supported: {supported})"
         )
 
 
@@ -117,31 +54,28 @@ class MaskedRouting:
     module would otherwise make the mask silently ineffective).
     """
 
-    def __init__(self, layers: Sequence[Any], model_name: str = "model") -> None:
+    def __init__(self, layers: Sequence[MoeLayer], model_name: str = "model") -> None:
         check_supported(layers, model_name)
         self.layers = list(layers)
         self.model_name = model_name
-        self._handles: list[Any] = []
+        self._hooks = HookSet()
         self._dropped: np.ndarray | None = None  # [L, E] bool, True = dropped
         self._on_device: dict[tuple[int, Any], Any] = {}
         self._calls = [0] * len(self.layers)
 
     def __enter__(self) -> MaskedRouting:
-        try:
-            for layer in self.layers:
-                self._handles.append(layer.router.register_forward_hook(self._hook(layer)))
-        except BaseException:
-            self.close()
-            raise
+        self._hooks.install(self._attach)
         return self
+
+    def _attach(self, hooks: HookSet) -> None:
+        for layer in self.layers:
+            hooks.forward_hook(layer.router, self._hook(layer))
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        self._hooks.close()
 
     def use(self, keep: np.ndarray | None) -> None:
         """Route with only the experts ``keep[l, e]`` (boolean ``[L, E]``), or unmasked."""
@@ -169,15 +103,15 @@ class MaskedRouting:
         key = (index, device)
         tensor = self._on_device.get(key)
         if tensor is None:
-            import torch
+            import torch  # lazy: the package's module docs import without torch
 
             assert self._dropped is not None
             tensor = torch.as_tensor(self._dropped[index], device=device)
             self._on_device[key] = tensor
         return tensor
 
-    def _hook(self, layer: Any) -> Callable:
-        route = ROUTING[layer.family.name]
+    def _hook(self, layer: MoeLayer) -> Callable:
+        route = layer.family.masked_routing
         index = layer.index
 
         def hook(module: Any, args: Any, output: Any) -> Any:

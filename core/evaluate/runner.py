@@ -11,7 +11,8 @@ runner measures, over every non-padding *target* token of held-out text:
 - ``top1_agreement``: share whose argmax equals the original model's.
 
 Samples are tokenized alone and batched longest first exactly as ``lens
-collect`` does (:func:`core.collect.runner.tokenize` and ``plan_batches``),
+collect`` does (the shared runtime: :func:`core.model.tokenize.tokenize` and
+:func:`core.model.batching.plan_batches`),
 padded on the tokenizer's side with positions counting real tokens only.
 The loop is batch-major: each batch runs through the original model, then
 through each mask, so the original's argmax is never stored for the whole
@@ -22,6 +23,7 @@ materialises ``[batch, seq, vocab]`` logits.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -31,11 +33,22 @@ from pathlib import Path
 from typing import Any
 
 from core import __version__
-from core.collect.batching import BatchPadder, backbone_of
-from core.collect.config import CollectConfig, CollectProgress
+from core.collect.config import CollectProgress
+from core.collect.data import load_samples
 from core.errors import LensError
+from core.evaluate.harness import run_lm_eval
+from core.evaluate.masking import MaskedRouting, check_supported
+from core.families.layers import MoeLayer, find_moe_layers
 from core.formats.evaluation import Evaluation, MaskResult
 from core.formats.mask import Mask, check_mask_fits, read_mask
+from core.masks.compare import unique_names
+from core.model.batching import BatchPadder, backbone_of, plan_batches
+from core.model.identity import model_identity
+from core.model.labels import dataset_label
+from core.model.loading import load_model_and_tokenizer, preflight
+from core.model.options import ModelOptions, split_settings
+from core.model.tokenize import tokenize
+from core.prune.checkpoint import Checkpoint
 
 #: Logit elements computed at once by the chunked LM head (512 MiB in float32).
 LOGITS_CHUNK_ELEMENTS = 2**27
@@ -47,50 +60,21 @@ class EvaluationCancelled(LensError):
 
 @dataclass
 class EvaluateConfig:
-    """One evaluation: a model, masks of it, and held-out text."""
+    """One evaluation: the model and held-out text (``options``), and masks of the model."""
 
-    model: str
-    data: str
+    options: ModelOptions  # model, data, tokenization, batching, device (shared with collect)
     masks: Sequence[str | Path | Mask] = ()
-    num_samples: int | None = None
-    max_length: int = 512
-    batch_size: int = 8
-    text_field: str = "text"
-    split: str = "train"
-    dataset_config: str | None = None
-    dataset_name: str | None = None  # label recorded (default: the data file's stem)
-    device: str = "auto"
-    device_map: str | None = None
-    dtype: str = "auto"
-    chat_template: bool = False
-    trust_remote_code: bool = False
-    padding_side: str | None = None
     allow_other_model: bool = False
     lm_eval_tasks: Sequence[str] = ()  # optional lm-eval tasks run on each variant (needs lm-eval)
     lm_eval_limit: float | None = None  # lm-eval's --limit: examples (or a fraction) per task
     command: str | None = None
     extra: dict = field(default_factory=dict)
 
-    def collect_config(self) -> CollectConfig:
-        """The same settings as a :class:`CollectConfig`, to reuse collection's loading code."""
-        return CollectConfig(
-            model=self.model,
-            data=self.data,
-            out=Path("evaluate.safetensors"),  # never written
-            num_samples=self.num_samples,
-            max_length=self.max_length,
-            batch_size=self.batch_size,
-            text_field=self.text_field,
-            split=self.split,
-            dataset_config=self.dataset_config,
-            dataset_name=self.dataset_name,
-            device=self.device,
-            device_map=self.device_map,
-            dtype=self.dtype,
-            chat_template=self.chat_template,
-            trust_remote_code=self.trust_remote_code,
-            padding_side=self.padding_side,
-        )
+    @classmethod
+    def from_settings(cls, **settings: Any) -> EvaluateConfig:
+        """From flat keyword settings (a command line, a script)."""
+        options, rest = split_settings(settings)
+        return cls(options=options, **rest)
 
 
 @dataclass
@@ -128,8 +112,6 @@ def check_masks_for_model(
 ) -> None:
     """Refuse masks that do not fit a model of ``shape`` = (MoE layers, experts, top-k) or
     that name another model (unless ``allow_other``)."""
-    from core.prune.surgery import model_identity
-
     candidates = {model_identity(n) for n in names if n}
     num_layers, num_experts, top_k = shape
     for mask in masks:
@@ -154,66 +136,57 @@ def run_evaluation(
     progress: Callable[[CollectProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Evaluation:
-    """Evaluate the original model and every mask of ``config`` on ``config.data``.
+    """Evaluate the original model and every mask of ``config`` on ``config.options.data``.
 
     Bad inputs (a mask file that is unreadable or for another model, empty
     data, a model without supported MoE layers) raise :class:`LensError` with
     one line before the model's weights are read where possible.
     """
-    if config.batch_size < 1:
-        raise LensError(f"--batch-size must be at least 1 (got {config.batch_size})")
-    collect_config = config.collect_config()
+    options = config.options
+    if options.batch_size < 1:
+        raise LensError(f"--batch-size must be at least 1 (got {options.batch_size})")
+    options.validate()
     masks = load_masks(config.masks)
-    if config.lm_eval_tasks:
-        import importlib.util
-
-        if importlib.util.find_spec("lm_eval") is None:
-            raise LensError(
-                "--lm-eval needs EleutherAI's lm-evaluation-harness: pip install lm-eval"
-            )
-    from core.collect.data import load_samples
-
+    if config.lm_eval_tasks and importlib.util.find_spec("lm_eval") is None:
+        raise LensError("--lm-eval needs EleutherAI's lm-evaluation-harness: pip install lm-eval")
     samples = load_samples(
-        config.data,
-        text_field=config.text_field,
-        split=config.split,
-        dataset_config=config.dataset_config,
-        num_samples=config.num_samples,
+        options.data,
+        text_field=options.text_field,
+        split=options.split,
+        dataset_config=options.dataset_config,
+        num_samples=options.num_samples,
     )
     _check_masks_early(config, masks)
-    from core.collect.loading import load_model_and_tokenizer, preflight
-
-    preflight(collect_config)
-    _report(progress, "loading", 0, len(samples), 0, 0.0, f"loading {config.model}")
-    model, tokenizer = load_model_and_tokenizer(collect_config)
-    from core.collect.families import find_moe_layers
-    from core.collect.runner import dataset_label, plan_batches, tokenize
-    from core.evaluate.masking import MaskedRouting, check_supported
-
+    preflight(options)
+    _report(progress, "loading", 0, len(samples), 0, 0.0, f"loading {options.model}")
+    model, tokenizer = load_model_and_tokenizer(options)
     layers = find_moe_layers(model)
-    check_supported(layers, config.model)
-    names = [config.model, str(Path(config.model).resolve()) if Path(config.model).exists() else ""]
+    check_supported(layers, options.model)
+    names = [
+        options.model,
+        str(Path(options.model).resolve()) if Path(options.model).exists() else "",
+    ]
     names.append(str(getattr(model.config, "_name_or_path", "") or ""))
     shape = (len(layers), layers[0].num_experts, layers[0].top_k)
-    check_masks_for_model(masks, shape, config.model, names, config.allow_other_model)
+    check_masks_for_model(masks, shape, options.model, names, config.allow_other_model)
     keeps = [mask.as_bool() for mask in masks]
 
     _report(progress, "tokenizing", 0, len(samples), 0, 0.0, f"tokenizing {len(samples)} samples")
-    token_ids = tokenize(tokenizer, samples, collect_config)
+    token_ids = tokenize(tokenizer, samples, options)
     usable = [i for i, ids in enumerate(token_ids) if len(ids) >= 2]
     if not usable:
         raise LensError(
-            f"{config.data}: no sample has two or more tokens, so there is no next token to predict"
+            f"{options.data}: no sample has two or more tokens, so there is no next token to predict"
         )
     lengths = [len(ids) for ids in token_ids]
-    batches = plan_batches(usable, lengths, config.batch_size)
+    batches = plan_batches(usable, lengths, options.batch_size)
     job = _Forward(model, tokenizer)
     tallies = [_Tally() for _ in range(len(masks) + 1)]
     start = time.perf_counter()
     done = 0
     note = f"original + {len(masks)} mask{'s' if len(masks) != 1 else ''}"
     _report(progress, "evaluating", 0, len(usable), 0, 0.0, note)
-    with MaskedRouting(layers, config.model) as routing:
+    with MaskedRouting(layers, options.model) as routing:
         for batch in batches:
             if should_stop is not None and should_stop():
                 raise EvaluationCancelled(
@@ -222,11 +195,11 @@ def run_evaluation(
             inputs, targets, valid = job.prepare([token_ids[i] for i in batch])
             routing.use(None)
             reference = job.score(inputs, targets, valid, tallies[0], None)
-            _check_calls(routing, layers, config.model)
+            _check_calls(routing, layers, options.model)
             for keep, tally in zip(keeps, tallies[1:]):
                 routing.use(keep)
                 job.score(inputs, targets, valid, tally, reference)
-                _check_calls(routing, layers, config.model)
+                _check_calls(routing, layers, options.model)
             done += len(batch)
             _report(progress, "evaluating", done, len(usable), tallies[0].tokens, start, note)
         harness = _run_harness(config, model, tokenizer, routing, keeps, progress)
@@ -235,14 +208,14 @@ def run_evaluation(
     baseline = {**tallies[0].figures(), **harness[0]}
     results = []
     for mask, name, tally, extra in zip(
-        masks, _unique([m.name for m in masks]), tallies[1:], harness[1:]
+        masks, unique_names([m.name for m in masks]), tallies[1:], harness[1:]
     ):
         figures = tally.figures(baseline["loss"])
         results.append(MaskResult(mask=mask, name=name, extra=extra, **figures))
     evaluation = Evaluation(
-        model=config.model,
-        data=config.data,
-        dataset=dataset_label(collect_config),
+        model=options.model,
+        data=options.data,
+        dataset=dataset_label(options),
         samples=len(usable),
         tokens=tallies[0].tokens,
         num_layers=len(layers),
@@ -251,7 +224,7 @@ def run_evaluation(
         baseline=baseline,
         masks=results,
         family=layers[0].family.name,
-        max_length=config.max_length,
+        max_length=options.max_length,
         extra={
             "skipped_samples": len(samples) - len(usable),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -267,34 +240,34 @@ def run_evaluation(
 def _check_masks_early(config: EvaluateConfig, masks: Sequence[Mask]) -> None:
     """For a local safetensors checkpoint, refuse unfitting masks before torch or any weight
     is loaded (from the config and the shard headers alone, as lens prune reads them)."""
-    if not masks or not Path(config.model).is_dir():
+    if not masks or not Path(config.options.model).is_dir():
         return
-    from core.prune.checkpoint import Checkpoint
-
     try:
-        ckpt = Checkpoint.open(config.model)
+        ckpt = Checkpoint.open(config.options.model)
     except LensError:
         return  # a layout prune cannot read; the loaded model is checked instead
     if not ckpt.layers:
         return
-    names = [config.model, str(ckpt.folder.resolve()), str(ckpt.config.get("_name_or_path", ""))]
+    names = [
+        config.options.model,
+        str(ckpt.folder.resolve()),
+        str(ckpt.config.get("_name_or_path", "")),
+    ]
     shape = (len(ckpt.layers), ckpt.num_experts, ckpt.top_k)
-    check_masks_for_model(masks, shape, config.model, names, config.allow_other_model)
+    check_masks_for_model(masks, shape, config.options.model, names, config.allow_other_model)
 
 
 def _run_harness(
     config: EvaluateConfig,
     model: Any,
     tokenizer: Any,
-    routing: Any,
+    routing: MaskedRouting,
     keeps: list,
     progress: Callable[[CollectProgress], None] | None,
 ) -> list[dict]:
     """lm-eval results per variant (original first), as ``{"lm_eval": {...}}`` or ``{}``."""
     if not config.lm_eval_tasks:
         return [{} for _ in range(len(keeps) + 1)]
-    from core.evaluate.harness import run_lm_eval
-
     out = []
     for i, keep in enumerate([None, *keeps]):
         _report(progress, "lm-eval", i, len(keeps) + 1, 0, 0.0, ", ".join(config.lm_eval_tasks))
@@ -304,19 +277,13 @@ def _run_harness(
             tokenizer,
             config.lm_eval_tasks,
             limit=config.lm_eval_limit,
-            batch_size=config.batch_size,
+            batch_size=config.options.batch_size,
         )
         out.append({"lm_eval": results})
     return out
 
 
-def _unique(names: list[str]) -> list[str]:
-    from core.masks.compare import unique_names
-
-    return unique_names(names)
-
-
-def _check_calls(routing: Any, layers: Sequence[Any], model: str) -> None:
+def _check_calls(routing: MaskedRouting, layers: Sequence[MoeLayer], model: str) -> None:
     missed = [layer.name for layer, calls in zip(layers, routing.calls()) if calls == 0]
     if missed:
         raise LensError(
@@ -374,7 +341,7 @@ class _Forward:
 
     def score(self, inputs: dict, targets: Any, valid: Any, tally: _Tally, reference: Any) -> Any:
         """Add one forward's figures to ``tally``; return the argmax at every scored position."""
-        import torch
+        import torch  # lazy: optional dependency (the collect extra)
 
         try:
             with torch.inference_mode():

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import LensError
+from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY
 from core.io.safetensors import SafetensorsHeader, TensorEntry, read_header
-from core.prune.families import EXPERT_COUNT_KEYS, TOP_K_KEY
 
 _BLOCK = r"(?P<prefix>(?:.+\.)?layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe))"
 ROUTER_RE = re.compile(

@@ -36,6 +36,8 @@ from pathlib import Path
 
 from core import __version__
 from core.errors import LensError
+from core.families import for_model_type
+from core.families.base import FamilyAdapter
 from core.formats.mask import Mask, check_mask_fits, read_mask
 from core.io.atomic import atomic_write_text
 from core.io.safetensors import (
@@ -47,8 +49,8 @@ from core.io.safetensors import (
     rows_pieces,
     write_safetensors,
 )
+from core.model.identity import model_identity
 from core.prune.checkpoint import COPIED_FILES, Checkpoint, MoeLayer
-from core.prune.families import EXPERT_COUNT_KEYS, TOP_K_KEY, Family, family_for
 
 #: The most negative finite value of each float dtype, little-endian: the router bias of padding.
 _MOST_NEGATIVE = {
@@ -128,7 +130,9 @@ def prune_checkpoint(
         mask = read_mask(mask)
     where = str(mask.path) if mask.path is not None else "mask"
     ckpt = Checkpoint.open(model)
-    family = family_for(ckpt.config, str(ckpt.folder))
+    family = for_model_type(ckpt.config.get("model_type"), str(ckpt.folder))
+    prune = family.prune
+    assert prune is not None  # for_model_type refuses families pruning does not support
     out = Path(out)
     _check_out(out, ckpt.folder)
     check_mask_fits(
@@ -143,7 +147,7 @@ def prune_checkpoint(
         _check_model_name(mask, model, ckpt, where)
     kept = mask.kept_per_layer
     width = max(kept)
-    if min(kept) != width and not family.router_bias:
+    if min(kept) != width and not prune.router_bias:
         raise LensError(
             f"{where}: layers keep different numbers of experts ({min(kept)} to {width}); "
             f"{family.label} configs hold one expert count for every layer and its router has no "
@@ -160,8 +164,8 @@ def prune_checkpoint(
             f"dropped {len(ckpt.beyond)} tensors of layers beyond num_hidden_layers "
             "(multi-token prediction, not loaded by transformers)"
         )
-    if family.untouched:
-        notes.append(f"{family.untouched} kept as is")
+    if prune.untouched:
+        notes.append(f"{prune.untouched} kept as is")
     if top_k_after != ckpt.top_k:
         notes.append(f"top-k lowered from {ckpt.top_k} to {top_k_after}")
     if width != min(kept):
@@ -251,15 +255,6 @@ def _check_out(out: Path, source: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
 
 
-def model_identity(name: str) -> str:
-    """A comparable model name: the last path part, or ``name`` of a hub cache ``models--org--name``."""
-    parts = [p for p in str(name).replace("\\", "/").split("/") if p]
-    for part in reversed(parts):
-        if part.startswith("models--"):
-            return part.split("--")[-1].lower()
-    return parts[-1].lower() if parts else ""
-
-
 def _check_model_name(mask: Mask, model: str | Path, ckpt: Checkpoint, where: str) -> None:
     candidates = {
         model_identity(str(model)),
@@ -277,19 +272,21 @@ def _check_model_name(mask: Mask, model: str | Path, ckpt: Checkpoint, where: st
 
 
 def _new_config(
-    ckpt: Checkpoint, family: Family, mask: Mask, width: int, top_k: int | None, where: str
+    ckpt: Checkpoint, family: FamilyAdapter, mask: Mask, width: int, top_k: int | None, where: str
 ) -> dict:
+    prune = family.prune
+    assert prune is not None
     config = dict(ckpt.config)
-    keys = [k for k in EXPERT_COUNT_KEYS if isinstance(config.get(k), int)]
+    keys = [k for k in prune.expert_count_keys if isinstance(config.get(k), int)]
     if not keys:
         raise LensError(
-            f"{ckpt.folder}/config.json: no expert count ({', '.join(EXPERT_COUNT_KEYS)})"
+            f"{ckpt.folder}/config.json: no expert count ({', '.join(prune.expert_count_keys)})"
         )
     for key in keys:
         config[key] = width
     if top_k is not None:
-        config[TOP_K_KEY] = top_k
-    if family.grouped_routing:
+        config[prune.top_k_key] = top_k
+    if prune.grouped_routing:
         config.update(_grouping(ckpt, mask, top_k, where))
     if ckpt.beyond and isinstance(config.get("num_nextn_predict_layers"), int):
         config["num_nextn_predict_layers"] = 0

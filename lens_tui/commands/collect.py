@@ -24,7 +24,12 @@ from rich.progress import (
 )
 
 from core.collect.config import CollectConfig, CollectProgress
-from lens_tui.commands.options import model_and_text_options, model_and_text_settings
+from core.collect.distributed import ranks_from_env
+from core.collect.raw import index_raw
+from core.collect.runner import run_collection
+from core.errors import LensError
+from core.model.loading import ModelCache
+from lens_tui.commands.options import model_and_text_options, model_options
 
 #: How often a non-terminal stderr (a log file, nohup, CI) gets a progress line.
 LOG_EVERY_S = 10.0
@@ -187,10 +192,6 @@ def collect_command(**options: object) -> None:
       lens collect -m ./my-moe -d c4.jsonl -d zh.txt -d code.jsonl -o bundles/
       torchrun --nproc-per-node 8 -m lens_tui collect -m openai/gpt-oss-120b -d c4.jsonl -o c4.safetensors
     """
-    from core.collect.distributed import ranks_from_env
-    from core.collect.loading import ModelCache
-    from core.collect.runner import run_collection
-    from core.errors import LensError
 
     targets = _targets(list(options["datas"]), options["out"], options["dataset_name"])
     main = ranks_from_env().is_main  # under torchrun only rank 0 talks
@@ -198,13 +199,15 @@ def collect_command(**options: object) -> None:
     failed = 0
     for data, out, dataset_name in targets:
         config = CollectConfig(
-            **model_and_text_settings(options),
-            data=data,
+            options=model_options(
+                options,
+                data=data,
+                num_samples=options["num_samples"],
+                max_length=options["max_length"],
+                batch_size=options["batch_size"],
+                dataset_name=dataset_name,
+            ),
             out=out,
-            num_samples=options["num_samples"],
-            max_length=options["max_length"],
-            batch_size=options["batch_size"],
-            dataset_name=dataset_name,
             energy=not options["no_energy"],
             keep_raw=options["keep_raw"],
             overwrite=options["overwrite"],
@@ -242,7 +245,6 @@ def _targets(
     datas: list[str], out: Path, dataset_name: str | None
 ) -> list[tuple[str, Path, str | None]]:
     """(data, bundle path, dataset label) per --data; several data sets write into a folder."""
-    from core.errors import LensError
 
     if len(datas) == 1:
         return [(datas[0], out, dataset_name)]
@@ -304,7 +306,6 @@ def index_command(
       lens index raw/ --out c4.safetensors
       lens index paper_shards/ --out c4.safetensors --model gpt-oss-20b --top-k 4
     """
-    from core.collect.raw import index_raw
 
     path = index_raw(raw_dir, out, model=model, dataset=dataset, top_k=top_k)
     click.echo(f"wrote {path}", err=True)

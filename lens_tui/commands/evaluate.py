@@ -21,6 +21,8 @@ from rich.text import Text
 
 from core.engine import Profile
 from core.errors import LensError
+from core.evaluate.runner import EvaluateConfig, run_evaluation
+from core.families import ADAPTERS
 from core.formats.bundle import find_bundles, load_bundle
 from core.formats.evaluation import (
     Evaluation,
@@ -30,7 +32,8 @@ from core.formats.evaluation import (
 )
 from core.formats.mask import MASK_FORMAT, read_mask
 from core.predict import PredictionReport, predict_vs_actual
-from lens_tui.commands.options import model_and_text_options, model_and_text_settings
+from lens_tui.commands.collect import ProgressDisplay
+from lens_tui.commands.options import model_and_text_options, model_options
 from lens_tui.prediction_plot import point_mark, prediction_text, rho_text
 
 PATH = click.Path(path_type=Path)  # existence is checked by the readers, with a clean message
@@ -92,8 +95,7 @@ def evaluate_command(extra_masks: tuple[Path, ...], masks: tuple[Path, ...], **o
     experts' router logits are forced to −inf, so nothing is written), it
     measures the mean next-token loss over every non-padding token of DATA,
     the perplexity, and how often the masked model's top-1 prediction equals
-    the original's. Supported families: GPT-OSS, Mixtral, Qwen2-MoE,
-    Qwen3-MoE, OLMoE, DeepSeek-V3. Then compare with the lens's prediction:
+    the original's. Supported families: FAMILIES. Then compare with the lens's prediction:
     lens predict-vs-actual EVAL.json DATA.safetensors.
 
     \b
@@ -102,25 +104,25 @@ def evaluate_command(extra_masks: tuple[Path, ...], masks: tuple[Path, ...], **o
       lens evaluate -m ./qwen3-30b-a3b --masks reap.json -d wiki.txt -n 256 --max-length 1024 --json
       lens evaluate -m ./my-moe --masks c4-mass.json -d heldout.txt --lm-eval arc_easy --lm-eval-limit 200
     """
-    from core.evaluate.runner import EvaluateConfig, run_evaluation
-    from lens_tui.commands.collect import ProgressDisplay
 
     all_masks = list(masks) + list(extra_masks)
     config = EvaluateConfig(
-        **model_and_text_settings(options),
-        data=str(options["data"]),
+        options=model_options(
+            options,
+            data=str(options["data"]),
+            num_samples=options["num_samples"],
+            max_length=options["max_length"],
+            batch_size=options["batch_size"],
+            dataset_name=options["dataset_name"],
+        ),
         masks=all_masks,
-        num_samples=options["num_samples"],
-        max_length=options["max_length"],
-        batch_size=options["batch_size"],
-        dataset_name=options["dataset_name"],
         allow_other_model=options["allow_other_model"],
         lm_eval_tasks=tuple(options["lm_eval_tasks"]),
         lm_eval_limit=options["lm_eval_limit"],
         command="lens " + shlex.join(sys.argv[1:]),
     )
-    if config.max_length < 2:
-        raise LensError(f"--max-length must be at least 2 (got {config.max_length})")
+    if config.options.max_length < 2:
+        raise LensError(f"--max-length must be at least 2 (got {config.options.max_length})")
     out = options["out"]
     if out is not None and Path(out).suffix != ".json":
         raise LensError(f"{out}: the results file must end in .json")
@@ -330,5 +332,9 @@ def print_prediction(report: PredictionReport, plot: bool = True) -> None:
         text = prediction_text(report, width=width, height=20, color=console.is_terminal)
         console.print(Text.from_ansi(text), soft_wrap=True)
 
+
+evaluate_command.help = (evaluate_command.help or "").replace(
+    "FAMILIES", ", ".join(a.label for a in ADAPTERS if a.masked_routing is not None)
+)
 
 COMMANDS = [evaluate_command, predict_command]

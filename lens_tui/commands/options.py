@@ -1,7 +1,9 @@
 """Options shared by the commands that load a model and read text (collect, evaluate).
 
-They mean the same in both commands and map to the same fields of
-``CollectConfig`` / ``EvaluateConfig``, so they are declared once.
+They mean the same in both commands and map onto the one
+:class:`~core.model.options.ModelOptions` that ``CollectConfig`` and
+``EvaluateConfig`` both hold, so they are declared once, and
+:func:`model_options` builds that object from a command's parsed options.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+
+from core.model.options import ModelOptions
 
 _SHARED = (
     click.option(
@@ -53,6 +57,7 @@ _SHARED = (
     ),
 )
 
+#: The :class:`ModelOptions` fields the shared options set, named as the fields are.
 SETTINGS = (
     "text_field",
     "split",
@@ -73,9 +78,15 @@ def model_and_text_options(command: Callable) -> Callable:
     return command
 
 
-def model_and_text_settings(options: dict[str, Any]) -> dict[str, Any]:
-    """The config fields the shared options set, and ``--model`` without a trailing slash."""
-    return {
-        "model": str(options["model"]).rstrip("/") or "/",
+def model_options(options: dict[str, Any], **fields: Any) -> ModelOptions:
+    """The :class:`ModelOptions` of a command's parsed ``options``.
+
+    The shared options and ``--model`` (without a trailing slash) come from
+    ``options``; ``fields`` sets the rest (data, sample count, lengths), which
+    each command declares with its own help text.
+    """
+    return ModelOptions(
+        model=str(options["model"]).rstrip("/") or "/",
         **{name: options[name] for name in SETTINGS},
-    }
+        **fields,
+    )

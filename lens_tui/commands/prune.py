@@ -16,7 +16,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from core.prune.families import FAMILIES
+from core.families import ADAPTERS
 from core.prune.surgery import PruneProgress, prune_checkpoint
 
 
@@ -118,7 +118,7 @@ def prune_command(
 
 
 prune_command.help = (prune_command.help or "").replace(
-    "FAMILIES", ", ".join(f.label for f in FAMILIES.values())
+    "FAMILIES", ", ".join(a.label for a in ADAPTERS if a.prune is not None)
 )
 
 COMMANDS = [prune_command]

@@ -184,7 +184,7 @@ class CollectView(VerticalScroll):
         worker = get_current_worker()
         try:
             return run_collection(
-                CollectConfig(**config),
+                CollectConfig.from_settings(**config),
                 progress=lambda p: self.post_message(CollectProgressed(p)),
                 should_stop=lambda: stop.is_set() or worker.is_cancelled,
             )

@@ -37,7 +37,9 @@ def setup(tmp_path_factory):
     data = root / "heldout.txt"
     data.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
     bundle = root / "heldout.safetensors"
-    run_collection(CollectConfig(model=str(model), data=str(data), out=bundle, device="cpu"))
+    run_collection(
+        CollectConfig.from_settings(model=str(model), data=str(data), out=bundle, device="cpu")
+    )
     masks = []
     for criterion, r in (("mass", 4), ("frequency", 3), ("energy", 2)):
         out = root / f"{criterion}.json"

@@ -171,8 +171,13 @@ def test_script_collects_through_run_collection(monkeypatch, tmp_path):
     assert not out.exists()  # the script wrote no bundle of its own
     (config,) = calls
     assert isinstance(config, runner.CollectConfig)
-    assert (config.model, config.out, config.dataset_name) == ("some/model", out, "x")
-    assert (config.num_samples, config.max_length, config.batch_size) == (5, 16, 2)
+    assert (config.options.model, config.out, config.options.dataset_name) == (
+        "some/model",
+        out,
+        "x",
+    )
+    options = config.options
+    assert (options.num_samples, options.max_length, options.batch_size) == (5, 16, 2)
 
 
 def test_script_bundle_equals_run_collection_bundle(tmp_path):
@@ -194,7 +199,7 @@ def test_script_bundle_equals_run_collection_bundle(tmp_path):
         batch_size=4,
     )
     direct = run_collection(
-        CollectConfig(
+        CollectConfig.from_settings(
             model=str(model),
             data=str(data),
             out=tmp_path / "direct.safetensors",
@@ -241,12 +246,13 @@ def test_script_evaluates_through_run_evaluation(monkeypatch, tmp_path):
     assert result == out
     (config,) = calls
     assert isinstance(config, runner.EvaluateConfig)
-    assert (config.model, config.data, list(config.masks)) == (
+    assert (config.options.model, config.options.data, list(config.masks)) == (
         "some/model",
         str(tmp_path / "x.jsonl"),
         masks,
     )
-    assert (config.max_length, config.batch_size, config.device) == (16, 2, "cpu")
+    options = config.options
+    assert (options.max_length, options.batch_size, options.device) == (16, 2, "cpu")
     written = read_evaluation(out)
     assert written.to_json() == shipped.to_json()  # written as is, nothing recomputed
 
@@ -275,12 +281,12 @@ def test_script_split_halves_evaluate_through_run_evaluation(monkeypatch, tmp_pa
         max_length=16,
         batch_size=2,
     )
-    assert [Path(c.data) for c in calls] == [
+    assert [Path(c.options.data) for c in calls] == [
         tmp_path / "half1/wiki_en.jsonl",
         tmp_path / "half2/wiki_en.jsonl",
     ]
     assert all(list(c.masks) == masks for c in calls)
-    assert [len(Path(c.data).read_text().splitlines()) for c in calls] == [2, 2]
+    assert [len(Path(c.options.data).read_text().splitlines()) for c in calls] == [2, 2]
     assert len(halves) == 2 and halves[0]["baseline_loss"] == round(shipped.baseline["loss"], 4)
 
 

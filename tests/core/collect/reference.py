@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.collect.families import find_moe_layers
+from core.families.layers import find_moe_layers
 
 
 def expert_output(experts: torch.nn.Module, family: str, x: torch.Tensor, e: int) -> torch.Tensor:

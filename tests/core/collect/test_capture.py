@@ -14,8 +14,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from core.collect.capture import RouterCapture
-from core.collect.families import find_moe_layers
 from core.collect.runner import CollectConfig, run_collection
+from core.families.layers import find_moe_layers
 from core.formats.bundle import load_bundle
 from tests.core.collect.conftest import TEXTS
 from tests.core.collect.reference import per_sample_reference
@@ -102,7 +102,7 @@ def test_collected_statistics_equal_the_per_sample_reference(
 ):
     folder, expected, token_ids = references(family)
     out = run_collection(
-        CollectConfig(
+        CollectConfig.from_settings(
             model=str(folder),
             data=str(text_file),
             out=tmp_path / "b.safetensors",
@@ -132,7 +132,7 @@ def test_collected_statistics_equal_the_per_sample_reference(
 def test_router_only_run_skips_norms_but_keeps_routing(references, text_file, tmp_path):
     folder, expected, _ = references("mixtral")
     out = run_collection(
-        CollectConfig(
+        CollectConfig.from_settings(
             model=str(folder),
             data=str(text_file),
             out=tmp_path / "r.safetensors",

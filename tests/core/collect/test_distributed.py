@@ -153,7 +153,7 @@ def test_manual_shards_merge_into_the_whole(tiny_model, text_file, tmp_path):
 
     def collect(out: Path, shard: str | None) -> Path:
         return run_collection(
-            CollectConfig(
+            CollectConfig.from_settings(
                 model=model, data=str(text_file), out=out, max_length=24, batch_size=2, shard=shard
             )
         )
@@ -174,10 +174,12 @@ def test_device_map_auto_gives_the_same_statistics(tiny_model, text_file, tmp_pa
     pytest.importorskip("accelerate")
     model = str(tiny_model("qwen3_moe"))
     plain = run_collection(
-        CollectConfig(model=model, data=str(text_file), out=tmp_path / "a.safetensors")
+        CollectConfig.from_settings(
+            model=model, data=str(text_file), out=tmp_path / "a.safetensors"
+        )
     )
     mapped = run_collection(
-        CollectConfig(
+        CollectConfig.from_settings(
             model=model, data=str(text_file), out=tmp_path / "b.safetensors", device_map="auto"
         )
     )
@@ -191,4 +193,6 @@ def test_bad_shard_spec_is_refused():
 
     for spec in ("2/2", "x", "1/0", "-1/3"):
         with pytest.raises(LensError, match="--shard"):
-            CollectConfig(model="m", data="d.txt", out=Path("o.safetensors"), shard=spec)
+            CollectConfig.from_settings(
+                model="m", data="d.txt", out=Path("o.safetensors"), shard=spec
+            )

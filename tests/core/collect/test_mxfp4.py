@@ -17,7 +17,7 @@ def test_mxfp4_checkpoint_collects_like_its_dequantised_twin(text_file, tmp_path
         mxfp4, float_twin = build_tiny_mxfp4_gpt_oss(tmp_path / "models")
 
     def collect(model, name):
-        config = CollectConfig(
+        config = CollectConfig.from_settings(
             model=str(model), data=str(text_file), out=tmp_path / name, dtype="float32"
         )
         return load_bundle(run_collection(config))
@@ -47,6 +47,8 @@ def test_mxfp4_is_requested_dequantised(text_file, tmp_path, monkeypatch):
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(spy))
     run_collection(
-        CollectConfig(model=str(mxfp4), data=str(text_file), out=tmp_path / "b.safetensors")
+        CollectConfig.from_settings(
+            model=str(mxfp4), data=str(text_file), out=tmp_path / "b.safetensors"
+        )
     )
     assert seen and all(getattr(q, "dequantize", False) for q in seen)

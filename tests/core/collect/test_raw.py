@@ -17,7 +17,7 @@ from core.formats.bundle import load_bundle
 def test_keep_raw_then_index_rebuilds_the_bundle(tiny_model, text_file, tmp_path):
     raw = tmp_path / "raw"
     out = run_collection(
-        CollectConfig(
+        CollectConfig.from_settings(
             model=str(tiny_model("gpt_oss")),
             data=str(text_file),
             out=tmp_path / "b.safetensors",

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+import core.model.loading as loading
 from core.collect.partial import partial_dir
 from core.collect.runner import CollectConfig, CollectionCancelled, run_collection
 from core.errors import LensError
@@ -27,7 +28,7 @@ def _config(model, data, out, **overrides) -> CollectConfig:
         model=str(model), data=str(data), out=out, max_length=24, batch_size=2, device="cpu"
     )
     settings.update(overrides)
-    return CollectConfig(**settings)
+    return CollectConfig.from_settings(**settings)
 
 
 def _assert_same_tensors(a, b, exact: bool = True) -> None:
@@ -155,7 +156,7 @@ def test_rerun_of_a_finished_run_does_nothing(tiny_model, text_file, tmp_path, m
     def no_model(*args, **kwargs):
         raise AssertionError("a finished run must not load the model again")
 
-    monkeypatch.setattr("core.collect.loading.load_model_and_tokenizer", no_model)
+    monkeypatch.setattr("core.model.loading.load_model_and_tokenizer", no_model)
     updates = []
     assert run_collection(_config(model, text_file, out), progress=updates.append) == out
     assert updates[-1].stage == "done" and "already complete" in updates[-1].message
@@ -206,14 +207,12 @@ def test_skips_empty_records_but_keeps_their_positions(tiny_model, tmp_path):
 def test_runs_sharing_a_model_cache_load_the_model_once(
     tiny_model, text_file, tmp_path, monkeypatch
 ):
-    import core.collect.loading as loading
-
     loads = []
     original = loading.load_model_and_tokenizer
 
-    def counting(config):
-        loads.append(config.model)
-        return original(config)
+    def counting(options):
+        loads.append(options.model)
+        return original(options)
 
     monkeypatch.setattr(loading, "load_model_and_tokenizer", counting)
     cache = loading.ModelCache()

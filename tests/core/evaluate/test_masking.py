@@ -10,9 +10,10 @@ import pytest
 import torch
 import transformers
 
-from core.collect.families import Family, find_moe_layers
 from core.errors import LensError
 from core.evaluate.masking import MaskedRouting
+from core.families import by_name
+from core.families.layers import find_moe_layers
 
 TOKENS = torch.tensor([[5, 17, 99, 3, 250, 41, 7, 7], [201, 8, 8, 90, 14, 300, 6, 77]])
 
@@ -60,7 +61,7 @@ def test_unmasked_is_bitwise_the_original_and_masked_never_routes_to_dropped(tin
 
 
 def test_unsupported_families_are_refused():
-    layer = SimpleNamespace(family=Family("llama4", "router", logits_index=1, style="llama4"))
+    layer = SimpleNamespace(family=by_name("llama4"))
     with pytest.raises(LensError, match="not supported for the 'llama4' MoE family"):
         MaskedRouting([layer], "meta-llama/Llama-4")
 

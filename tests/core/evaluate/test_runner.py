@@ -29,7 +29,7 @@ def mask_of(folder: Path, layers, criterion: str = "test") -> Mask:
 
 
 def evaluate(model: Path, data: Path, masks=(), **kwargs):
-    config = EvaluateConfig(
+    config = EvaluateConfig.from_settings(
         model=str(model), data=str(data), masks=list(masks), device="cpu", **kwargs
     )
     return run_evaluation(config)
@@ -142,7 +142,7 @@ def test_mass_mask_of_a_dataset_hurts_it_less_than_random_masks(trained, tmp_pat
     """
     folder = trained["model"]
     bundle = tmp_path / "calib_en.safetensors"
-    config = CollectConfig(
+    config = CollectConfig.from_settings(
         model=str(folder), data=str(trained["calib_en"]), out=bundle, device="cpu", energy=False
     )
     run_collection(config)
@@ -193,7 +193,9 @@ def test_data_without_a_next_token_is_refused(tiny_model, tmp_path):
 
 def test_should_stop_cancels_before_anything_is_returned(tiny_model, text_file):
     folder = tiny_model("gpt_oss")
-    config = EvaluateConfig(model=str(folder), data=str(text_file), device="cpu", batch_size=2)
+    config = EvaluateConfig.from_settings(
+        model=str(folder), data=str(text_file), device="cpu", batch_size=2
+    )
     with pytest.raises(EvaluationCancelled, match="nothing was written"):
         run_evaluation(config, should_stop=lambda: True)
 
@@ -227,7 +229,9 @@ def test_predicted_retained_mass_ranks_the_measured_loss_increases(trained, tmp_
 
     def bundle_of(data: Path) -> Path:
         out = tmp_path / f"{data.stem}.safetensors"
-        config = CollectConfig(model=str(folder), data=str(data), out=out, device="cpu")
+        config = CollectConfig.from_settings(
+            model=str(folder), data=str(data), out=out, device="cpu"
+        )
         return run_collection(config)
 
     masks = [

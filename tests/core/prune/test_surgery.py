@@ -14,7 +14,7 @@ from core.errors import LensError
 from core.formats.mask import Mask
 from core.masks.make import make_mask as mask_from
 from core.prune.aimer import aimer_checkpoint_scores
-from core.prune.surgery import model_identity, prune_checkpoint
+from core.prune.surgery import prune_checkpoint
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -304,15 +304,6 @@ def test_pickle_only_and_unknown_models_are_refused(tmp_path):
         prune_checkpoint(folder, mask, tmp_path / "o")
     with pytest.raises(LensError, match="no such model folder"):
         prune_checkpoint(tmp_path / "nope", mask, tmp_path / "o")
-
-
-def test_model_identity_compares_hub_ids_paths_and_cache_folders():
-    assert model_identity("openai/gpt-oss-20b") == "gpt-oss-20b"
-    assert model_identity("/data/models/GPT-OSS-20B/") == "gpt-oss-20b"
-    assert (
-        model_identity("/root/.cache/huggingface/hub/models--openai--gpt-oss-20b/snapshots/abc")
-        == "gpt-oss-20b"
-    )
 
 
 def test_progress_reaches_the_total_and_cancel_leaves_nothing(tiny_model, tmp_path):

@@ -1,6 +1,8 @@
-"""Pad tokenized samples into a batch for a causal LM's backbone.
+"""Plan batches of tokenized samples and pad them for a causal LM's backbone.
 
-Shared by collection and evaluation: both run the model's backbone (no LM
+Shared by collection and evaluation: both batch longest first
+(:func:`plan_batches`, deterministic, so a resumed run plans the same
+batches), run the model's backbone (no LM
 head, or their own), pad on the tokenizer's side, and pass position ids that
 count real tokens only, so a left-padded sample sees 0, 1, 2, ... exactly as
 it would alone.
@@ -10,6 +12,16 @@ from __future__ import annotations
 
 import inspect
 from typing import Any
+
+
+def plan_batches(indices: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Longest first (ties by position), cut into batches: deterministic for resume.
+
+    Longest first keeps padding waste low and makes an out-of-memory error
+    show up at once, not hours in.
+    """
+    order = sorted(indices, key=lambda i: (-lengths[i], i))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def backbone_of(model: Any) -> Any | None:
@@ -30,7 +42,7 @@ class BatchPadder:
 
     def pad(self, sequences: list) -> tuple[dict[str, Any], Any, Any]:
         """``(inputs, ids, mask)``: backbone keyword arguments, and the CPU ids and mask."""
-        import torch
+        import torch  # lazy: optional dependency (the collect extra)
 
         longest = max(len(s) for s in sequences)
         ids = torch.full((len(sequences), longest), self.pad_id, dtype=torch.long)

@@ -1,8 +1,12 @@
-"""Load a transformers MoE model and its tokenizer for collection, with clear errors.
+"""Load a transformers MoE model and its tokenizer, with clear errors.
 
-A local folder or a hub id both work (the hub path needs network access and
-is not exercised by the tests). ``trust_remote_code`` is passed only when the
-user asked for it. GPT-OSS checkpoints quantised to MXFP4 are loaded
+Collection and evaluation load models here. A local folder or a hub id both
+work (the hub path needs network access and is not exercised by the tests).
+``trust_remote_code`` is always passed explicitly: ``False`` unless the user
+asked for it, because transformers' default (``None``) asks on stdin whether
+to run a checkpoint's own Python code, which hangs a headless run. torch and
+transformers are imported inside the functions that need them, so the
+package's options and docs import without them. GPT-OSS checkpoints quantised to MXFP4 are loaded
 dequantised: on GPU the MXFP4 kernel replaces the MLP with one that bypasses
 the router module, and the hooks would see nothing.
 """
@@ -15,12 +19,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from core.collect.config import CollectConfig
 from core.errors import LensError
+from core.families.layers import find_moe_layers
+from core.model.options import ModelOptions
 
 
 def resolve_device(device: str) -> Any:
-    import torch
+    import torch  # lazy: optional dependency (the collect extra)
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -34,7 +39,7 @@ def resolve_device(device: str) -> Any:
 
 
 def resolve_dtype(dtype: str) -> Any:
-    import torch
+    import torch  # lazy: optional dependency (the collect extra)
 
     return "auto" if dtype == "auto" else getattr(torch, dtype)
 
@@ -48,67 +53,66 @@ def _load_error(model: str, exc: BaseException) -> LensError:
     )
 
 
-def _remote(config: CollectConfig) -> dict[str, bool]:
-    return {"trust_remote_code": True} if config.trust_remote_code else {}
+def remote_code(options: ModelOptions) -> dict[str, bool]:
+    """The ``trust_remote_code`` keyword for every transformers loader: always explicit."""
+    return {"trust_remote_code": bool(options.trust_remote_code)}
 
 
-def load_model_config(config: CollectConfig) -> Any:
+def load_model_config(options: ModelOptions) -> Any:
     """The model's config, with clear errors for a missing folder or an unreachable hub id."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: optional dependency (the collect extra)
 
-    model_id = config.model
+    model_id = options.model
     path = Path(model_id)
     if (model_id.startswith((".", "/", "~")) or path.exists()) and not path.is_dir():
         raise LensError(f"{model_id}: no such model folder")
     if path.is_dir() and not (path / "config.json").exists():
         raise LensError(f"{model_id}: not a model folder (no config.json)")
     try:
-        return AutoConfig.from_pretrained(model_id, **_remote(config))
+        return AutoConfig.from_pretrained(model_id, **remote_code(options))
     except Exception as exc:
         raise _load_error(model_id, exc) from None
 
 
-def preflight(config: CollectConfig) -> None:
+def preflight(options: ModelOptions) -> None:
     """Fail fast, before any weight is read: is this a model with MoE layers we can hook?
 
     The model is built on the meta device (no memory, no weights), so a 120B
     checkpoint without MoE layers is refused in seconds, not after loading.
     """
-    import torch
+    import torch  # lazy: optional dependency, only runs that load a model need it
     from transformers import AutoModelForCausalLM
 
-    from core.collect.families import find_moe_layers
-
-    if not config.device_map:
-        resolve_device(config.device)
-    model_config = load_model_config(config)
+    if not options.device_map:
+        resolve_device(options.device)
+    model_config = load_model_config(options)
     try:
         with torch.device("meta"):
-            skeleton = AutoModelForCausalLM.from_config(model_config, **_remote(config))
+            skeleton = AutoModelForCausalLM.from_config(model_config, **remote_code(options))
     except Exception:
         return  # some configs (quantised, remote code) only build through from_pretrained
     find_moe_layers(skeleton)
 
 
-def load_model_and_tokenizer(config: CollectConfig) -> tuple[Any, Any]:
+def load_model_and_tokenizer(options: ModelOptions) -> tuple[Any, Any]:
     """The model in eval mode on its device(s), and a tokenizer that can pad."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: optional dependency
 
-    model_id = config.model
-    remote = _remote(config)
-    model_config = load_model_config(config)
-    kwargs: dict[str, Any] = {"dtype": resolve_dtype(config.dtype), **remote}
+    model_id = options.model
+    remote = remote_code(options)
+    model_config = load_model_config(options)
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(options.dtype), **remote}
     quant = getattr(model_config, "quantization_config", None)
     quant_method = quant.get("quant_method") if isinstance(quant, dict) else None
     if quant_method == "mxfp4":
-        from transformers import Mxfp4Config
+        from transformers import Mxfp4Config  # lazy: only MXFP4 checkpoints need it
 
         kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
     device = None
-    if config.device_map:
-        kwargs["device_map"] = config.device_map
+    if options.device_map:
+        kwargs["device_map"] = options.device_map
     else:
-        device = resolve_device(config.device)
+        device = resolve_device(options.device)
     try:
         with _quiet_progress_bars():
             model = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
@@ -127,15 +131,15 @@ def load_model_and_tokenizer(config: CollectConfig) -> tuple[Any, Any]:
         fallback = tokenizer.eos_token or tokenizer.unk_token
         if fallback is not None:
             tokenizer.pad_token = fallback
-    if config.padding_side:
-        tokenizer.padding_side = config.padding_side
+    if options.padding_side:
+        tokenizer.padding_side = options.padding_side
     return model, tokenizer
 
 
 @contextmanager
 def _quiet_progress_bars() -> Iterator[None]:
     """transformers' own "Loading weights" bars would interleave with ours."""
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # lazy: optional dependency
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
@@ -152,29 +156,29 @@ class ModelCache:
     Scanning many candidate calibration sets with a 120B model should not pay
     minutes of loading per set: ``lens collect -d a.jsonl -d b.jsonl ...`` shares
     one cache across its runs. The tokenizer's padding side follows each run's
-    config.
+    options.
     """
 
     def __init__(self) -> None:
         self._key: tuple | None = None
         self._loaded: tuple[Any, Any, str] | None = None
 
-    def get(self, config: CollectConfig) -> tuple[Any, Any]:
+    def get(self, options: ModelOptions) -> tuple[Any, Any]:
         key = (
-            config.model,
-            config.dtype,
-            config.device,
-            config.device_map,
-            config.trust_remote_code,
+            options.model,
+            options.dtype,
+            options.device,
+            options.device_map,
+            options.trust_remote_code,
         )
         if key != self._key or self._loaded is None:
             self._loaded = None  # free the previous model before loading the next
             # Load with the tokenizer's own padding side; each run then applies its own.
-            model, tokenizer = load_model_and_tokenizer(replace(config, padding_side=None))
+            model, tokenizer = load_model_and_tokenizer(replace(options, padding_side=None))
             self._loaded = (model, tokenizer, getattr(tokenizer, "padding_side", "right"))
             self._key = key
         model, tokenizer, default_side = self._loaded
-        tokenizer.padding_side = config.padding_side or default_side
+        tokenizer.padding_side = options.padding_side or default_side
         return model, tokenizer
 
 

@@ -1,0 +1,75 @@
+"""The MoE family adapters, one module each, and the registry every tool reads.
+
+Collection (:mod:`core.families.layers`), in-memory masking
+(:mod:`core.evaluate.masking`), pruning (:mod:`core.prune.surgery`) and the
+README's family tables (:mod:`core.families.tables`) all look a family up
+here, by MoE block class name or by config ``model_type``. To add a family:
+write ``core/families/<name>.py`` defining ``ADAPTER``, add it to
+:data:`ADAPTERS`, and add its tiny model to ``tests/tiny_models.py``.
+"""
+
+from __future__ import annotations
+
+from core.errors import LensError
+from core.families import (
+    deepseek_v2,
+    deepseek_v3,
+    gpt_oss,
+    granitemoe,
+    jamba,
+    llama4,
+    minimax,
+    mixtral,
+    olmoe,
+    phimoe,
+    qwen2_moe,
+    qwen3_moe,
+    qwen3_next,
+)
+from core.families.base import FamilyAdapter
+
+#: Every listed family, in the order the README's tables show them.
+ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
+    module.ADAPTER
+    for module in (
+        gpt_oss,
+        mixtral,
+        qwen2_moe,
+        qwen3_moe,
+        qwen3_next,
+        olmoe,
+        deepseek_v2,
+        deepseek_v3,
+        granitemoe,
+        phimoe,
+        jamba,
+        minimax,
+        llama4,
+    )
+)
+
+#: Adapter by transformers MoE block class name.
+BY_BLOCK_CLASS: dict[str, FamilyAdapter] = {
+    cls: adapter for adapter in ADAPTERS for cls in adapter.block_classes
+}
+#: Adapter by config ``model_type``.
+BY_MODEL_TYPE: dict[str, FamilyAdapter] = {
+    model_type: adapter for adapter in ADAPTERS for model_type in adapter.model_types
+}
+
+
+def by_name(name: str) -> FamilyAdapter | None:
+    """The adapter recorded as ``name`` (a bundle's or evaluation's ``family``)."""
+    return next((a for a in ADAPTERS if a.name == name), None)
+
+
+def for_model_type(model_type: object, where: str, *, tool: str = "lens prune") -> FamilyAdapter:
+    """The adapter of a config's ``model_type`` that ``tool`` (pruning) supports, or a one-line error."""
+    adapter = BY_MODEL_TYPE.get(str(model_type))
+    if adapter is None or adapter.prune is None:
+        supported = ", ".join(a.name for a in ADAPTERS if a.prune is not None)
+        raise LensError(
+            f"{where}: model_type {model_type!r} is not supported by {tool} "
+            f"(supported: {supported})"
+        )
+    return adapter

@@ -1,0 +1,82 @@
+"""What one MoE family is: the adapter every tool reads.
+
+A :class:`FamilyAdapter` is the single description of a family. Collection
+uses it to find the MoE blocks, router and experts of a loaded model and to
+record how it routes; evaluation uses its :attr:`~FamilyAdapter.masked_routing`
+to recompute routing with dropped experts in memory; pruning uses its
+:class:`PruneSpec` to know which config keys to rewrite and what it cannot
+express. Adding a family is one new module in this package that defines one
+adapter, plus its registration in :mod:`core.families` and a tiny-model test.
+
+This module imports no torch: the routing functions that need it import it
+inside their body, so browsing and pruning (which never run a model) stay
+torch-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+#: Config keys that may hold the routed expert count; pruning updates every one present.
+EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
+#: Config key of the number of experts each token is routed to.
+TOP_K_KEY = "num_experts_per_tok"
+
+#: ``route(router, logits[T, E], dropped[E]) -> (masked_logits, weights[T, k], index[T, k])``:
+#: the router's output recomputed with the dropped experts unselectable.
+MaskedRoute = Callable[[Any, Any, Any], tuple]
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    """What ``lens prune`` slices and rewrites for a family, and what it refuses."""
+
+    layouts: str  # checkpoint layouts sliced, for docs
+    router_bias: bool  # a router bias lets padding experts be made unreachable (uneven masks)
+    grouped_routing: bool = False  # DeepSeek-V3: n_group / topk_group must stay consistent
+    untouched: str = ""  # what pruning leaves alone, for messages and docs
+    uneven: str = "refused"  # what happens to masks keeping different counts per layer, for docs
+    expert_count_keys: tuple[str, ...] = EXPERT_COUNT_KEYS
+    top_k_key: str = TOP_K_KEY
+
+
+@dataclass(frozen=True)
+class FamilyAdapter:
+    """How one MoE family is wired, routes, is masked in memory and is pruned.
+
+    ``style`` is ``"fused"`` when the experts module is called as
+    ``experts(hidden, top_k_index, top_k_weights)`` with exactly the routing
+    the model used (transformers' ``@use_experts_implementation``), or
+    ``"llama4"`` when the router returns ``(scores, logits)`` and the experts
+    run densely on inputs already scaled by the score.
+    """
+
+    name: str  # recorded as the bundle's and evaluation's "family"
+    label: str  # human name for tables and messages
+    router_attr: str  # child of the MoE block that computes the routing
+    block_classes: tuple[str, ...] = ()  # transformers MoE block class names
+    model_types: tuple[str, ...] = ()  # config ``model_type`` values
+    router_doc: str = ""  # where the router sits, for the README
+    routing: str = "softmax over all experts, top-k"  # recorded in bundle metadata
+    collect_doc: str = ""  # what prob_sum / routing record, for the README
+    experts_attr: str = "experts"
+    logits_index: int = 0  # where the dense [T, E] router logits sit in the router's output
+    style: str = "fused"
+    masked_routing: MaskedRoute | None = None  # None: evaluate refuses to mask in memory
+    masked_routing_doc: str = ""  # how masked routing is recomputed, for the README
+    prune: PruneSpec | None = None  # None: lens prune refuses the family
+
+    def locate(self, block: Any) -> tuple[Any, Any] | None:
+        """``(router, experts)`` of one MoE block of this family, or ``None`` if absent.
+
+        The one place that knows where a block keeps them, so a caller that
+        walks the model differently (one decoder layer at a time) finds them
+        the same way.
+        """
+        router = getattr(block, self.router_attr, None)
+        experts = getattr(block, self.experts_attr, None)
+        if router is None or experts is None:
+            return None
+        return router, experts

@@ -215,8 +215,8 @@ def verdict(comparison: Comparison, difference: Difference | None = None) -> str
     safe_ab, safe_ba = rel_ab >= SAFE_SURROGATE_MASS, rel_ba >= SAFE_SURROGATE_MASS
     if safe_ab and safe_ba:
         mass = (
-            f"{a} and {b} are interchangeable for calibration at r={r}: each is a safe surrogate "
-            f"for the other (keeps {rel_ab:.1%} / {rel_ba:.1%} of the attainable top-{r} mass; "
+            f"{a} and {b} are interchangeable at r={r}: each is a safe surrogate for the other "
+            f"({rel_ab:.1%} / {rel_ba:.1%} of the attainable top-{r} mass kept; "
             f"{ab:.1%} / {ba:.1%} absolute)"
         )
     elif safe_ab:
@@ -225,8 +225,8 @@ def verdict(comparison: Comparison, difference: Difference | None = None) -> str
         mass = _surrogate_sentence(b, a, r, rel_ba, ba)
     else:
         mass = (
-            f"calibrating on {a} keeps only {rel_ab:.1%} of the top-{r} mass attainable on {b} "
-            f"({ab:.1%} of its routing mass absolute): not a safe surrogate"
+            f"calibrating on {a} keeps {rel_ab:.1%} of {b}'s attainable top-{r} mass "
+            f"({ab:.1%} absolute): not a safe surrogate"
         )
     if difference is None:
         return mass
@@ -235,8 +235,8 @@ def verdict(comparison: Comparison, difference: Difference | None = None) -> str
 
 def _surrogate_sentence(a: str, b: str, r: int, rel: float, absolute: float) -> str:
     return (
-        f"{a} is a safe surrogate for {b} at r={r} (keeps {rel:.1%} of the top-{r} mass "
-        f"attainable on {b}; {absolute:.1%} of its routing mass absolute)"
+        f"{a} is a safe surrogate for {b} at r={r}: keeps {rel:.1%} of its attainable "
+        f"top-{r} mass ({absolute:.1%} absolute)"
     )
 
 

@@ -9,10 +9,11 @@ TUI recompute on every keypress.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -68,6 +69,12 @@ class Profile:
         key = ("univariate", float(tau))
         if key not in self._cache:
             self._cache[key] = m.univariate(self.prob, tau)
+        return self._cache[key]
+
+    def cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per key for this bundle (derived arrays other modules reuse)."""
+        if key not in self._cache:
+            self._cache[key] = compute()
         return self._cache[key]
 
     def mask(self, r: int) -> np.ndarray:

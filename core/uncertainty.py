@@ -62,21 +62,19 @@ def bootstrap_counts(rng: np.random.Generator, n: int, replicates: int) -> np.nd
     return counts.reshape(replicates, n).astype(np.float32)
 
 
-def weighted_sums(weights: np.ndarray, sums: np.ndarray) -> np.ndarray:
-    """``Σ_i weights[r, i] · sums[i]`` for every row r: ``[R, N] × [N, L, E] → [R, L, E]`` float64.
+def weighted_sums(weights: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """``Σ_i weights[r, i] · flat[i]`` for every row r: ``[R, N] × [N, D] → [R, D]`` float64.
 
-    One BLAS matmul per chunk of rows; ``sums`` (often a memmap) is read once per chunk.
+    One float32 BLAS matmul per chunk of rows; ``flat`` (often a memmap) is read
+    once per chunk.
     """
-    n = sums.shape[0]
-    flat = sums.reshape(n, -1)
-    if flat.dtype != np.float32:
-        flat = flat.astype(np.float32)
+    n = flat.shape[0]
     rows = max(1, min(len(weights), CHUNK_BYTES // (4 * max(n, flat.shape[1]))))
     out = np.empty((len(weights), flat.shape[1]), dtype=np.float64)
     for start in range(0, len(weights), rows):
         block = weights[start : start + rows].astype(np.float32, copy=False)
         out[start : start + rows] = block @ flat
-    return out.reshape((len(weights), *sums.shape[1:]))
+    return out
 
 
 def divide_rows(total: np.ndarray, tokens: np.ndarray) -> np.ndarray:
@@ -84,6 +82,89 @@ def divide_rows(total: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     tokens = tokens.reshape((-1,) + (1,) * (total.ndim - 1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(tokens > 0, total / np.where(tokens > 0, tokens, 1.0), np.nan)
+
+
+#: Above this many sequences, a bundle is resampled in this many random groups of
+#: (nearly) equal size instead of sequence by sequence. See :func:`resampling_units`.
+MAX_UNITS = 2000
+#: Index of the grouping stream among the streams spawned from one seed.
+_GROUPING_STREAM = 3
+
+
+@dataclass(frozen=True)
+class Units:
+    """What the bootstrap and the permutation test resample: sums over ``G`` units.
+
+    ``prob``/``energy`` are ``[G, L·E]`` float32 and ``tokens`` ``[G]`` float64. A
+    unit is one sequence (G = N) or, for large bundles, a random group of sequences.
+    """
+
+    prob: np.ndarray
+    energy: np.ndarray | None
+    tokens: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+def resampling_units(profile: Profile, seed: int, max_units: int | None = None) -> Units:
+    """The bundle's sequences, or ``max_units`` random groups of them when it has more.
+
+    Every bootstrap replicate costs R·G·L·E multiply-adds, so at N = 20,000
+    sequences the exact sequence bootstrap is ~18 G per side and matmul-bound.
+    Random groups of N/G sequences (sizes differing by at most one) are i.i.d.
+    units just as single sequences are (any dependence inside a group is
+    resampled with it), so the bootstrap over groups estimates the same
+    sampling distribution and the permutation test over groups is still a test
+    of A against B; with G = 2,000 units the intervals lose nothing visible
+    (tests/core/test_uncertainty.py checks coverage with groups too). Cached
+    on the profile: one pass over the data serves bootstrap and test alike.
+    """
+    limit = MAX_UNITS if max_units is None else int(max_units)
+    return profile.cached(
+        ("resampling_units", int(seed), limit), lambda: _units(profile, int(seed), limit)
+    )
+
+
+def _units(profile: Profile, seed: int, limit: int) -> Units:
+    bundle = profile.bundle
+    n = bundle.num_samples
+    tokens = np.asarray(bundle.token_count, dtype=np.float64)
+    energy_sum = bundle.get("energy_sum")
+    if n <= limit:
+        units = Units(
+            _flat(bundle.prob_sum), None if energy_sum is None else _flat(energy_sum), tokens
+        )
+    else:
+        streams = np.random.SeedSequence(seed).spawn(_GROUPING_STREAM + 1)
+        order = np.random.default_rng(streams[_GROUPING_STREAM]).permutation(n)
+        bounds = np.linspace(0, n, limit + 1).round().astype(np.int64)
+        units = Units(
+            _group_sums(bundle.prob_sum, order, bounds),
+            None if energy_sum is None else _group_sums(energy_sum, order, bounds),
+            np.add.reduceat(tokens[order], bounds[:-1]),
+        )
+    return units
+
+
+def _flat(sums: np.ndarray) -> np.ndarray:
+    flat = sums.reshape(sums.shape[0], -1)
+    return flat if flat.dtype == np.float32 else flat.astype(np.float32)
+
+
+def _group_sums(sums: np.ndarray, order: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """``[G, L·E]`` float32 sums of the rows ``order[bounds[g]:bounds[g+1]]``, chunk by chunk."""
+    flat = sums.reshape(sums.shape[0], -1)
+    groups = len(bounds) - 1
+    out = np.empty((groups, flat.shape[1]), dtype=np.float32)
+    per_chunk = max(1, CHUNK_BYTES // (4 * flat.shape[1] * max(1, int(np.diff(bounds).max()))))
+    for g0 in range(0, groups, per_chunk):
+        g1 = min(groups, g0 + per_chunk)
+        rows = order[bounds[g0] : bounds[g1]]
+        block = flat[rows]  # gathered in group order (rows are whole L·E records)
+        out[g0:g1] = np.add.reduceat(block, bounds[g0:g1] - bounds[g0], axis=0, dtype=np.float64)
+    return out
 
 
 @dataclass(frozen=True)
@@ -94,14 +175,18 @@ class Replicates:
     energy: np.ndarray | None
 
 
-def replicate_signatures(profile: Profile, weights: np.ndarray) -> Replicates:
-    """P* (and E*, when the bundle has energy) for each row of resampling weights."""
-    bundle = profile.bundle
-    tokens = weights.astype(np.float64) @ np.asarray(bundle.token_count, dtype=np.float64)
-    prob = divide_rows(weighted_sums(weights, bundle.prob_sum), tokens)
-    energy_sum = bundle.get("energy_sum")
-    energy = None if energy_sum is None else divide_rows(weighted_sums(weights, energy_sum), tokens)
+def replicate_signatures(units: Units, weights: np.ndarray, shape: tuple[int, int]) -> Replicates:
+    """P* (and E*, when the bundle has energy) for each row of resampling weights over units."""
+    tokens = weights.astype(np.float64) @ units.tokens
+    prob = divide_rows(weighted_sums(weights, units.prob).reshape(-1, *shape), tokens)
+    energy = None
+    if units.energy is not None:
+        energy = divide_rows(weighted_sums(weights, units.energy).reshape(-1, *shape), tokens)
     return Replicates(prob, energy)
+
+
+def _shape(profile: Profile) -> tuple[int, int]:
+    return profile.num_layers, profile.num_experts
 
 
 # --------------------------------------------------------------------------- intervals
@@ -206,9 +291,9 @@ def bootstrap_stats(
 ) -> StatsCI:
     """Percentile intervals of the four univariate metrics of one bundle."""
     check_options(replicates, level)
-    rng = np.random.default_rng(seed)
-    weights = bootstrap_counts(rng, profile.bundle.num_samples, int(replicates))
-    rep = replicate_signatures(profile, weights)
+    units = resampling_units(profile, seed)
+    weights = bootstrap_counts(np.random.default_rng(seed), units.count, int(replicates))
+    rep = replicate_signatures(units, weights, _shape(profile))
     return StatsCI(
         float(level),
         int(replicates),
@@ -259,8 +344,13 @@ def bootstrap_compare(
     check_compatible([a, b])
     m.check_budget(r, a.num_experts, str(a.bundle.path))
     rng_a, rng_b = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    rep_a = replicate_signatures(a, bootstrap_counts(rng_a, a.bundle.num_samples, replicates))
-    rep_b = replicate_signatures(b, bootstrap_counts(rng_b, b.bundle.num_samples, replicates))
+    units_a, units_b = resampling_units(a, seed), resampling_units(b, seed)
+    rep_a = replicate_signatures(
+        units_a, bootstrap_counts(rng_a, units_a.count, replicates), _shape(a)
+    )
+    rep_b = replicate_signatures(
+        units_b, bootstrap_counts(rng_b, units_b.count, replicates), _shape(b)
+    )
     return CompareCI(
         float(level),
         int(replicates),
@@ -328,7 +418,8 @@ def permutation_test(
     check_options(permutations, DEFAULT_LEVEL)
     check_compatible([a, b])
     m.check_budget(r, a.num_experts, str(a.bundle.path))
-    n_a, n_b = a.bundle.num_samples, b.bundle.num_samples
+    units_a, units_b = resampling_units(a, seed), resampling_units(b, seed)
+    n_a, n_b = units_a.count, units_b.count
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
     # Row 0 is the observed split (all of A), row 1 all of B (so that row 0 + row 1 is the
     # pool's total through the same float32 path), then the shuffled splits.
@@ -336,15 +427,11 @@ def permutation_test(
     pick = np.concatenate(
         [observed[None], 1.0 - observed[None], split_indicators(rng, n_a, n_b, int(permutations))]
     )
-    tokens_a = np.asarray(a.bundle.token_count, dtype=np.float64)
-    tokens_b = np.asarray(b.bundle.token_count, dtype=np.float64)
     # Sums of the new "A" side over the pool, without concatenating the two tensors.
-    sum_x = weighted_sums(pick[:, :n_a], a.bundle.prob_sum) + weighted_sums(
-        pick[:, n_a:], b.bundle.prob_sum
-    )
-    tok_x = (
-        pick[:, :n_a].astype(np.float64) @ tokens_a + pick[:, n_a:].astype(np.float64) @ tokens_b
-    )
+    sum_x = weighted_sums(pick[:, :n_a], units_a.prob) + weighted_sums(pick[:, n_a:], units_b.prob)
+    sum_x = sum_x.reshape(-1, *_shape(a))
+    tok_x = pick[:, :n_a].astype(np.float64) @ units_a.tokens
+    tok_x += pick[:, n_a:].astype(np.float64) @ units_b.tokens
     total, tok_total = sum_x[0] + sum_x[1], tok_x[0] + tok_x[1]
     sum_x, tok_x = np.delete(sum_x, 1, axis=0), np.delete(tok_x, 1)
     p_x = divide_rows(sum_x, tok_x)

@@ -108,7 +108,7 @@ def test_replicate_signature_is_the_signature_of_the_resampled_sequences(monkeyp
     profile = draw_profile(rng, POP_A, n=9)
     weights = u.bootstrap_counts(rng, 9, 4)
     monkeypatch.setattr(u, "CHUNK_BYTES", 4 * 9)  # one replicate per chunk: chunking is exercised
-    rep = u.replicate_signatures(profile, weights)
+    rep = u.replicate_signatures(u.resampling_units(profile, 0), weights, (2, 8))
     prob_sum = profile.bundle.prob_sum.tolist()
     tokens = profile.bundle.token_count.tolist()
     for row, counts in enumerate(weights.astype(int)):
@@ -274,3 +274,56 @@ def test_per_layer_mask_sizes_use_the_best_mask_of_that_size():
     mask = np.array([[False, True, True], [True, False, False]])  # 2 experts, then 1
     expected = [(0.3 + 0.2) / (0.5 + 0.3), 0.1 / 0.6]
     np.testing.assert_allclose(m.retained_mass_rel(mask, q), expected)
+
+
+# --------------------------------------------------------------------------- grouped units
+
+
+def test_large_bundles_resample_random_groups_that_partition_the_sequences():
+    """Sequence i routes only to expert i, so each unit's sums show which sequences it holds."""
+    n = 23
+    prob_sum = np.zeros((n, 1, n), dtype=np.float32)
+    prob_sum[np.arange(n), 0, np.arange(n)] = 1.0
+    tokens = np.arange(1, n + 1)
+    tensors = {"prob_sum": prob_sum, "token_count": tokens, "example_ids": np.arange(n)}
+    profile = Profile(Bundle(Path("onehot.safetensors"), {}, tensors))
+    units = u.resampling_units(profile, seed=3, max_units=5)
+    assert units.count == 5
+    membership = units.prob.reshape(5, n)
+    assert set(np.unique(membership)) <= {0.0, 1.0}
+    assert (membership.sum(axis=0) == 1).all()  # every sequence in exactly one group
+    sizes = membership.sum(axis=1)
+    assert sizes.max() - sizes.min() <= 1
+    for g in range(5):  # a group's tokens are its members' tokens
+        assert units.tokens[g] == tokens[membership[g] == 1].sum()
+    assert not np.array_equal(membership, u.resampling_units(profile, 4, 5).prob.reshape(5, n))
+    # Below the limit the units are the sequences themselves.
+    assert u.resampling_units(profile, 3, max_units=23).count == 23
+
+
+def test_grouped_units_keep_coverage_and_a_calibrated_test(monkeypatch):
+    """Groups of two sequences (MAX_UNITS = N/2): intervals still cover, p-values stay calibrated."""
+    monkeypatch.setattr(u, "MAX_UNITS", N // 2)
+    truth = population_values(POP_A, POP_B)
+    rng = np.random.default_rng(31)
+    covered = dict.fromkeys(truth, 0)
+    small_p = 0
+    for draw in range(DRAWS):
+        a, b = draw_profile(rng, POP_A), draw_profile(rng, POP_B)
+        ci = u.bootstrap_compare(a, b, R, replicates=200, seed=draw)
+        assert u.resampling_units(a, draw).count == N // 2
+        intervals = {
+            "retained_mass_a_to_b": ci.bivariate.mean["retained_mass_a_to_b"],
+            "retained_mass_rel_a_to_b": ci.bivariate.mean["retained_mass_rel_a_to_b"],
+            "n_eff": ci.univariate_a.mean["n_eff"],
+            "entropy_bits": ci.univariate_a.mean["entropy_bits"],
+        }
+        for key, (lo, hi) in intervals.items():
+            covered[key] += int(lo <= truth[key] <= hi)
+        same = draw_profile(rng, POP_A)
+        small_p += (
+            u.permutation_test(a, same, R, permutations=200, seed=draw).js_divergence_p < 0.05
+        )
+    rates = {key: hits / DRAWS for key, hits in covered.items()}
+    assert all(0.90 <= rate <= 0.99 for rate in rates.values()), rates
+    assert small_p / DRAWS < 0.10

@@ -84,11 +84,11 @@ def divide_rows(total: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         return np.where(tokens > 0, total / np.where(tokens > 0, tokens, 1.0), np.nan)
 
 
-#: Above this many sequences, a bundle is resampled in this many random groups of
-#: (nearly) equal size instead of sequence by sequence. See :func:`resampling_units`.
-MAX_UNITS = 2000
-#: Index of the grouping stream among the streams spawned from one seed.
-_GROUPING_STREAM = 3
+#: Above this many sequences, a bundle is resampled in this many blocks of
+#: consecutive sequences instead of sequence by sequence. See :func:`resampling_units`.
+MAX_UNITS = 1000
+#: Rows summed at once when forming blocks (bounds temporary memory).
+BLOCK_BYTES = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class Units:
     """What the bootstrap and the permutation test resample: sums over ``G`` units.
 
     ``prob``/``energy`` are ``[G, L·E]`` float32 and ``tokens`` ``[G]`` float64. A
-    unit is one sequence (G = N) or, for large bundles, a random group of sequences.
+    unit is one sequence (G = N) or, for large bundles, a block of consecutive ones.
     """
 
     prob: np.ndarray
@@ -108,44 +108,39 @@ class Units:
         return int(self.tokens.shape[0])
 
 
-def resampling_units(profile: Profile, seed: int, max_units: int | None = None) -> Units:
-    """The bundle's sequences, or ``max_units`` random groups of them when it has more.
+def resampling_units(profile: Profile, max_units: int | None = None) -> Units:
+    """The bundle's sequences, or ``max_units`` blocks of consecutive sequences when it has more.
 
-    Every bootstrap replicate costs R·G·L·E multiply-adds, so at N = 20,000
-    sequences the exact sequence bootstrap is ~18 G per side and matmul-bound.
-    Random groups of N/G sequences (sizes differing by at most one) are i.i.d.
-    units just as single sequences are (any dependence inside a group is
-    resampled with it), so the bootstrap over groups estimates the same
-    sampling distribution and the permutation test over groups is still a test
-    of A against B; with G = 2,000 units the intervals lose nothing visible
-    (tests/core/test_uncertainty.py checks coverage with groups too). Cached
-    on the profile: one pass over the data serves bootstrap and test alike.
+    Every replicate costs G·L·E multiply-adds per side, so at N = 20,000
+    sequences the sequence bootstrap is ~18 G per side and bound by the matmul
+    (20× a plain compare on 2 cores). Above ``MAX_UNITS`` sequences the units
+    are G non-overlapping blocks of N/G consecutive sequences (sizes differing
+    by at most one): a block bootstrap, the standard tool when neighbours may be
+    dependent (consecutive chunks of one document are), and as valid as the
+    sequence bootstrap when they are not. Blocks are summed in one sequential
+    pass, as fast as the signature itself. tests/core/test_uncertainty.py
+    checks coverage and the test's calibration with blocks too. Cached on the
+    profile: one pass serves the bootstrap and the permutation test.
     """
     limit = MAX_UNITS if max_units is None else int(max_units)
-    return profile.cached(
-        ("resampling_units", int(seed), limit), lambda: _units(profile, int(seed), limit)
-    )
+    return profile.cached(("resampling_units", limit), lambda: _units(profile, limit))
 
 
-def _units(profile: Profile, seed: int, limit: int) -> Units:
+def _units(profile: Profile, limit: int) -> Units:
     bundle = profile.bundle
     n = bundle.num_samples
     tokens = np.asarray(bundle.token_count, dtype=np.float64)
     energy_sum = bundle.get("energy_sum")
     if n <= limit:
-        units = Units(
+        return Units(
             _flat(bundle.prob_sum), None if energy_sum is None else _flat(energy_sum), tokens
         )
-    else:
-        streams = np.random.SeedSequence(seed).spawn(_GROUPING_STREAM + 1)
-        order = np.random.default_rng(streams[_GROUPING_STREAM]).permutation(n)
-        bounds = np.linspace(0, n, limit + 1).round().astype(np.int64)
-        units = Units(
-            _group_sums(bundle.prob_sum, order, bounds),
-            None if energy_sum is None else _group_sums(energy_sum, order, bounds),
-            np.add.reduceat(tokens[order], bounds[:-1]),
-        )
-    return units
+    bounds = group_bounds(n, limit)
+    return Units(
+        _block_sums(bundle.prob_sum, bounds),
+        None if energy_sum is None else _block_sums(energy_sum, bounds),
+        np.add.reduceat(tokens, bounds[:-1]),
+    )
 
 
 def _flat(sums: np.ndarray) -> np.ndarray:
@@ -153,17 +148,31 @@ def _flat(sums: np.ndarray) -> np.ndarray:
     return flat if flat.dtype == np.float32 else flat.astype(np.float32)
 
 
-def _group_sums(sums: np.ndarray, order: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """``[G, L·E]`` float32 sums of the rows ``order[bounds[g]:bounds[g+1]]``, chunk by chunk."""
+def group_bounds(n: int, groups: int) -> np.ndarray:
+    """Start offsets of ``groups`` consecutive groups of ``n`` items, sizes m+1 first, then m."""
+    m, extra = divmod(n, groups)
+    sizes = np.full(groups, m, dtype=np.int64)
+    sizes[:extra] += 1
+    return np.concatenate([[0], np.cumsum(sizes)])
+
+
+def _block_sums(sums: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """``[G, L·E]`` float32 sums of the rows ``bounds[g]:bounds[g+1]``, read front to back.
+
+    Blocks of one size are summed as a ``[g, m, L·E]`` reshape of a contiguous
+    slice (``reduceat`` along axis 0 is an order of magnitude slower).
+    """
     flat = sums.reshape(sums.shape[0], -1)
-    groups = len(bounds) - 1
-    out = np.empty((groups, flat.shape[1]), dtype=np.float32)
-    per_chunk = max(1, CHUNK_BYTES // (4 * flat.shape[1] * max(1, int(np.diff(bounds).max()))))
-    for g0 in range(0, groups, per_chunk):
-        g1 = min(groups, g0 + per_chunk)
-        rows = order[bounds[g0] : bounds[g1]]
-        block = flat[rows]  # gathered in group order (rows are whole L·E records)
-        out[g0:g1] = np.add.reduceat(block, bounds[g0:g1] - bounds[g0], axis=0, dtype=np.float64)
+    width = flat.shape[1]
+    sizes = np.diff(bounds)
+    out = np.empty((len(sizes), width), dtype=np.float32)
+    per_chunk = max(1, BLOCK_BYTES // (4 * width * max(1, int(sizes.max()))))
+    for size in np.unique(sizes):
+        members = np.flatnonzero(sizes == size)  # consecutive, by group_bounds
+        for c0 in range(0, len(members), per_chunk):
+            g0, g1 = members[c0], members[min(len(members), c0 + per_chunk) - 1] + 1
+            block = flat[bounds[g0] : bounds[g1]].reshape(g1 - g0, int(size), width)
+            np.sum(block, axis=1, out=out[g0:g1], dtype=np.float32)
     return out
 
 
@@ -291,7 +300,7 @@ def bootstrap_stats(
 ) -> StatsCI:
     """Percentile intervals of the four univariate metrics of one bundle."""
     check_options(replicates, level)
-    units = resampling_units(profile, seed)
+    units = resampling_units(profile)
     weights = bootstrap_counts(np.random.default_rng(seed), units.count, int(replicates))
     rep = replicate_signatures(units, weights, _shape(profile))
     return StatsCI(
@@ -344,7 +353,7 @@ def bootstrap_compare(
     check_compatible([a, b])
     m.check_budget(r, a.num_experts, str(a.bundle.path))
     rng_a, rng_b = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    units_a, units_b = resampling_units(a, seed), resampling_units(b, seed)
+    units_a, units_b = resampling_units(a), resampling_units(b)
     rep_a = replicate_signatures(
         units_a, bootstrap_counts(rng_a, units_a.count, replicates), _shape(a)
     )
@@ -418,7 +427,7 @@ def permutation_test(
     check_options(permutations, DEFAULT_LEVEL)
     check_compatible([a, b])
     m.check_budget(r, a.num_experts, str(a.bundle.path))
-    units_a, units_b = resampling_units(a, seed), resampling_units(b, seed)
+    units_a, units_b = resampling_units(a), resampling_units(b)
     n_a, n_b = units_a.count, units_b.count
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
     # Row 0 is the observed split (all of A), row 1 all of B (so that row 0 + row 1 is the

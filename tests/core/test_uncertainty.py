@@ -108,7 +108,7 @@ def test_replicate_signature_is_the_signature_of_the_resampled_sequences(monkeyp
     profile = draw_profile(rng, POP_A, n=9)
     weights = u.bootstrap_counts(rng, 9, 4)
     monkeypatch.setattr(u, "CHUNK_BYTES", 4 * 9)  # one replicate per chunk: chunking is exercised
-    rep = u.replicate_signatures(u.resampling_units(profile, 0), weights, (2, 8))
+    rep = u.replicate_signatures(u.resampling_units(profile), weights, (2, 8))
     prob_sum = profile.bundle.prob_sum.tolist()
     tokens = profile.bundle.token_count.tolist()
     for row, counts in enumerate(weights.astype(int)):
@@ -279,7 +279,7 @@ def test_per_layer_mask_sizes_use_the_best_mask_of_that_size():
 # --------------------------------------------------------------------------- grouped units
 
 
-def test_large_bundles_resample_random_groups_that_partition_the_sequences():
+def test_large_bundles_resample_blocks_of_consecutive_sequences():
     """Sequence i routes only to expert i, so each unit's sums show which sequences it holds."""
     n = 23
     prob_sum = np.zeros((n, 1, n), dtype=np.float32)
@@ -287,22 +287,23 @@ def test_large_bundles_resample_random_groups_that_partition_the_sequences():
     tokens = np.arange(1, n + 1)
     tensors = {"prob_sum": prob_sum, "token_count": tokens, "example_ids": np.arange(n)}
     profile = Profile(Bundle(Path("onehot.safetensors"), {}, tensors))
-    units = u.resampling_units(profile, seed=3, max_units=5)
+    units = u.resampling_units(profile, max_units=5)
     assert units.count == 5
     membership = units.prob.reshape(5, n)
     assert set(np.unique(membership)) <= {0.0, 1.0}
-    assert (membership.sum(axis=0) == 1).all()  # every sequence in exactly one group
+    assert (membership.sum(axis=0) == 1).all()  # every sequence in exactly one block
     sizes = membership.sum(axis=1)
     assert sizes.max() - sizes.min() <= 1
-    for g in range(5):  # a group's tokens are its members' tokens
-        assert units.tokens[g] == tokens[membership[g] == 1].sum()
-    assert not np.array_equal(membership, u.resampling_units(profile, 4, 5).prob.reshape(5, n))
+    for g in range(5):
+        members = np.flatnonzero(membership[g])
+        assert np.array_equal(members, np.arange(members[0], members[-1] + 1))  # consecutive
+        assert units.tokens[g] == tokens[members].sum()
     # Below the limit the units are the sequences themselves.
-    assert u.resampling_units(profile, 3, max_units=23).count == 23
+    assert u.resampling_units(profile, max_units=23).count == 23
 
 
 def test_grouped_units_keep_coverage_and_a_calibrated_test(monkeypatch):
-    """Groups of two sequences (MAX_UNITS = N/2): intervals still cover, p-values stay calibrated."""
+    """Blocks of two sequences (MAX_UNITS = N/2): intervals still cover, p-values stay calibrated."""
     monkeypatch.setattr(u, "MAX_UNITS", N // 2)
     truth = population_values(POP_A, POP_B)
     rng = np.random.default_rng(31)
@@ -311,7 +312,7 @@ def test_grouped_units_keep_coverage_and_a_calibrated_test(monkeypatch):
     for draw in range(DRAWS):
         a, b = draw_profile(rng, POP_A), draw_profile(rng, POP_B)
         ci = u.bootstrap_compare(a, b, R, replicates=200, seed=draw)
-        assert u.resampling_units(a, draw).count == N // 2
+        assert u.resampling_units(a).count == N // 2
         intervals = {
             "retained_mass_a_to_b": ci.bivariate.mean["retained_mass_a_to_b"],
             "retained_mass_rel_a_to_b": ci.bivariate.mean["retained_mass_rel_a_to_b"],

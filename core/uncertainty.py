@@ -18,7 +18,9 @@ integer resampling counts w (token-weighted, exactly like the signature
 itself). All replicates at once are ONE matmul ``w[R, N] @ prob_sum[N, L·E]``
 per side (float32, as stored; the counts are small integers, so nothing is
 lost but float32 rounding of the sums), chunked over R to bound memory. The
-metrics are then evaluated on ``[R, L, E]`` arrays, vectorised.
+metrics are then evaluated on ``[R, L, E]`` arrays, vectorised. Above
+``MAX_UNITS`` sequences the units resampled are blocks of consecutive
+sequences (:func:`resampling_units`), which keeps the matmul small at any N.
 """
 
 from __future__ import annotations

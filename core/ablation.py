@@ -8,6 +8,7 @@ steps cost one read of the data plus 100 tiny ``[L, E]`` sorts.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,3 +126,70 @@ def ablate(
     both = defined[1:] & defined[:-1]
     stepwise[1:][both] = m.jaccard(masks[:-1][both], masks[1:][both])
     return Ablation(profile, int(r), int(step), counts[-1], seed, counts, stepwise, to_final)
+
+
+# --------------------------------------------------------------------------- over random orders
+
+
+@dataclass(frozen=True)
+class ShuffledAblations:
+    """The ablation repeated over K random sample orders: how much the answer depends on order.
+
+    One order gives one convergence count; which sequences happen to come first
+    can move it a lot on small sets, so the spread over orders is the honest
+    error bar on "how many sequences are enough".
+    """
+
+    seed: int
+    runs: list[Ablation]
+
+    def converged(self, threshold: float = DEFAULT_CONVERGENCE) -> list[int | None]:
+        return [run.converged_at(threshold) for run in self.runs]
+
+    def to_json(self, threshold: float = DEFAULT_CONVERGENCE) -> dict:
+        """Median and range of the convergence count; a run that never converged counts as
+        beyond the data (so a median or maximum that falls on one is null)."""
+        converged = self.converged(threshold)
+        beyond = np.array([np.inf if c is None else c for c in converged], dtype=np.float64)
+        median = float(np.median(beyond))
+        finite = beyond[np.isfinite(beyond)]
+        to_final = np.array(
+            [[np.nan if v is None else v for v in run.to_final] for run in self.runs]
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a count undefined in every run
+            band = {
+                "median": np.nanmedian(to_final, axis=0),
+                "min": np.nanmin(to_final, axis=0),
+                "max": np.nanmax(to_final, axis=0),
+            }
+        return {
+            "shuffles": len(self.runs),
+            "seed": self.seed,
+            "threshold": threshold,
+            "converged_at": converged,
+            "not_converged": int(np.count_nonzero(~np.isfinite(beyond))),
+            "converged_at_median": median if np.isfinite(median) else None,
+            "converged_at_range": [
+                int(finite.min()) if finite.size else None,
+                int(beyond.max()) if np.isfinite(beyond.max()) else None,
+            ],
+            "to_final_band": {k: [m.to_jsonable(v) for v in vals] for k, vals in band.items()},
+        }
+
+
+def ablate_shuffled(
+    profile: Profile,
+    r: int,
+    step: int,
+    max_samples: int | None = None,
+    shuffles: int = 20,
+    seed: int | None = None,
+) -> ShuffledAblations:
+    """The ablation over ``shuffles`` random orders, drawn reproducibly from ``seed`` (default 0)."""
+    if shuffles < 1:
+        raise LensError(f"--shuffles must be at least 1 (got {shuffles})")
+    base = 0 if seed is None else int(seed)
+    seeds = np.random.SeedSequence(base).generate_state(int(shuffles))
+    runs = [ablate(profile, r, step, max_samples, int(s)) for s in seeds]
+    return ShuffledAblations(base, runs)

@@ -9,15 +9,20 @@ TUI recompute on every keypress.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core import metrics as m
 from core.errors import LensError
 from core.formats.bundle import Bundle, load_bundle
+
+if TYPE_CHECKING:
+    from core.uncertainty import Difference
 
 
 @dataclass(eq=False)
@@ -64,6 +69,12 @@ class Profile:
         key = ("univariate", float(tau))
         if key not in self._cache:
             self._cache[key] = m.univariate(self.prob, tau)
+        return self._cache[key]
+
+    def cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per key for this bundle (derived arrays other modules reuse)."""
+        if key not in self._cache:
+            self._cache[key] = compute()
         return self._cache[key]
 
     def mask(self, r: int) -> np.ndarray:
@@ -128,7 +139,7 @@ class Comparison:
 
     @property
     def mean(self) -> dict[str, float | None]:
-        return {k: m.layer_mean(self.layers[k]) for k in m.BIVARIATE_KEYS}
+        return {k: m.layer_mean(self.layers[k]) for k in m.COMPARE_KEYS}
 
     @property
     def univariate_a(self) -> dict[str, np.ndarray]:
@@ -142,7 +153,7 @@ class Comparison:
         num_layers = self.a.num_layers
         rows_a = m.per_layer_rows(self.univariate_a, m.UNIVARIATE_KEYS, num_layers)
         rows_b = m.per_layer_rows(self.univariate_b, m.UNIVARIATE_KEYS, num_layers)
-        rows = m.per_layer_rows(self.layers, m.BIVARIATE_KEYS, num_layers)
+        rows = m.per_layer_rows(self.layers, m.COMPARE_KEYS, num_layers)
         layers = []
         for row, ua, ub in zip(rows, rows_a, rows_b):
             ua.pop("layer")
@@ -172,27 +183,84 @@ def compare(a: Profile, b: Profile, r: int, tau: float = m.DEFAULT_TAU) -> Compa
         "pearson_energy": m.pearson(a.energy, b.energy),
         "retained_mass_a_to_b": m.retained_mass(mask_a, b.prob),
         "retained_mass_b_to_a": m.retained_mass(mask_b, a.prob),
+        "retained_mass_rel_a_to_b": m.retained_mass_rel(mask_a, b.prob, r),
+        "retained_mass_rel_b_to_a": m.retained_mass_rel(mask_b, a.prob, r),
     }
     return Comparison(a, b, int(r), float(tau), layers)
 
 
 SAFE_SURROGATE_MASS = 0.95
+#: Below this p-value the permutation test calls a difference real rather than resampling noise.
+NOISE_ALPHA = 0.05
 
 
-def verdict(comparison: Comparison) -> str:
-    """A one-sentence reading of the whole-model figures, in the paper's terms."""
+def is_safe(comparison: Comparison) -> bool:
+    """Whether either side is a safe surrogate for the other (relative retained mass ≥ 95 %)."""
     mean = comparison.mean
-    a, b = comparison.a.name, comparison.b.name
+    return any(
+        v is not None and v >= SAFE_SURROGATE_MASS
+        for v in (mean["retained_mass_rel_a_to_b"], mean["retained_mass_rel_b_to_a"])
+    )
+
+
+def verdict(comparison: Comparison, difference: Difference | None = None) -> str:
+    """A one-sentence reading of the whole-model figures.
+
+    The surrogate call uses the *relative* retained mass (SPEC section 6): the
+    paper's absolute 95 % cannot be reached at small r even by identical data,
+    because a set's own top-r share is below 1. The absolute value is shown
+    beside it. With a permutation test (``difference``), the sentence first says
+    whether A and B differ beyond what resampling the same data gives.
+    """
+    mean = comparison.mean
+    a, b, r = comparison.a.name, comparison.b.name, comparison.r
     ab, ba = mean["retained_mass_a_to_b"], mean["retained_mass_b_to_a"]
-    if ab is None or ba is None:
+    rel_ab, rel_ba = mean["retained_mass_rel_a_to_b"], mean["retained_mass_rel_b_to_a"]
+    if None in (ab, ba, rel_ab, rel_ba):
         return "not enough data for a verdict"
-    if ab >= SAFE_SURROGATE_MASS and ba >= SAFE_SURROGATE_MASS:
-        return f"{a} and {b} are interchangeable for calibration at r={comparison.r}"
-    if ab >= SAFE_SURROGATE_MASS:
-        return f"{a} is a safe surrogate for {b} (keeps {ab:.1%} of its routing mass)"
-    if ba >= SAFE_SURROGATE_MASS:
-        return f"{b} is a safe surrogate for {a} (keeps {ba:.1%} of its routing mass)"
-    return f"calibrating on {a} keeps only {ab:.1%} of {b}'s routing mass: not a safe surrogate"
+    assert ab is not None and ba is not None and rel_ab is not None and rel_ba is not None
+    safe_ab, safe_ba = rel_ab >= SAFE_SURROGATE_MASS, rel_ba >= SAFE_SURROGATE_MASS
+    if safe_ab and safe_ba:
+        mass = (
+            f"{a} and {b} are interchangeable at r={r}: each is a safe surrogate for the other "
+            f"({rel_ab:.1%} / {rel_ba:.1%} of the attainable top-{r} mass kept; "
+            f"{ab:.1%} / {ba:.1%} absolute)"
+        )
+    elif safe_ab:
+        mass = _surrogate_sentence(a, b, r, rel_ab, ab)
+    elif safe_ba:
+        mass = _surrogate_sentence(b, a, r, rel_ba, ba)
+    else:
+        mass = (
+            f"calibrating on {a} keeps {rel_ab:.1%} of {b}'s attainable top-{r} mass "
+            f"({ab:.1%} absolute): not a safe surrogate"
+        )
+    if difference is None:
+        return mass
+    return f"{_noise_sentence(comparison, difference)}; {mass}"
+
+
+def _surrogate_sentence(a: str, b: str, r: int, rel: float, absolute: float) -> str:
+    return (
+        f"{a} is a safe surrogate for {b} at r={r}: keeps {rel:.1%} of its attainable "
+        f"top-{r} mass ({absolute:.1%} absolute)"
+    )
+
+
+def _noise_sentence(comparison: Comparison, difference: Difference) -> str:
+    a, b = comparison.a.name, comparison.b.name
+    js = comparison.mean["js_divergence"]
+    js_text = "n/a" if js is None else f"{js:.3g}"
+    p_js, p_jac = difference.js_divergence_p, difference.jaccard_p
+    if p_js >= NOISE_ALPHA and p_jac >= NOISE_ALPHA:
+        return (
+            f"{a} and {b} route alike: their difference (JS {js_text}) is within resampling "
+            f"noise (p = {p_js:.2g})"
+        )
+    return (
+        f"{a} and {b} route differently: their difference (JS {js_text}) is beyond resampling "
+        f"noise (p = {p_js:.2g}; Jaccard p = {p_jac:.2g})"
+    )
 
 
 # --------------------------------------------------------------------------- one layer

@@ -2,7 +2,9 @@
 
 Cells hold whole-model means (over layers, nulls skipped). JS divergence and
 Jaccard are symmetric; retained mass is not: ``retained_mass[i][j]`` is how
-much of bundle j's routing mass the mask calibrated on bundle i keeps.
+much of bundle j's routing mass the mask calibrated on bundle i keeps, and
+``retained_mass_rel[i][j]`` the same as a share of the best top-r mass attainable
+on bundle j (SPEC section 6; 1.0 on the diagonal).
 """
 
 from __future__ import annotations
@@ -50,13 +52,14 @@ def matrix(profiles: list[Profile], r: int) -> Matrix:
     js = np.full((k, k), np.nan)
     jac = np.full((k, k), np.nan)
     kept = np.full((k, k), np.nan)
+    rel = np.full((k, k), np.nan)
     for i in range(k):
         js[i] = [_mean_or_nan(v) for v in m.js_divergence(probs[i][None], probs)]
         jac[i] = [_mean_or_nan(v) for v in m.jaccard(masks[i][None], masks)]
         kept[i] = [_mean_or_nan(v) for v in m.retained_mass(masks[i][None], probs)]
-    return Matrix(
-        list(profiles), int(r), {"js_divergence": js, "jaccard": jac, "retained_mass": kept}
-    )
+        rel[i] = [_mean_or_nan(v) for v in m.retained_mass_rel(masks[i][None], probs, r)]
+    values = {"js_divergence": js, "jaccard": jac, "retained_mass": kept, "retained_mass_rel": rel}
+    return Matrix(list(profiles), int(r), values)
 
 
 def _mean_or_nan(values: np.ndarray) -> float:

@@ -27,6 +27,10 @@ BIVARIATE_KEYS = (
     "retained_mass_a_to_b",
     "retained_mass_b_to_a",
 )
+#: Retained mass relative to the best attainable top-r mass (SPEC section 6). Kept apart
+#: from BIVARIATE_KEYS so the paper's five keys keep their place in every output.
+RELATIVE_KEYS = ("retained_mass_rel_a_to_b", "retained_mass_rel_b_to_a")
+COMPARE_KEYS = BIVARIATE_KEYS + RELATIVE_KEYS
 
 
 # --------------------------------------------------------------------------- signatures
@@ -103,12 +107,29 @@ def ranking(scores: np.ndarray) -> np.ndarray:
 
 
 def proxy_mask(p: np.ndarray, r: int) -> np.ndarray:
-    """Boolean ``[L, E]`` mask of the ``r`` highest-mass experts per layer (ties: lower index)."""
+    """Boolean ``[..., E]`` mask of the ``r`` highest-mass experts per layer (ties: lower index)."""
     check_budget(r, p.shape[-1])
+    if np.isfinite(p).all():
+        return _top_r_by_threshold(p, int(r))
     top = ranking(p)[..., :r]
     mask = np.zeros(p.shape, dtype=bool)
     np.put_along_axis(mask, top, True, axis=-1)
     return mask
+
+
+def _top_r_by_threshold(p: np.ndarray, r: int) -> np.ndarray:
+    """The same mask as a stable descending sort's first r, without sorting.
+
+    The r-th largest value v per row comes from a partition (O(E)); every value
+    above v is kept, and of the values equal to v the lowest-index ones fill the
+    remaining places, which is exactly how the stable sort breaks ties. The
+    bootstrap takes hundreds of masks at once, where the sort dominated.
+    """
+    kth = -np.partition(-p, r - 1, axis=-1)[..., r - 1 : r]
+    above = p > kth
+    ties = p == kth
+    room = r - np.count_nonzero(above, axis=-1, keepdims=True)
+    return above | (ties & (np.cumsum(ties, axis=-1) <= room))
 
 
 def kept_experts(mask: np.ndarray) -> list[list[int]]:
@@ -185,7 +206,7 @@ def best_retained_mass(q: np.ndarray, r: int) -> np.ndarray:
     return retained_mass(proxy_mask(q, r), q)
 
 
-def retained_mass_rel(mask: np.ndarray, q: np.ndarray, r: int) -> np.ndarray:
+def retained_mass_rel(mask: np.ndarray, q: np.ndarray, r: int | None = None) -> np.ndarray:
     """Retained mass relative to what is attainable: Σ_{e∈mask} q_e / (best r-mask's Σ q_e).
 
     The paper's absolute retained mass cannot reach 95 % at small r even for a
@@ -193,11 +214,28 @@ def retained_mass_rel(mask: np.ndarray, q: np.ndarray, r: int) -> np.ndarray:
     by that share asks the question a user means: how close is this mask to the
     best mask of the same size for q? It is exactly 1.0 for q's own proxy mask
     (the same r largest values are summed in both), NaN where q has no mass.
+    With ``r=None`` the size is the mask's own per-layer count (masks built to a
+    global budget keep different numbers of experts per layer).
     """
-    best = best_retained_mass(q, r)
-    kept = retained_mass(mask, q)
+    if r is None:
+        best = retained_mass(top_counts_mask(q, np.count_nonzero(mask, axis=-1)), q)
+    else:
+        best = best_retained_mass(q, r)
+    return share_of_best(retained_mass(mask, q), best)
+
+
+def share_of_best(kept: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """``kept / best`` where q has mass to keep, NaN where the best attainable is 0."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(best > 0, kept / np.where(best > 0, best, 1.0), np.nan)
+
+
+def top_counts_mask(q: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Boolean mask of the ``counts[l]`` largest q_e in each layer (ties: lower index)."""
+    order = ranking(q)
+    position = np.empty_like(order)
+    np.put_along_axis(position, order, np.arange(q.shape[-1]), axis=-1)
+    return position < np.asarray(counts)[..., None]
 
 
 # --------------------------------------------------------------------------- reduction and JSON

@@ -5,7 +5,8 @@ predicted from the evaluation data's bundle, without running the model,
 
 - ``retained_mass``: Σ_{e kept} P_l(D)[e] of the evaluation data D, mean over
   layers (the paper's M_ret of the mask on D; ``retained_mass_min`` is the
-  worst layer);
+  worst layer); ``retained_mass_rel`` divides each layer's value by the best
+  mass a mask of the same size keeps of D (SPEC section 6);
 - ``jaccard``: mean over layers of the Jaccard overlap of the mask with a
   reference mask — by default D's own proxy mask M_l(D; r_l) with the same
   number of experts per layer (so 1.0 = the mask is what calibrating on D
@@ -90,6 +91,7 @@ class Point:
     loss: float
     loss_increase: float
     top1_agreement: float
+    retained_mass_rel: float | None = None  # mean over layers, relative to the attainable
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -263,6 +265,7 @@ def _point(
         loss=result.loss,
         loss_increase=result.loss_increase,
         top1_agreement=result.top1_agreement,
+        retained_mass_rel=m.layer_mean(m.retained_mass_rel(keep, profile.prob)),
     )
 
 

@@ -18,8 +18,8 @@ key: there is no run button.
 * **Compare** — dataset **A** vs **B** at budget **r** (experts kept per layer)
   and sparsity threshold **τ**: univariate cards (sparsity, variance, N_eff,
   entropy), bivariate means (JS, Jaccard@r, Pearson of energy, retained mass),
-  the verdict (retained mass ≥ 95 %: a safe surrogate), one sparkline per
-  metric across layers, the per-layer table, and the selected layer's expert
+  the verdict (retained mass relative to the best top-r mask ≥ 95 %: a safe
+  surrogate), one sparkline per metric across layers, the per-layer table, and the selected layer's expert
   distributions P_l(A) vs P_l(B) with the kept experts marked.
 * **Ablation** — Jaccard of the top-r mask vs the number of calibration
   sequences for dataset A: to the final mask and step to step, with the count

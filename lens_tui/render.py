@@ -22,6 +22,8 @@ BIVARIATE_LABELS = {
     "pearson_energy": "Pearson (energy)",
     "retained_mass_a_to_b": "kept mass A→B",
     "retained_mass_b_to_a": "kept mass B→A",
+    "retained_mass_rel_a_to_b": "rel. kept A→B",
+    "retained_mass_rel_b_to_a": "rel. kept B→A",
 }
 
 
@@ -33,7 +35,7 @@ def fmt(value: float | None, key: str = "") -> str:
         return f"{value:.3e}"
     if key in ("sparsity_pct", "n_eff"):
         return f"{value:.1f}"
-    if key.startswith("retained_mass"):
+    if key.startswith("retained_mass"):  # absolute and relative (retained_mass_rel_*)
         return f"{value:.1%}"
     return f"{value:.4f}"
 
@@ -50,53 +52,96 @@ def _bundle_line(summary: dict) -> str:
     )
 
 
-def print_stats(report: StatsReport) -> None:
+def with_interval(text: str, interval: list[float] | None, key: str = "") -> str:
+    """``value [lo, hi]`` when an interval is known, the plain value otherwise."""
+    if interval is None:
+        return text
+    return f"{text} [{fmt(interval[0], key)}, {fmt(interval[1], key)}]"
+
+
+def print_stats(report: StatsReport, ci: dict | None = None) -> None:
+    """The univariate table; ``ci`` (a ``StatsCI.to_json()``) adds ``[lo, hi]`` beside each value."""
     console = _console()
     doc = report.to_json()
     console.print(_bundle_line(doc["bundle"]))
-    table = Table(title=f"univariate metrics (τ = {report.tau:g})")
+    title = f"univariate metrics (τ = {report.tau:g})"
+    if ci is not None:
+        title += f", {ci['level']:.0%} bootstrap intervals over {ci['replicates']} replicates"
+    table = Table(title=title)
     table.add_column("layer", justify="right")
     for key in m.UNIVARIATE_KEYS:
         table.add_column(UNIVARIATE_LABELS[key], justify="right")
-    for row in doc["layers"]:
-        table.add_row(str(row["layer"]), *(fmt(row[k], k) for k in m.UNIVARIATE_KEYS))
+    for layer, row in enumerate(doc["layers"]):
+        bars = ci["layers"][layer] if ci is not None else {}
+        table.add_row(
+            str(row["layer"]),
+            *(with_interval(fmt(row[k], k), bars.get(k), k) for k in m.UNIVARIATE_KEYS),
+        )
     table.add_section()
-    table.add_row("mean", *(fmt(doc["mean"][k], k) for k in m.UNIVARIATE_KEYS), style="bold")
+    bars = ci["mean"] if ci is not None else {}
+    table.add_row(
+        "mean",
+        *(with_interval(fmt(doc["mean"][k], k), bars.get(k), k) for k in m.UNIVARIATE_KEYS),
+        style="bold",
+    )
     console.print(table)
 
 
-def print_comparison(result: Comparison, verdict: str) -> None:
+def print_comparison(
+    result: Comparison, verdict: str, ci: dict | None = None, difference: dict | None = None
+) -> None:
+    """The A-vs-B table; ``ci``/``difference`` (their ``to_json()``) add intervals and the test."""
     console = _console()
     doc = result.to_json()
     console.print("A: " + _bundle_line(doc["a"]))
     console.print("B: " + _bundle_line(doc["b"]))
-    table = Table(title=f"A vs B at r = {result.r} (τ = {result.tau:g})")
+    title = f"A vs B at r = {result.r} (τ = {result.tau:g})"
+    if ci is not None:
+        title += f", {ci['level']:.0%} bootstrap intervals over {ci['replicates']} replicates"
+    table = Table(title=title)
     table.add_column("layer", justify="right")
     table.add_column("N_eff A", justify="right")
     table.add_column("N_eff B", justify="right")
-    for key in m.BIVARIATE_KEYS:
+    for key in m.COMPARE_KEYS:
         table.add_column(BIVARIATE_LABELS[key], justify="right")
-    for row in doc["layers"]:
+    for layer, row in enumerate(doc["layers"]):
+        bars = ci["layers"][layer] if ci is not None else {}
         table.add_row(
             str(row["layer"]),
             fmt(row["a"]["n_eff"], "n_eff"),
             fmt(row["b"]["n_eff"], "n_eff"),
-            *(fmt(row[k], k) for k in m.BIVARIATE_KEYS),
+            *(with_interval(fmt(row[k], k), bars.get(k), k) for k in m.COMPARE_KEYS),
         )
     table.add_section()
     ua, ub = doc["univariate_mean"]["a"], doc["univariate_mean"]["b"]
+    bars = ci["mean"] if ci is not None else {}
+    uni = ci["univariate_mean"] if ci is not None else {"a": {}, "b": {}}
     table.add_row(
         "mean",
-        fmt(ua["n_eff"], "n_eff"),
-        fmt(ub["n_eff"], "n_eff"),
-        *(fmt(doc["mean"][k], k) for k in m.BIVARIATE_KEYS),
+        with_interval(fmt(ua["n_eff"], "n_eff"), uni["a"].get("n_eff"), "n_eff"),
+        with_interval(fmt(ub["n_eff"], "n_eff"), uni["b"].get("n_eff"), "n_eff"),
+        *(with_interval(fmt(doc["mean"][k], k), bars.get(k), k) for k in m.COMPARE_KEYS),
         style="bold",
     )
     console.print(table)
+    if difference is not None:
+        floor = difference["noise_floor"]
+        console.print(
+            f"permutation test ({difference['permutations']} random splits of A ∪ B): "
+            f"JS p = {difference['js_divergence_p']:.3g}, Jaccard p = {difference['jaccard_p']:.3g}; "
+            f"noise floor JS {_floor(floor['js_divergence'], 'median', '95th pct')}, "
+            f"Jaccard {_floor(floor['jaccard'], 'median', '5th pct')}"
+        )
     console.print(f"[bold]verdict:[/] {verdict}")
 
 
-def print_ablation(result: Ablation, threshold: float) -> None:
+def _floor(pair: list[float] | None, first: str, second: str) -> str:
+    if pair is None:
+        return "—"
+    return f"{first} {pair[0]:.3g} / {second} {pair[1]:.3g}"
+
+
+def print_ablation(result: Ablation, threshold: float, shuffled: dict | None = None) -> None:
     console = _console()
     console.print(_bundle_line(result.profile.bundle.summary()))
     table = Table(title=f"Jaccard@{result.r} vs calibration sequences")
@@ -116,6 +161,15 @@ def print_ablation(result: Ablation, threshold: float) -> None:
         console.print(
             f"[bold]the mask has converged at n = {converged}[/] (to-final Jaccard stays ≥ {threshold:g})"
         )
+    if shuffled is not None:
+        lo, hi = shuffled["converged_at_range"]
+        median = shuffled["converged_at_median"]
+        console.print(
+            f"over {shuffled['shuffles']} random orders (seed {shuffled['seed']}): converged at "
+            f"n = {'not within the data' if median is None else f'{median:g}'} (median), range "
+            f"{'—' if lo is None else lo}–{'beyond the data' if hi is None else hi}; "
+            f"{shuffled['not_converged']} of {shuffled['shuffles']} orders never converged"
+        )
 
 
 def print_matrix(result: Matrix) -> None:
@@ -125,6 +179,8 @@ def print_matrix(result: Matrix) -> None:
         "js_divergence": "mean JS divergence (bits)",
         "jaccard": f"mean Jaccard@{result.r}",
         "retained_mass": f"retained mass at r={result.r} (mask from row, mass of column)",
+        "retained_mass_rel": f"relative retained mass at r={result.r} (share of the column's "
+        f"best top-{result.r} mass)",
     }
     for key, title in titles.items():
         table = Table(title=title)

@@ -6,7 +6,10 @@ whole-model means (over layers, nulls skipped):
 
 - ``jaccard[l, i, j]``: |M_i ∩ M_j| / |M_i ∪ M_j| of masks i and j in layer l;
 - ``retained[l, i, d]``: Σ_{e ∈ M_i} P_l(dataset d)[e], the share of dataset
-  d's routing mass that mask i keeps (1.0 = nothing d routes to is dropped).
+  d's routing mass that mask i keeps (1.0 = nothing d routes to is dropped);
+- ``retained_rel[l, i, d]``: the same divided by the best mass any mask with as
+  many experts in layer l keeps of d (SPEC section 6; 1.0 = as good as d's own
+  proxy mask of that size).
 
 Masks may keep different numbers of experts per layer (global budgets).
 """
@@ -33,6 +36,7 @@ class MasksComparison:
     datasets: list[Profile]
     jaccard: np.ndarray  # [L, M, M]
     retained: np.ndarray  # [L, M, D]
+    retained_rel: np.ndarray  # [L, M, D]
 
     @property
     def names(self) -> list[str]:
@@ -56,6 +60,11 @@ class MasksComparison:
         """``[M, D]`` mean over layers."""
         return _layer_mean(self.retained)
 
+    @property
+    def retained_rel_mean(self) -> np.ndarray:
+        """``[M, D]`` mean over layers."""
+        return _layer_mean(self.retained_rel)
+
     def to_json(self) -> dict:
         return {
             "num_layers": self.num_layers,
@@ -69,6 +78,10 @@ class MasksComparison:
             "retained_mass": {
                 "mean": _jsonable(self.retained_mean),
                 "layers": _jsonable(self.retained),
+            },
+            "retained_mass_rel": {
+                "mean": _jsonable(self.retained_rel_mean),
+                "layers": _jsonable(self.retained_rel),
             },
         }
 
@@ -99,13 +112,16 @@ def compare_masks(
     if profiles:
         probs = np.stack([p.prob for p in profiles])  # [D, L, E]
         kept = np.stack([m.retained_mass(keep[i][None], probs) for i in range(len(masks))])
+        rel = np.stack([m.retained_mass_rel(keep[i][None], probs) for i in range(len(masks))])
     else:
         kept = np.zeros((len(masks), 0, first.num_layers))
+        rel = kept.copy()
     return MasksComparison(
         list(masks),
         profiles,
         jaccard=np.transpose(jac, (2, 0, 1)),
         retained=np.transpose(kept, (2, 0, 1)),
+        retained_rel=np.transpose(rel, (2, 0, 1)),
     )
 
 

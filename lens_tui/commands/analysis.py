@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from core import metrics as m
-from core.ablation import DEFAULT_CONVERGENCE, ablate
+from core import uncertainty as u
+from core.ablation import DEFAULT_CONVERGENCE, ablate, ablate_shuffled
 from core.engine import Profile, compare, stats, verdict
 from core.formats.bundle import find_bundles
 from core.matrix import matrix
@@ -39,6 +40,42 @@ r_option = click.option(
 )
 
 
+def ci_options(command):
+    """``--ci``, ``--replicates``, ``--level``, ``--seed``: bootstrap intervals (core.uncertainty)."""
+    for option in reversed(
+        [
+            click.option(
+                "--ci",
+                is_flag=True,
+                help="Add bootstrap intervals (resampling whole sequences) to every metric.",
+            ),
+            click.option(
+                "--replicates",
+                type=int,
+                default=u.DEFAULT_REPLICATES,
+                show_default=True,
+                help="Bootstrap replicates (and, in compare, permutations of the test).",
+            ),
+            click.option(
+                "--level",
+                type=float,
+                default=u.DEFAULT_LEVEL,
+                show_default=True,
+                help="Coverage of the percentile intervals, between 0 and 1.",
+            ),
+            click.option(
+                "--seed",
+                type=int,
+                default=u.DEFAULT_SEED,
+                show_default=True,
+                help="Seed of the resampling: the same seed gives the same intervals.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 def emit_json(document: dict) -> None:
     click.echo(json.dumps(document, allow_nan=False))
 
@@ -46,8 +83,11 @@ def emit_json(document: dict) -> None:
 @click.command("stats")
 @click.argument("bundle", type=BUNDLE)
 @tau_option
+@ci_options
 @json_option
-def stats_command(bundle: Path, tau: float, as_json: bool) -> None:
+def stats_command(
+    bundle: Path, tau: float, ci: bool, replicates: int, level: float, seed: int, as_json: bool
+) -> None:
     """Univariate metrics of one bundle, per layer and as whole-model means.
 
     \b
@@ -58,12 +98,20 @@ def stats_command(bundle: Path, tau: float, as_json: bool) -> None:
     Examples:
       lens stats sample_stats/news_en.safetensors
       lens stats c4.safetensors --tau 0.005 --json | jq .mean
+      lens stats news_en.safetensors --ci --replicates 500 --level 0.9
     """
-    report = stats(Profile.load(bundle), tau)
+    if ci:
+        u.check_options(replicates, level)
+    profile = Profile.load(bundle)
+    report = stats(profile, tau)
+    intervals = u.bootstrap_stats(profile, tau, replicates, level, seed).to_json() if ci else None
     if as_json:
-        emit_json(report.to_json())
+        document = report.to_json()
+        if intervals is not None:
+            document["ci"] = intervals
+        emit_json(document)
     else:
-        render.print_stats(report)
+        render.print_stats(report, intervals)
 
 
 @click.command("compare")
@@ -71,27 +119,60 @@ def stats_command(bundle: Path, tau: float, as_json: bool) -> None:
 @click.argument("bundle_b", type=BUNDLE)
 @r_option
 @tau_option
+@ci_options
 @json_option
-def compare_command(bundle_a: Path, bundle_b: Path, r: int, tau: float, as_json: bool) -> None:
+def compare_command(
+    bundle_a: Path,
+    bundle_b: Path,
+    r: int,
+    tau: float,
+    ci: bool,
+    replicates: int,
+    level: float,
+    seed: int,
+    as_json: bool,
+) -> None:
     """Compare calibration sets A and B at budget r: would they keep the same experts?
 
     \b
     Per layer and as means: JS divergence of the routing distributions (bits,
     0 = identical), Jaccard of the two top-r proxy masks, Pearson of the
     feature energies, and the retained mass: how much of B's routing mass the
-    mask calibrated on A keeps (and the reverse). Above 95 %, A is a safe
+    mask calibrated on A keeps (and the reverse), absolute and relative to the
+    best top-r mask of B. Relative retained mass of 95 % or more: A is a safe
     surrogate for B.
+
+    With --ci, every value gets a bootstrap interval and a permutation test
+    (--replicates random splits of A ∪ B) says whether A and B differ beyond
+    resampling noise.
 
     \b
     Examples:
       lens compare c4.safetensors zh.safetensors --r 24
       lens compare a.safetensors b.safetensors --r 16 --json | jq .mean.jaccard
+      lens compare a.safetensors b.safetensors --r 16 --ci --json | jq .difference
     """
-    result = compare(Profile.load(bundle_a), Profile.load(bundle_b), r, tau)
+    if ci:
+        u.check_options(replicates, level)
+    a, b = Profile.load(bundle_a), Profile.load(bundle_b)
+    result = compare(a, b, r, tau)
+    intervals = difference = None
+    if ci:
+        intervals = u.bootstrap_compare(a, b, r, tau, replicates, level, seed)
+        difference = u.permutation_test(a, b, r, replicates, seed)
     if as_json:
-        emit_json(result.to_json())
+        document = result.to_json()
+        if intervals is not None and difference is not None:
+            document["ci"] = intervals.to_json()
+            document["difference"] = difference.to_json()
+        emit_json(document)
     else:
-        render.print_comparison(result, verdict(result))
+        render.print_comparison(
+            result,
+            verdict(result, difference),
+            None if intervals is None else intervals.to_json(),
+            None if difference is None else difference.to_json(),
+        )
 
 
 @click.command("ablate")
@@ -117,6 +198,13 @@ def compare_command(bundle_a: Path, bundle_b: Path, r: int, tau: float, as_json:
     show_default=True,
     help="Convergence: the first count from which Jaccard to the final mask stays at or above this.",
 )
+@click.option(
+    "--shuffles",
+    type=int,
+    default=None,
+    help="Also repeat over this many random orders (from --seed, default 0) and report the "
+    "convergence count's median and range.",
+)
 @json_option
 def ablate_command(
     bundle: Path,
@@ -125,6 +213,7 @@ def ablate_command(
     max_samples: int | None,
     seed: int | None,
     threshold: float,
+    shuffles: int | None,
     as_json: bool,
 ) -> None:
     """How many calibration sequences until the mask stops changing?
@@ -137,12 +226,20 @@ def ablate_command(
     Examples:
       lens ablate c4.safetensors --r 24 --step 2 --max 128
       lens ablate c4.safetensors --r 24 --step 16 --seed 0 --json
+      lens ablate c4.safetensors --r 24 --step 8 --shuffles 20
     """
-    result = ablate(Profile.load(bundle), r, step, max_samples, seed)
+    profile = Profile.load(bundle)
+    result = ablate(profile, r, step, max_samples, seed)
+    spread = None
+    if shuffles is not None:
+        spread = ablate_shuffled(profile, r, step, max_samples, shuffles, seed).to_json(threshold)
     if as_json:
-        emit_json(result.to_json(threshold))
+        document = result.to_json(threshold)
+        if spread is not None:
+            document["shuffled"] = spread
+        emit_json(document)
     else:
-        render.print_ablation(result, threshold)
+        render.print_ablation(result, threshold, spread)
 
 
 @click.command("matrix")

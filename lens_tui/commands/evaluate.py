@@ -304,7 +304,9 @@ def print_prediction(report: PredictionReport, plot: bool = True) -> None:
         title=f"predicted (lens) vs measured (evaluate){on}; Jaccard to {report.reference}",
         box=box.SIMPLE_HEAD,
     )
-    columns = ["#"] + (["data"] if several else []) + ["mask", "criterion", "mass kept", "worst"]
+    columns = (
+        ["#"] + (["data"] if several else []) + ["mask", "criterion", "mass kept", "worst", "rel"]
+    )
     for name in columns + ["Jaccard", "Δ loss", "agree@1"]:
         left = name in ("data", "mask", "criterion")
         table.add_column(name, justify="left" if left else "right")
@@ -316,6 +318,7 @@ def print_prediction(report: PredictionReport, plot: bool = True) -> None:
             p.criterion,
             _fmt(p.retained_mass, pct=True),
             _fmt(p.retained_mass_min, pct=True),
+            _fmt(p.retained_mass_rel, pct=True),
             _fmt(p.jaccard),
             f"{p.loss_increase:+.4f}",
             f"{p.top1_agreement:.1%}",

@@ -227,20 +227,26 @@ def print_masks_comparison(result: MasksComparison) -> None:
     console.print(table)
     if not result.datasets:
         return
-    table = Table(title="routing mass kept: mask (row) on dataset (column), mean (worst layer)")
-    table.add_column("")
-    for name in result.dataset_names:
-        table.add_column(name, justify="right")
-    worst = result.retained.min(axis=0)
-    for i, name in enumerate(names):
-        table.add_row(
-            name,
-            *(
-                f"{_pct(result.retained_mean[i, d])} ({_pct(worst[i, d])})"
-                for d in range(len(result.datasets))
-            ),
-        )
-    console.print(table)
+    titles = (
+        "routing mass kept: mask (row) on dataset (column), mean (worst layer)",
+        "relative to the best mask of the same size on the dataset, mean (worst layer)",
+    )
+    for title, values, mean in zip(
+        titles,
+        (result.retained, result.retained_rel),
+        (result.retained_mean, result.retained_rel_mean),
+    ):
+        table = Table(title=title)
+        table.add_column("")
+        for name in result.dataset_names:
+            table.add_column(name, justify="right")
+        worst = values.min(axis=0)
+        for i, name in enumerate(names):
+            table.add_row(
+                name,
+                *(f"{_pct(mean[i, d])} ({_pct(worst[i, d])})" for d in range(len(result.datasets))),
+            )
+        console.print(table)
 
 
 COMMANDS = [mask_command, masks_compare_command]

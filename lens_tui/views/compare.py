@@ -17,7 +17,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
 
 from core import metrics as m
-from core.engine import SAFE_SURROGATE_MASS, Comparison, Profile, layer_distribution, verdict
+from core.engine import Comparison, Profile, is_safe, layer_distribution, verdict
 from lens_tui.messages import LayerPicked
 from lens_tui.render import BIVARIATE_LABELS, fmt
 from lens_tui.widgets.cards import MetricCard
@@ -162,11 +162,7 @@ class CompareView(VerticalScroll):
             [(BIVARIATE_LABELS[k], fmt(doc["mean"][k], k)) for k in m.BIVARIATE_KEYS],
             "means over layers",
         )
-        mean = comparison.mean
-        safe = any(
-            v is not None and v >= SAFE_SURROGATE_MASS
-            for v in (mean["retained_mass_a_to_b"], mean["retained_mass_b_to_a"])
-        )
+        safe = is_safe(comparison)
         verdict_text = Text("verdict: ", style="bold")
         verdict_text.append(verdict(comparison), style="bold green" if safe else "bold yellow")
         self._set_verdict(verdict_text)

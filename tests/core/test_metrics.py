@@ -186,3 +186,15 @@ def test_layer_mean_skips_nulls():
     assert m.layer_mean(np.array([np.nan, 1.0, 3.0])) == 2.0
     assert m.layer_mean(np.array([np.nan])) is None
     assert m.layer_mean(None) is None
+
+
+def test_proxy_mask_without_sorting_equals_the_stable_sort_with_many_ties():
+    """The partition fast path keeps exactly the stable sort's first r, ties to lower index."""
+    rng = np.random.default_rng(12)
+    p = rng.integers(0, 4, size=(50, 6, 9)).astype(np.float64)  # values 0..3: ties everywhere
+    for r in range(1, 10):
+        order = np.argsort(-p, axis=-1, kind="stable")[..., :r]
+        expected = np.zeros(p.shape, dtype=bool)
+        np.put_along_axis(expected, order, True, axis=-1)
+        assert np.array_equal(m.proxy_mask(p, r), expected), r
+        assert (m.proxy_mask(p, r).sum(axis=-1) == r).all()

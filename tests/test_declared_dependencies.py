@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIRST_PARTY = {"core", "lens_tui", "scripts", "tests", "benchmarks"}
 #: Imported on purpose without being declared, and why.
 UNDECLARED = {
-    "lm_eval": "optional: core/evaluate/harness.py imports it only when --lm-eval-tasks asks",
+    "lm_eval": "optional: core/evaluate/harness.py imports it only when `lens evaluate --lm-eval` asks",
 }
 #: Which dependency groups each folder may rely on.
 GROUPS = {

@@ -1,4 +1,4 @@
-"""Expert masks (SPEC section 5): pruning criteria, budgets, and the mask JSON file.
+"""Expert masks (docs/formats.md §Masks): pruning criteria, budgets, and the mask JSON file.
 
 A criterion turns statistics into a preference over experts. Every criterion
 gives two orders (best first): one per layer (``[L, E]``) for a uniform budget
@@ -179,7 +179,7 @@ class Mask:
 
 
 def write_mask(path: str | os.PathLike[str], mask: Mask) -> Path:
-    """Write the SPEC mask JSON atomically; one layer per line so diffs stay readable."""
+    """Write the mask JSON (docs/formats.md §Masks) atomically; one layer per line so diffs stay readable."""
     path = Path(path)
     doc = mask.to_json()
     layers = doc.pop("layers")
@@ -204,7 +204,7 @@ def read_mask(path: str | os.PathLike[str]) -> Mask:
 
 
 def mask_from_json(doc: object, *, where: str = "mask", path: Path | None = None) -> Mask:
-    """Build a :class:`Mask` from a parsed JSON document, checking SPEC section 5."""
+    """Build a :class:`Mask` from a parsed JSON document, checking docs/formats.md §Masks."""
     if not isinstance(doc, dict):
         raise LensError(f"{where}: not a mask file (the JSON is not an object)")
     if doc.get("format") != MASK_FORMAT:

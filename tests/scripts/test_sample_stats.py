@@ -2,7 +2,7 @@
 
 Three promises are checked here:
 
-1. every bundle in ``sample_stats/`` loads, passes SPEC section 1 validation,
+1. every bundle in ``sample_stats/`` loads, passes docs/formats.md §Bundle validation,
    carries provenance, and shows real structure (routing clearly concentrated,
    datasets measurably different) -- computed with naive numpy, not the engine;
 2. ``scripts/build_sample_stats.py`` (its stages in ``scripts/sample_build/``)

@@ -89,3 +89,16 @@ def test_the_scans_find_what_they_look_for():
     text = "docs/formats.md §Pruned checkpoint defines; docs/formats.md §Bundlex; §JSON output."
     starts = [m.end() for m in REFERENCE.finditer(text)]
     assert [_section(text, s, headings) for s in starts] == ["Pruned checkpoint", None]
+
+
+def test_benchmark_report_is_written_for_users():
+    """benchmarks/RESULTS.md cites no issue numbers or machine loans, and every section
+    names the command that reproduces its numbers."""
+    text = (REPO / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
+    assert not re.search(r"\bissue\s*#?\d", text, re.I)
+    assert not re.search(r"\blent\b|can_start_another", text)
+    sections = re.split(r"^## ", text, flags=re.M)[1:]
+    assert len(sections) >= 5
+    for section in sections:
+        heading = section.splitlines()[0]
+        assert "Command: `python benchmarks/" in section, heading

@@ -102,3 +102,16 @@ def test_benchmark_report_is_written_for_users():
     for section in sections:
         heading = section.splitlines()[0]
         assert "Command: `python benchmarks/" in section, heading
+
+
+def test_links_into_formats_md_name_its_headings():
+    """Markdown links ``docs/formats.md#anchor`` land on a heading (GitHub's anchor rule)."""
+    anchors = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in _headings()}
+    assert {"bundle", "json-output", "pruned-checkpoint", "evaluation-results"} <= anchors
+    links = [
+        (name, m.group(1))
+        for name, text in _tracked_texts().items()
+        for m in re.finditer(r"formats\.md#([\w-]+)", text)
+    ]
+    assert links
+    assert not [f"{name}: #{a}" for name, a in links if a not in anchors]

@@ -1,4 +1,4 @@
-"""Jaccard vs calibration-sequence count (SPEC section 2, "Ablation").
+"""Jaccard vs calibration-sequence count (docs/formats.md §Ablation).
 
 One pass over the first ``n_max`` samples: running float64 sums are advanced
 chunk by chunk from one checkpoint count to the next, and the proxy mask is

@@ -1,4 +1,4 @@
-"""The metric engine: cached dataset signatures and the SPEC section 3 reports.
+"""The metric engine: cached dataset signatures and the docs/formats.md §JSON output reports.
 
 A :class:`Profile` reads a bundle's per-sample sums once and keeps the
 dataset-level signatures P_l and E_l (``[L, E]`` each, a few kB). Everything a
@@ -174,7 +174,7 @@ class Comparison:
 
 
 def compare(a: Profile, b: Profile, r: int, tau: float = m.DEFAULT_TAU) -> Comparison:
-    """All SPEC bivariate metrics of A vs B at budget r, from the cached signatures."""
+    """All bivariate metrics (docs/formats.md §Metrics) of A vs B at budget r, from the cached signatures."""
     check_compatible([a, b])
     mask_a, mask_b = a.mask(r), b.mask(r)
     layers: dict[str, np.ndarray | None] = {

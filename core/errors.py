@@ -14,4 +14,4 @@ class LensError(Exception):
 
 
 class BundleError(LensError):
-    """A bundle file is missing, unreadable, or does not follow SPEC section 1."""
+    """A bundle file is missing, unreadable, or does not follow docs/formats.md §Bundle."""

@@ -1,4 +1,4 @@
-"""SPEC section 2 metrics as pure, vectorised numpy functions over all layers at once.
+"""The docs/formats.md §Metrics as pure, vectorised numpy functions over all layers at once.
 
 Every function takes per-layer signatures shaped ``[L, E]`` and returns one
 value per layer (shape ``[L]``). A value that is undefined for a layer (for
@@ -81,7 +81,7 @@ def entropy_bits(p: np.ndarray) -> np.ndarray:
 
 
 def univariate(p: np.ndarray, tau: float = DEFAULT_TAU) -> dict[str, np.ndarray]:
-    """All univariate metrics of SPEC section 2 for every layer of ``p`` ([L, E])."""
+    """All univariate metrics (docs/formats.md §Metrics) for every layer of ``p`` ([L, E])."""
     return {
         "sparsity_pct": sparsity_pct(p, tau),
         "variance": variance(p),

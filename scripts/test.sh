@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[collect,dev]"
+# samples: the tests build tiny models with their own tokenizers and check the sample builder.
+.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[collect,dev,samples]"
 # The layering contracts in pyproject.toml ([tool.importlinter]) hold, or nothing else runs.
 .venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest "$@"

@@ -1,4 +1,4 @@
-"""Calibration samples from local files or a `datasets` name (SPEC section 4).
+"""Calibration samples from local files or a `datasets` name (docs/formats.md §Calibration data).
 
 A sample's ``example_id`` is its 0-based position in the source: the index
 among non-empty lines of a ``.txt`` file, the record index of a ``.jsonl`` /

@@ -1,6 +1,6 @@
 """Apply an expert mask to a loaded model in memory: dropped experts become unselectable.
 
-SPEC §5 defines a pruned checkpoint by what it computes: the original model
+docs/formats.md §Pruned checkpoint defines a pruned checkpoint by what it computes: the original model
 with the dropped experts' router logits forced to −inf. :class:`MaskedRouting`
 does exactly that without writing a checkpoint: a forward hook on every MoE
 layer's router takes the router's dense logits, sets the dropped experts to

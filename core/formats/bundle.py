@@ -1,4 +1,4 @@
-"""Derived-statistics bundles (SPEC section 1): the typed object, read, validate, write.
+"""Derived-statistics bundles (docs/formats.md §Bundle): the typed object, read, validate, write.
 
 A bundle is one ``*.safetensors`` file per (model, calibration dataset) run.
 Reading memory-maps every tensor (:func:`core.io.safetensors.map_safetensors`)
@@ -124,7 +124,7 @@ class Bundle:
         return self.tensors.get(name)
 
     def summary(self) -> dict[str, object]:
-        """The SPEC section 3 ``{...}`` description of a bundle."""
+        """The docs/formats.md §JSON output ``{...}`` description of a bundle."""
         return {
             "path": str(self.path),
             "model": self.model,
@@ -176,7 +176,7 @@ def _from_legacy(
 
 
 def validate(bundle: Bundle) -> None:
-    """Check a bundle against SPEC section 1; raise :class:`BundleError` if it is off."""
+    """Check a bundle against docs/formats.md §Bundle; raise :class:`BundleError` if it is off."""
     path, meta, tensors = bundle.path, bundle.metadata, bundle.tensors
     for key in REQUIRED_METADATA:
         if key not in meta:
@@ -239,7 +239,7 @@ def validate(bundle: Bundle) -> None:
 def bundle_metadata(
     *, model: str, dataset: str, num_layers: int, num_experts: int, top_k: int, **extra: object
 ) -> dict[str, str]:
-    """The required SPEC metadata plus any extra provenance, all as strings."""
+    """The required metadata (docs/formats.md §Bundle) plus any extra provenance, all as strings."""
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -260,7 +260,7 @@ def write_bundle(
 ) -> Path:
     """Validate and atomically write a bundle; returns the final path.
 
-    ``tensors`` must use the SPEC names and dtypes (they are cast when the cast
+    ``tensors`` must use the format's names and dtypes (they are cast when the cast
     is lossless in kind, e.g. float64 sums to float32). Unknown tensor names are
     refused so that typos do not silently produce a bundle missing a statistic.
     """

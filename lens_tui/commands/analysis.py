@@ -1,7 +1,7 @@
 """``lens stats``, ``lens compare``, ``lens ablate``, ``lens matrix``: the analysis commands.
 
 Each one loads bundles into the ``core`` engine and prints either rich tables
-(default) or exactly one JSON document (``--json``, SPEC section 3).
+(default) or exactly one JSON document (``--json``, docs/formats.md §JSON output).
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from lens_tui import render
 BUNDLE = click.Path(path_type=Path)  # existence is checked by the loader, with a clean message
 
 json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON document (SPEC §3) instead of tables."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document (docs/formats.md §JSON output) instead of tables.",
 )
 tau_option = click.option(
     "--tau",

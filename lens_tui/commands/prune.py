@@ -27,7 +27,7 @@ from core.prune.surgery import PruneProgress, prune_checkpoint
     "mask_path",
     type=click.Path(path_type=Path),
     required=True,
-    help="A mask from `lens mask` (SPEC §5 JSON).",
+    help="A mask from `lens mask` (docs/formats.md §Masks).",
 )
 @click.option(
     "--out",

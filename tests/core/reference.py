@@ -1,6 +1,6 @@
-"""Naive, loop-by-loop reference implementations of SPEC section 2, for tests only.
+"""Naive, loop-by-loop reference implementations of docs/formats.md §Metrics, for tests only.
 
-Written straight from the SPEC's formulas with Python floats and explicit
+Written straight from its formulas with Python floats and explicit
 loops over samples, layers and experts, independent of ``core.metrics``'s
 vectorised numpy code, so the two can be checked against each other.
 """

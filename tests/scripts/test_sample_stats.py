@@ -2,11 +2,11 @@
 
 Three promises are checked here:
 
-1. every bundle in ``sample_stats/`` loads, passes SPEC section 1 validation,
+1. every bundle in ``sample_stats/`` loads, passes docs/formats.md §Bundle validation,
    carries provenance, and shows real structure (routing clearly concentrated,
    datasets measurably different) -- computed with naive numpy, not the engine;
-2. ``scripts/build_sample_stats.py`` collects through the project's own
-   pipeline, ``core.collect.runner.run_collection``, and evaluates through
+2. ``scripts/build_sample_stats.py`` (its stages in ``scripts/sample_build/``)
+   collects through the project's own pipeline, ``core.collect.runner.run_collection``, and evaluates through
    ``core.evaluate.runner.run_evaluation``, and nothing else;
 3. the shipped evaluation results (``eval_*.json``) load, pair with the
    shipped bundles, hold self-consistent numbers, agree with ``summary.json``,
@@ -15,7 +15,6 @@ Three promises are checked here:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -23,19 +22,13 @@ import numpy as np
 import pytest
 
 from core.formats.bundle import REQUIRED_METADATA, load_bundle, validate
+from scripts.sample_build import cli, collection
+from scripts.sample_build import evaluation as evaluation_stage
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_stats"
-SCRIPT = REPO / "scripts" / "build_sample_stats.py"
 BUNDLES = sorted(SAMPLES.glob("*.safetensors"))
 EVALUATIONS = sorted(SAMPLES.glob("eval_*.json"))
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("build_sample_stats", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _signature(prob_sum: np.ndarray, token_count: np.ndarray) -> np.ndarray:
@@ -146,6 +139,33 @@ def test_summary_json_matches_the_bundles():
 # --------------------------------------------------------------------------- the script
 
 
+def test_command_runs_every_stage_in_order_by_default():
+    """The bare command means every stage, in the documented order; named stages run alone."""
+    assert list(cli.STAGES) == ["corpora", "tokenizer", "train", "collect", "summary", "evaluate"]
+    assert cli.parse_args([]).stages == "all"
+    assert cli.parse_args(["collect", "summary"]).stages == ["collect", "summary"]
+    with pytest.raises(SystemExit):
+        cli.parse_args(["bake"])
+
+
+def test_entry_script_runs_the_package_command():
+    """``scripts/build_sample_stats.py`` is a thin shell: ``--help`` lists the package's stages."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "build_sample_stats.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert "{corpora,tokenizer,train,collect,summary,evaluate,all}" in done.stdout
+    assert "Build ``sample_stats/``: a small GPT-OSS" in done.stdout
+
+
 def test_script_collects_through_run_collection(monkeypatch, tmp_path):
     """collect_one hands everything to run_collection and writes nothing itself."""
     from core.collect import runner
@@ -158,7 +178,7 @@ def test_script_collects_through_run_collection(monkeypatch, tmp_path):
 
     monkeypatch.setattr(runner, "run_collection", spy)
     out = tmp_path / "x.safetensors"
-    result = _script().collect_one(
+    result = collection.collect_one(
         "some/model",
         tmp_path / "data.jsonl",
         out,
@@ -189,7 +209,7 @@ def test_script_bundle_equals_run_collection_bundle(tmp_path):
     model = build_tiny_model("gpt_oss", tmp_path / "model")
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in TRAINING_TEXT[:6]))
-    via_script = _script().collect_one(
+    via_script = collection.collect_one(
         model,
         data,
         tmp_path / "script.safetensors",
@@ -240,7 +260,7 @@ def test_script_evaluates_through_run_evaluation(monkeypatch, tmp_path):
     monkeypatch.setattr(runner, "run_evaluation", spy)
     masks = [tmp_path / "a.json", tmp_path / "b.json"]
     out = tmp_path / "eval_x.json"
-    result = _script().evaluate_one(
+    result = evaluation_stage.evaluate_one(
         "some/model", tmp_path / "x.jsonl", masks, out, max_length=16, batch_size=2
     )
     assert result == out
@@ -262,8 +282,7 @@ def test_script_split_halves_evaluate_through_run_evaluation(monkeypatch, tmp_pa
     from core.evaluate import runner
     from core.formats.evaluation import read_evaluation
 
-    script = _script()
-    monkeypatch.setattr(script, "EVAL_DIR", tmp_path)
+    monkeypatch.setattr(evaluation_stage, "EVAL_DIR", tmp_path)
     shipped = read_evaluation(SAMPLES / "eval_wiki_en.json")
     calls = []
 
@@ -273,7 +292,7 @@ def test_script_split_halves_evaluate_through_run_evaluation(monkeypatch, tmp_pa
 
     monkeypatch.setattr(runner, "run_evaluation", spy)
     masks = [m.mask.path for m in shipped.masks]
-    halves = script.evaluate_halves(
+    halves = evaluation_stage.evaluate_halves(
         "wiki_en",
         ["one", "two", "three", "four"],
         masks,
@@ -307,7 +326,7 @@ def test_evaluation_data_is_new_text_only(tmp_path):
         "c": calibration("c", ["c0", "a1", "c2"], 1),  # c1 is a's calibration sample
         "d": calibration("d", ["d0", "d1"], 1),  # one left, two needed
     }
-    chosen, skipped = _script().evaluation_data(bundles, {"trained"}, 2)
+    chosen, skipped = evaluation_stage.evaluation_data(bundles, {"trained"}, 2)
     assert list(chosen) == ["a"]
     assert chosen["a"]["texts"] == ["a3", "a4"]
     assert (chosen["a"]["first_example_id"], chosen["a"]["last_example_id"]) == (3, 4)

@@ -51,7 +51,7 @@ def _expert_norm(layer, family: str, x: torch.Tensor, e: int, w: float) -> float
 
 @torch.no_grad()
 def per_sample_reference(model, family: str, token_ids: list[list[int]]) -> dict[str, np.ndarray]:
-    """Every SPEC statistic for each sample, from one unpadded forward per sample."""
+    """Every bundle statistic (docs/formats.md §Bundle) for each sample, from one unpadded forward per sample."""
     layers = find_moe_layers(model)
     num_layers, num_experts = len(layers), layers[0].num_experts
     names = (

@@ -206,7 +206,7 @@ def is_safe(comparison: Comparison) -> bool:
 def verdict(comparison: Comparison, difference: Difference | None = None) -> str:
     """A one-sentence reading of the whole-model figures.
 
-    The surrogate call uses the *relative* retained mass (SPEC section 6): the
+    The surrogate call uses the *relative* retained mass (docs/formats.md §Relative retained mass): the
     paper's absolute 95 % cannot be reached at small r even by identical data,
     because a set's own top-r share is below 1. The absolute value is shown
     beside it. With a permutation test (``difference``), the sentence first says

@@ -4,7 +4,7 @@ Cells hold whole-model means (over layers, nulls skipped). JS divergence and
 Jaccard are symmetric; retained mass is not: ``retained_mass[i][j]`` is how
 much of bundle j's routing mass the mask calibrated on bundle i keeps, and
 ``retained_mass_rel[i][j]`` the same as a share of the best top-r mass attainable
-on bundle j (SPEC section 6; 1.0 on the diagonal).
+on bundle j (docs/formats.md §Relative retained mass; 1.0 on the diagonal).
 """
 
 from __future__ import annotations

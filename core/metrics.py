@@ -27,7 +27,7 @@ BIVARIATE_KEYS = (
     "retained_mass_a_to_b",
     "retained_mass_b_to_a",
 )
-#: Retained mass relative to the best attainable top-r mass (SPEC section 6). Kept apart
+#: Retained mass relative to the best attainable top-r mass (docs/formats.md §Relative retained mass). Kept apart
 #: from BIVARIATE_KEYS so the paper's five keys keep their place in every output.
 RELATIVE_KEYS = ("retained_mass_rel_a_to_b", "retained_mass_rel_b_to_a")
 COMPARE_KEYS = BIVARIATE_KEYS + RELATIVE_KEYS

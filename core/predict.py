@@ -6,7 +6,7 @@ predicted from the evaluation data's bundle, without running the model,
 - ``retained_mass``: Σ_{e kept} P_l(D)[e] of the evaluation data D, mean over
   layers (the paper's M_ret of the mask on D; ``retained_mass_min`` is the
   worst layer); ``retained_mass_rel`` divides each layer's value by the best
-  mass a mask of the same size keeps of D (SPEC section 6);
+  mass a mask of the same size keeps of D (docs/formats.md §Relative retained mass);
 - ``jaccard``: mean over layers of the Jaccard overlap of the mask with a
   reference mask — by default D's own proxy mask M_l(D; r_l) with the same
   number of experts per layer (so 1.0 = the mask is what calibrating on D

@@ -256,7 +256,7 @@ def univariate_replicates(rep: Replicates, tau: float) -> dict[str, np.ndarray |
 
 
 def bivariate_replicates(a: Replicates, b: Replicates, r: int) -> dict[str, np.ndarray | None]:
-    """Every bivariate metric of SPEC sections 2 and 6 per replicate, ``[R, L]`` each."""
+    """Every bivariate metric of docs/formats.md §Metrics per replicate, ``[R, L]`` each."""
     mask_a, mask_b = m.proxy_mask(a.prob, r), m.proxy_mask(b.prob, r)
     kept_ab, kept_ba = m.retained_mass(mask_a, b.prob), m.retained_mass(mask_b, a.prob)
     # Each side's own proxy mask gives its best top-r mass (m.best_retained_mass, by the

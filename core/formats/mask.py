@@ -1,4 +1,4 @@
-"""The mask file (SPEC section 5): kept expert ids per MoE layer, plus where they came from.
+"""The mask file (docs/formats.md §Mask file): kept expert ids per MoE layer, plus where they came from.
 
 ::
 
@@ -141,7 +141,7 @@ def read_mask(path: str | os.PathLike[str]) -> Mask:
 
 
 def mask_from_json(doc: object, *, where: str = "mask", path: Path | None = None) -> Mask:
-    """Build a :class:`Mask` from a parsed JSON document, checking SPEC section 5."""
+    """Build a :class:`Mask` from a parsed JSON document, checking docs/formats.md §Mask file."""
     if not isinstance(doc, dict):
         raise LensError(f"{where}: not a mask file (the JSON is not an object)")
     if doc.get("format") != MASK_FORMAT:

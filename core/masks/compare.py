@@ -8,7 +8,7 @@ whole-model means (over layers, nulls skipped):
 - ``retained[l, i, d]``: Σ_{e ∈ M_i} P_l(dataset d)[e], the share of dataset
   d's routing mass that mask i keeps (1.0 = nothing d routes to is dropped);
 - ``retained_rel[l, i, d]``: the same divided by the best mass any mask with as
-  many experts in layer l keeps of d (SPEC section 6; 1.0 = as good as d's own
+  many experts in layer l keeps of d (docs/formats.md §Relative retained mass; 1.0 = as good as d's own
   proxy mask of that size).
 
 Masks may keep different numbers of experts per layer (global budgets).

@@ -1,4 +1,4 @@
-"""Pruning criteria (SPEC section 5): scores ``[L, E]`` of experts as functions of bundles.
+"""Pruning criteria (docs/formats.md §Criteria): scores ``[L, E]`` of experts as functions of bundles.
 
 A criterion turns statistics into a score per expert (higher kept), from
 which :mod:`core.masks.selection` derives its preference orders; ``coverage``

@@ -20,9 +20,10 @@ import numpy as np
 
 from core import metrics as m
 from core.bundle import Bundle
-from core.engine import Profile
+from core.engine import Profile, check_compatible
 from core.errors import LensError
 from core.masks import Mask, make_mask
+from core.model_names import model_identity
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,9 @@ def compare_masks(
                 f"{_where(first)} has L={first.num_layers}, E={first.num_experts}; "
                 "masks must be for the same model"
             )
+    if len(profiles) > 1:
+        check_compatible(profiles)
+    _check_models(masks, profiles)
     for p in profiles:
         if (p.num_layers, p.num_experts) != (first.num_layers, first.num_experts):
             raise LensError(
@@ -105,6 +109,20 @@ def compare_masks(
         jaccard=np.transpose(jac, (2, 0, 1)),
         retained=np.transpose(kept, (2, 0, 1)),
     )
+
+
+def _check_models(masks: Sequence[Mask], profiles: Sequence[Profile]) -> None:
+    """Every mask and bundle that names its model must name the same one."""
+    named = [(_where(mk), mk.model) for mk in masks] + [
+        (str(p.bundle.path), p.bundle.model) for p in profiles
+    ]
+    named = [(where, model) for where, model in named if model]
+    for where, model in named[1:]:
+        if model_identity(model) != model_identity(named[0][1]):
+            raise LensError(
+                f"{where}: is for model {model!r} but {named[0][0]} is for {named[0][1]!r}; "
+                "masks and bundles must be of the same model"
+            )
 
 
 def masks_for_criteria(

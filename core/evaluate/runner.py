@@ -128,7 +128,7 @@ def check_masks_for_model(
 ) -> None:
     """Refuse masks that do not fit a model of ``shape`` = (MoE layers, experts, top-k) or
     that name another model (unless ``allow_other``)."""
-    from core.prune.surgery import model_identity
+    from core.model_names import model_identity
 
     candidates = {model_identity(n) for n in names if n}
     num_layers, num_experts, top_k = shape

@@ -38,6 +38,7 @@ from pathlib import Path
 from core import __version__
 from core.errors import LensError
 from core.masks import Mask, check_mask_fits, read_mask
+from core.model_names import model_identity
 from core.prune.checkpoint import COPIED_FILES, Checkpoint, MoeLayer
 from core.prune.families import EXPERT_COUNT_KEYS, TOP_K_KEY, Family, family_for
 from core.prune.safetensors_io import (
@@ -300,15 +301,6 @@ def _check_out(out: Path, source: Path) -> None:
     if resolved == source.resolve() or source.resolve() in resolved.parents:
         raise LensError(f"{out}: is inside the source model folder; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
-
-
-def model_identity(name: str) -> str:
-    """A comparable model name: the last path part, or ``name`` of a hub cache ``models--org--name``."""
-    parts = [p for p in str(name).replace("\\", "/").split("/") if p]
-    for part in reversed(parts):
-        if part.startswith("models--"):
-            return part.split("--")[-1].lower()
-    return parts[-1].lower() if parts else ""
 
 
 def _check_model_name(mask: Mask, model: str | Path, ckpt: Checkpoint, where: str) -> None:

@@ -12,7 +12,8 @@ import pytest
 
 from core.errors import LensError
 from core.masks import Mask
-from core.prune.surgery import model_identity, prune_checkpoint
+from core.model_names import model_identity
+from core.prune.surgery import prune_checkpoint
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -431,7 +431,9 @@ def select_per_layer(orders: Orders, r: int, groups: int = 1) -> np.ndarray:
     num_layers, num_experts = orders.layer.shape
     m.check_budget(r, num_experts)
     mask = np.zeros((num_layers, num_experts), dtype=bool)
-    if groups <= 1:
+    if groups < 1:
+        raise LensError(f"groups={groups} must be at least 1")
+    if groups == 1:
         np.put_along_axis(mask, orders.layer[:, :r], True, axis=-1)
         return mask
     if num_experts % groups or r % groups:
@@ -525,7 +527,7 @@ def make_mask(
     else:
         if groups > 1:
             raise LensError("groups work with r (the same count in every layer), not a budget")
-        floor = int(min_per_layer) if min_per_layer else (top_k or 1)
+        floor = int(min_per_layer) if min_per_layer is not None else (top_k or 1)
         if top_k and floor < top_k:
             raise LensError(
                 f"min_per_layer={floor} is below the model's top-k of {top_k}: every layer must "

@@ -4,7 +4,8 @@ Every writing command (mask, merge, evaluate, collect, index, prune) calls
 :func:`check_output` with its ``--out`` and all of its inputs first, so that
 
 - no command ever writes over one of its own inputs (same path, same inode
-  through a link, or a file inside an input folder such as a model), and
+  through a link, or an existing file inside an input folder such as a
+  model's weights or a folder of bundles), and
 - a destination that cannot be written (a read-only folder, a path below a
   file, ``/proc``, a name too long for the file system, an existing folder
   where a file is expected) fails at once with one line, instead of after a
@@ -39,8 +40,8 @@ def check_output(
     ``kind`` is ``"file"`` (an existing file is replaced atomically; an existing
     folder is refused), ``"folder"`` (an existing file is refused; whether an
     existing folder is acceptable is the command's own rule) or ``"either"``.
-    Inputs that are folders (a model, a folder of bundles) protect everything
-    below them. Returns ``out`` as a ``Path``.
+    Inputs that are folders (a model, a folder of bundles) protect every file
+    already below them; a new file there is allowed. Returns ``out`` as a ``Path``.
     """
     path = Path(out)
     text = str(path)
@@ -68,11 +69,16 @@ def check_output(
 
 
 def output_error(path: str | os.PathLike[str], exc: OSError) -> LensError:
-    """A one-line :class:`LensError` for an ``OSError`` met while writing ``path``."""
-    reason = exc.strerror or str(exc) or type(exc).__name__
+    """A one-line :class:`LensError` for an ``OSError`` met while producing ``path``.
+
+    The file the system call failed on (``exc.filename``) is named when known,
+    since it may be a temporary file beside ``path`` or an input being read.
+    """
+    reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
     if exc.errno == errno.ENOSPC:
         reason = "no space left on the device"
-    return LensError(f"{path}: cannot write it ({reason})")
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+    return LensError(f"{path}: cannot write it: {reason}{where}")
 
 
 def _resolve(path: Path) -> Path:
@@ -92,8 +98,13 @@ def _check_not_input(out: Path, resolved: Path, given: Path, option: str) -> Non
             same = False
     if same:
         raise LensError(f"{out}: is one of this command's inputs; choose another {option}")
-    if given.is_dir() and source in resolved.parents:
-        raise LensError(f"{out}: is inside the input folder {given}; choose another {option}")
+    if given.is_dir() and source in resolved.parents and (out.exists() or out.is_symlink()):
+        # A new file beside the inputs is fine (a mask next to its bundles); replacing
+        # one that is already there could replace an input (a bundle the folder
+        # supplies, a model's weights).
+        raise LensError(
+            f"{out}: already exists inside the input folder {given}; choose another {option}"
+        )
     if out.is_dir() and not out.is_symlink() and resolved in source.parents:
         raise LensError(f"{out}: holds the input {given}; choose another {option}")
 

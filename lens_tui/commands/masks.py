@@ -98,6 +98,8 @@ def mask_command(
       lens mask c4.safetensors --r 128 --groups 8 --out deepseek-v3-c4.json
     """
     check_output(out, [*bundles, model])
+    if out.suffix != ".json":  # a mask written over a bundle or weights file destroys it
+        raise LensError(f"{out}: the mask file must end in .json")
     loaded = [load_bundle(p) for p in find_bundles(list(bundles))]
     mask = make_mask(
         criterion,

@@ -43,10 +43,10 @@ def check_output(
     Inputs that are folders (a model, a folder of bundles) protect every file
     already below them; a new file there is allowed. Returns ``out`` as a ``Path``.
     """
-    path = Path(out)
-    text = str(path)
+    text = os.fspath(out)  # before Path(), which reads "" as "."
     if not text or text.strip() != text or "\x00" in text:
         raise LensError(f"{option} {text!r}: not a usable path")
+    path = Path(text)
     absolute = Path(os.path.abspath(path))
     for name in absolute.parts[1:]:
         if len(os.fsencode(name)) > 255:

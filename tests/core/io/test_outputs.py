@@ -80,6 +80,19 @@ def test_below_a_file_folders_for_files_and_long_names(files):
     assert check_output(tmp / "new" / "deeper" / "x.json")  # missing folders get created
 
 
+def test_unwritable_folder_is_refused(tmp_path, monkeypatch):
+    """As root every folder is writable, so the kernel's answer is simulated here."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        "core.io.outputs.os.access", lambda p, mode: False if p == folder else real_access(p, mode)
+    )
+    with pytest.raises(LensError, match=f"the folder {folder} is not writable"):
+        check_output(folder / "new" / "x.json")
+    assert check_output(tmp_path / "x.json")
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_folder_is_refused(tmp_path):
     folder = tmp_path / "ro"

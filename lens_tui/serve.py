@@ -97,6 +97,10 @@ class LensServer(Server):
         super().__init__(command, host=host, port=port, title=title, templates_path=TEMPLATES)
         self.sessions: set[SessionService] = set()
 
+    async def on_startup(self, app: web.Application) -> None:
+        """One line on stdout (textual-serve prints a logo and the internal command)."""
+        self.console.print(f"lens serve: {self.public_url}/  (Ctrl+C to quit)", highlight=False)
+
     async def on_shutdown(self, app: web.Application) -> None:
         """Server stopping: end every session that is still open."""
         await asyncio.gather(*(s.stop() for s in list(self.sessions)), return_exceptions=True)

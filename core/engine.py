@@ -23,6 +23,7 @@ from core.formats.bundle import Bundle, load_bundle
 
 if TYPE_CHECKING:
     from core.uncertainty import Difference
+from core.model_names import model_identity
 
 
 @dataclass(eq=False)
@@ -87,7 +88,13 @@ class Profile:
 
 
 def check_compatible(profiles: list[Profile]) -> None:
-    """Refuse to compare bundles whose models have different layer or expert counts."""
+    """Refuse to compare bundles of different models.
+
+    Equal layer and expert counts are not enough: two models of one shape
+    (two fine-tunes, or two sizes that share L and E) route differently, and
+    their numbers side by side would look meaningful while saying nothing. The
+    recorded model names must name the same model (:func:`model_identity`).
+    """
     first = profiles[0]
     for other in profiles[1:]:
         if (other.num_layers, other.num_experts) != (first.num_layers, first.num_experts):
@@ -95,6 +102,11 @@ def check_compatible(profiles: list[Profile]) -> None:
                 f"{other.bundle.path}: has L={other.num_layers}, E={other.num_experts} but "
                 f"{first.bundle.path} has L={first.num_layers}, E={first.num_experts}; "
                 "bundles must come from the same model"
+            )
+        if model_identity(other.bundle.model) != model_identity(first.bundle.model):
+            raise LensError(
+                f"{other.bundle.path}: is of model {other.bundle.model!r} but {first.bundle.path} "
+                f"is of {first.bundle.model!r}; bundles must come from the same model"
             )
 
 

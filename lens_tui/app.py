@@ -104,8 +104,18 @@ class LensApp(App[None]):
         Binding("5", "view('predict')", "Predict", group=_VIEWS, tooltip="Predicted vs actual"),
     ]
 
-    def __init__(self, paths: Sequence[str | Path] = (), *, notice: str | None = None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | Path] = (),
+        *,
+        notice: str | None = None,
+        read_only: bool = False,
+    ) -> None:
         super().__init__()
+        # Served to browsers (lens serve), the app must not load models or write
+        # files for whoever visits: no Collect view, no key or command that opens it.
+        self.read_only = read_only
+        self.views = {k: v for k, v in VIEWS.items() if not (read_only and k == "collect")}
         self._initial_paths = [Path(p) for p in paths]
         self._notice = notice
         self.profiles: list[Profile] = []
@@ -131,8 +141,9 @@ class LensApp(App[None]):
                 yield Lazy(AblationView(id="ablation-view"))
             with TabPane("3 Matrix", id="matrix"):
                 yield Lazy(MatrixView(id="matrix-view"))
-            with TabPane("4 Collect", id="collect"):
-                yield Lazy(CollectView(id="collect-view"))
+            if not self.read_only:
+                with TabPane("4 Collect", id="collect"):
+                    yield Lazy(CollectView(id="collect-view"))
             with TabPane("5 Predict", id="predict"):
                 yield Lazy(PredictView(id="predict-view"))
         yield Footer()
@@ -230,7 +241,7 @@ class LensApp(App[None]):
         """Something the views depend on changed: update the active view now, others when shown."""
         self._clamp()
         self._update_controls()
-        self._stale = set(VIEWS) - {"collect"}
+        self._stale = set(self.views) - {"collect"}
         self._refresh_active()
 
     def _widget(self, selector: str, kind: type[Widget] = Widget):
@@ -379,7 +390,14 @@ class LensApp(App[None]):
     def on_bundle_collected(self, message: BundleCollected) -> None:
         self.add_bundle(message.path, select=True)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide the key of a view this app does not have (Collect, when read-only)."""
+        return not (action == "view" and parameters and parameters[0] not in self.views)
+
     def action_view(self, view: str) -> None:
+        if view not in self.views:
+            self.notify("The Collect view is off: served read-only (lens serve --allow-collect)")
+            return
         self._widget("#views", TabbedContent).active = view
         self._focus_view(view)
 
@@ -418,7 +436,7 @@ class LensApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for view, title in VIEWS.items():
+        for view, title in self.views.items():
             yield SystemCommand(
                 f"View: {title}", f"Switch to the {title} view", lambda v=view: self.action_view(v)
             )
@@ -466,6 +484,11 @@ def unique_labels(profiles: list[Profile]) -> list[str]:
     return labels
 
 
-def build_app(paths: Sequence[str | Path] = (), *, notice: str | None = None) -> LensApp:
-    """The app over these bundle files / folders (what ``lens browse`` and the tests use)."""
-    return LensApp(paths, notice=notice)
+def build_app(
+    paths: Sequence[str | Path] = (), *, notice: str | None = None, read_only: bool = False
+) -> LensApp:
+    """The app over these bundle files / folders (what ``lens browse`` and the tests use).
+
+    ``read_only`` drops the Collect view, the app's only writer (``lens serve``).
+    """
+    return LensApp(paths, notice=notice, read_only=read_only)

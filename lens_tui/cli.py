@@ -27,6 +27,13 @@ class LensGroup(click.Group):
         except LensError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_USER_ERROR)
+        except click.UsageError as exc:
+            # Click prints usage, a hint and the error on three lines; keep the
+            # one-line contract and point at --help instead.
+            where = exc.ctx.command_path if exc.ctx is not None else "lens"
+            message = " ".join(exc.format_message().split())
+            click.echo(f"error: {message} (see {where} --help)", err=True)
+            ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)

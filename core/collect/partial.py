@@ -16,8 +16,12 @@ of memory can be resumed with a smaller ``--batch-size``.
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import shutil
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +63,27 @@ class PartialRun:
                     f"{self.folder}: holds an unfinished run with different settings ({differs}); "
                     "re-run with the original settings to resume it, or delete the folder"
                 )
+            self._remove_leftover_temporaries()
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.folder.exists() or self.folder.is_symlink():
+            # Not ours (no run.json): adopting it would delete the user's files at the end.
+            raise LensError(
+                f"{self.folder}: exists but holds no {RUN_FILE} of a lens collect run; "
+                "move it away or choose another --out"
+            )
+        self.folder.mkdir(parents=True)
         atomic_write_text(run_file, json.dumps(self.fingerprint, indent=1, sort_keys=True))
+
+    def _remove_leftover_temporaries(self) -> None:
+        """Delete the hidden ``.OUT.*.tmp`` a run killed during its final write left behind.
+
+        Only while this run's ``run.json`` exists: it proves an earlier run of
+        this same collection was writing ``out`` (the atomic writer's name
+        pattern), so the temporary file is ours, not the user's.
+        """
+        for leftover in self.out.parent.glob(f".{glob.escape(self.out.name)}.*.tmp"):
+            if leftover.is_file() and not leftover.is_symlink():
+                leftover.unlink(missing_ok=True)
 
     def chunk_paths(self) -> list[Path]:
         return sorted(self.folder.glob(CHUNK_GLOB))
@@ -123,12 +145,23 @@ class PartialRun:
                 for start in range(0, len(order), ASSEMBLY_BLOCK):
                     picks = [where[s] for s in order[start : start + ASSEMBLY_BLOCK]]
                     yield name, np.stack([chunks[c][name][row] for c, row in picks])
+                    _test_pause_in_final_write()
 
         write_bundle_streaming(out, layout, blocks(), metadata)
         return len(order)
 
     def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Delete the folder, which :meth:`open` proved is this run's (it holds our run.json)."""
+        if (self.folder / RUN_FILE).is_file() and not self.folder.is_symlink():
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _test_pause_in_final_write() -> None:
+    """Kill tests set ``LENS_TEST_PAUSE_IN_FINAL_WRITE`` to hold a run inside its final write."""
+    seconds = os.environ.get("LENS_TEST_PAUSE_IN_FINAL_WRITE")
+    if seconds:
+        print("lens-test: final write started", file=sys.stderr, flush=True)
+        time.sleep(float(seconds))
 
 
 def _differences(saved: dict | None, current: dict) -> str:

@@ -43,11 +43,11 @@ from core.formats.evaluation import Evaluation, MaskResult
 from core.formats.mask import Mask, check_mask_fits, read_mask
 from core.masks.compare import unique_names
 from core.model.batching import BatchPadder, backbone_of, plan_batches
-from core.model.identity import model_identity
 from core.model.labels import dataset_label
 from core.model.loading import load_model_and_tokenizer, preflight
 from core.model.options import ModelOptions, split_settings
 from core.model.tokenize import tokenize
+from core.model_names import model_identity
 from core.prune.checkpoint import Checkpoint
 
 #: Logit elements computed at once by the chunked LM head (512 MiB in float32).

@@ -1,1 +1,1 @@
-"""Byte-level I/O every format shares: the one atomic writer and the safetensors codec."""
+"""Files on disk: the one atomic writer, the safetensors codec, output-path checks."""

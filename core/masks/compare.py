@@ -22,12 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from core import metrics as m
-from core.engine import Profile
+from core.engine import Profile, check_compatible
 from core.errors import LensError
 from core.formats.bundle import Bundle
 from core.formats.mask import Mask
 from core.masks.criteria import AimerScores
 from core.masks.make import make_mask
+from core.model_names import model_identity
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ def compare_masks(
                 f"{_where(first)} has L={first.num_layers}, E={first.num_experts}; "
                 "masks must be for the same model"
             )
+    if len(profiles) > 1:
+        check_compatible(profiles)
+    _check_models(masks, profiles)
     for p in profiles:
         if (p.num_layers, p.num_experts) != (first.num_layers, first.num_experts):
             raise LensError(
@@ -123,6 +127,20 @@ def compare_masks(
         retained=np.transpose(kept, (2, 0, 1)),
         retained_rel=np.transpose(rel, (2, 0, 1)),
     )
+
+
+def _check_models(masks: Sequence[Mask], profiles: Sequence[Profile]) -> None:
+    """Every mask and bundle that names its model must name the same one."""
+    named = [(_where(mk), mk.model) for mk in masks] + [
+        (str(p.bundle.path), p.bundle.model) for p in profiles
+    ]
+    named = [(where, model) for where, model in named if model]
+    for where, model in named[1:]:
+        if model_identity(model) != model_identity(named[0][1]):
+            raise LensError(
+                f"{where}: is for model {model!r} but {named[0][0]} is for {named[0][1]!r}; "
+                "masks and bundles must be of the same model"
+            )
 
 
 def masks_for_criteria(

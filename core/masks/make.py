@@ -77,7 +77,7 @@ def make_mask(
     else:
         if groups > 1:
             raise LensError("groups work with r (the same count in every layer), not a budget")
-        floor = int(min_per_layer) if min_per_layer else (top_k or 1)
+        floor = int(min_per_layer) if min_per_layer is not None else (top_k or 1)
         if top_k and floor < top_k:
             raise LensError(
                 f"min_per_layer={floor} is below the model's top-k of {top_k}: every layer must "

@@ -101,7 +101,9 @@ def select_per_layer(orders: Orders, r: int, groups: int = 1) -> np.ndarray:
     num_layers, num_experts = orders.layer.shape
     m.check_budget(r, num_experts)
     mask = np.zeros((num_layers, num_experts), dtype=bool)
-    if groups <= 1:
+    if groups < 1:
+        raise LensError(f"groups={groups} must be at least 1")
+    if groups == 1:
         np.put_along_axis(mask, orders.layer[:, :r], True, axis=-1)
         return mask
     if num_experts % groups or r % groups:

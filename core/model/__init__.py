@@ -12,7 +12,6 @@ here rather than inside one feature:
 - ``tokenize`` — each sample alone, in chunks, into int32 id arrays
 - ``batching`` — longest-first batch plans and padding with real-token positions
 - ``labels``   — the dataset label recorded in bundles and results
-- ``identity`` — a comparable model name, to match masks to models
 - ``hooks``    — :class:`HookSet`, hooks that are always removed together
 
 torch and transformers are imported lazily inside functions, so importing

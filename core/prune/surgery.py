@@ -24,6 +24,7 @@ so they are never selected; other families refuse such masks.
 from __future__ import annotations
 
 import fnmatch
+import glob
 import json
 import os
 import shutil
@@ -49,7 +50,7 @@ from core.io.safetensors import (
     rows_pieces,
     write_safetensors,
 )
-from core.model.identity import model_identity
+from core.model_names import model_identity
 from core.prune.checkpoint import COPIED_FILES, Checkpoint, MoeLayer
 
 #: The most negative finite value of each float dtype, little-endian: the router bias of padding.
@@ -179,7 +180,8 @@ def prune_checkpoint(
         else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
     )
     total = sum(t.nbytes for _, tensors in shards for t in tensors)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    remove_stale_staging(out)
+    staging = _make_staging(out)
     try:
         done = 0
         bytes_out = 0
@@ -195,6 +197,7 @@ def prune_checkpoint(
 
             on_bytes(0)
             bytes_out += write_safetensors(staging / name, tensors, metadata, on_bytes)
+            _test_pause_after_shard()
         if not single:
             weight_map = {
                 t.name: name for (_, tensors), name in zip(shards, names) for t in tensors
@@ -234,6 +237,7 @@ def prune_checkpoint(
                 "result": {k: v for k, v in result.to_json().items() if k != "out"},
             },
         )
+        (staging / STAGING_MARKER).unlink()
         if out.exists():
             out.rmdir()  # _check_out allowed only an empty folder
         os.replace(staging, out)
@@ -241,6 +245,54 @@ def prune_checkpoint(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return result
+
+
+# --------------------------------------------------------------------------- staging
+
+#: Written first into every staging folder: a later run deletes a leftover
+#: ``.OUT.*.partial`` folder only when it holds this file, i.e. one it can prove
+#: a killed ``lens prune`` made.
+STAGING_MARKER = ".lens-prune-staging"
+
+
+def _make_staging(out: Path) -> Path:
+    """A hidden folder beside ``out`` that becomes ``out`` by one rename when complete.
+
+    ``mkdtemp`` makes it 0700; the pruned checkpoint is meant to be shared like
+    any folder the user creates, so it gets the umask's usual mode instead.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)
+    (staging / STAGING_MARKER).write_text(f"{os.getpid()}\n", encoding="utf-8")
+    return staging
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Delete staging folders of earlier, killed runs for ``out``; returns what was removed.
+
+    Only hidden ``.OUT.*.partial`` folders holding :data:`STAGING_MARKER` go:
+    the name alone could be the user's, the marker proves ``lens prune`` made it.
+    """
+    removed = []
+    for candidate in out.parent.glob(f".{glob.escape(out.name)}.*.partial"):
+        if candidate.is_symlink() or not (candidate / STAGING_MARKER).is_file():
+            continue
+        shutil.rmtree(candidate, ignore_errors=True)
+        removed.append(candidate)
+    return removed
+
+
+def _test_pause_after_shard() -> None:
+    """Kill tests set ``LENS_TEST_PAUSE_AFTER_SHARD`` to hold a run mid-write deterministically."""
+    seconds = os.environ.get("LENS_TEST_PAUSE_AFTER_SHARD")
+    if seconds:
+        import sys
+        import time
+
+        print("lens-test: shard written", file=sys.stderr, flush=True)
+        time.sleep(float(seconds))
 
 
 # --------------------------------------------------------------------------- checks

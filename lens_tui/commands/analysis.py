@@ -18,6 +18,7 @@ from core.engine import Profile, compare, stats, verdict
 from core.formats.bundle import find_bundles
 from core.matrix import matrix
 from lens_tui import render
+from lens_tui.commands.arguments import SEED, FiniteFloatRange, count
 
 BUNDLE = click.Path(path_type=Path)  # existence is checked by the loader, with a clean message
 
@@ -29,7 +30,7 @@ json_option = click.option(
 )
 tau_option = click.option(
     "--tau",
-    type=click.FloatRange(min=0.0, max=1.0),
+    type=FiniteFloatRange(min=0.0, max=1.0),
     default=m.DEFAULT_TAU,
     show_default=True,
     help="Sparsity threshold: an expert with mass below τ counts as unused.",
@@ -182,21 +183,21 @@ def compare_command(
 @click.argument("bundle", type=BUNDLE)
 @r_option
 @click.option(
-    "--step", type=int, default=8, show_default=True, help="Sequences added per checkpoint."
+    "--step", type=count(), default=8, show_default=True, help="Sequences added per checkpoint."
 )
 @click.option(
     "--max",
     "max_samples",
-    type=int,
+    type=count(),
     default=None,
     help="Largest sequence count (default: all samples).",
 )
 @click.option(
-    "--seed", type=int, default=None, help="Shuffle the sample order with this seed first."
+    "--seed", type=SEED, default=None, help="Shuffle the sample order with this seed first."
 )
 @click.option(
     "--threshold",
-    type=click.FloatRange(0.0, 1.0),
+    type=FiniteFloatRange(0.0, 1.0),
     default=DEFAULT_CONVERGENCE,
     show_default=True,
     help="Convergence: the first count from which Jaccard to the final mask stays at or above this.",

@@ -28,7 +28,9 @@ from core.collect.distributed import ranks_from_env
 from core.collect.raw import index_raw
 from core.collect.runner import run_collection
 from core.errors import LensError
+from core.io.outputs import check_output, output_error
 from core.model.loading import ModelCache
+from lens_tui.commands.arguments import BATCH_SIZE, MAX_LENGTH, FiniteFloatRange, count
 from lens_tui.commands.options import model_and_text_options, model_options
 
 #: How often a non-terminal stderr (a log file, nohup, CI) gets a progress line.
@@ -118,19 +120,24 @@ class ProgressDisplay:
 @click.option(
     "--num-samples",
     "-n",
-    type=int,
+    type=count(),
     default=None,
     help="Use the first N usable samples (default: all).",
 )
 @click.option(
     "--max-length",
-    type=int,
+    type=MAX_LENGTH,
     default=512,
     show_default=True,
     help="Truncate each sample to this many tokens.",
 )
 @click.option(
-    "--batch-size", "-b", type=int, default=8, show_default=True, help="Samples per forward pass."
+    "--batch-size",
+    "-b",
+    type=BATCH_SIZE,
+    default=8,
+    show_default=True,
+    help="Samples per forward pass.",
 )
 @click.option(
     "--dataset-name",
@@ -159,7 +166,7 @@ class ProgressDisplay:
 @click.option(
     "--checkpoint-every",
     "checkpoint_seconds",
-    type=float,
+    type=FiniteFloatRange(min=0.0),
     default=30.0,
     show_default=True,
     help="Save finished samples for resume at most this many seconds apart.",
@@ -193,7 +200,15 @@ def collect_command(**options: object) -> None:
       torchrun --nproc-per-node 8 -m lens_tui collect -m openai/gpt-oss-120b -d c4.jsonl -o c4.safetensors
     """
 
-    targets = _targets(list(options["datas"]), options["out"], options["dataset_name"])
+    datas = list(options["datas"])
+    targets = _targets(datas, options["out"], options["dataset_name"])
+    inputs = [*datas, options["model"]]
+    if len(targets) > 1:
+        check_output(options["out"], inputs, kind="folder")
+    for _data, target, _name in targets:
+        check_output(target, [*inputs, options["keep_raw"]])
+    if options["keep_raw"] is not None:
+        check_output(options["keep_raw"], inputs, kind="folder", option="--keep-raw")
     main = ranks_from_env().is_main  # under torchrun only rank 0 talks
     models = ModelCache()  # several data sets: the model is loaded once
     failed = 0
@@ -229,6 +244,13 @@ def collect_command(**options: object) -> None:
                 err=True,
             )
             sys.exit(130)
+        except OSError as exc:  # the disk, not the user's input: still one line
+            error: LensError = output_error(out, exc)
+            if len(targets) == 1:
+                raise error from None
+            failed += 1
+            click.echo(f"error: {error}", err=True)
+            continue
         except LensError as exc:
             if len(targets) == 1:
                 raise
@@ -289,7 +311,7 @@ def _summary(path: Path, seconds: float) -> str:
     "--dataset", default=None, help="Dataset label (default: from the shards, or the folder name)."
 )
 @click.option(
-    "--top-k", type=int, default=None, help="Top-k of the model (default: from the shards)."
+    "--top-k", type=count(), default=None, help="Top-k of the model (default: from the shards)."
 )
 def index_command(
     raw_dir: Path, out: Path, model: str | None, dataset: str | None, top_k: int | None
@@ -307,7 +329,11 @@ def index_command(
       lens index paper_shards/ --out c4.safetensors --model gpt-oss-20b --top-k 4
     """
 
-    path = index_raw(raw_dir, out, model=model, dataset=dataset, top_k=top_k)
+    check_output(out, [raw_dir])
+    try:
+        path = index_raw(raw_dir, out, model=model, dataset=dataset, top_k=top_k)
+    except OSError as exc:
+        raise output_error(out, exc) from None
     click.echo(f"wrote {path}", err=True)
 
 

@@ -31,7 +31,9 @@ from core.formats.evaluation import (
     write_evaluation,
 )
 from core.formats.mask import MASK_FORMAT, read_mask
+from core.io.outputs import check_output, output_error
 from core.predict import PredictionReport, predict_vs_actual
+from lens_tui.commands.arguments import BATCH_SIZE, MAX_LENGTH, FiniteFloatRange, count
 from lens_tui.commands.collect import ProgressDisplay
 from lens_tui.commands.options import model_and_text_options, model_options
 from lens_tui.prediction_plot import point_mark, prediction_text, rho_text
@@ -62,10 +64,12 @@ PATH = click.Path(path_type=Path)  # existence is checked by the readers, with a
     default=None,
     help="Write the results JSON here (for lens predict-vs-actual and the app).",
 )
-@click.option("--num-samples", "-n", type=int, default=None, help="Use the first N samples.")
-@click.option("--max-length", type=int, default=512, show_default=True, help="Tokens per sample.")
+@click.option("--num-samples", "-n", type=count(), default=None, help="Use the first N samples.")
 @click.option(
-    "--batch-size", "-b", type=int, default=8, show_default=True, help="Samples per pass."
+    "--max-length", type=MAX_LENGTH, default=512, show_default=True, help="Tokens per sample."
+)
+@click.option(
+    "--batch-size", "-b", type=BATCH_SIZE, default=8, show_default=True, help="Samples per pass."
 )
 @click.option(
     "--dataset-name",
@@ -85,7 +89,10 @@ PATH = click.Path(path_type=Path)  # existence is checked by the readers, with a
     help="Also run this lm-eval task on the original and on each masked model (needs lm-eval).",
 )
 @click.option(
-    "--lm-eval-limit", type=float, default=None, help="lm-eval's --limit (examples per task)."
+    "--lm-eval-limit",
+    type=FiniteFloatRange(min=0.0, min_open=True),
+    default=None,
+    help="lm-eval's --limit (examples per task).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results JSON on stdout.")
 def evaluate_command(extra_masks: tuple[Path, ...], masks: tuple[Path, ...], **options) -> None:
@@ -126,10 +133,15 @@ def evaluate_command(extra_masks: tuple[Path, ...], masks: tuple[Path, ...], **o
     out = options["out"]
     if out is not None and Path(out).suffix != ".json":
         raise LensError(f"{out}: the results file must end in .json")
+    if out is not None:  # before the model loads: a bad --out must not cost an evaluation
+        check_output(out, [*all_masks, options["data"], options["model"]])
     with ProgressDisplay() as display:
         evaluation = run_evaluation(config, progress=display)
     if out is not None:
-        write_evaluation(out, evaluation)
+        try:
+            write_evaluation(out, evaluation)
+        except OSError as exc:
+            raise output_error(out, exc) from None
         click.echo(f"wrote {out}", err=True)
     if options["as_json"]:
         click.echo(json.dumps(evaluation.to_json(), allow_nan=False))

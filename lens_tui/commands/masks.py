@@ -12,10 +12,12 @@ from rich.table import Table
 from core.errors import LensError
 from core.formats.bundle import find_bundles, load_bundle
 from core.formats.mask import read_mask, write_mask
+from core.io.outputs import check_output, output_error
 from core.masks.compare import MasksComparison, compare_masks, masks_for_criteria
 from core.masks.criteria import CRITERIA, AimerScores
 from core.masks.make import make_mask, retained_mass_by_source
 from core.prune.aimer import aimer_checkpoint_scores
+from lens_tui.commands.arguments import count
 
 BUNDLE = click.Path(path_type=Path)  # existence is checked by the loaders, with a clean message
 
@@ -63,13 +65,13 @@ def _criteria_help() -> str:
 @budget_option
 @click.option(
     "--min-per-layer",
-    type=int,
+    type=count(),
     default=None,
     help="With --budget: the fewest experts any layer keeps (default: the model's top-k).",
 )
 @click.option(
     "--groups",
-    type=int,
+    type=count(),
     default=1,
     show_default=True,
     help="With --r: keep r/G experts in each of G equal groups of experts (DeepSeek-V3: its "
@@ -107,6 +109,9 @@ def mask_command(
       lens mask --criterion aimer --model openai/gpt-oss-20b --r 24 --out aimer.json
       lens mask c4.safetensors --r 128 --groups 8 --out deepseek-v3-c4.json
     """
+    check_output(out, [*bundles, model])
+    if out.suffix != ".json":  # a mask written over a bundle or weights file destroys it
+        raise LensError(f"{out}: the mask file must end in .json")
     loaded = [load_bundle(p) for p in find_bundles(list(bundles))]
     mask = make_mask(
         criterion,
@@ -117,7 +122,10 @@ def mask_command(
         min_per_layer=min_per_layer,
         groups=groups,
     )
-    write_mask(out, mask)
+    try:
+        write_mask(out, mask)
+    except OSError as exc:
+        raise output_error(out, exc) from None
     kept = retained_mass_by_source(mask, loaded)
     if as_json:
         click.echo(

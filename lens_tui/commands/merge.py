@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from core.formats.bundle import find_bundles
+from core.io.outputs import check_output, output_error
 from core.merge import merge_bundles
 
 
@@ -46,9 +47,13 @@ def merge_command(
       lens merge part-*.safetensors --out c4.safetensors
       lens merge news.safetensors wiki.safetensors --out mixed.safetensors --dataset mixed
     """
-    result = merge_bundles(
-        find_bundles(list(paths)), out, allow_duplicates=allow_duplicates, dataset=dataset
-    )
+    check_output(out, paths)
+    try:
+        result = merge_bundles(
+            find_bundles(list(paths)), out, allow_duplicates=allow_duplicates, dataset=dataset
+        )
+    except OSError as exc:
+        raise output_error(out, exc) from None
     if result.dropped_statistics:
         click.echo(
             f"warning: left out {', '.join(result.dropped_statistics)} (not in every part)",

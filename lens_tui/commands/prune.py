@@ -17,6 +17,7 @@ from rich.progress import (
 )
 
 from core.families import ADAPTERS
+from core.io.outputs import check_output, output_error
 from core.prune.surgery import PruneProgress, prune_checkpoint
 
 
@@ -75,6 +76,7 @@ def prune_command(
       lens prune --model openai/gpt-oss-20b --mask c4-mass.json --out gpt-oss-20b-24e
       lens prune --model ./Qwen3-30B-A3B --mask reap.json --out ./qwen3-pruned --json
     """
+    check_output(out, [model, mask_path], kind="folder")
     console = Console(stderr=True, highlight=False)
     with Progress(
         TextColumn("{task.description}"),
@@ -96,14 +98,17 @@ def prune_command(
                 total=update.bytes_total,
             )
 
-        result = prune_checkpoint(
-            model,
-            mask_path,
-            out,
-            allow_other_model=allow_other_model,
-            clamp_top_k=clamp_top_k,
-            progress=progress,
-        )
+        try:
+            result = prune_checkpoint(
+                model,
+                mask_path,
+                out,
+                allow_other_model=allow_other_model,
+                clamp_top_k=clamp_top_k,
+                progress=progress,
+            )
+        except OSError as exc:
+            raise output_error(out, exc) from None
     if as_json:
         click.echo(json.dumps(result.to_json()))
         return

@@ -22,6 +22,7 @@ from textual.widgets import Checkbox, Input, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from core.errors import LensError
+from core.io.outputs import check_output
 from lens_tui.messages import BundleCollected, CollectProgressed
 
 
@@ -70,6 +71,8 @@ def parse_form(values: dict[str, str]) -> dict[str, object]:
     out = Path(str(config["out"])).expanduser()
     if out.suffix != ".safetensors":
         raise LensError(f"output {out}: a bundle file must end in .safetensors")
+    # The same output rules as lens collect: never over the model or the data.
+    check_output(out, [config.get("model"), config.get("data")], option="output")
     config["out"] = out
     return config
 

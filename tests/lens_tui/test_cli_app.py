@@ -54,7 +54,7 @@ def test_lens_without_sample_bundles_opens_with_a_notice_not_a_traceback(tmp_pat
 class FakeServer:
     made: list[FakeServer] = []
 
-    def __init__(self, command: str, host: str, port: int, title: str) -> None:
+    def __init__(self, command: str, *, host: str, port: int, title: str) -> None:
         self.command, self.host, self.port, self.title = command, host, port, title
         self.served = False
         FakeServer.made.append(self)
@@ -64,22 +64,19 @@ class FakeServer:
 
 
 def test_serve_binds_localhost_unless_told_and_runs_browse_per_session(tmp_path, monkeypatch):
-    import textual_serve.server
+    import lens_tui.serve
 
     paths = write_bundles(tmp_path / "b")
-    monkeypatch.setattr(textual_serve.server, "Server", FakeServer)
+    monkeypatch.setattr(lens_tui.serve, "LensServer", FakeServer)
     FakeServer.made.clear()
     runner = CliRunner()
     assert runner.invoke(cli, ["serve", str(paths[0].parent)]).exit_code == 0
-    assert (
-        runner.invoke(
-            cli, ["serve", str(paths[0]), "--host", "0.0.0.0", "--port", "9000"]
-        ).exit_code
-        == 0
-    )
+    remote = ["serve", str(paths[0]), "--host", "0.0.0.0", "--port", "9000", "--allow-remote"]
+    assert runner.invoke(cli, remote).exit_code == 0
     first, second = FakeServer.made
     assert (first.host, first.port, first.served) == ("localhost", 8000, True)
-    assert first.command.endswith(f"-m lens_tui browse {paths[0].parent.resolve()}")
+    assert first.command.startswith("exec ")
+    assert first.command.endswith(f"-m lens_tui browse --read-only {paths[0].parent.resolve()}")
     assert (second.host, second.port) == ("0.0.0.0", 9000)
 
 

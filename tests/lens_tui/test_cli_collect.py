@@ -63,8 +63,8 @@ def test_collect_writes_a_bundle_and_reports_progress(model, tmp_path):
         ("empty", [], ["empty file"]),
         ("blank", [], ["no usable samples"]),
         ("nofield", [], ["no field 'text'", "--text-field"]),
-        ("ok", ["--max-length", "0"], ["--max-length must be at least 1"]),
-        ("ok", ["--batch-size", "0"], ["--batch-size must be at least 1"]),
+        ("ok", ["--max-length", "0"], ["--max-length", "must be at least 1"]),
+        ("ok", ["--batch-size", "0"], ["--batch-size", "must be at least 1"]),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(model, tmp_path, setup, args, needles):

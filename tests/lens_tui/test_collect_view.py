@@ -222,3 +222,23 @@ def test_parse_form_turns_text_into_collect_config_arguments(tmp_path):
         parse_form({**values, "batch_size": "0"})
     with pytest.raises(LensError, match="must end in .safetensors"):
         parse_form({**values, "out": "o.bin"})
+
+
+def test_parse_form_refuses_an_output_over_the_model_or_the_data(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights")
+    data = tmp_path / "d.safetensors"
+    data.write_bytes(b"data")
+    values = {"model": str(model), "data": str(data), "num_samples": "", "max_length": "8",
+              "batch_size": "1"}  # fmt: skip
+    with pytest.raises(LensError, match="inside the input folder"):
+        parse_form({**values, "out": str(model / "model.safetensors")})
+    with pytest.raises(LensError, match="inputs"):
+        parse_form({**values, "out": str(data)})
+    with pytest.raises(LensError, match="/proc"):
+        parse_form({**values, "out": "/proc/x.safetensors"})
+    assert parse_form({**values, "out": str(tmp_path / "new.safetensors")})["out"].name == (
+        "new.safetensors"
+    )
+    assert (model / "model.safetensors").read_bytes() == b"weights"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.model.identity import model_identity
+from core.model_names import model_identity
 
 
 def test_model_identity_compares_hub_ids_paths_and_cache_folders():

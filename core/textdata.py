@@ -312,10 +312,7 @@ def _export_json(data: TextSource, out: Path, drop: set[int]) -> tuple[int, int]
     records = data._json_records()
     kept_records = [r for i, r in enumerate(records) if i not in drop]
     document = json.loads(data.path.read_text(encoding="utf-8"))
-    if isinstance(document, dict):
-        document = {**document, "data": kept_records}
-    else:
-        document = kept_records
+    document = {**document, "data": kept_records} if isinstance(document, dict) else kept_records
     with _AtomicOutput(out) as target:
         target.handle.write(json.dumps(document, ensure_ascii=False).encode("utf-8"))
     return len(kept_records), len(records) - len(kept_records)

@@ -46,6 +46,7 @@ of the candidates' own convergence counts (each ablated alone).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,10 +56,11 @@ import numpy as np
 from core import __version__
 from core import metrics as m
 from core.ablation import DEFAULT_CONVERGENCE, ablate
-from core.bundle import Bundle
+from core.bundle import Bundle, atomic_write_text
 from core.engine import Profile, check_compatible
 from core.errors import LensError
 from core.masks import Mask
+from core.textdata import TextSource
 
 OBJECTIVE = "min_target_relative_retained_mass"
 #: Sequences scored per greedy step at most.
@@ -385,3 +387,36 @@ def design(
         mix_signature(pool, uniform_counts(len(pool), sequences))
     )
     return Design(pool, targets, int(r), int(sequences), mix, selection, baselines)
+
+
+def write_calibration(
+    path: str | Path, result: Design, data: list[str | Path], text_field: str = "text"
+) -> int:
+    """Write the selection as a calibration JSONL: ``{"text", "dataset", "example_id"}`` per line.
+
+    ``data[c]`` is candidate c's data file (the order of the candidates); texts
+    are looked up lazily by example id (:class:`core.textdata.TextSource`) and
+    the file is written atomically. Lines follow the order of selection.
+    """
+    if len(data) != len(result.candidates):
+        raise LensError(
+            f"one data file per candidate is needed ({len(result.candidates)} candidates, "
+            f"{len(data)} data files)"
+        )
+    wanted: dict[int, list[int]] = {}
+    for c, row in result.selection.picks:
+        wanted.setdefault(c, []).append(int(result.candidates[c].profile.bundle.example_ids[row]))
+    texts = {c: TextSource(data[c], text_field).texts(ids) for c, ids in wanted.items()}
+    lines = []
+    for c, row in result.selection.picks:
+        example_id = int(result.candidates[c].profile.bundle.example_ids[row])
+        text = texts[c].get(example_id)
+        if text is None:
+            raise LensError(
+                f"{data[c]}: has no sample {example_id}, which "
+                f"{result.candidates[c].profile.bundle.path} holds; is this its data file?"
+            )
+        record = {"text": text, "dataset": result.candidates[c].name, "example_id": example_id}
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    atomic_write_text(path, "".join(lines))
+    return len(lines)

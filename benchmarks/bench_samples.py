@@ -14,6 +14,7 @@ logits times a token count per sample).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,16 +41,18 @@ def main() -> None:
     make(path, args.samples, seed=0, energy=True)
     bundle = load_bundle(path)
     np.add.reduce(bundle.prob_sum, axis=0, dtype=np.float64)  # warm the page cache
-    times = []
+    times, cpu = [], []
     for _ in range(args.repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         report = analyse(load_bundle(path), args.r)
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     changed = int((report.mask_changes > 0).sum())
     grouped = int((report.groups >= 0).sum())
     print(
         f"N={bundle.num_samples} L={bundle.num_layers} E={bundle.num_experts} r={args.r}: "
-        f"best {min(times):.2f} s, median {sorted(times)[len(times) // 2]:.2f} s "
+        f"wall best {min(times):.2f} s, median {sorted(times)[len(times) // 2]:.2f} s; "
+        f"CPU best {min(cpu):.2f} s; load average {os.getloadavg()[0]:.1f} "
         f"({changed} samples move the mask, {grouped} in duplicate groups)"
     )
 

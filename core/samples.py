@@ -133,12 +133,12 @@ def analyse(bundle: Bundle, r: int, dup_js: float = DEFAULT_DUPLICATE_JS) -> Sam
 # --------------------------------------------------------------------------- divergence
 
 
-def _neg_entropy_bits(p: np.ndarray, ones: np.ndarray) -> np.ndarray:
+def _neg_entropy_bits(p: np.ndarray) -> np.ndarray:
     """Σ_e p·log2(p) over the last axis (0·log 0 = 0: log2(0 + 1e-30) is finite, times 0)."""
     logs = p + np.float32(1e-30)
     np.log2(logs, out=logs)
     logs *= p
-    return logs @ ones
+    return logs.sum(axis=-1)
 
 
 def sample_js(prob_sum: np.ndarray, tokens: np.ndarray, signature: np.ndarray) -> np.ndarray:
@@ -152,12 +152,11 @@ def sample_js(prob_sum: np.ndarray, tokens: np.ndarray, signature: np.ndarray) -
     second. NaN for a sample with no tokens or no mass in a layer.
     """
     n, num_layers, num_experts = prob_sum.shape
-    ones = np.ones(num_experts, dtype=np.float32)
     q = np.clip(np.asarray(signature, dtype=np.float64), 0.0, None)
     q_total = q.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         q = (q / q_total).astype(np.float32)
-    neg_h_q = _neg_entropy_bits(q, ones).astype(np.float64)  # [L]
+    neg_h_q = _neg_entropy_bits(q).astype(np.float64)  # [L]
     out = np.full((n, num_layers), np.nan)
     step = 16
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -165,12 +164,12 @@ def sample_js(prob_sum: np.ndarray, tokens: np.ndarray, signature: np.ndarray) -
             stop = min(n, start + step)
             p = np.array(prob_sum[start:stop], dtype=np.float32)
             np.maximum(p, 0.0, out=p)
-            sums = p @ ones  # [B, L]
+            sums = p.sum(axis=-1)  # [B, L]
             p *= (1.0 / sums)[..., None]
-            neg_h_p = _neg_entropy_bits(p, ones)
+            neg_h_p = _neg_entropy_bits(p)
             p += q[None]
             p *= np.float32(0.5)
-            neg_h_m = _neg_entropy_bits(p, ones)
+            neg_h_m = _neg_entropy_bits(p)
             js = 0.5 * neg_h_p.astype(np.float64) + 0.5 * neg_h_q[None] - neg_h_m
             bad = (sums <= 0) | (q_total[None, :, 0] <= 0) | ~np.isfinite(js)
             bad |= (tokens[start:stop] <= 0)[:, None]

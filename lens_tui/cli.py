@@ -65,9 +65,9 @@ def cli(ctx: click.Context) -> None:
 
 def _register() -> None:
     """Attach every command module's commands to the group."""
-    from lens_tui.commands import analysis, browse, collect, evaluate, masks, merge, prune
+    from lens_tui.commands import analysis, browse, collect, evaluate, masks, merge, prune, samples
 
-    for module in (analysis, browse, collect, merge, masks, prune, evaluate):
+    for module in (analysis, browse, collect, merge, masks, prune, evaluate, samples):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -85,6 +85,22 @@ JSON_COMMANDS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("predict-vs-actual", ["predict-vs-actual", S, "--json"]),
+    ("samples-wiki-r8", ["samples", f"{S}/wiki_en.safetensors", "--r", "8", "--json"]),
+    (
+        "design-three-targets-r8",
+        [
+            "design",
+            "--candidates",
+            *(f"{S}/{n}.safetensors" for n in ("wiki_en", "code_python", "dialogue_zh", "mixed")),
+            "--targets",
+            *(f"{S}/{n}.safetensors" for n in ("wiki_en", "code_python", "dialogue_zh")),
+            "--r",
+            "8",
+            "--sequences",
+            "64",
+            "--json",
+        ],
+    ),
 ]
 
 #: (golden name, lens arguments before --out) for commands that write a mask.

@@ -1,6 +1,7 @@
 """Collection throughput and memory at gpt-oss-20b scale, on one GPU, with no download.
 
-Run on a CUDA machine (torch with CUDA, transformers, ~45 GB of GPU memory):
+Run on a CUDA machine (torch with CUDA, transformers; ~60 GiB of GPU memory at the
+defaults: 39 GiB of weights, the rest mostly eager attention scores):
 
     python benchmarks/bench_collect_gpu.py --out gpu.json
 

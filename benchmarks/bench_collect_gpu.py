@@ -237,7 +237,7 @@ def run_mode(
 ) -> ModeResult:
     """Warm up on the first batch (unless told not to), then time every batch of one mode."""
     import torch
-    from core.collect.batching import BatchPadder, backbone_of
+    from core.model.batching import BatchPadder, backbone_of
 
     cuda = device.type == "cuda"
     backbone = backbone_of(model) or model

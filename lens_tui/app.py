@@ -15,14 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.lazy import Lazy
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Footer, TabbedContent, TabPane
 
 from core.bundle import find_bundles
 from core.engine import Profile
@@ -33,7 +32,7 @@ from lens_tui.selection import NO_BUNDLES, Selection
 from lens_tui.views import registry
 from lens_tui.views.base import SelectionView
 from lens_tui.views.registry import ViewSpec
-from lens_tui.widgets.colors import A_HEX, B_HEX
+from lens_tui.widgets.controls import ControlBar
 
 __all__ = ["NO_BUNDLES", "TAU_LADDER", "LensApp", "build_app"]  # NO_BUNDLES: for tests
 
@@ -46,10 +45,6 @@ _BUDGET = Binding.Group("r", compact=True)
 _TAU = Binding.Group("τ", compact=True)
 _LAYER = Binding.Group("layer", compact=True)
 _VIEWS = Binding.Group("view", compact=True)
-
-
-class ControlBar(Static):
-    """One line with the current selection: A, B, r, τ, layer."""
 
 
 class LensApp(App[None]):
@@ -167,7 +162,6 @@ class LensApp(App[None]):
         if self._notice:
             self.notify(self._notice, title="no bundles", severity="warning", timeout=15)
         self.load_paths(self._initial_paths)
-        self._update_controls()
         self._focus_view(self.views[0].id)
 
     # ------------------------------------------------------------------ bundles
@@ -251,10 +245,6 @@ class LensApp(App[None]):
     def validate_selection(self, selection: Selection) -> Selection:
         return selection.clamped()
 
-    def watch_selection(self, selection: Selection) -> None:
-        # Runs before the views' watchers; they repaint themselves (the visible one now).
-        self._update_controls()
-
     def _widget(self, selector: str, kind: type[Widget] = Widget):
         """The widget for ``#id``, looked up once (keys call this many times a second).
 
@@ -271,28 +261,6 @@ class LensApp(App[None]):
     def _active_view(self) -> ViewSpec:
         active = self._widget("#views", TabbedContent).active
         return next(spec for spec in self.views if spec.id == active)
-
-    def _update_controls(self) -> None:
-        bar = self._widget("#controls", ControlBar)
-        selection = self.selection
-        if not selection.profiles:
-            bar.update(Text("no bundles loaded", style="bold yellow"))
-            return
-        a = selection.profile_a
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(" A ", style=f"bold reverse {A_HEX}")
-        text.append(f" {selection.label_a}  ", style=f"bold {A_HEX}")
-        text.append(" B ", style=f"bold reverse {B_HEX}")
-        text.append(f" {selection.label_b}  ", style=f"bold {B_HEX}")
-        text.append("r ", style="dim")
-        text.append(f"{selection.r}", style="bold")
-        text.append(f"/{a.num_experts}  ", style="dim")
-        text.append("τ ", style="dim")
-        text.append(f"{selection.tau:g}  ", style="bold")
-        text.append("layer ", style="dim")
-        text.append(f"{selection.layer}", style="bold")
-        text.append(f"/{a.num_layers - 1}", style="dim")
-        bar.update(text, layout=False)  # always one line (app.tcss): no layout pass per key
 
     # ------------------------------------------------------------------ actions
 
@@ -369,9 +337,9 @@ class LensApp(App[None]):
         sections = [("everywhere", everywhere)] + [
             (spec.id, spec.view.__dict__.get("BINDINGS", [])) for spec in self.views
         ]
-        self.push_screen(
-            HelpScreen([(w, [b for b in bs if isinstance(b, Binding)]) for w, bs in sections if bs])
-        )
+        views = [(spec.label, getattr(spec.view, "SUMMARY", "")) for spec in self.views]
+        keys = [(w, [b for b in bs if isinstance(b, Binding)]) for w, bs in sections if bs]
+        self.push_screen(HelpScreen(views, keys))
 
     def _view_bindings(self) -> list[Binding]:
         """The number keys 1…N (added per app in ``__init__``)."""

@@ -29,6 +29,12 @@ SHUFFLE_SEED = 0
 class AblationView(SelectionView, Vertical, can_focus=True):
     """Jaccard@r vs sequence count; step, cap and shuffle adjustable with keys."""
 
+    #: What the help screen says of this view (Markdown, after "**Ablation** — ").
+    SUMMARY = """\
+    Jaccard of the top-r mask vs the number of calibration
+    sequences for dataset A: to the final mask and step to step, with the count
+    at which the mask converges."""
+
     BINDINGS = [
         Binding("s", "step(2)", "Step ×2", group=Binding.Group("step")),
         Binding("S", "step(0.5)", "Step ÷2", group=Binding.Group("step")),

@@ -88,6 +88,15 @@ COLUMNS: tuple[Column, ...] = (
 class CompareView(SelectionView, VerticalScroll):
     """A vs B: univariate and bivariate cards, the verdict, sparklines, layer table and plot."""
 
+    #: What the help screen says of this view (Markdown, after "**Compare** — ").
+    SUMMARY = """\
+    dataset **A** vs **B** at budget **r** (experts kept per layer)
+    and sparsity threshold **τ**: univariate cards (sparsity, variance, N_eff,
+    entropy), bivariate means (JS, Jaccard@r, Pearson of energy, retained mass),
+    the verdict (retained mass ≥ 95 %: a safe surrogate), one sparkline per
+    metric across layers, the per-layer table, and the selected layer's expert
+    distributions P_l(A) vs P_l(B) with the kept experts marked."""
+
     BINDINGS = [
         Binding(
             "l",

@@ -56,6 +56,11 @@ def hex_color(rgb: tuple[int, ...]) -> str:
 class MatrixView(SelectionView, Horizontal):
     """Pick bundles on the left (space toggles); the three matrices of the ticked ones on the right."""
 
+    #: What the help screen says of this view (Markdown, after "**Matrix** — ").
+    SUMMARY = """\
+    mean JS / Jaccard / retained mass for every pair of the ticked
+    bundles, heat-coloured."""
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.result: Matrix | None = None

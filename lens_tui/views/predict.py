@@ -75,6 +75,12 @@ class PredictionPlot(ResultPlot):
 class PredictView(SelectionView, Vertical):
     """The predicted-vs-actual table, its rank correlations and the scatter."""
 
+    #: What the help screen says of this view (Markdown, after "**Predict** — ").
+    SUMMARY = """\
+    `lens evaluate` results beside the bundles of their data:
+    predicted retained mass and Jaccard against the measured loss increase per
+    mask, the Spearman rank correlation, and the scatter."""
+
     DEFAULT_CSS = """
     PredictView {
         height: 1fr;

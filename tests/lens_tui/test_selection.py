@@ -79,11 +79,20 @@ def test_an_empty_selection_is_left_as_given():
 # --------------------------------------------------------------------------- views watching it
 
 
+async def settle(pilot, app, *selectors: str) -> None:
+    """Wait until the hidden (lazily mounted) views are mounted: a frame or more under load."""
+    for _ in range(200):
+        await pilot.pause()
+        if all(app.query(selector) for selector in selectors):
+            return
+    raise AssertionError(f"not mounted: {selectors}")
+
+
 @async_test
 async def test_a_change_repaints_the_visible_view_and_marks_the_hidden_ones_stale(paths):
     app = build_app(paths)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await settle(pilot, app, "#ablation-view", "#matrix-view")
         compare_view = app.query_one(CompareView)
         ablation, matrix_view = app.query_one(AblationView), app.query_one(MatrixView)
         assert not compare_view.stale
@@ -125,8 +134,10 @@ async def test_a_change_repaints_the_visible_view_and_marks_the_hidden_ones_stal
 async def test_a_pick_in_a_view_goes_through_the_selection(paths):
     app = build_app(paths)
     async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app, "#matrix-bundles")
+        await pilot.press("3")
         await pilot.pause()
-        await pilot.press("3", "space")  # untick the highlighted bundle (alpha)
+        await pilot.press("space")  # untick the highlighted bundle (alpha)
         await pilot.pause()
         assert app.selection.ticked == {1, 2}
         assert app.query_one(CompareView).stale is False  # ticks are not Compare's concern
@@ -141,6 +152,8 @@ async def test_a_pick_in_a_view_goes_through_the_selection(paths):
 class CountView(SelectionView, Static, can_focus=True):
     """A view made up for the test: it says how many bundles are loaded and the budget."""
 
+    SUMMARY = "how many bundles are loaded, and r."
+
     def show_selection(self, selection: Selection) -> None:
         self.update(f"r is {selection.r} with {len(selection.profiles)} bundles")
 
@@ -152,7 +165,7 @@ async def test_registering_a_view_adds_its_tab_key_help_and_command(paths, monke
     registry.register(ViewSpec("count", "Count", CountView, "Count the bundles"))
     app = build_app(paths)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await settle(pilot, app, "#count-view")
         tabs = app.query_one("#views", TabbedContent)
         assert str(tabs.get_tab("count").label) == f"{count} Count"
         view = app.query_one("#count-view", CountView)
@@ -169,10 +182,9 @@ async def test_registering_a_view_adds_its_tab_key_help_and_command(paths, monke
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-        assert (
-            f"| everywhere | `{count}` | Count the bundles |"
-            in app.screen.query_one(Markdown).source
-        )
+        shown = app.screen.query_one(Markdown).source
+        assert f"| everywhere | `{count}` | Count the bundles |" in shown
+        assert "* **Count** — how many bundles are loaded, and r." in shown
 
 
 def test_a_view_id_is_registered_once(monkeypatch):

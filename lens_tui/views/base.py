@@ -11,17 +11,21 @@ visible view, however many views there are.
 shows, so a change elsewhere (τ for the Ablation view, the layer for the
 Matrix) neither repaints it nor marks it stale. A view that computes
 something slow can start a worker in ``show_selection``: the selection is
-frozen, so handing it to a thread is safe, and comparing it with
-``self.selection`` when the worker reports tells whether the result is
-still current.
+frozen, so handing it to a thread is safe; :meth:`SelectionView.run_on_selection`
+does that and delivers the result only while it is still current.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from textual.widget import Widget
+from textual.worker import Worker, get_current_worker
 
 from lens_tui.selection import Selection
 
+T = TypeVar("T")
 _NEVER = object()  # the key of a view that has painted nothing yet
 
 
@@ -72,6 +76,32 @@ class SelectionView:
             return
         self._painted_key = self.depends_on(selection)
         self.show_selection(selection)
+
+    def run_on_selection(
+        self, selection: Selection, work: Callable[[Selection], T], done: Callable[[T], None]
+    ) -> Worker[None]:
+        """Compute ``work(selection)`` in a thread, then call ``done(result)`` on the UI thread.
+
+        For figures too slow for a key press (bootstrap intervals, permutation
+        tests). A newer call cancels the older one; a result that arrives after
+        the view's part of the selection has changed is dropped, so ``done``
+        only ever paints figures of the current selection.
+        """
+        assert isinstance(self, Widget)
+        app = self.app
+        key = self.depends_on(selection)
+
+        def job() -> None:
+            result = work(selection)
+            if not get_current_worker().is_cancelled:
+                app.call_from_thread(deliver, result)
+
+        def deliver(result: T) -> None:
+            current = self._selection
+            if current is not None and self.depends_on(current) == key:
+                done(result)
+
+        return self.run_worker(job, thread=True, exclusive=True, group=f"selection-{id(self)}")
 
     def _shown(self) -> bool:
         """Whether this view and every container above it are displayed (its tab is active)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from textual.widgets import Markdown, Static, TabbedContent
 
@@ -191,3 +193,51 @@ def test_a_view_id_is_registered_once(monkeypatch):
     monkeypatch.setattr(registry, "VIEWS", list(registry.VIEWS))
     with pytest.raises(ValueError, match="compare"):
         registry.register(ViewSpec("compare", "Again", CountView, "again"))
+
+
+# --------------------------------------------------------------------------- slow figures
+
+
+class SlowView(SelectionView, Static):
+    """Computes 10·r in a worker; the computation for r = 2 is held until ``gate`` opens."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.gate = threading.Event()
+        self.delivered: list[int] = []
+
+    def show_selection(self, selection: Selection) -> None:
+        if not selection.profiles:  # mounted before the bundles load
+            return
+        self.update("computing")
+        self.run_on_selection(selection, self._work, self._done)
+
+    def _work(self, selection: Selection) -> int:
+        if selection.r == 2:
+            assert self.gate.wait(10)
+        return 10 * selection.r
+
+    def _done(self, value: int) -> None:
+        self.delivered.append(value)
+        self.update(f"value {value}")
+
+
+@async_test
+async def test_a_worker_result_is_shown_only_while_its_selection_is_current(paths, monkeypatch):
+    monkeypatch.setattr(registry, "VIEWS", [])
+    registry.register(ViewSpec("slow", "Slow", SlowView, "Slow figures"))
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        view = app.query_one(SlowView)
+        assert "computing" in screen_text(view) and view.delivered == []  # r = 2 is held
+        await pilot.press("plus")  # r = 3: computed at once and shown
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if view.delivered:
+                break
+        assert view.delivered == [30] and "value 30" in screen_text(view)
+        view.gate.set()  # the r = 2 result arrives late: dropped
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.1)
+        assert view.delivered == [30] and "value 30" in screen_text(view)

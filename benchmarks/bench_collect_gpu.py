@@ -237,6 +237,7 @@ def run_mode(
 ) -> ModeResult:
     """Warm up on the first batch (unless told not to), then time every batch of one mode."""
     import torch
+
     from core.model.batching import BatchPadder, backbone_of
 
     cuda = device.type == "cuda"

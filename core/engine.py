@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -138,6 +138,9 @@ def stats(profile: Profile, tau: float = m.DEFAULT_TAU) -> StatsReport:
 
 # --------------------------------------------------------------------------- compare
 
+#: Which dataset of a comparison a univariate figure belongs to.
+Side = Literal["a", "b"]
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -161,6 +164,31 @@ class Comparison:
     def univariate_b(self) -> dict[str, np.ndarray]:
         return self.b.univariate(self.tau)
 
+    @property
+    def num_layers(self) -> int:
+        return self.a.num_layers
+
+    def univariate(self, side: Side) -> dict[str, np.ndarray]:
+        """Side "a" or "b"'s univariate metrics per layer (views pick the side by name)."""
+        return self.univariate_a if side == "a" else self.univariate_b
+
+    def univariate_mean(self, side: Side) -> dict[str, float | None]:
+        """Side "a" or "b"'s univariate metrics as means over layers, NaNs skipped."""
+        layers = self.univariate(side)
+        return {k: m.layer_mean(layers[k]) for k in m.UNIVARIATE_KEYS}
+
+    def series(self, key: str, side: Side | None = None) -> list[float | None]:
+        """One metric per layer as plain floats, NaN and missing as ``None``.
+
+        A bivariate key (``side=None``) or a univariate key of side "a" / "b".
+        The values are exactly those of ``to_json()["layers"]``, so a view built
+        on this shows what ``lens compare --json`` prints, without the dictionaries.
+        """
+        values = self.layers[key] if side is None else self.univariate(side)[key]
+        if values is None:
+            return [None] * self.num_layers
+        return [m.to_jsonable(v) for v in values]
+
     def to_json(self) -> dict:
         num_layers = self.a.num_layers
         rows_a = m.per_layer_rows(self.univariate_a, m.UNIVARIATE_KEYS, num_layers)
@@ -178,10 +206,7 @@ class Comparison:
             "tau": self.tau,
             "layers": layers,
             "mean": self.mean,
-            "univariate_mean": {
-                "a": {k: m.layer_mean(self.univariate_a[k]) for k in m.UNIVARIATE_KEYS},
-                "b": {k: m.layer_mean(self.univariate_b[k]) for k in m.UNIVARIATE_KEYS},
-            },
+            "univariate_mean": {"a": self.univariate_mean("a"), "b": self.univariate_mean("b")},
         }
 
 

@@ -1,10 +1,13 @@
 """The Textual app: load bundles into the ``core`` engine and show them, keyboard first.
 
 Build it with :func:`build_app` (tests feed fixture bundles the same way the
-CLI feeds ``lens browse`` paths). The app holds the selection — datasets A
-and B, budget r, threshold τ and the layer — and hands it to the views, which
-ask ``core`` for every number. Nothing here imports torch: the collection
-view imports ``core.collect`` inside its worker, when a run starts.
+CLI feeds ``lens browse`` paths). The app holds one reactive value, the
+:class:`~lens_tui.selection.Selection` (loaded bundles, datasets A and B,
+budget r, threshold τ, layer, ticked bundles); keys and views replace it and
+the views watch it (:mod:`lens_tui.views.base`). The tabs, number keys,
+focus and palette commands come from :mod:`lens_tui.views.registry`, so
+nothing here names a view. Nothing here imports torch: the collection view
+imports ``core.collect`` inside its worker, when a run starts.
 """
 
 from __future__ import annotations
@@ -12,36 +15,29 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.lazy import Lazy
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Footer, TabbedContent, TabPane
 
-from core import metrics as m
-from core.engine import Profile, compare
+from core.engine import Profile
 from core.errors import LensError
 from core.formats.bundle import find_bundles
 from core.formats.evaluation import Evaluation, evaluation_files, read_evaluation
-from lens_tui.messages import BundleCollected, LayerPicked
-from lens_tui.views.ablation import AblationView
-from lens_tui.views.collect import CollectView
-from lens_tui.views.compare import CompareView
-from lens_tui.views.matrix import MatrixView
-from lens_tui.views.predict import PredictView
-from lens_tui.widgets.colors import A_HEX, B_HEX
+from lens_tui.messages import BundleCollected, SelectionEdited
+from lens_tui.selection import NO_BUNDLES, Selection
+from lens_tui.views import registry
+from lens_tui.views.base import SelectionView
+from lens_tui.views.registry import ViewSpec
+from lens_tui.widgets.controls import ControlBar
+
+__all__ = ["NO_BUNDLES", "TAU_LADDER", "LensApp", "build_app"]  # NO_BUNDLES: for tests
 
 #: τ steps through these with t / T (the default 0.01 is the paper's).
 TAU_LADDER = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
-VIEWS = {
-    "compare": "Compare",
-    "ablation": "Ablation",
-    "matrix": "Matrix",
-    "collect": "Collect",
-    "predict": "Predict",
-}
 
 _DATASET_A = Binding.Group("A", compact=True)
 _DATASET_B = Binding.Group("B", compact=True)
@@ -49,10 +45,6 @@ _BUDGET = Binding.Group("r", compact=True)
 _TAU = Binding.Group("τ", compact=True)
 _LAYER = Binding.Group("layer", compact=True)
 _VIEWS = Binding.Group("view", compact=True)
-
-
-class ControlBar(Static):
-    """One line with the current selection: A, B, r, τ, layer."""
 
 
 class LensApp(App[None]):
@@ -97,12 +89,10 @@ class LensApp(App[None]):
             tooltip="Previous layer",
         ),
         Binding("q", "quit", "Quit", tooltip="Quit (ctrl+q works everywhere)"),
-        Binding("1", "view('compare')", "Compare", group=_VIEWS, tooltip="Compare view"),
-        Binding("2", "view('ablation')", "Ablation", group=_VIEWS, tooltip="Ablation view"),
-        Binding("3", "view('matrix')", "Matrix", group=_VIEWS, tooltip="N-way matrix view"),
-        Binding("4", "view('collect')", "Collect", group=_VIEWS, tooltip="Collection view"),
-        Binding("5", "view('predict')", "Predict", group=_VIEWS, tooltip="Predicted vs actual"),
     ]
+
+    #: Everything the views show; replaced (never mutated) on each change, clamped on assignment.
+    selection: reactive[Selection] = reactive(Selection, init=False, always_update=False)
 
     def __init__(
         self,
@@ -112,48 +102,78 @@ class LensApp(App[None]):
         read_only: bool = False,
     ) -> None:
         super().__init__()
-        # Served to browsers (lens serve), the app must not load models or write
-        # files for whoever visits: no Collect view, no key or command that opens it.
-        self.read_only = read_only
-        self.views = {k: v for k, v in VIEWS.items() if not (read_only and k == "collect")}
         self._initial_paths = [Path(p) for p in paths]
         self._notice = notice
-        self.profiles: list[Profile] = []
-        self.evaluations: list[Evaluation] = []  # lens evaluate results, for the Predict view
-        self.labels: list[str] = []
-        self.a = 0
-        self.b = 0
-        self.r = 1
-        self.tau = m.DEFAULT_TAU
-        self.layer = 0
-        self._stale: set[str] = set(VIEWS)
+        # Served to browsers (lens serve), the app must not load models or write
+        # files for whoever visits: no view that writes, no key or command that opens it.
+        self.read_only = read_only
+        self.views: tuple[ViewSpec, ...] = tuple(
+            spec for spec in registry.VIEWS if not (read_only and spec.writes)
+        )
         self._widgets: dict[str, Widget] = {}
+        # The view keys 1…N follow the registry, so they are added per app rather than
+        # declared in BINDINGS (after the declared ones: the footer keeps this order).
+        for number, spec in enumerate(self.views, start=1):
+            self._bindings.key_to_bindings.setdefault(str(number), []).append(
+                Binding(
+                    str(number),
+                    f"view({spec.id!r})",
+                    spec.label,
+                    group=_VIEWS,
+                    tooltip=spec.tooltip,
+                )
+            )
+
+    # Read-only shorthands for the selection's fields.
+    @property
+    def profiles(self) -> list[Profile]:
+        return list(self.selection.profiles)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.selection.labels)
+
+    @property
+    def evaluations(self) -> list[Evaluation]:
+        return list(self.selection.evaluations)
+
+    @property
+    def a(self) -> int:
+        return self.selection.a
+
+    @property
+    def b(self) -> int:
+        return self.selection.b
+
+    @property
+    def r(self) -> int:
+        return self.selection.r
+
+    @property
+    def tau(self) -> float:
+        return self.selection.tau
+
+    @property
+    def layer(self) -> int:
+        return self.selection.layer
 
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
         yield ControlBar(id="controls")
-        with TabbedContent(initial="compare", id="views"):
-            with TabPane("1 Compare", id="compare"):
-                yield CompareView(id="compare-view")
-            # Hidden views mount just after the first frame, which keeps start-up fast.
-            with TabPane("2 Ablation", id="ablation"):
-                yield Lazy(AblationView(id="ablation-view"))
-            with TabPane("3 Matrix", id="matrix"):
-                yield Lazy(MatrixView(id="matrix-view"))
-            if not self.read_only:
-                with TabPane("4 Collect", id="collect"):
-                    yield Lazy(CollectView(id="collect-view"))
-            with TabPane("5 Predict", id="predict"):
-                yield Lazy(PredictView(id="predict-view"))
+        with TabbedContent(initial=self.views[0].id, id="views"):
+            for number, spec in enumerate(self.views, start=1):
+                with TabPane(f"{number} {spec.label}", id=spec.id):
+                    view = spec.view(id=spec.widget_id)
+                    # Hidden views mount just after the first frame, which keeps start-up fast.
+                    yield view if number == 1 else Lazy(view)
         yield Footer()
 
     def on_mount(self) -> None:
         if self._notice:
             self.notify(self._notice, title="no bundles", severity="warning", timeout=15)
         self.load_paths(self._initial_paths)
-        self.selection_changed()
-        self._focus_view("compare")
+        self._focus_view(self.views[0].id)
 
     # ------------------------------------------------------------------ bundles
 
@@ -161,11 +181,13 @@ class LensApp(App[None]):
         """Load bundle files and folders of bundles; each bad file becomes a notification.
 
         Returns the number of bundles loaded. A corrupt bundle never stops the others.
+        The selection changes once, at the end, so the views repaint once.
         """
         loaded = 0
         paths = list(paths)
+        selection = self.selection
         for file in evaluation_files(paths):
-            self.add_evaluation(file)
+            selection = self._with_evaluation(selection, file)
         paths = [p for p in paths if p.is_dir() or p.suffix != ".json"]
         for path in paths:
             if path.is_dir() and not find_bundles([path]) and not evaluation_files([path]):
@@ -174,18 +196,36 @@ class LensApp(App[None]):
                 )
                 continue
             for file in find_bundles([path]):
-                if self.add_bundle(file, select=False):
+                profile = self._read_profile(file)
+                if profile is not None:
+                    selection, _ = selection.with_profile(profile)
                     loaded += 1
+        self.selection = selection
         return loaded
 
     def add_bundle(self, path: Path, *, select: bool = True) -> bool:
-        """Load one bundle into the set (replacing one with the same path); notify on failure."""
+        """Load one bundle into the set (replacing one with the same path); notify on failure.
+
+        With ``select`` it becomes dataset B.
+        """
+        profile = self._read_profile(path)
+        if profile is None:
+            return False
+        selection, index = self.selection.with_profile(profile)
+        if select:
+            selection = selection.replace(b=index)
+            self.notify(f"loaded {selection.labels[index]} as dataset B", title="bundle added")
+        self.selection = selection
+        return True
+
+    def _read_profile(self, path: Path) -> Profile | None:
+        """The bundle at ``path`` with its signature read, or ``None`` after a notification."""
         try:
             profile = Profile.load(path)
             profile.prob  # noqa: B018 - read the signature now, so a bad file fails here
         except LensError as exc:
             self.notify(str(exc), title="could not load a bundle", severity="error", timeout=15)
-            return False
+            return None
         except Exception as exc:  # an unreadable file must not take the app down
             self.notify(
                 f"{path}: {type(exc).__name__}: {exc}",
@@ -193,56 +233,28 @@ class LensApp(App[None]):
                 severity="error",
                 timeout=15,
             )
-            return False
-        resolved = path.resolve()
-        for index, existing in enumerate(self.profiles):
-            if existing.bundle.path.resolve() == resolved:
-                self.profiles[index] = profile
-                break
-        else:
-            self.profiles.append(profile)
-            index = len(self.profiles) - 1
-        self.labels = unique_labels(self.profiles)
-        if len(self.profiles) == 1:
-            self.a = self.b = 0
-            self.r = max(1, profile.num_experts // 4)
-        elif len(self.profiles) == 2 and self.a == self.b == 0:
-            self.b = 1
-        if select:
-            self.b = index
-            self.notify(f"loaded {self.labels[index]} as dataset B", title="bundle added")
-            self.selection_changed()
-        return True
+            return None
+        return profile
 
     def add_evaluation(self, path: Path) -> bool:
         """Load one ``lens evaluate`` result for the Predict view; notify on failure."""
+        selection = self._with_evaluation(self.selection, path)
+        changed = selection is not self.selection
+        self.selection = selection
+        return changed
+
+    def _with_evaluation(self, selection: Selection, path: Path) -> Selection:
         try:
             evaluation = read_evaluation(path)
         except LensError as exc:
             self.notify(str(exc), title="could not load an evaluation", severity="error")
-            return False
-        self.evaluations = [e for e in self.evaluations if e.path != evaluation.path]
-        self.evaluations.append(evaluation)
-        return True
+            return selection
+        return selection.with_evaluation(evaluation)
 
     # ------------------------------------------------------------------ selection
 
-    def _clamp(self) -> None:
-        count = len(self.profiles)
-        if count == 0:
-            return
-        self.a %= count
-        self.b %= count
-        experts = self.profiles[self.a].num_experts
-        self.r = min(max(1, self.r), experts)
-        self.layer = min(max(0, self.layer), self.profiles[self.a].num_layers - 1)
-
-    def selection_changed(self) -> None:
-        """Something the views depend on changed: update the active view now, others when shown."""
-        self._clamp()
-        self._update_controls()
-        self._stale = set(self.views) - {"collect"}
-        self._refresh_active()
+    def validate_selection(self, selection: Selection) -> Selection:
+        return selection.clamped()
 
     def _widget(self, selector: str, kind: type[Widget] = Widget):
         """The widget for ``#id``, looked up once (keys call this many times a second).
@@ -257,135 +269,55 @@ class LensApp(App[None]):
             widget = self._widgets[selector] = found.first(kind)
         return widget
 
-    def _active_view(self) -> str:
-        return self._widget("#views", TabbedContent).active
-
-    def _refresh_active(self) -> None:
-        view = self._active_view()
-        if view not in self._stale:
-            return
-        if self._widget(f"#{view}-view") is None:  # a lazy view not mounted yet: after this frame
-            self.call_after_refresh(self._refresh_active)
-            return
-        self._stale.discard(view)
-        self._refresh_view(view)
-
-    def _refresh_view(self, view: str) -> None:
-        if view == "compare":
-            self._refresh_compare()
-        elif view == "ablation":
-            self._refresh_ablation()
-        elif view == "matrix":
-            self._refresh_matrix()
-        elif view == "predict":
-            self._widget("#predict-view", PredictView).show(self.evaluations, self.profiles)
-
-    def _refresh_compare(self) -> None:
-        compare_view = self._widget("#compare-view", CompareView)
-        if not self.profiles:
-            compare_view.show_message(NO_BUNDLES)
-            return
-        a, b = self.profiles[self.a], self.profiles[self.b]
-        try:
-            result = compare(a, b, self.r, self.tau)
-        except LensError as exc:
-            compare_view.show_message(str(exc))
-            return
-        compare_view.show(result, self.labels[self.a], self.labels[self.b], self.layer)
-
-    def _refresh_ablation(self) -> None:
-        view = self._widget("#ablation-view", AblationView)
-        if not self.profiles:
-            view.show_message(NO_BUNDLES)
-            return
-        view.show(self.profiles[self.a], self.labels[self.a], self.r)
-
-    def _refresh_matrix(self) -> None:
-        view = self._widget("#matrix-view", MatrixView)
-        if not self.profiles:
-            view.show_message(NO_BUNDLES)
-            return
-        view.show(self.profiles, self.labels, self.r)
-
-    def _update_controls(self) -> None:
-        bar = self._widget("#controls", ControlBar)
-        if not self.profiles:
-            bar.update(Text("no bundles loaded", style="bold yellow"))
-            return
-        a = self.profiles[self.a]
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(" A ", style=f"bold reverse {A_HEX}")
-        text.append(f" {self.labels[self.a]}  ", style=f"bold {A_HEX}")
-        text.append(" B ", style=f"bold reverse {B_HEX}")
-        text.append(f" {self.labels[self.b]}  ", style=f"bold {B_HEX}")
-        text.append("r ", style="dim")
-        text.append(f"{self.r}", style="bold")
-        text.append(f"/{a.num_experts}  ", style="dim")
-        text.append("τ ", style="dim")
-        text.append(f"{self.tau:g}  ", style="bold")
-        text.append("layer ", style="dim")
-        text.append(f"{self.layer}", style="bold")
-        text.append(f"/{a.num_layers - 1}", style="dim")
-        bar.update(text, layout=False)  # always one line (app.tcss): no layout pass per key
+    def _active_view(self) -> ViewSpec:
+        active = self._widget("#views", TabbedContent).active
+        return next(spec for spec in self.views if spec.id == active)
 
     # ------------------------------------------------------------------ actions
 
     def action_cycle(self, side: str, step: int) -> None:
-        if not self.profiles:
+        if not self.selection.profiles:
             return
-        setattr(self, side, (getattr(self, side) + step) % len(self.profiles))
-        self.selection_changed()
+        self.selection = self.selection.replace(**{side: getattr(self.selection, side) + step})
 
     def action_set_dataset(self, side: str, index: int) -> None:
-        if 0 <= index < len(self.profiles):
-            setattr(self, side, index)
-            self.selection_changed()
+        if 0 <= index < len(self.selection.profiles):
+            self.selection = self.selection.replace(**{side: index})
 
     def action_swap(self) -> None:
-        self.a, self.b = self.b, self.a
-        self.selection_changed()
+        self.selection = self.selection.replace(a=self.selection.b, b=self.selection.a)
 
     def action_step_r(self, step: int) -> None:
-        if not self.profiles:
+        if not self.selection.profiles:
             return
-        experts = self.profiles[self.a].num_experts
+        experts = self.selection.profile_a.num_experts
         if abs(step) > 1:  # the coarse step: E/16 experts
             step = max(1, experts // 16) * (1 if step > 0 else -1)
-        self.set_r(self.r + step)
+        self.set_r(self.selection.r + step)
 
     def set_r(self, r: int) -> None:
-        if not self.profiles:
+        if not self.selection.profiles:
             return
-        r = min(max(1, int(r)), self.profiles[self.a].num_experts)
-        if r != self.r:
-            self.r = r
-            self.selection_changed()
+        self.selection = self.selection.replace(r=int(r))
 
     def action_step_tau(self, step: int) -> None:
-        index = min(range(len(TAU_LADDER)), key=lambda i: abs(TAU_LADDER[i] - self.tau))
+        tau = self.selection.tau
+        index = min(range(len(TAU_LADDER)), key=lambda i: abs(TAU_LADDER[i] - tau))
         self.set_tau(TAU_LADDER[min(max(0, index + step), len(TAU_LADDER) - 1)])
 
     def set_tau(self, tau: float) -> None:
-        if tau != self.tau:
-            self.tau = float(tau)
-            self.selection_changed()
+        self.selection = self.selection.replace(tau=float(tau))
 
     def action_step_layer(self, step: int) -> None:
-        self.set_layer(self.layer + step)
+        self.set_layer(self.selection.layer + step)
 
     def set_layer(self, layer: int) -> None:
-        if not self.profiles:
+        if not self.selection.profiles:
             return
-        layer = min(max(0, layer), self.profiles[self.a].num_layers - 1)
-        if layer == self.layer:
-            return
-        self.layer = layer
-        self._update_controls()
-        if self._active_view() == "compare" and "compare" not in self._stale:
-            self._widget("#compare-view", CompareView).show_layer(layer)
+        self.selection = self.selection.replace(layer=int(layer))
 
-    def on_layer_picked(self, message: LayerPicked) -> None:
-        self.set_layer(message.layer)
+    def on_selection_edited(self, message: SelectionEdited) -> None:
+        self.selection = self.selection.replace(**message.changes)
 
     def on_bundle_collected(self, message: BundleCollected) -> None:
         self.add_bundle(message.path, select=True)
@@ -402,18 +334,15 @@ class LensApp(App[None]):
         self._focus_view(view)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        self._refresh_active()
-        self._focus_view(self._active_view())
+        spec = self._active_view()
+        widget = self._widget(f"#{spec.widget_id}")
+        if isinstance(widget, SelectionView):
+            widget.reveal()  # a lazy view not mounted yet paints itself on mount
+        self._focus_view(spec.id)
 
     def _focus_view(self, view: str) -> None:
-        target = {
-            "compare": "#layer-table",
-            "ablation": "#ablation-view",
-            "matrix": "#matrix-bundles",
-            "collect": "#collect-view",
-            "predict": "#predict-table",
-        }[view]
-        widgets = self.query(target)
+        spec = next(spec for spec in self.views if spec.id == view)
+        widgets = self.query(spec.focus or f"#{spec.widget_id}")
         if widgets:
             widgets.first().focus(scroll_visible=False)
         else:  # a lazy view not mounted yet
@@ -422,25 +351,30 @@ class LensApp(App[None]):
     def action_help(self) -> None:
         from lens_tui.help import HelpScreen  # markdown loads only when help is asked for
 
-        sections = [
-            ("everywhere", self.BINDINGS),
-            ("compare", CompareView.BINDINGS),
-            ("ablation", AblationView.BINDINGS),
-            ("collect", CollectView.BINDINGS),
+        everywhere = [*self.BINDINGS, *self._view_bindings()]
+        sections = [("everywhere", everywhere)] + [
+            (spec.id, spec.view.__dict__.get("BINDINGS", [])) for spec in self.views
         ]
-        self.push_screen(
-            HelpScreen([(w, [b for b in bs if isinstance(b, Binding)]) for w, bs in sections])
-        )
+        views = [(spec.label, getattr(spec.view, "SUMMARY", "")) for spec in self.views]
+        keys = [(w, [b for b in bs if isinstance(b, Binding)]) for w, bs in sections if bs]
+        self.push_screen(HelpScreen(views, keys))
+
+    def _view_bindings(self) -> list[Binding]:
+        """The number keys 1…N (added per app in ``__init__``)."""
+        keys = [str(number) for number in range(1, len(self.views) + 1)]
+        return [self._bindings.key_to_bindings[key][-1] for key in keys]
 
     # ------------------------------------------------------------------ command palette
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for view, title in self.views.items():
+        for spec in self.views:
             yield SystemCommand(
-                f"View: {title}", f"Switch to the {title} view", lambda v=view: self.action_view(v)
+                f"View: {spec.label}",
+                f"Switch to the {spec.label} view",
+                lambda v=spec.id: self.action_view(v),
             )
-        for index, label in enumerate(self.labels):
+        for index, label in enumerate(self.selection.labels):
             yield SystemCommand(
                 f"Set A: {label}", "Dataset A", lambda i=index: self.action_set_dataset("a", i)
             )
@@ -448,15 +382,15 @@ class LensApp(App[None]):
                 f"Set B: {label}", "Dataset B", lambda i=index: self.action_set_dataset("b", i)
             )
         yield SystemCommand("Swap A and B", "Exchange datasets A and B", self.action_swap)
-        if self.profiles:
-            experts = self.profiles[self.a].num_experts
+        if self.selection.profiles:
+            experts = self.selection.profile_a.num_experts
             for r in range(1, experts + 1):
                 yield SystemCommand(
                     f"Set r = {r}",
                     f"Keep {r} of {experts} experts per layer",
                     lambda r=r: self.set_r(r),
                 )
-            for layer in range(self.profiles[self.a].num_layers):
+            for layer in range(self.selection.profile_a.num_layers):
                 yield SystemCommand(
                     f"Go to layer {layer}", "Select this layer", lambda i=layer: self.set_layer(i)
                 )
@@ -466,29 +400,11 @@ class LensApp(App[None]):
             )
 
 
-NO_BUNDLES = (
-    "No bundles loaded. Open some with `lens browse PATH…` (files or folders of "
-    "*.safetensors), or collect one in the Collect view (4)."
-)
-
-
-def unique_labels(profiles: list[Profile]) -> list[str]:
-    """Short names for pickers: the file name, with the folder added where names clash."""
-    names = [p.name for p in profiles]
-    labels = []
-    for profile, name in zip(profiles, names):
-        if names.count(name) > 1:
-            labels.append(f"{profile.bundle.path.parent.name}/{name}")
-        else:
-            labels.append(name)
-    return labels
-
-
 def build_app(
     paths: Sequence[str | Path] = (), *, notice: str | None = None, read_only: bool = False
 ) -> LensApp:
     """The app over these bundle files / folders (what ``lens browse`` and the tests use).
 
-    ``read_only`` drops the Collect view, the app's only writer (``lens serve``).
+    ``read_only`` drops the views that write (Collect), as ``lens serve`` asks.
     """
     return LensApp(paths, notice=notice, read_only=read_only)

@@ -1,4 +1,4 @@
-"""The ``?`` help screen: what each view shows and every key, read from the bindings themselves."""
+"""The ``?`` help screen: what each view shows and every key, read from the views and bindings."""
 
 from __future__ import annotations
 
@@ -14,26 +14,13 @@ INTRO = """\
 Compare calibration datasets of a Mixture-of-Experts model by their router
 statistics. Every number comes from the `core` engine and recomputes on each
 key: there is no run button.
-
-* **Compare** — dataset **A** vs **B** at budget **r** (experts kept per layer)
-  and sparsity threshold **τ**: univariate cards (sparsity, variance, N_eff,
-  entropy), bivariate means (JS, Jaccard@r, Pearson of energy, retained mass),
-  the verdict (retained mass relative to the best top-r mask ≥ 95 %: a safe
-  surrogate), one sparkline per metric across layers, the per-layer table, and the selected layer's expert
-  distributions P_l(A) vs P_l(B) with the kept experts marked.
-* **Ablation** — Jaccard of the top-r mask vs the number of calibration
-  sequences for dataset A: to the final mask and step to step, with the count
-  at which the mask converges.
-* **Matrix** — mean JS / Jaccard / retained mass for every pair of the ticked
-  bundles, heat-coloured.
-* **Collect** — run a collection on a model and a dataset; the bundle joins
-  the loaded set when it is done.
-* **Predict** — `lens evaluate` results beside the bundles of their data:
-  predicted retained mass and Jaccard against the measured loss increase per
-  mask, the Spearman rank correlation, and the scatter.
-
-`ctrl+p` opens the command palette (set A, B, r or τ by name, switch views).
 """
+PALETTE = "`ctrl+p` opens the command palette (set A, B, r or τ by name, switch views).\n"
+
+
+def view_list(views: list[tuple[str, str]]) -> str:
+    """One bullet per view, ``(label, summary)`` in tab order (from each view's ``SUMMARY``)."""
+    return "".join(f"* **{label}** — {' '.join(summary.split())}\n" for label, summary in views)
 
 
 def key_table(sections: list[tuple[str, list[Binding]]]) -> str:
@@ -57,10 +44,14 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,q,question_mark", "app.pop_screen", "Close help"),
     ]
 
-    def __init__(self, sections: list[tuple[str, list[Binding]]]) -> None:
+    def __init__(
+        self, views: list[tuple[str, str]], sections: list[tuple[str, list[Binding]]]
+    ) -> None:
         super().__init__()
+        self.view_summaries = views
         self.sections = sections
 
     def compose(self) -> ComposeResult:
+        intro = f"{INTRO}\n{view_list(self.view_summaries)}\n{PALETTE}"
         with VerticalScroll(id="help-body"):
-            yield Markdown(INTRO + "\n## Keys\n\n" + key_table(self.sections))
+            yield Markdown(intro + "\n## Keys\n\n" + key_table(self.sections))

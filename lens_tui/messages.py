@@ -27,9 +27,13 @@ class BundleCollected(Message):
         self.path = path
 
 
-class LayerPicked(Message):
-    """The user moved to another layer in a view (the app holds the selection)."""
+class SelectionEdited(Message):
+    """A view asks the app to change the shared selection (e.g. ``layer=3``, ``ticked=…``).
 
-    def __init__(self, layer: int) -> None:
+    Views never assign the app's selection themselves: the app applies the
+    change (clamped) and every view sees the new value through its watcher.
+    """
+
+    def __init__(self, **changes: object) -> None:
         super().__init__()
-        self.layer = layer
+        self.changes = changes

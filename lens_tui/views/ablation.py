@@ -1,7 +1,8 @@
 """Ablation view: Jaccard vs calibration-sequence count for dataset A at budget r.
 
 ``core.ablation.ablate`` does the work; this view holds the step, cap and
-shuffle settings and plots ``to_final`` and ``stepwise``.
+shuffle settings and plots ``to_final`` and ``stepwise``. It follows dataset A
+and r of the app's selection; τ, B and the layer do not concern it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from textual.widgets import Static
 from core.ablation import DEFAULT_CONVERGENCE, Ablation, ablate
 from core.engine import Profile
 from core.errors import LensError
+from lens_tui.selection import NO_BUNDLES, Selection
+from lens_tui.views.base import SelectionView
 from lens_tui.widgets.colors import A_HEX
 from lens_tui.widgets.plots import AblationPlot
 
@@ -23,8 +26,14 @@ DEFAULT_CHECKPOINTS = 32
 SHUFFLE_SEED = 0
 
 
-class AblationView(Vertical, can_focus=True):
+class AblationView(SelectionView, Vertical, can_focus=True):
     """Jaccard@r vs sequence count; step, cap and shuffle adjustable with keys."""
+
+    #: What the help screen says of this view (Markdown, after "**Ablation** — ").
+    SUMMARY = """\
+    Jaccard of the top-r mask vs the number of calibration
+    sequences for dataset A: to the final mask and step to step, with the count
+    at which the mask converges."""
 
     BINDINGS = [
         Binding("s", "step(2)", "Step ×2", group=Binding.Group("step")),
@@ -51,6 +60,17 @@ class AblationView(Vertical, can_focus=True):
         yield AblationPlot(id="ablation-plot")
 
     # ------------------------------------------------------------------ showing
+
+    def depends_on(self, selection: Selection) -> object:
+        if not selection.profiles:
+            return None
+        return (selection.profile_a, selection.label_a, selection.r)
+
+    def show_selection(self, selection: Selection) -> None:
+        if not selection.profiles:
+            self.show_message(NO_BUNDLES)
+            return
+        self.show(selection.profile_a, selection.label_a, selection.r)
 
     def show_message(self, message: str) -> None:
         self.result = None

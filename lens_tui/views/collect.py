@@ -80,6 +80,11 @@ def parse_form(values: dict[str, str]) -> dict[str, object]:
 class CollectView(VerticalScroll):
     """Fill the form, ctrl+s starts, ctrl+g cancels; the finished bundle joins the loaded set."""
 
+    #: What the help screen says of this view (Markdown, after "**Collect** — ").
+    SUMMARY = """\
+    run a collection on a model and a dataset; the bundle joins
+    the loaded set when it is done."""
+
     BINDINGS = [
         Binding("ctrl+s", "start", "Start", priority=True),
         Binding("ctrl+g", "cancel", "Cancel run", priority=True),

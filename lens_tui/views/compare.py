@@ -1,8 +1,10 @@
 """The main view: dataset A vs B at budget r — cards, verdict, per-layer sparklines, table, plot.
 
 Everything shown comes from ``core.engine.compare`` / ``verdict`` /
-``layer_distribution`` for the app's current selection; numbers go through
-``lens_tui.render.fmt`` exactly as the CLI prints them.
+``layer_distribution`` for the app's current selection, read through the
+typed accessors of :class:`~core.engine.Comparison` (``mean``,
+``univariate_mean``, ``series``); numbers go through ``lens_tui.render.fmt``
+exactly as the CLI prints them.
 """
 
 from __future__ import annotations
@@ -17,9 +19,20 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
 
 from core import metrics as m
-from core.engine import Comparison, Profile, is_safe, layer_distribution, verdict
-from lens_tui.messages import LayerPicked
+from core.engine import (
+    Comparison,
+    Profile,
+    Side,
+    compare,
+    is_safe,
+    layer_distribution,
+    verdict,
+)
+from core.errors import LensError
+from lens_tui.messages import SelectionEdited
 from lens_tui.render import BIVARIATE_LABELS, fmt
+from lens_tui.selection import NO_BUNDLES, Selection
+from lens_tui.views.base import SelectionView
 from lens_tui.widgets.cards import MetricCard
 from lens_tui.widgets.colors import A_HEX, B_HEX
 from lens_tui.widgets.plots import KEPT_A_MARK, KEPT_B_MARK, ExpertPlot
@@ -39,7 +52,13 @@ class Column:
     def id(self) -> str:
         return f"{self.side}:{self.key}" if self.side else self.key
 
+    def series(self, comparison: Comparison) -> list[float | None]:
+        """This column's value for every layer of ``comparison``."""
+        side: Side | None = self.side or None  # type: ignore[assignment]
+        return comparison.series(self.key, side)
+
     def value(self, row: dict) -> float | None:
+        """The same figure read from one layer of ``lens compare --json`` (to check against)."""
         return row[self.side][self.key] if self.side else row[self.key]
 
 
@@ -66,8 +85,18 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 
-class CompareView(VerticalScroll):
+class CompareView(SelectionView, VerticalScroll):
     """A vs B: univariate and bivariate cards, the verdict, sparklines, layer table and plot."""
+
+    #: What the help screen says of this view (Markdown, after "**Compare** — ").
+    SUMMARY = """\
+    dataset **A** vs **B** at budget **r** (experts kept per layer)
+    and sparsity threshold **τ**: univariate cards (sparsity, variance, N_eff,
+    entropy), bivariate means (JS, Jaccard@r, Pearson of energy, retained mass),
+    the verdict (retained mass relative to the best top-r mask ≥ 95 %: a safe
+    surrogate), one sparkline per metric across layers, the per-layer table, and
+    the selected layer's expert distributions P_l(A) vs P_l(B) with the kept
+    experts marked."""
 
     BINDINGS = [
         Binding(
@@ -81,8 +110,9 @@ class CompareView(VerticalScroll):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.comparison: Comparison | None = None
-        self.document: dict | None = None
         self.selected_layer = 0
+        self._series: dict[str, list[float | None]] = {}
+        self._compared: tuple | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="cards"):
@@ -126,10 +156,33 @@ class CompareView(VerticalScroll):
 
     # ------------------------------------------------------------------ showing
 
+    def depends_on(self, selection: Selection) -> object:
+        s = selection
+        return (s.profiles, s.labels, s.a, s.b, s.r, s.tau, s.layer)
+
+    def show_selection(self, selection: Selection) -> None:
+        """Compare A and B at (r, τ); a change of layer alone only moves the highlight and plot."""
+        if not selection.profiles:
+            self._compared = None
+            self.show_message(NO_BUNDLES)
+            return
+        s = selection
+        compared = (s.profile_a, s.profile_b, s.label_a, s.label_b, s.r, s.tau)
+        if compared == self._compared and self.comparison is not None:
+            self.show_layer(s.layer)
+            return
+        self._compared = compared
+        try:
+            result = compare(s.profile_a, s.profile_b, s.r, s.tau)
+        except LensError as exc:
+            self.show_message(str(exc))
+            return
+        self.show(result, s.label_a, s.label_b, s.layer)
+
     def show_message(self, message: str) -> None:
         """Nothing to compare (no bundles, or an error): say so and blank the numbers."""
         self.comparison = None
-        self.document = None
+        self._series = {}
         for card in self._cards.values():
             card.show("", [])
         self._set_verdict(Text(message, style="bold yellow"))
@@ -143,23 +196,27 @@ class CompareView(VerticalScroll):
     def show(self, comparison: Comparison, label_a: str, label_b: str, layer: int) -> None:
         """Show every figure of ``comparison`` (the engine's result for the selection)."""
         self.comparison = comparison
-        doc = comparison.to_json()
-        self.document = doc
-        self._show_cards(comparison, doc, label_a, label_b)
-        self._show_table(doc)
+        self._series = {column.id: column.series(comparison) for column in COLUMNS}
+        self._show_cards(comparison, label_a, label_b)
+        self._show_table(comparison.num_layers)
         self.show_layer(layer)
 
-    def _show_cards(self, comparison: Comparison, doc: dict, label_a: str, label_b: str) -> None:
-        for side, label, profile in (("a", label_a, comparison.a), ("b", label_b, comparison.b)):
-            means = doc["univariate_mean"][side]
+    def _show_cards(self, comparison: Comparison, label_a: str, label_b: str) -> None:
+        sides: tuple[tuple[Side, str, Profile], ...] = (
+            ("a", label_a, comparison.a),
+            ("b", label_b, comparison.b),
+        )
+        for side, label, profile in sides:
+            means = comparison.univariate_mean(side)
             self._cards[side].show(
                 f"{side.upper()} {label}",
                 [(CARD_LABELS[k], fmt(means[k], k)) for k in m.UNIVARIATE_KEYS],
                 _bundle_caption(profile),
             )
+        mean = comparison.mean
         self._cards["ab"].show(
             f"A vs B · r={comparison.r}",
-            [(BIVARIATE_LABELS[k], fmt(doc["mean"][k], k)) for k in m.BIVARIATE_KEYS],
+            [(BIVARIATE_LABELS[k], fmt(mean[k], k)) for k in m.BIVARIATE_KEYS],
             "means over layers",
         )
         safe = is_safe(comparison)
@@ -179,9 +236,9 @@ class CompareView(VerticalScroll):
         if not width or verdict.get_content_height(self.size, self.app.size, width) != height:
             verdict.refresh(layout=True)
 
-    def _show_table(self, doc: dict) -> None:
+    def _show_table(self, num_layers: int) -> None:
         table = self._table
-        cells = [self._cells(row) for row in doc["layers"]]
+        cells = [self._cells(layer) for layer in range(num_layers)]
         if len(cells) != len(self._shown_cells):
             table.clear()
             for index, row in enumerate(cells):
@@ -194,19 +251,15 @@ class CompareView(VerticalScroll):
                         table.update_cell_at(Coordinate(index, col), Text(cell, justify="right"))
         self._shown_cells = cells
 
-    @staticmethod
-    def _cells(row: dict) -> list[str]:
-        return [str(row["layer"])] + [fmt(c.value(row), c.key) for c in COLUMNS]
+    def _cells(self, layer: int) -> list[str]:
+        return [str(layer)] + [fmt(self._series[c.id][layer], c.key) for c in COLUMNS]
 
     def show_layer(self, layer: int) -> None:
         """Highlight ``layer`` in the sparklines and table and plot its expert distributions."""
-        if self.comparison is None or self.document is None:
+        if self.comparison is None:
             return
         self.selected_layer = layer
-        rows = self.document["layers"]
-        self._sparks.set_values(
-            {column.id: [column.value(row) for row in rows] for column in COLUMNS}, layer
-        )
+        self._sparks.set_values(self._series, layer)
         if self._table.cursor_row != layer:
             self._table.move_cursor(row=layer, scroll=True)
         comparison = self.comparison
@@ -222,8 +275,8 @@ class CompareView(VerticalScroll):
         event.stop()
         if event.cursor_row != event.data_table.cursor_row:
             return  # stale: the table was rebuilt or moved again since this was posted
-        if self.document is not None and event.cursor_row != self.selected_layer:
-            self.post_message(LayerPicked(event.cursor_row))
+        if self.comparison is not None and event.cursor_row != self.selected_layer:
+            self.post_message(SelectionEdited(layer=event.cursor_row))
 
     def action_toggle_layers(self) -> None:
         self._table.focus(scroll_visible=False)

@@ -1,8 +1,9 @@
 """N-way view: mean JS, Jaccard@r and retained mass for every pair of the chosen bundles.
 
-``core.matrix.matrix`` computes the k × k figures; this view picks which
-bundles take part (a selection list) and shows the three matrices one above
-the other with heat-coloured cells.
+``core.matrix.matrix`` computes the k × k figures; this view shows which
+bundles take part (a selection list mirroring the selection's ``ticked``
+set; space asks the app to change it) and the three matrices one above the
+other with heat-coloured cells.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from textual.widgets import DataTable, SelectionList, Static
 from core.engine import Profile
 from core.errors import LensError
 from core.matrix import MATRIX_KEYS, Matrix, matrix
+from lens_tui.messages import SelectionEdited
 from lens_tui.render import fmt
+from lens_tui.selection import NO_BUNDLES, Selection
+from lens_tui.views.base import SelectionView
 
 TITLES = {
     "js_divergence": "mean JS divergence (bits) · 0 = same routing",
@@ -49,8 +53,13 @@ def hex_color(rgb: tuple[int, ...]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
-class MatrixView(Horizontal):
+class MatrixView(SelectionView, Horizontal):
     """Pick bundles on the left (space toggles); the three matrices of the ticked ones on the right."""
+
+    #: What the help screen says of this view (Markdown, after "**Matrix** — ").
+    SUMMARY = """\
+    mean JS / Jaccard / retained mass for every pair of the ticked
+    bundles, heat-coloured."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -74,27 +83,30 @@ class MatrixView(Horizontal):
     def table(self, key: str) -> DataTable:
         return self.query_one(f"#matrix-{key}", DataTable)
 
-    def show(self, profiles: list[Profile], labels: list[str], r: int) -> None:
-        """Offer ``labels`` for picking and show the matrices of the ticked ones at budget r."""
+    def depends_on(self, selection: Selection) -> object:
+        return (selection.profiles, selection.labels, selection.r, selection.ticked)
+
+    def show_selection(self, selection: Selection) -> None:
+        """Offer the loaded bundles for ticking and show the matrices of the ticked ones."""
         picker = self.query_one("#matrix-bundles", SelectionList)
-        if labels != self._labels:
-            ticked = {self._labels[i] for i in picker.selected if i < len(self._labels)}
+        labels = list(selection.labels)
+        if labels != self._labels or set(picker.selected) != selection.ticked:
             with picker.prevent(SelectionList.SelectedChanged):
                 picker.clear_options()
                 picker.add_options(
-                    [
-                        (label, i, label in ticked or label not in self._labels)
-                        for i, label in enumerate(labels)
-                    ]
+                    [(label, i, i in selection.ticked) for i, label in enumerate(labels)]
                 )
                 if labels and picker.highlighted is None:
                     picker.highlighted = 0
-        self._profiles, self._labels, self._r = list(profiles), list(labels), r
+        self._profiles, self._labels, self._r = list(selection.profiles), labels, selection.r
+        if not selection.profiles:
+            self.show_message(NO_BUNDLES)
+            return
         self._redraw()
 
     def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
         event.stop()
-        self._redraw()
+        self.post_message(SelectionEdited(ticked=frozenset(event.selection_list.selected)))
 
     def _redraw(self) -> None:
         chosen = sorted(self.query_one("#matrix-bundles", SelectionList).selected)

@@ -19,6 +19,8 @@ from core.errors import LensError
 from core.formats.evaluation import Evaluation
 from core.predict import PredictionReport, matching_profile, predict_vs_actual
 from lens_tui.prediction_plot import draw_prediction, point_mark, rho_text
+from lens_tui.selection import Selection
+from lens_tui.views.base import SelectionView
 from lens_tui.widgets.plots import ResultPlot
 
 NO_EVALUATIONS = (
@@ -70,8 +72,14 @@ class PredictionPlot(ResultPlot):
         self.refresh()
 
 
-class PredictView(Vertical):
+class PredictView(SelectionView, Vertical):
     """The predicted-vs-actual table, its rank correlations and the scatter."""
+
+    #: What the help screen says of this view (Markdown, after "**Predict** — ").
+    SUMMARY = """\
+    `lens evaluate` results beside the bundles of their data:
+    predicted retained mass and Jaccard against the measured loss increase per
+    mask, the Spearman rank correlation, and the scatter."""
 
     DEFAULT_CSS = """
     PredictView {
@@ -104,6 +112,12 @@ class PredictView(Vertical):
         yield Static(id="predict-summary")
         yield DataTable(id="predict-table", cursor_type="row", zebra_stripes=True)
         yield PredictionPlot(id="predict-plot")
+
+    def depends_on(self, selection: Selection) -> object:
+        return (selection.evaluations, selection.profiles)
+
+    def show_selection(self, selection: Selection) -> None:
+        self.show(list(selection.evaluations), list(selection.profiles))
 
     def show(self, evaluations: list[Evaluation], profiles: list[Profile]) -> None:
         """Show predicted vs actual for every evaluation whose data has a loaded bundle."""

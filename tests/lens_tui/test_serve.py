@@ -101,7 +101,7 @@ async def test_read_only_app_has_no_collect_view(tmp_path):
         assert not app.query("#collect-view")
         assert not app.query("TabPane#collect")
         assert app._widget("#views").active != "collect"
-        assert "collect" not in app.views
+        assert "collect" not in [spec.id for spec in app.views]
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "example.org", "[::]"])

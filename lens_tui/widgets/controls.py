@@ -1,0 +1,44 @@
+"""The control bar: one line naming the selection (A, B, r, τ, layer), kept current by itself."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from lens_tui.selection import Selection
+from lens_tui.widgets.colors import A_HEX, B_HEX
+
+
+class ControlBar(Static):
+    """One line with the current selection: A, B, r, τ, layer.
+
+    It watches the app's ``selection`` like a view does, but is always on
+    screen, so it repaints on every change.
+    """
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "selection", self.show_selection)
+
+    def show_selection(self, selection: Selection) -> None:
+        self.update(selection_line(selection), layout=False)  # one line: no layout pass per key
+
+
+def selection_line(selection: Selection) -> Text:
+    """The bar's text: coloured A and B names, then r/E, τ and layer/(L-1)."""
+    if not selection.profiles:
+        return Text("no bundles loaded", style="bold yellow")
+    a = selection.profile_a
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(" A ", style=f"bold reverse {A_HEX}")
+    text.append(f" {selection.label_a}  ", style=f"bold {A_HEX}")
+    text.append(" B ", style=f"bold reverse {B_HEX}")
+    text.append(f" {selection.label_b}  ", style=f"bold {B_HEX}")
+    text.append("r ", style="dim")
+    text.append(f"{selection.r}", style="bold")
+    text.append(f"/{a.num_experts}  ", style="dim")
+    text.append("τ ", style="dim")
+    text.append(f"{selection.tau:g}  ", style="bold")
+    text.append("layer ", style="dim")
+    text.append(f"{selection.layer}", style="bold")
+    text.append(f"/{a.num_layers - 1}", style="dim")
+    return text

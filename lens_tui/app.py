@@ -322,12 +322,8 @@ class LensApp(App[None]):
     def on_bundle_collected(self, message: BundleCollected) -> None:
         self.add_bundle(message.path, select=True)
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Hide the key of a view this app does not have (Collect, when read-only)."""
-        return not (action == "view" and parameters and parameters[0] not in self.views)
-
     def action_view(self, view: str) -> None:
-        if view not in self.views:
+        if view not in {spec.id for spec in self.views}:
             self.notify("The Collect view is off: served read-only (lens serve --allow-collect)")
             return
         self._widget("#views", TabbedContent).active = view

@@ -13,6 +13,17 @@ import click
 
 from core import __version__
 from core.errors import LensError
+from lens_tui.commands import (
+    analysis,
+    browse,
+    collect,
+    evaluate,
+    masks,
+    merge,
+    prune,
+    samples,
+)
+from lens_tui.commands.default import run_default
 
 #: Exit status for user errors (bad file, bad argument). Click uses 2 for usage errors.
 EXIT_USER_ERROR = 1
@@ -58,15 +69,11 @@ def cli(ctx: click.Context) -> None:
     Every analysis command takes --json and prints exactly one JSON document.
     """
     if ctx.invoked_subcommand is None:
-        from lens_tui.commands.default import run_default
-
         run_default()
 
 
 def _register() -> None:
     """Attach every command module's commands to the group."""
-    from lens_tui.commands import analysis, browse, collect, evaluate, masks, merge, prune, samples
-
     for module in (analysis, browse, collect, merge, masks, prune, evaluate, samples):
         for command in module.COMMANDS:
             cli.add_command(command)

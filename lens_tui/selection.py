@@ -13,10 +13,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from core.formats.evaluation import Evaluation
-
 from core import metrics as m
 from core.engine import Profile
+from core.formats.evaluation import Evaluation
 
 NO_BUNDLES = (
     "No bundles loaded. Open some with `lens browse PATH…` (files or folders of "

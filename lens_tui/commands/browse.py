@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from core.errors import LensError
 from lens_tui.commands.default import default_paths
 
 
@@ -37,7 +38,7 @@ def browse_command(paths: tuple[Path, ...], read_only: bool) -> None:
       lens browse sample_stats/
       lens browse c4.safetensors zh.safetensors code.safetensors
     """
-    from lens_tui.app import build_app
+    from lens_tui.app import build_app  # textual loads only when the app opens
 
     build_app(list(paths), read_only=read_only).run()
 
@@ -96,7 +97,7 @@ def serve_command(
       lens serve sample_stats/
       lens serve runs/ --port 8080
     """
-    from core.errors import LensError
+    # textual-serve and aiohttp load only when serving, so every other command starts fast.
     from lens_tui.serve import LensServer, is_loopback
 
     if not 1 <= port <= 65535:

@@ -28,6 +28,7 @@ from core.collect.distributed import ranks_from_env
 from core.collect.raw import index_raw
 from core.collect.runner import run_collection
 from core.errors import LensError
+from core.formats.bundle import load_bundle
 from core.io.outputs import check_output, output_error
 from core.model.loading import ModelCache
 from lens_tui.commands.arguments import BATCH_SIZE, MAX_LENGTH, FiniteFloatRange, count
@@ -289,7 +290,6 @@ def _targets(
 
 def _summary(path: Path, seconds: float) -> str:
     """One line about the finished bundle."""
-    from core.formats.bundle import load_bundle
 
     bundle = load_bundle(path)
     size = path.stat().st_size / 2**20

@@ -102,7 +102,11 @@ def make_mask(
         model=model_name,
         num_experts=num_experts,
         criterion=criterion,
-        sources=[str(b.path) for b in bundles],
+        sources=(
+            [str(naee.metadata["data"])]
+            if criterion == "naee" and naee and naee.metadata and "data" in naee.metadata
+            else [str(b.path) for b in bundles]
+        ),
         layers=m.kept_experts(selected),
         top_k=top_k,
         budget=budget_doc,

@@ -19,9 +19,11 @@ err, until r remain. Its work is bounded by Σ_{s=r+1..E} s = (E(E+1) −
 r(r+1)) / 2 scored subsets per layer (492 for E = 32, r = 8; 7,728 for
 E = 128, r = 32), each costing O(tokens · (E + k·H)).
 
-The per-expert outputs y of all tokens are computed once per layer and
-cached when they fit in ``CACHE_ELEMENTS``; otherwise they are recomputed per
-token chunk at each evaluation (slower, bounded memory).
+The error is evaluated as a quadratic form in the routing-weight difference
+with each token's Gram matrix of expert outputs (see :class:`LayerProblem`);
+the Gram matrices (tokens × E² floats) are computed once per layer and cached
+when they fit in ``CACHE_ELEMENTS``, otherwise recomputed per token chunk at
+each evaluation (slower, bounded memory).
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ from core.families.layers import MoeLayer
 
 #: Enumerate every kept set when there are at most this many per layer.
 MAX_SUBSETS = 5000
-#: Cache y [T, E, H] (float32 elements) up to this size (1 GiB); beyond, recompute per chunk.
+#: Cache the Gram matrices [T, E, E] (float32 elements) up to 1 GiB; beyond, recompute per chunk.
 CACHE_ELEMENTS = 2**28
-#: Elements of one token chunk's y [t, E, H], and of one batch of subsets' [S·t, k, H].
+#: Elements of one token chunk's expert outputs [t, E, H], and of a batch of subsets' [t, S, E]
+#: work arrays (×4: weights, difference, product).
 CHUNK_ELEMENTS = 2**25
 
 Progress = Callable[[int, int], None]  # (subsets scored so far, subsets in total)
@@ -87,7 +90,18 @@ def choose_method(num_experts: int, r: int, search: str, max_subsets: int = MAX_
 
 
 class LayerProblem:
-    """One layer's routing and per-expert outputs over its calibration tokens, ready to score."""
+    """One layer's routing and expert-output Gram matrices over its calibration tokens.
+
+    With d_t = w_t − ŵ_t(S) the difference of the dense ``[E]`` routing-weight
+    vectors (zero outside the selected experts) and Y_t the ``[E, H]`` outputs
+    of every expert on token t, Z_t − Ẑ_t = d_tᵀ Y_t, so
+
+        ‖Z_t − Ẑ_t‖² = d_tᵀ G_t d_t,   G_t = Y_t Y_tᵀ  (``[E, E]``, once per layer).
+
+    Scoring a kept set then costs E² per token instead of k·H (and no Z is
+    ever held), and because d is formed before the quadratic form an
+    unchanged routing scores exactly 0 — no cancellation between ‖Z‖² terms.
+    """
 
     def __init__(self, layer: MoeLayer, inputs: Any) -> None:
         import torch  # lazy: only runs that load a model need it
@@ -102,7 +116,6 @@ class LayerProblem:
         self.inputs = inputs
         self.num_experts = layer.num_experts
         tokens, hidden = inputs.shape
-        self.hidden = hidden
         self.chunk = max(1, CHUNK_ELEMENTS // max(1, self.num_experts * hidden))
         self.starts = list(range(0, tokens, self.chunk))
         with torch.inference_mode():
@@ -113,21 +126,22 @@ class LayerProblem:
                 "(logits, weights, indices); NAEE cannot recompute its routing"
             )
         self.logits = output[layer.family.logits_index].reshape(tokens, -1)
-        self.weights, self.index = output[1].reshape(tokens, -1), output[2].reshape(tokens, -1)
-        self.cached = tokens * self.num_experts * hidden <= CACHE_ELEMENTS
-        self._outputs: dict[int, Any] = {}
-        self._targets: dict[int, Any] = {}
+        weights, index = output[1].reshape(tokens, -1), output[2].reshape(tokens, -1)
+        self.dense = _dense(weights, index, self.num_experts)  # the model's own routing
+        self.cached = tokens * self.num_experts * self.num_experts <= CACHE_ELEMENTS
+        self._grams: dict[int, Any] = {}
 
     @property
     def num_tokens(self) -> int:
         return int(self.inputs.shape[0])
 
-    def expert_outputs(self, start: int) -> Any:
-        """y ``[t, E, H]`` float32 of every expert on the chunk's tokens (experts' own forward)."""
+    def gram(self, start: int) -> Any:
+        """G ``[t, E, E]`` float32 of the chunk: inner products of every pair of expert outputs,
+        each expert's output y_e(x) from the experts module's own forward with unit weight."""
         import torch  # lazy: only runs that load a model need it
 
-        if start in self._outputs:
-            return self._outputs[start]
+        if start in self._grams:
+            return self._grams[start]
         x = self.inputs[start : start + self.chunk]
         t = x.shape[0]
         unit = torch.ones((t, 1), dtype=x.dtype, device=x.device)
@@ -139,17 +153,10 @@ class LayerProblem:
                 ],
                 dim=1,
             )
+            gram = torch.bmm(y, y.transpose(1, 2))
         if self.cached:
-            self._outputs[start] = y
-        return y
-
-    def target(self, start: int, y: Any) -> Any:
-        """Z ``[t, H]``: the routed output with the model's own routing, from the same y."""
-        if start not in self._targets:
-            self._targets[start] = _combine(
-                y, self.weights[start : start + self.chunk], self.index[start : start + self.chunk]
-            )
-        return self._targets[start]
+            self._grams[start] = gram
+        return gram
 
     def errors(self, keeps: Any) -> Any:
         """err(S) float64 ``[S]`` for boolean kept sets ``keeps`` ``[S, E]``."""
@@ -157,14 +164,14 @@ class LayerProblem:
 
         keeps = keeps.to(self.logits.device)
         total = torch.zeros(keeps.shape[0], dtype=torch.float64, device=self.logits.device)
+        experts = self.num_experts
         with torch.inference_mode():
             for start in self.starts:
-                y = self.expert_outputs(start)
-                z = self.target(start, y)
+                gram = self.gram(start)
                 logits = self.logits[start : start + self.chunk]
+                dense = self.dense[start : start + self.chunk]
                 t = logits.shape[0]
-                top_k = self.index.shape[1]
-                per = max(1, CHUNK_ELEMENTS // max(1, t * top_k * self.hidden))
+                per = max(1, CHUNK_ELEMENTS // max(1, t * experts * 4))
                 for first in range(0, keeps.shape[0], per):
                     dropped = ~keeps[first : first + per]  # [s, E]
                     s = dropped.shape[0]
@@ -172,19 +179,19 @@ class LayerProblem:
                     _, weights, index = self.route(
                         self.layer.router, logits.repeat(s, 1), flat_dropped
                     )
-                    rows = torch.arange(t, device=y.device).repeat(s)[:, None]  # [s·t, 1]
-                    z_hat = (weights.float()[:, :, None] * y[rows, index]).sum(dim=1)
-                    diff = (z.repeat(s, 1) - z_hat).double()
-                    total[first : first + s] += (diff * diff).sum(dim=-1).view(s, t).sum(dim=1)
-        if not self.cached:
-            self._targets.clear()
+                    diff = dense.repeat(s, 1) - _dense(weights, index, experts)  # [s·t, E]
+                    diff = diff.view(s, t, experts).transpose(0, 1)  # [t, s, E]
+                    quadratic = (torch.bmm(diff, gram) * diff).sum(dim=-1)  # [t, s]
+                    total[first : first + s] += quadratic.double().sum(dim=0)
         return total
 
 
-def _combine(y: Any, weights: Any, index: Any) -> Any:
-    """Σ_j w_j · y[index_j] per token: ``y`` [t, E, H], ``weights``/``index`` [t, k] → [t, H]."""
-    picked = y.gather(1, index[:, :, None].expand(-1, -1, y.shape[-1]))
-    return (weights.float()[:, :, None] * picked).sum(dim=1)
+def _dense(weights: Any, index: Any, num_experts: int) -> Any:
+    """Routing weights ``[t, k]`` at ``index`` as dense float32 vectors ``[t, E]``."""
+    import torch  # lazy: only runs that load a model need it
+
+    dense = torch.zeros((index.shape[0], num_experts), dtype=torch.float32, device=index.device)
+    return dense.scatter_(1, index, weights.float())
 
 
 def search_layer(

@@ -65,7 +65,7 @@ def main() -> None:
     print(
         f"naee: {meta['search']} search, {len(meta['layers'])} layers, r={args.r} of 32, "
         f"{meta['samples']} samples, {meta['tokens']} tokens: {elapsed:.1f} s "
-        f"({sum(l['subsets_scored'] for l in meta['layers'])} sets scored)"
+        f"({sum(layer['subsets_scored'] for layer in meta['layers'])} sets scored)"
     )
 
 

@@ -77,10 +77,8 @@ def _hand_routing(family: str, logits: torch.Tensor, dropped: torch.Tensor, k: i
 
 
 @torch.no_grad()
-def brute_force(
-    folder, family: str, r: int, out_tokens: list[int] | None = None
-) -> list[dict[tuple[int, ...], float]]:
-    """Per layer: err(S) of every kept set S of size r, from the weights by hand
+def hand_scorers(folder, family: str, out_tokens: list[int] | None = None) -> list:
+    """Per layer: a function err(kept set) from the weights by hand
     (``out_tokens`` receives each layer's token count)."""
     out_tokens = [] if out_tokens is None else out_tokens
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
@@ -103,7 +101,7 @@ def brute_force(
         for handle in handles:
             handle.remove()
     renorm = family == "mixtral" or bool(getattr(model.config, "norm_topk_prob", False))
-    out = []
+    scorers = []
     for layer in layers:
         x = torch.cat(inputs[layer.index]).float()
         out_tokens.append(x.shape[0])
@@ -119,14 +117,25 @@ def brute_force(
             rows = torch.arange(y.shape[0])
             return sum(weights[:, j, None] * y[rows, index[:, j]] for j in range(k))
 
-        z = routed(torch.zeros(num_experts, dtype=torch.bool))
-        errors = {}
-        for subset in itertools.combinations(range(num_experts), r):
-            dropped = torch.ones(num_experts, dtype=torch.bool)
+        z_layer = routed(torch.zeros(num_experts, dtype=torch.bool))
+
+        def err(subset, routed=routed, z=z_layer, e=num_experts):
+            dropped = torch.ones(e, dtype=torch.bool)
             dropped[list(subset)] = False
-            errors[subset] = float(((z - routed(dropped)).double() ** 2).sum())
-        out.append(errors)
-    return out
+            return float(((z - routed(dropped)).double() ** 2).sum())
+
+        scorers.append(err)
+    return scorers
+
+
+def brute_force(
+    folder, family: str, r: int, out_tokens: list[int] | None = None
+) -> list[dict[tuple[int, ...], float]]:
+    """Per layer: err(S) of every kept set S of size r, from the weights by hand."""
+    return [
+        {s: err(s) for s in itertools.combinations(range(8), r)}
+        for err in hand_scorers(folder, family, out_tokens)
+    ]
 
 
 def _kept(scores: np.ndarray, r: int) -> list[list[int]]:
@@ -173,19 +182,16 @@ def test_greedy_reports_its_gap_to_the_exact_search(tiny):
 
 def test_greedy_follows_a_hand_written_backward_elimination(tiny):
     folder, data = tiny("olmoe")
-    every = {}  # err of every subset of every size, by brute force
-    for size in range(3, 8):
-        for layer, errors in enumerate(brute_force(folder, "olmoe", size)):
-            every.setdefault(layer, {}).update(errors)
     result = run_naee(_options(folder, data), 3, search="greedy")
-    for layer, errors in every.items():
+    for layer, err in enumerate(hand_scorers(folder, "olmoe")):
         keep = list(range(8))
         order = []
         while len(keep) > 3:
             options = [tuple(e for e in keep if e != d) for d in keep]
-            best = min(options, key=lambda s: (errors[s], [d for d in keep if d not in s]))
-            order += [d for d in keep if d not in best]
-            keep = list(best)
+            scores = [err(s) for s in options]
+            position = scores.index(min(scores))  # ties: the lower dropped id
+            order.append(keep[position])
+            keep = list(options[position])
         assert result.metadata["layers"][layer]["dropped_order"] == order
         assert _kept(result.scores, 3)[layer] == keep
 
@@ -219,3 +225,59 @@ def test_r_below_top_k_is_refused(tiny):
     folder, data = tiny("mixtral")
     with pytest.raises(LensError, match="outside 2..8"):
         run_naee(_options(folder, data), 1)
+
+
+@torch.no_grad()
+def block_errors(folder, r: int) -> list[dict[tuple[int, ...], float]]:
+    """err(S) from the real MoE block's forward, masked by lens evaluate's MaskedRouting."""
+    from core.evaluate.masking import MaskedRouting
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    layers = find_moe_layers(model)
+    inputs: dict[int, list[torch.Tensor]] = {layer.index: [] for layer in layers}
+    handles = [
+        layer.block.register_forward_pre_hook(
+            lambda mod, args, l=layer.index, store=inputs: store[l].append(args[0].clone())
+        )
+        for layer in layers
+    ]
+    try:
+        for text in DATA:
+            model(
+                torch.tensor([tokenizer(text, truncation=True, max_length=MAX_LENGTH)["input_ids"]])
+            )
+    finally:
+        for handle in handles:
+            handle.remove()
+    out = []
+    num_experts = layers[0].num_experts
+    with MaskedRouting(layers) as routing:
+        for layer in layers:
+            x = torch.cat(inputs[layer.index], dim=1)  # the block is token-wise
+            routing.use(None)
+            z = layer.block(x)
+            errors = {}
+            for subset in itertools.combinations(range(num_experts), r):
+                keep = np.ones((len(layers), num_experts), dtype=bool)
+                keep[layer.index] = False
+                keep[layer.index, list(subset)] = True
+                routing.use(keep)
+                errors[subset] = float(((z - layer.block(x)).double() ** 2).sum())
+            out.append(errors)
+    return out
+
+
+@pytest.mark.parametrize("family", ["deepseek_v3", "qwen2_moe"])
+def test_exact_search_equals_the_masked_blocks_own_output_error(tiny, family):
+    # Grouped sigmoid routing (DeepSeek-V3) and an always-on shared expert (Qwen2-MoE): the
+    # reference runs the whole MoE block, shared expert included, under lens evaluate's masking.
+    folder, data = tiny(family)
+    reference = block_errors(folder, R)
+    result = run_naee(_options(folder, data), R)
+    for layer, errors in enumerate(reference):
+        best = min(errors, key=errors.get)
+        assert _kept(result.scores, R)[layer] == list(best), (family, layer)
+        np.testing.assert_allclose(
+            result.metadata["layers"][layer]["objective"], errors[best], rtol=1e-3, atol=1e-9
+        )

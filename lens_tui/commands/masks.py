@@ -183,7 +183,11 @@ def mask_command(
     pooled, except for 'coverage', which takes each bundle's best experts in
     turn. Give --r to keep the same number in every layer, or --budget to keep
     that many in total, spread over layers by score. 'aimer' needs no data,
-    only --model. A criterion whose statistic a bundle lacks says which one.
+    only --model. 'naee' reads no bundle: it runs --model on --data (-n,
+    --max-length, --batch-size and the lens collect model options apply) and
+    searches each layer for the --r experts that change the MoE block's output
+    least, with a progress bar on stderr. A criterion whose statistic a bundle
+    lacks says which one.
 
     \b
     Examples:

@@ -217,12 +217,17 @@ EXTRA_FAMILIES = ("granitemoe", "phimoe", "jamba", "minimax", "llama4", "deepsee
 
 
 def build_tiny_model(
-    family: str, folder: str | Path, seed: int = 0, dtype: str = "float32"
+    family: str,
+    folder: str | Path,
+    seed: int = 0,
+    dtype: str = "float32",
+    overrides: dict | None = None,
 ) -> Path:
     """Save a tiny random ``family`` model and its tokenizer to ``folder``; return the folder.
 
     Router weights are scaled up so routing is peaked rather than near-uniform,
     which makes top-k choices (and therefore tests) sensitive to mistakes.
+    ``overrides`` sets config fields (e.g. a benchmark's 4 layers × 32 experts).
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -231,6 +236,8 @@ def build_tiny_model(
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(folder)
     config = _config(family, vocab_size=len(tokenizer))
+    for key, value in (overrides or {}).items():
+        setattr(config, key, value)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     with torch.no_grad():

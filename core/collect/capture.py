@@ -9,7 +9,16 @@ the layer's own device, per sample, over non-padding tokens only:
   actually used, read from the inputs of its experts module;
 - with ``energy``: the norm ‖y‖ of each selected expert's output, giving
   ``act_norm_sum``, ``act_sqnorm_sum``, ``reap_sum`` (w‖y‖) and
-  ``energy_sum`` (w²‖y‖²).
+  ``energy_sum`` (w²‖y‖²);
+- with ``energy`` (not for Llama-4): ``reap_literal_count`` / ``reap_literal_sum``,
+  REAP as Cerebras' code computes it (docs/formats.md §Criteria): the top-k
+  of the *raw router logits*, each weighted by its full-E softmax probability
+  (renormalised over those k only when the router or config has
+  ``norm_topk_prob = true``), times ‖y‖ of that expert. Where that selection
+  is the model's own (every softmax/top-k family: top-k of the logits is
+  top-k of the softmax) the norms are the ones already computed; where it is
+  not (DeepSeek-V3's biased, grouped selection) the experts module is called
+  once more per slot on the literal selection with unit weights, read-only.
 
 Only ``[B, L, E]`` sums leave the device. Nothing here changes what the model
 computes: hooks return ``None``, and the expert-output norms come either from
@@ -35,11 +44,26 @@ from core.model.hooks import HookSet
 ROUTER_STATS = ("prob_sum",)
 ROUTED_STATS = ("topk_count", "weight_sum")
 ENERGY_STATS = ("energy_sum", "act_norm_sum", "act_sqnorm_sum", "reap_sum")
+LITERAL_STATS = ("reap_literal_count", "reap_literal_sum")
 
 
-def stat_names(energy: bool) -> tuple[str, ...]:
+def stat_names(energy: bool, literal: bool = False) -> tuple[str, ...]:
     """The statistics a run records, in the channel order of the accumulators."""
-    return ROUTER_STATS + ROUTED_STATS + (ENERGY_STATS if energy else ())
+    return (
+        ROUTER_STATS
+        + ROUTED_STATS
+        + (ENERGY_STATS if energy else ())
+        + (LITERAL_STATS if energy and literal else ())
+    )
+
+
+def norm_topk_prob(layer: MoeLayer) -> bool:
+    """Whether the layer's router or config says ``norm_topk_prob = true`` (REAP's renormalise)."""
+    for owner in (layer.router, layer.block, getattr(layer.experts, "config", None)):
+        value = getattr(owner, "norm_topk_prob", None)
+        if value is not None:
+            return bool(value)
+    return False
 
 
 class RouterCapture:
@@ -59,8 +83,12 @@ class RouterCapture:
         self.layers = layers
         self.energy = energy
         self.keep_token_probs = keep_token_probs
-        self.names = stat_names(energy)
+        # REAP's literal weights need ‖y‖ of unscaled expert outputs: not Llama-4's style.
+        self.literal = energy and layers[0].family.style != "llama4"
+        self.names = stat_names(energy, self.literal)
         self.num_experts = layers[0].num_experts
+        self._literal_logits: dict[int, Any] = {}
+        self._renormalise = [norm_topk_prob(layer) for layer in layers]
         self._hooks = HookSet()
         self._acc: list[Any] = []
         self._masks: dict[Any, Any] = {}
@@ -99,7 +127,9 @@ class RouterCapture:
             self.norm_method.append("none")
             hooks.forward_pre_hook(layer.experts, self._routing_pre_hook(layer), with_kwargs=True)
             return
-        recording = _recording_forward(layer.experts, lambda *a, i=layer.index: self._record(i, *a))
+        recording = _recording_forward(
+            layer.experts, lambda *a, i=layer.index, m=layer.experts: self._record(i, *a, experts=m)
+        )
         if recording is not None:
             hooks.patch_forward(layer.experts, recording)
             self.norm_method.append("recording")
@@ -128,6 +158,7 @@ class RouterCapture:
             )
         self._token_probs = [None] * len(self.layers)
         self._llama4_routing.clear()
+        self._literal_logits.clear()
 
     def end_batch(self) -> dict[str, Any]:
         """Per-sample sums of the batch as numpy arrays ``[B, L, E]`` (float32)."""
@@ -179,6 +210,8 @@ class RouterCapture:
             self._acc[index][:, :, 0] += probs.view(batch, seq, experts).sum(dim=1)
             if self.keep_token_probs:
                 self._token_probs[index] = probs.view(batch, seq, experts).to(torch.bfloat16)
+            if self.literal:
+                self._literal_logits[index] = logits
             if layer.family.style == "llama4":
                 scores = output[0].reshape(-1, experts)
                 top_index = torch.topk(logits, layer.top_k, dim=1)[1]
@@ -191,8 +224,20 @@ class RouterCapture:
 
     # ------------------------------------------------------------------ routed experts
 
-    def _record(self, index: int, top_index: Any, weights: Any, norms: Any | None) -> None:
-        """Add one layer's routed statistics for the batch (norms ``[T, k]`` or ``None``)."""
+    def _record(
+        self,
+        index: int,
+        top_index: Any,
+        weights: Any,
+        norms: Any | None,
+        hidden: Any = None,
+        experts: Any = None,
+    ) -> None:
+        """Add one layer's routed statistics for the batch (norms ``[T, k]`` or ``None``).
+
+        ``hidden`` and ``experts`` (the experts module's input and the module)
+        let REAP's literal selection compute norms the model's routing did not.
+        """
         import torch  # lazy: optional dependency (the collect extra)
 
         if self._mask is None:
@@ -219,6 +264,59 @@ class RouterCapture:
         acc[:, :, 1 : 1 + channels] += (
             dense.view(batch, seq, self.num_experts, channels).sum(dim=1).to(acc.device)
         )
+        if norms is not None and self.literal:
+            self._record_literal(index, top_index, norms, hidden, experts)
+
+    def _record_literal(
+        self, index: int, top_index: Any, norms: Any, hidden: Any, experts: Any
+    ) -> None:
+        """REAP's own weights and selection (docs/formats.md §Criteria, reap-literal)."""
+        import torch  # lazy: optional dependency (the collect extra)
+
+        logits = self._literal_logits.pop(index, None)
+        if logits is None:
+            return
+        tokens, k = top_index.shape
+        device = top_index.device
+        logits = logits.to(device)
+        probs = torch.softmax(logits, dim=1, dtype=torch.float)
+        literal = torch.topk(logits, k, dim=-1)[1]
+        w = probs.gather(1, literal)
+        if self._renormalise[index]:
+            w = (w / w.sum(dim=-1, keepdim=True)).clamp(min=torch.finfo(w.dtype).eps)
+        same = literal[:, :, None] == top_index[:, None, :]  # [T, k_literal, k_model]
+        if bool(same.any(dim=-1).all()):
+            n = torch.where(same, norms.float()[:, None, :], 0.0).sum(dim=-1)
+        else:
+            n = self._unit_norms(experts, hidden, literal, self.layers[index])
+        mask = self._mask_on(device)
+        values = torch.stack([torch.ones_like(w), w * n], dim=-1)
+        values = torch.where(mask[:, None, None], values, 0.0)
+        dense = torch.zeros((tokens, self.num_experts, 2), dtype=torch.float32, device=device)
+        dense.scatter_(1, literal[:, :, None].expand(tokens, k, 2), values)
+        batch, seq = self._shape
+        acc = self._acc[index]
+        first = len(self.names) - len(LITERAL_STATS)
+        acc[:, :, first:] += dense.view(batch, seq, self.num_experts, 2).sum(dim=1).to(acc.device)
+
+    @staticmethod
+    def _unit_norms(experts: Any, hidden: Any, selection: Any, layer: MoeLayer) -> Any:
+        """‖y‖ ``[T, k]`` of the experts in ``selection``: the experts module's own forward,
+        one slot at a time, with unit weights (read-only; the model's output is untouched)."""
+        import torch  # lazy: optional dependency (the collect extra)
+
+        if experts is None or hidden is None:
+            raise LensError(
+                f"{layer.name}: REAP's literal selection differs from the model's, and the "
+                "experts' input is not available to compute its norms"
+            )
+        forward = type(experts).forward
+        norms = []
+        for slot in range(selection.shape[1]):
+            one = selection[:, slot : slot + 1]
+            unit = torch.ones(one.shape, dtype=hidden.dtype, device=hidden.device)
+            norms.append(forward(experts, hidden, one, unit).float().norm(dim=-1))
+        return torch.stack(norms, dim=1)
 
     def _routing_pre_hook(self, layer: MoeLayer) -> Callable:
         def hook(module: Any, args: Any, kwargs: Any) -> None:
@@ -242,7 +340,7 @@ class RouterCapture:
                 unit = torch.ones_like(weights[:, slot : slot + 1])
                 y = forward(module, hidden, one, unit)
                 norms.append(y.float().norm(dim=-1))
-            self._record(layer.index, top_index, weights, torch.stack(norms, dim=1))
+            self._record(layer.index, top_index, weights, torch.stack(norms, dim=1), hidden, module)
 
         return hook
 
@@ -352,7 +450,7 @@ def _recording_forward(experts: Any, record: Callable) -> Callable | None:
         inverse[perm] = torch.arange(perm.size(0), device=device)
         # The one addition: ‖y‖ of every (token, slot) expert output, back in token order.
         norms = out.float().norm(dim=-1)[inverse].view(tokens, top_k)
-        record(top_k_index, top_k_weights, norms)
+        record(top_k_index, top_k_weights, norms, hidden_states)
         weighted = (out * grouped_weights.unsqueeze(-1))[inverse]
         return weighted.view(tokens, top_k, hidden_dim).sum(dim=1).to(hidden_states.dtype)
 

@@ -234,7 +234,7 @@ def index_raw(
         "example_ids": np.array(ids, dtype=np.int64),
     }
     for name, values in extra.items():
-        tensors[name] = np.rint(values) if name == "topk_count" else values
+        tensors[name] = np.rint(values) if OPTIONAL_TENSORS[name].kind == "i" else values
     keep = {k: v for k, v in metadata.items() if k not in (*REQUIRED_METADATA, "layer")}
     meta = bundle_metadata(
         **{

@@ -348,8 +348,8 @@ def _bundle_dtypes(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-sample sums in the bundle's dtypes (counts are exact integers in float32)."""
     converted = {}
     for name, values in sums.items():
-        if name == "topk_count":
-            converted[name] = np.rint(values).astype(np.int32)
+        if name in OPTIONAL_TENSORS and OPTIONAL_TENSORS[name].kind == "i":  # the counts
+            converted[name] = np.rint(values).astype(OPTIONAL_TENSORS[name])
         else:
             converted[name] = np.ascontiguousarray(values, dtype=np.float32)
     return converted

@@ -45,6 +45,9 @@ OPTIONAL_TENSORS: dict[str, np.dtype] = {
     "act_norm_sum": np.dtype(np.float32),
     "act_sqnorm_sum": np.dtype(np.float32),
     "reap_sum": np.dtype(np.float32),
+    # REAP as Cerebras' code computes it (docs/formats.md §Criteria, reap-literal):
+    "reap_literal_sum": np.dtype(np.float32),
+    "reap_literal_count": np.dtype(np.int32),
 }
 PER_EXPERT_TENSORS = ("prob_sum", *OPTIONAL_TENSORS)
 REQUIRED_METADATA = (

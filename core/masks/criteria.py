@@ -14,12 +14,17 @@ has no single score and is built there by round-robin.
 | man | Σ act_norm_sum / Σ topk_count (0 if never routed) |
 | msan | Σ act_sqnorm_sum / Σ topk_count (0 if never routed) |
 | reap | Σ reap_sum / Σ topk_count (0 if never routed) |
+| wean | Σ reap_sum (REAP's ``weighted_ean_sum``: Σ w‖y‖ over routed tokens, no mean) |
+| reap-literal | Σ reap_literal_sum / Σ reap_literal_count (REAP as Cerebras' code computes it) |
+| naee | the kept set of NAEE's per-layer output-error search (``--model`` + ``--data``) |
 | aimer | −mean|θ_e| / sqrt(mean θ_e²) over the expert's weights (``--model``, no data) |
 | coverage | round-robin over each bundle's mass ranking, each bundle's best not yet kept |
 
 numpy only. ``aimer`` scores need the checkpoint's weights, not bundles: the
 caller computes them with :mod:`core.prune.aimer` and passes them in as
-:class:`AimerScores`, so masks never reach into pruning.
+:class:`AimerScores`, so masks never reach into pruning. ``naee`` runs the
+model (torch, :mod:`core.naee`) and arrives the same way, as
+:class:`NaeeScores`; its score only makes sense at the r it was searched for.
 """
 
 from __future__ import annotations
@@ -40,8 +45,9 @@ class Criterion:
     name: str
     needs: tuple[str, ...]  # bundle statistics the criterion reads
     summary: str
-    per_routed_token: bool = False  # numerator / Σ topk_count
+    per_routed_token: bool = False  # numerator / Σ denominator (0 if never routed)
     numerator: str | None = None
+    denominator: str = "topk_count"
 
 
 CRITERIA: dict[str, Criterion] = {
@@ -73,7 +79,27 @@ CRITERIA: dict[str, Criterion] = {
             per_routed_token=True,
             numerator="reap_sum",
         ),
+        Criterion(
+            "wean",
+            ("reap_sum",),
+            "summed gate-weighted activation norm Σ w‖y‖ (REAP's weighted_ean_sum)",
+        ),
+        Criterion(
+            "reap-literal",
+            ("reap_literal_sum", "reap_literal_count"),
+            "REAP as Cerebras' code computes it: mean of softmax-probability × ‖y‖ over the "
+            "top-k of the raw logits (renormalised only with norm_topk_prob)",
+            per_routed_token=True,
+            numerator="reap_literal_sum",
+            denominator="reap_literal_count",
+        ),
         Criterion("aimer", (), "calibration-free: concentration of the expert's weights (AIMER)"),
+        Criterion(
+            "naee",
+            (),
+            "output-error search (NAEE): per layer, the r experts whose removal changes the "
+            "MoE block's output least on --data (needs --model)",
+        ),
         Criterion("coverage", ("prob_sum",), "round-robin over several datasets' mass rankings"),
     )
 }
@@ -92,6 +118,25 @@ class AimerScores:
     top_k: int | None = None
 
 
+@dataclass(frozen=True)
+class NaeeScores:
+    """The result of NAEE's search (:mod:`core.naee`) for one r, as scores ``[L, E]``.
+
+    The kept experts of every layer score above every dropped one, so the
+    top-r of each layer is exactly the searched set (greedy elimination also
+    orders the dropped experts: removed later scores higher). ``r`` is the
+    budget searched for: a mask of any other size would not be NAEE's.
+    ``metadata`` (search method per layer, objective values, tokens) goes
+    into the mask file under ``naee``.
+    """
+
+    model: str
+    scores: np.ndarray
+    r: int
+    top_k: int | None = None
+    metadata: dict | None = None
+
+
 def pooled_sum(bundles: Sequence[Bundle], name: str, criterion: str) -> np.ndarray:
     """Σ over every sample of every bundle of the ``[N, L, E]`` statistic ``name`` → ``[L, E]``."""
     total = None
@@ -102,6 +147,11 @@ def pooled_sum(bundles: Sequence[Bundle], name: str, criterion: str) -> np.ndarr
                 f"{bundle.path}: criterion '{criterion}' needs '{name}', which this bundle lacks; "
                 "collect it with `lens collect` (energy statistics are on by default, "
                 "not with --no-energy)"
+                + (
+                    "; bundles collected before reap-literal existed, and Llama-4 bundles, lack it"
+                    if name.startswith("reap_literal")
+                    else ""
+                )
             )
         part = np.add.reduce(array, axis=0, dtype=np.float64)
         total = part if total is None else total + part
@@ -121,7 +171,10 @@ def mass_signature(bundles: Sequence[Bundle]) -> np.ndarray:
 
 
 def criterion_scores(
-    criterion: str, bundles: Sequence[Bundle] = (), aimer: AimerScores | None = None
+    criterion: str,
+    bundles: Sequence[Bundle] = (),
+    aimer: AimerScores | None = None,
+    naee: NaeeScores | None = None,
 ) -> np.ndarray:
     """Scores ``[L, E]`` (float64, higher kept) of a score criterion; see the module table."""
     spec = get_criterion(criterion)
@@ -131,6 +184,12 @@ def criterion_scores(
         if aimer is None:
             raise LensError("criterion 'aimer' reads the checkpoint's weights: pass --model")
         return np.asarray(aimer.scores, dtype=np.float64)
+    if criterion == "naee":
+        if naee is None:
+            raise LensError(
+                "criterion 'naee' runs the model on calibration text: pass --model and --data"
+            )
+        return np.asarray(naee.scores, dtype=np.float64)
     if not bundles:
         raise LensError(f"criterion '{criterion}' needs at least one bundle")
     check_same_shape(bundles)
@@ -139,7 +198,7 @@ def criterion_scores(
     if spec.per_routed_token:
         assert spec.numerator is not None
         numerator = pooled_sum(bundles, spec.numerator, criterion)
-        routed = pooled_sum(bundles, "topk_count", criterion)
+        routed = pooled_sum(bundles, spec.denominator, criterion)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(routed > 0, numerator / np.where(routed > 0, routed, 1.0), 0.0)
     return pooled_sum(bundles, spec.needs[0], criterion)

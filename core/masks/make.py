@@ -21,7 +21,7 @@ from core import metrics as m
 from core.errors import LensError
 from core.formats.bundle import Bundle, load_bundle
 from core.formats.mask import Mask
-from core.masks.criteria import AimerScores, get_criterion, mass_signature
+from core.masks.criteria import AimerScores, NaeeScores, get_criterion, mass_signature
 from core.masks.selection import Orders, expert_orders, select_global, select_per_layer
 
 
@@ -39,6 +39,7 @@ def make_mask(
     min_per_layer: int | None = None,
     groups: int = 1,
     orders: Orders | None = None,
+    naee: NaeeScores | None = None,
 ) -> Mask:
     """Build a mask: ``r`` experts in every layer, or ``budget`` experts in total.
 
@@ -51,6 +52,7 @@ def make_mask(
     precomputed :func:`expert_orders` (the TUI recomputes budgets on every key).
     ``groups`` (with ``r``) keeps r / groups experts in each of that many equal
     contiguous expert groups, as DeepSeek-V3's group-limited routing needs.
+    ``naee`` carries the result of NAEE's search (:mod:`core.naee`) for one r.
     """
     spec = get_criterion(criterion)
     if (r is None) == (budget is None):
@@ -59,12 +61,22 @@ def make_mask(
         raise LensError(
             "criterion 'aimer' is calibration-free and reads no bundles; pass only --model"
         )
+    if criterion == "naee":
+        if bundles:
+            raise LensError(
+                "criterion 'naee' runs the model on --data and reads no bundles; pass only "
+                "--model and --data"
+            )
+        if naee is not None and r != naee.r:
+            raise LensError(
+                f"criterion 'naee' searched for r={naee.r}; give that --r (no --budget)"
+            )
     if spec.needs and not bundles:
         raise LensError(f"criterion '{criterion}' needs at least one bundle")
     if orders is None:
-        orders = expert_orders(criterion, bundles, aimer)
+        orders = expert_orders(criterion, bundles, aimer, naee)
     num_layers, num_experts = orders.layer.shape
-    top_k, model_name = _model_identity(bundles, aimer)
+    top_k, model_name = _model_identity(bundles, naee if criterion == "naee" else aimer)
     if r is not None:
         if top_k and 1 <= r < top_k:
             raise LensError(
@@ -90,19 +102,26 @@ def make_mask(
         model=model_name,
         num_experts=num_experts,
         criterion=criterion,
-        sources=[str(b.path) for b in bundles],
+        sources=(
+            [str(naee.metadata["data"])]
+            if criterion == "naee" and naee and naee.metadata and "data" in naee.metadata
+            else [str(b.path) for b in bundles]
+        ),
         layers=m.kept_experts(selected),
         top_k=top_k,
         budget=budget_doc,
         extra={
+            **({"naee": naee.metadata} if criterion == "naee" and naee and naee.metadata else {}),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "tool_version": __version__,
         },
     )
 
 
-def _model_identity(bundles: Sequence[Bundle], aimer: AimerScores | None) -> tuple[int | None, str]:
-    """(top-k, model name) from the bundles, or from the checkpoint's scores for ``aimer``."""
+def _model_identity(
+    bundles: Sequence[Bundle], scores: AimerScores | NaeeScores | None
+) -> tuple[int | None, str]:
+    """(top-k, model name) from the bundles, or from the model's ``aimer`` / ``naee`` scores."""
     if bundles:
         top_ks = {b.top_k for b in bundles if b.top_k}
         models = list(dict.fromkeys(b.model for b in bundles))
@@ -116,9 +135,9 @@ def _model_identity(bundles: Sequence[Bundle], aimer: AimerScores | None) -> tup
                 f"bundles disagree on top_k ({sorted(top_ks)}); they must share a model"
             )
         return (top_ks.pop() if top_ks else None), models[0]
-    if aimer is None:
+    if scores is None:
         raise LensError("criterion 'aimer' reads the checkpoint's weights: pass --model")
-    return aimer.top_k, aimer.model
+    return scores.top_k, scores.model
 
 
 def retained_mass_by_source(mask: Mask, bundles: Sequence[Bundle]) -> dict[str, float | None]:

@@ -6,6 +6,14 @@ pairs for a global budget of R experts in total. Score criteria derive both
 from one score array (ties go to the lower expert id, and across layers to
 the lower layer); ``coverage`` builds them by round-robin over several
 bundles' own ``mass`` rankings.
+
+``coverage`` does not depend on the order the bundles are given in: in each
+round the datasets take their turn strongest first, where a dataset's
+strength is the mass of its own favourite expert (in that layer for the
+per-layer order, anywhere in the model for the global order) — the dataset
+that leans hardest on one expert picks first, so at odd r the extra pick goes
+to the most concentrated routing. Ties go to the dataset name, then the file
+path (two bundles equal in all three are interchangeable).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from core.errors import LensError
 from core.formats.bundle import Bundle
 from core.masks.criteria import (
     AimerScores,
+    NaeeScores,
     check_same_shape,
     criterion_scores,
     get_criterion,
@@ -57,14 +66,30 @@ def coverage_orders(bundles: Sequence[Bundle]) -> Orders:
         raise LensError("criterion 'coverage' needs at least one bundle")
     check_same_shape(bundles)
     probs = [mass_signature([b]) for b in bundles]
+    names = [(b.dataset, str(b.path)) for b in bundles]
     num_layers, num_experts = probs[0].shape
     layer = np.stack(
-        [_round_robin([m.ranking(p[i]) for p in probs], num_experts) for i in range(num_layers)]
+        [
+            _round_robin(
+                [m.ranking(probs[d][i]) for d in _turns([p[i].max() for p in probs], names)],
+                num_experts,
+            )
+            for i in range(num_layers)
+        ]
     )
     flat = _round_robin(
-        [np.argsort(-p.reshape(-1), kind="stable") for p in probs], num_layers * num_experts
+        [
+            np.argsort(-probs[d].reshape(-1), kind="stable")
+            for d in _turns([p.max() for p in probs], names)
+        ],
+        num_layers * num_experts,
     )
     return Orders(layer=layer, flat=flat)
+
+
+def _turns(strength: list[float], names: list[tuple[str, str]]) -> list[int]:
+    """Dataset indices in turn order: strongest favourite first, ties by (dataset, path)."""
+    return sorted(range(len(strength)), key=lambda d: (-float(strength[d]), names[d]))
 
 
 def _round_robin(rankings: list[np.ndarray], size: int) -> np.ndarray:
@@ -83,13 +108,17 @@ def _round_robin(rankings: list[np.ndarray], size: int) -> np.ndarray:
 
 
 def expert_orders(
-    criterion: str, bundles: Sequence[Bundle] = (), aimer: AimerScores | None = None
+    criterion: str,
+    bundles: Sequence[Bundle] = (),
+    aimer: AimerScores | None = None,
+    naee: NaeeScores | None = None,
 ) -> Orders:
-    """Both preference orders of ``criterion`` over ``bundles`` (or a checkpoint's ``aimer`` scores)."""
+    """Both preference orders of ``criterion`` over ``bundles`` (or a checkpoint's ``aimer`` /
+    ``naee`` scores)."""
     get_criterion(criterion)
     if criterion == "coverage":
         return coverage_orders(bundles)
-    return orders_from_scores(criterion_scores(criterion, bundles, aimer))
+    return orders_from_scores(criterion_scores(criterion, bundles, aimer, naee))
 
 
 def select_per_layer(orders: Orders, r: int, groups: int = 1) -> np.ndarray:

@@ -14,10 +14,12 @@ from core.formats.bundle import find_bundles, load_bundle
 from core.formats.mask import read_mask, write_mask
 from core.io.outputs import check_output, output_error
 from core.masks.compare import MasksComparison, compare_masks, masks_for_criteria
-from core.masks.criteria import CRITERIA, AimerScores
+from core.masks.criteria import CRITERIA, AimerScores, NaeeScores
 from core.masks.make import make_mask, retained_mass_by_source
+from core.naee.search import MAX_SUBSETS
 from core.prune.aimer import aimer_checkpoint_scores
 from lens_tui.commands.arguments import count
+from lens_tui.commands.options import model_and_text_options, model_options
 
 BUNDLE = click.Path(path_type=Path)  # existence is checked by the loaders, with a clean message
 
@@ -33,8 +35,9 @@ budget_option = click.option(
 )
 model_option = click.option(
     "--model",
+    "-m",
     default=None,
-    help="Checkpoint folder or hub id, for the calibration-free 'aimer' criterion.",
+    help="Checkpoint folder or hub id, for 'aimer' (weights only) and 'naee' (with --data).",
 )
 
 
@@ -45,6 +48,61 @@ def _aimer_scores(model: str | None, wanted: bool) -> AimerScores | None:
     Without --model, make_mask says that 'aimer' needs it.
     """
     return aimer_checkpoint_scores(model) if wanted and model is not None else None
+
+
+def _naee_scores(model: str | None, r: int | None, budget: int | None, options: dict) -> NaeeScores:
+    """Run NAEE's search (torch) with a progress bar on stderr; masks receive the scores."""
+    if model is None or not options.get("data"):
+        raise LensError(
+            "criterion 'naee' runs the model on calibration text: pass --model and --data"
+        )
+    if r is None or budget is not None:
+        raise LensError("criterion 'naee' searches each layer for --r experts (no --budget)")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from core.naee.runner import NaeeProgress, run_naee  # lazy: loads torch when it runs
+
+    settings = model_options(
+        {"model": model, **options},
+        data=str(options["data"]),
+        num_samples=options["num_samples"],
+        max_length=options["max_length"],
+        batch_size=options["batch_size"],
+    )
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    task = bar.add_task("naee: loading", total=None)
+
+    def show(event: NaeeProgress) -> None:
+        if event.stage == "search":
+            bar.update(
+                task,
+                description=f"naee: layer {event.layer + 1}/{event.layers} ({event.method})",
+                completed=event.done,
+                total=event.total,
+            )
+        elif event.stage == "inputs":
+            bar.update(
+                task,
+                description=f"naee: layer {event.layer + 1}/{event.layers} inputs",
+                completed=0,
+                total=None,
+            )
+
+    with bar:
+        return run_naee(
+            settings,
+            int(r),
+            search=str(options["naee_search"]),
+            report_gap=bool(options["naee_gap"]),
+            progress=show,
+        )
 
 
 def _criteria_help() -> str:
@@ -81,6 +139,33 @@ def _criteria_help() -> str:
 @click.option(
     "--out", "-o", type=click.Path(path_type=Path), required=True, help="The mask JSON to write."
 )
+@click.option(
+    "--data",
+    "-d",
+    default=None,
+    help="'naee': calibration text (.txt, .jsonl/.json/.parquet or a `datasets` name).",
+)
+@click.option("--num-samples", "-n", type=int, default=None, help="'naee': the first N samples.")
+@click.option(
+    "--max-length", type=int, default=512, show_default=True, help="'naee': tokens per sample."
+)
+@click.option(
+    "--batch-size", "-b", type=int, default=8, show_default=True, help="'naee': samples per pass."
+)
+@click.option(
+    "--naee-search",
+    type=click.Choice(["auto", "exact", "greedy"]),
+    default="auto",
+    show_default=True,
+    help=f"'naee': every kept set (auto: when C(E, r) <= {MAX_SUBSETS:,}) or greedy "
+    "backward elimination.",
+)
+@click.option(
+    "--naee-gap",
+    is_flag=True,
+    help="'naee' greedy: also enumerate where feasible and record the objective gap.",
+)
+@model_and_text_options
 @json_option
 def mask_command(
     bundles: tuple[Path, ...],
@@ -92,6 +177,7 @@ def mask_command(
     model: str | None,
     out: Path,
     as_json: bool,
+    **options: object,
 ) -> None:
     """Write a pruning mask: the experts to keep in every MoE layer.
 
@@ -99,7 +185,11 @@ def mask_command(
     pooled, except for 'coverage', which takes each bundle's best experts in
     turn. Give --r to keep the same number in every layer, or --budget to keep
     that many in total, spread over layers by score. 'aimer' needs no data,
-    only --model. A criterion whose statistic a bundle lacks says which one.
+    only --model. 'naee' reads no bundle: it runs --model on --data (-n,
+    --max-length, --batch-size and the lens collect model options apply) and
+    searches each layer for the --r experts that change the MoE block's output
+    least, with a progress bar on stderr. A criterion whose statistic a bundle
+    lacks says which one.
 
     \b
     Examples:
@@ -108,11 +198,15 @@ def mask_command(
       lens mask c4.safetensors zh.safetensors code.safetensors -c coverage --r 24 -o cov.json
       lens mask --criterion aimer --model openai/gpt-oss-20b --r 24 --out aimer.json
       lens mask c4.safetensors --r 128 --groups 8 --out deepseek-v3-c4.json
+      lens mask --criterion naee --model ./my-moe --data c4.jsonl -n 64 --r 24 --out naee.json
     """
     check_output(out, [*bundles, model])
     if out.suffix != ".json":  # a mask written over a bundle or weights file destroys it
         raise LensError(f"{out}: the mask file must end in .json")
     loaded = [load_bundle(p) for p in find_bundles(list(bundles))]
+    naee = None
+    if criterion == "naee" and not loaded:
+        naee = _naee_scores(model, r, budget, options)
     mask = make_mask(
         criterion,
         loaded,
@@ -121,6 +215,7 @@ def mask_command(
         aimer=_aimer_scores(model, criterion == "aimer" and not loaded),
         min_per_layer=min_per_layer,
         groups=groups,
+        naee=naee,
     )
     try:
         write_mask(out, mask)

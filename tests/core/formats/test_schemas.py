@@ -17,7 +17,7 @@ from core.errors import LensError
 from core.formats.bundle import load_bundle
 from core.formats.evaluation import Evaluation, MaskResult, read_evaluation, write_evaluation
 from core.formats.mask import Mask, read_mask, write_mask
-from core.masks.criteria import CRITERIA, AimerScores
+from core.masks.criteria import CRITERIA, AimerScores, NaeeScores
 from core.masks.make import make_mask
 from tests.conftest import make_bundle
 
@@ -53,6 +53,8 @@ def bundles(tmp_path_factory):
         n = 5
         extra = {name: (rng.random((n, L, E)) * 9).astype(np.float32) for name in STATS}
         extra["topk_count"] = rng.integers(0, 9, size=(n, L, E)).astype(np.int32)
+        extra["reap_literal_sum"] = (rng.random((n, L, E)) * 9).astype(np.float32)
+        extra["reap_literal_count"] = rng.integers(0, 9, size=(n, L, E)).astype(np.int32)
         out.append(
             make_bundle(folder / f"b{i}.safetensors", n=n, layers=L, experts=E, seed=i, extra=extra)
         )
@@ -62,11 +64,19 @@ def bundles(tmp_path_factory):
 def _made_masks(bundles) -> list[Mask]:
     aimer = AimerScores(model="ckpt", scores=np.arange(L * E, dtype=float).reshape(L, E), top_k=K)
     masks = []
+    naee = NaeeScores(
+        model="ckpt",
+        scores=np.arange(L * E, dtype=float).reshape(L, E),
+        r=4,
+        top_k=K,
+        metadata={"search": "exact", "layers": [{"method": "exact", "objective": 1.5}] * L},
+    )
     for criterion in CRITERIA:
-        given = {"aimer": aimer} if criterion == "aimer" else {}
-        used = [] if criterion == "aimer" else bundles
+        given = {"aimer": {"aimer": aimer}, "naee": {"naee": naee}}.get(criterion, {})
+        used = [] if criterion in ("aimer", "naee") else bundles
         masks.append(make_mask(criterion, used, r=4, **given))
-        masks.append(make_mask(criterion, used, budget=L * K + 5, **given))
+        if criterion != "naee":  # NAEE's search is for one r, never a global budget
+            masks.append(make_mask(criterion, used, budget=L * K + 5, **given))
     masks.append(make_mask("mass", bundles, r=4, groups=2))
     masks.append(Mask(model="m", num_experts=E, criterion="hand", sources=[], layers=[[0]] * L))
     return masks

@@ -20,7 +20,15 @@ from tests.core import reference as ref
 
 ROOT = Path(__file__).resolve().parents[3]
 L, E, K = 3, 8, 2
-STATS = ("topk_count", "weight_sum", "act_norm_sum", "act_sqnorm_sum", "reap_sum")
+STATS = (
+    "topk_count",
+    "weight_sum",
+    "act_norm_sum",
+    "act_sqnorm_sum",
+    "reap_sum",
+    "reap_literal_count",
+    "reap_literal_sum",
+)
 
 
 def full_stats(n: int, seed: int) -> dict[str, np.ndarray]:
@@ -28,9 +36,12 @@ def full_stats(n: int, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     counts = rng.integers(0, 20, size=(n, L, E)).astype(np.int32)
     counts[:, 1, 6:] = 0
-    extra = {"topk_count": counts}
+    literal = rng.integers(0, 20, size=(n, L, E)).astype(np.int32)
+    literal[:, 2, 0] = 0
+    extra = {"topk_count": counts, "reap_literal_count": literal}
     for name in STATS[1:]:
-        extra[name] = (rng.random((n, L, E)) * 10).astype(np.float32)
+        if name not in extra:
+            extra[name] = (rng.random((n, L, E)) * 10).astype(np.float32)
     extra["act_norm_sum"][:, 1, 6:] = 50.0  # large, but never routed: man scores it 0
     return extra
 
@@ -80,9 +91,15 @@ def naive_score(criterion, bundles, layer, expert) -> float:
         "gate": "weight_sum",
         "energy": "energy_sum",
         "ean": "act_norm_sum",
+        "wean": "reap_sum",
     }
     if criterion in direct:
         return naive_total(bundles, direct[criterion], layer, expert)
+    if criterion == "reap-literal":
+        routed = naive_total(bundles, "reap_literal_count", layer, expert)
+        return (
+            0.0 if routed == 0 else naive_total(bundles, "reap_literal_sum", layer, expert) / routed
+        )
     numerator = {"man": "act_norm_sum", "msan": "act_sqnorm_sum", "reap": "reap_sum"}[criterion]
     routed = naive_total(bundles, "topk_count", layer, expert)
     return 0.0 if routed == 0 else naive_total(bundles, numerator, layer, expert) / routed
@@ -124,7 +141,18 @@ def one_sample(path: Path, prob: np.ndarray, top_k: int, tokens: int = 1):
     )
 
 
-SCORED = ("mass", "frequency", "gate", "energy", "ean", "man", "msan", "reap")
+SCORED = (
+    "mass",
+    "frequency",
+    "gate",
+    "energy",
+    "ean",
+    "man",
+    "msan",
+    "reap",
+    "wean",
+    "reap-literal",
+)
 
 
 # --------------------------------------------------------------------------- criteria
@@ -177,11 +205,19 @@ def test_ties_go_to_the_lower_expert(tmp_path):
     ]
 
 
+def turn_order(bundles, strength):
+    """Bundles strongest first (``strength(bundle)``), ties by dataset name then path."""
+    return sorted(bundles, key=lambda b: (-strength(b), b.dataset, str(b.path)))
+
+
 def naive_coverage_order(bundles, layer) -> list[int]:
     """The round-robin order itself (every expert, in the order coverage takes them)."""
     kept: list[int] = []
+    strongest_first = turn_order(
+        bundles, lambda b: max(naive_score("mass", [b], layer, e) for e in range(E))
+    )
     while len(kept) < E:
-        for bundle in bundles:
+        for bundle in strongest_first:
             scores = [naive_score("mass", [bundle], layer, e) for e in range(E)]
             left = [e for e in range(E) if e not in kept]
             if not left:
@@ -231,8 +267,8 @@ def test_global_coverage_round_robins_over_whole_model_rankings(bundles):
     # naive: floors from per-layer coverage, then round-robin over each bundle's global ranking
     kept = [set(naive_coverage(bundles, l, K)) for l in range(L)]
     rankings = []
-    for bundle in bundles:
-        pairs = [(l, e) for l in range(L) for e in range(E)]
+    pairs = [(l, e) for l in range(L) for e in range(E)]
+    for bundle in turn_order(bundles, lambda b: max(naive_score("mass", [b], *p) for p in pairs)):
         scores = {p: naive_score("mass", [bundle], *p) for p in pairs}
         rankings.append(sorted(pairs, key=lambda p: (-scores[p], p)))
     order, taken = [], set()
@@ -252,6 +288,64 @@ def test_global_coverage_round_robins_over_whole_model_rankings(bundles):
     assert mask.layers == [sorted(k) for k in kept]
 
 
+def test_coverage_does_not_depend_on_the_order_of_the_bundles(tmp_path):
+    paths = [
+        make_bundle(
+            tmp_path / f"{name}.safetensors",
+            n=5,
+            layers=L,
+            experts=E,
+            seed=s,
+            dataset=name,
+            concentration=c,
+        )
+        for name, s, c in (("c4", 3, 0.3), ("zh", 4, 0.6), ("code", 5, 0.2))
+    ]
+    loaded = [load_bundle(p) for p in paths]
+    import itertools
+
+    masks = {
+        perm: make_mask("coverage", [loaded[i] for i in perm], r=r)
+        for perm in itertools.permutations(range(3))
+        for r in (3,)
+    }
+    first = next(iter(masks.values()))
+    for perm, mask in masks.items():
+        assert mask.layers == first.layers, perm
+        assert mask.sources == [str(paths[i]) for i in perm]  # the user's order is kept
+    budgets = {
+        perm: make_mask("coverage", [loaded[i] for i in perm], budget=13).layers
+        for perm in itertools.permutations(range(3))
+    }
+    assert len({json.dumps(v) for v in budgets.values()}) == 1
+
+
+def test_coverage_odd_r_gives_the_extra_pick_to_the_most_concentrated_dataset(tmp_path):
+    # A is flat-ish (favourite 0.3), B peaked (favourite 0.6): B picks first whatever the order.
+    def one(name, favourites):
+        prob = np.full((1, 1, 8), 0.0, dtype=np.float32)
+        for e, w in favourites.items():
+            prob[0, 0, e] = w
+        return load_bundle(
+            make_bundle(
+                tmp_path / f"{name}.safetensors",
+                n=1,
+                layers=1,
+                experts=8,
+                top_k=1,
+                token_count=np.array([1]),
+                prob_sum=prob,
+                energy=False,
+                dataset=name,
+            )
+        )
+
+    a = one("a", {0: 0.3, 1: 0.25, 2: 0.25, 3: 0.2})
+    b = one("b", {7: 0.6, 6: 0.3, 5: 0.1})
+    for pair in ([a, b], [b, a]):
+        assert make_mask("coverage", pair, r=3).layers == [[0, 6, 7]]
+
+
 # --------------------------------------------------------------------------- refusals
 
 
@@ -264,6 +358,8 @@ def test_global_coverage_round_robins_over_whole_model_rankings(bundles):
         ("man", "act_norm_sum"),
         ("msan", "act_sqnorm_sum"),
         ("reap", "reap_sum"),
+        ("wean", "reap_sum"),
+        ("reap-literal", "reap_literal_sum"),
         ("energy", "energy_sum"),
     ],
 )
@@ -327,7 +423,10 @@ def test_every_criterion_is_documented():
         "man",
         "msan",
         "reap",
+        "wean",
+        "reap-literal",
         "aimer",
+        "naee",
         "coverage",
     }
 

@@ -13,11 +13,14 @@ the final name nor litter beside it.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from core.errors import LensError
 
 
 @contextmanager
@@ -33,6 +36,7 @@ def atomic_file(
     it) raises there, and nothing appears under ``path``.
     """
     path = Path(path)
+    refuse_special_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -50,6 +54,30 @@ def atomic_file(
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def refuse_special_target(path: Path) -> None:
+    """Never rename over something that is not a regular file.
+
+    ``os.replace`` would silently swap a device (``/dev/null``), a FIFO or a
+    socket for a regular file — as root, breaking the machine for every other
+    program — and cannot replace a folder. Writing "to /dev/null" is not a
+    request to destroy it, so it is refused with one line instead.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise LensError(f"{path}: cannot write here ({exc.strerror or exc})") from None
+    if stat.S_ISLNK(mode):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return  # a dangling link is replaced by the new file, as any writer would
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise LensError(f"{path}: is {kind}; give a file name to write to")
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import stat
 
 import pytest
 
+from core.errors import LensError
 from core.io.atomic import atomic_file, atomic_write_bytes, atomic_write_text
 
 
@@ -65,3 +67,21 @@ def test_a_passing_check_lets_the_file_appear(tmp_path):
     with atomic_file(path, check=lambda tmp: None) as handle:
         handle.write(b"ok")
     assert path.read_bytes() == b"ok" and _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "link-to-fifo"])
+def test_a_special_target_is_refused_and_left_alone(tmp_path, kind):
+    """os.replace would turn /dev/null (or a FIFO) into a regular file: refuse instead."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    target = {"fifo": fifo, "folder": tmp_path / "dir", "link-to-fifo": tmp_path / "link"}[kind]
+    if kind == "folder":
+        target.mkdir()
+    if kind == "link-to-fifo":
+        target.symlink_to(fifo)
+    with pytest.raises(LensError, match="give a file name"):
+        atomic_write_bytes(target, b"x")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        {"fifo": ["pipe"], "folder": ["dir", "pipe"], "link-to-fifo": ["link", "pipe"]}[kind]
+    )

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import BundleError
+from core.formats.bundle_values import check_values
 from core.formats.legacy_pt import read_legacy_pt
 from core.io.atomic import atomic_file, atomic_write_bytes
 from core.io.safetensors import dtype_name, encode_header, map_safetensors
@@ -227,10 +228,7 @@ def validate(bundle: Bundle) -> None:
             )
     if n == 0:
         raise BundleError(f"{path}: bundle holds no samples")
-    if np.any(np.asarray(tensors["token_count"]) < 0):
-        raise BundleError(f"{path}: 'token_count' has negative entries")
-    if int(np.asarray(tensors["token_count"]).sum()) == 0:
-        raise BundleError(f"{path}: bundle holds zero tokens (every sample has token_count 0)")
+    check_values(path, tensors, ints["top_k"])
 
 
 # --------------------------------------------------------------------------- writing

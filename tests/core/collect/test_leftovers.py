@@ -16,7 +16,7 @@ from tests.lens_tui.cli_helpers import ROOT
 
 
 def _config(model, data, out) -> CollectConfig:
-    return CollectConfig(
+    return CollectConfig.from_settings(
         model=str(model), data=str(data), out=out, max_length=24, batch_size=2, device="cpu"
     )
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from core.errors import LensError
 from core.formats.mask import MASK_FORMAT, Mask, mask_from_json
 from core.io.atomic import atomic_write_text
-from core.io.jsonfile import is_int, is_number, read_json, short_repr
+from core.io.jsonfile import is_int, is_number, json_format, read_json, short_repr
 
 EVALUATION_FORMAT = "expert-calibration-lens/evaluation"
 FORMAT_VERSION = 1
@@ -269,20 +269,11 @@ def evaluation_files(paths: list[str | os.PathLike[str]]) -> list[Path]:
             found.extend(
                 p
                 for p in sorted(item.glob("*.json"))
-                if not p.name.startswith(".") and _format_of(p) == EVALUATION_FORMAT
+                if not p.name.startswith(".") and json_format(p) == EVALUATION_FORMAT
             )
         elif item.suffix == ".json":
             found.append(item)
     return found
-
-
-def _format_of(path: Path) -> object:
-    """The ``format`` of a JSON file in a folder, or None for anything unreadable or malformed."""
-    try:
-        doc = read_json(path)
-    except LensError:
-        return None
-    return doc.get("format") if isinstance(doc, dict) else None
 
 
 def _number(value: object, what: str) -> float:

@@ -132,3 +132,16 @@ def short_repr(value: object) -> str:
         return "a huge integer"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def json_format(path: str | os.PathLike[str]) -> object:
+    """The ``format`` key of a JSON file, or None for anything unreadable or malformed.
+
+    For telling our files apart (mask, evaluation) before reading one properly,
+    e.g. among the ``*.json`` of a browsed folder, without ever raising.
+    """
+    try:
+        doc = read_json(path)
+    except LensError:
+        return None
+    return doc.get("format") if isinstance(doc, dict) else None

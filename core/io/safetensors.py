@@ -144,7 +144,9 @@ def read_header(path: str | os.PathLike[str], *, check_bounds: bool = True) -> S
         header = parse_json(raw, str(path))
     except LensError as exc:
         reason = str(exc).removeprefix(f"{path}: ")
-        raise BundleError(f"{path}: not a safetensors file (header is not JSON: {reason})") from None
+        raise BundleError(
+            f"{path}: not a safetensors file (header is not JSON: {reason})"
+        ) from None
     if not isinstance(header, dict):
         raise BundleError(f"{path}: not a safetensors file (header is not an object)")
     metadata = header.pop("__metadata__", None) or {}

@@ -166,7 +166,7 @@ def evaluation_from_json(
             f"expected {EVALUATION_FORMAT!r}){hint}"
         )
     version = doc.get("format_version")
-    if version != FORMAT_VERSION:
+    if not is_int(version) or version != FORMAT_VERSION:  # true == 1 in Python
         raise LensError(
             f"{where}: evaluation format_version {version!r} is not supported (expected {FORMAT_VERSION})"
         )

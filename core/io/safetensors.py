@@ -195,19 +195,25 @@ def _entry(path: Path, name: str, info: object, data_start: int) -> TensorEntry:
 
 
 def _check_layout(path: Path, entries: dict[str, TensorEntry], data_start: int) -> None:
-    """Ranges back to back from the data start: an overlap would let two tensors share bytes."""
-    position, previous = data_start, None
-    for entry in sorted(entries.values(), key=lambda e: (e.start, e.end)):
-        if entry.start < position:
+    """Ranges back to back from the data start: an overlap would let two tensors share bytes.
+
+    Overlaps are looked for first, so a tensor pointed at another's bytes is
+    named as such rather than by the gap it leaves behind.
+    """
+    ordered = sorted(entries.values(), key=lambda e: (e.start, e.end))
+    for before, entry in zip(ordered, ordered[1:]):
+        if entry.start < before.end:
             raise BundleError(
-                f"{path}: tensors {previous!r} and {entry.name!r} overlap (read the same bytes)"
+                f"{path}: tensors {before.name!r} and {entry.name!r} overlap (read the same bytes)"
             )
-        if entry.start > position:
+    position = data_start
+    for entry in ordered:
+        if entry.start != position:
             raise BundleError(
                 f"{path}: tensor {entry.name!r} starts after a gap of {entry.start - position} "
                 "bytes (safetensors ranges are back to back)"
             )
-        position, previous = entry.end, entry.name
+        position = entry.end
 
 
 def check_file_bounds(

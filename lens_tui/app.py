@@ -184,11 +184,18 @@ class LensApp(App[None]):
             profile = Profile.load(path)
             profile.prob  # noqa: B018 - read the signature now, so a bad file fails here
         except LensError as exc:
-            self.notify(str(exc), title="could not load a bundle", severity="error", timeout=15)
+            self.notify(
+                str(exc),
+                title="could not load a bundle",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
             return False
         except Exception as exc:  # an unreadable file must not take the app down
             self.notify(
                 f"{path}: {type(exc).__name__}: {exc}",
+                markup=False,
                 title="could not load a bundle",
                 severity="error",
                 timeout=15,
@@ -210,7 +217,9 @@ class LensApp(App[None]):
             self.b = 1
         if select:
             self.b = index
-            self.notify(f"loaded {self.labels[index]} as dataset B", title="bundle added")
+            self.notify(
+                f"loaded {self.labels[index]} as dataset B", title="bundle added", markup=False
+            )
             self.selection_changed()
         return True
 
@@ -219,7 +228,9 @@ class LensApp(App[None]):
         try:
             evaluation = read_evaluation(path)
         except LensError as exc:
-            self.notify(str(exc), title="could not load an evaluation", severity="error")
+            self.notify(
+                str(exc), title="could not load an evaluation", severity="error", markup=False
+            )
             return False
         self.evaluations = [e for e in self.evaluations if e.path != evaluation.path]
         self.evaluations.append(evaluation)

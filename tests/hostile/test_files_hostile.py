@@ -402,11 +402,39 @@ SHARD_CASES = [
 ]
 
 
+# --------------------------------------------------------------------- calibration data
+
+DATA: list[tuple[str, str, bytes, str]] = [
+    ("jsonl-deep", "jsonl", b'{"text": "ok"}\n' + nested(100_000).encode() + b"\n", "bad.jsonl:2"),
+    ("jsonl-huge-int", "jsonl", b'{"text": "ok", "n": ' + b"9" * 5000 + b"}\n", "bad.jsonl:1"),
+    ("json-deep", "json", nested(100_000).encode(), "bad.json"),
+    ("json-not-utf8", "json", b'[{"text": "\xff"}]', "UTF-8"),
+    ("jsonl-not-utf8", "jsonl", b'{"text": "\xff"}\n', "UTF-8"),
+    ("txt-not-utf8", "txt", b"ok\n\xff\xfe\n", "UTF-8"),
+]
+DATA_CASES = [
+    pytest.param(
+        lambda ws, out, raw=raw: out.write_bytes(raw),
+        f"{verb} -m {{ws}}/model -d {{ws}}/bad.{suffix} {extra}",
+        needle,
+        id=f"{verb}-data-{name}",
+    )
+    for name, suffix, raw, needle in DATA
+    for verb, extra in (
+        ("collect", "-o {ws}/new.safetensors"),
+        ("evaluate", "--masks {ws}/mask.json"),
+    )
+]
+
+
 @pytest.mark.parametrize(
-    "maker,args,needle", BUNDLE_CASES + MASK_CASES + EVALUATION_CASES + SHARD_CASES
+    "maker,args,needle", BUNDLE_CASES + MASK_CASES + EVALUATION_CASES + SHARD_CASES + DATA_CASES
 )
 def test_hostile_file_is_refused_cleanly_and_changes_nothing(workspace, maker, args, needle):
-    target = workspace / ("bad.json" if "bad.json" in args else "bad.safetensors")
+    target = workspace / next(
+        (w.removeprefix("{ws}/") for w in args.split() if w.startswith("{ws}/bad.")),
+        "bad.safetensors",
+    )
     maker(workspace, target)
     argv = shlex.split(args.replace("{ws}", str(workspace)))
     before = snapshot(workspace)

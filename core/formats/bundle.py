@@ -171,7 +171,8 @@ def _from_legacy(
 ) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """A ``derived_stats.pt``'s contents as a bundle: bundle dtypes, bundle tensors only."""
     known = {**REQUIRED_TENSORS, **OPTIONAL_TENSORS}
-    arrays = {k: v.astype(known[k], copy=False) for k, v in tensors.items() if k in known}
+    with np.errstate(over="ignore", invalid="ignore"):  # too big for float32: inf, refused later
+        arrays = {k: v.astype(known[k], copy=False) for k, v in tensors.items() if k in known}
     return metadata, arrays
 
 

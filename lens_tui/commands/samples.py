@@ -170,14 +170,15 @@ def _flagged(report: SampleReport, drop_outliers: int | None, max_js: float | No
 def _print_samples(report: SampleReport, source: TextSource | None, sort: str, limit: int) -> None:
     console = Console(highlight=False)
     b = report.bundle
-    console.print(
-        f"[bold]{shown(b.path)}[/]  dataset={shown(b.dataset)}  samples={b.num_samples:,}  "
-        f"tokens={b.num_tokens:,}  L={b.num_layers}  E={b.num_experts}  r={report.r}"
-    )
     order = report.order(sort)
     picked = order if limit <= 0 else order[:limit]
     ids = np.asarray(b.example_ids)
     texts = source.texts(ids[picked].tolist()) if source is not None else {}
+    # The texts are read first: a broken data file is one error line, not half a report.
+    console.print(
+        f"[bold]{shown(b.path)}[/]  dataset={shown(b.dataset)}  samples={b.num_samples:,}  "
+        f"tokens={b.num_tokens:,}  L={b.num_layers}  E={b.num_experts}  r={report.r}"
+    )
     js_mean, js_max = report.js_mean, report.js_max
     table = Table(title=f"samples by {sort} ({len(picked)} of {b.num_samples})")
     for name in ("index", "example id", "tokens", "JS mean", "JS max", "mask Δ", "dup"):

@@ -424,6 +424,15 @@ DATA_CASES = [
         ("collect", "-o {ws}/new.safetensors"),
         ("evaluate", "--masks {ws}/mask.json"),
     )
+] + [
+    pytest.param(
+        lambda ws, out, raw=raw: out.write_bytes(raw.replace(b'{"text": "ok"}\n', b"")),
+        f"samples {{ws}}/a.safetensors --r 2 --data {{ws}}/bad.{suffix}",
+        "bad.",
+        id=f"samples-data-{name}",
+    )
+    for name, suffix, raw, needle in DATA
+    if suffix != "txt"
 ]
 
 

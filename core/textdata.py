@@ -159,6 +159,10 @@ class TextSource:
             raise LensError(
                 f"{self.path}: record {example_id} is not valid JSON ({exc.msg})"
             ) from None
+        except (RecursionError, ValueError):  # nesting too deep; an int over 4,300 digits
+            raise LensError(
+                f"{self.path}: record {example_id} is not usable JSON (too deep or a huge number)"
+            ) from None
         return self._field(record, example_id)
 
     def _field(self, record: object, example_id: int) -> str:
@@ -175,6 +179,10 @@ class TextSource:
                 document = json.loads(self.path.read_text(encoding="utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise LensError(f"{self.path}: not a readable JSON file ({exc})") from None
+            except (RecursionError, ValueError):  # too deep; an int over 4,300 digits
+                raise LensError(
+                    f"{self.path}: not a usable JSON file (nested too deep or a huge number)"
+                ) from None
             if isinstance(document, dict) and isinstance(document.get("data"), list):
                 document = document["data"]
             if not isinstance(document, list):

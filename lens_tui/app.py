@@ -214,7 +214,9 @@ class LensApp(App[None]):
         selection, index = self.selection.with_profile(profile)
         if select:
             selection = selection.replace(b=index)
-            self.notify(f"loaded {selection.labels[index]} as dataset B", title="bundle added")
+            self.notify(
+                f"loaded {selection.labels[index]} as dataset B", title="bundle added", markup=False
+            )
         self.selection = selection
         return True
 
@@ -224,11 +226,18 @@ class LensApp(App[None]):
             profile = Profile.load(path)
             profile.prob  # noqa: B018 - read the signature now, so a bad file fails here
         except LensError as exc:
-            self.notify(str(exc), title="could not load a bundle", severity="error", timeout=15)
+            self.notify(
+                str(exc),
+                title="could not load a bundle",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
             return None
         except Exception as exc:  # an unreadable file must not take the app down
             self.notify(
                 f"{path}: {type(exc).__name__}: {exc}",
+                markup=False,
                 title="could not load a bundle",
                 severity="error",
                 timeout=15,
@@ -247,7 +256,9 @@ class LensApp(App[None]):
         try:
             evaluation = read_evaluation(path)
         except LensError as exc:
-            self.notify(str(exc), title="could not load an evaluation", severity="error")
+            self.notify(
+                str(exc), title="could not load an evaluation", severity="error", markup=False
+            )
             return selection
         return selection.with_evaluation(evaluation)
 

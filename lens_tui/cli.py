@@ -24,6 +24,7 @@ from lens_tui.commands import (
     samples,
 )
 from lens_tui.commands.default import run_default
+from lens_tui.safe_text import printable
 
 #: Exit status for user errors (bad file, bad argument). Click uses 2 for usage errors.
 EXIT_USER_ERROR = 1
@@ -36,14 +37,14 @@ class LensGroup(click.Group):
         try:
             return super().invoke(ctx)
         except LensError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(exc)}", err=True)
             ctx.exit(EXIT_USER_ERROR)
         except click.UsageError as exc:
             # Click prints usage, a hint and the error on three lines; keep the
             # one-line contract and point at --help instead.
             where = exc.ctx.command_path if exc.ctx is not None else "lens"
             message = " ".join(exc.format_message().split())
-            click.echo(f"error: {message} (see {where} --help)", err=True)
+            click.echo(f"error: {printable(message)} (see {where} --help)", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

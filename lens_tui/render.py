@@ -9,6 +9,7 @@ from core import metrics as m
 from core.ablation import Ablation
 from core.engine import Comparison, StatsReport
 from core.matrix import Matrix
+from lens_tui.safe_text import shown
 
 UNIVARIATE_LABELS = {
     "sparsity_pct": "sparsity %",
@@ -46,7 +47,8 @@ def _console() -> Console:
 
 def _bundle_line(summary: dict) -> str:
     return (
-        f"[bold]{summary['path']}[/]  model={summary['model']}  dataset={summary['dataset']}  "
+        f"[bold]{shown(summary['path'])}[/]  model={shown(summary['model'])}  "
+        f"dataset={shown(summary['dataset'])}  "
         f"samples={summary['samples']:,}  tokens={summary['tokens']:,}  "
         f"L={summary['num_layers']}  E={summary['num_experts']}"
     )
@@ -132,7 +134,7 @@ def print_comparison(
             f"noise floor JS {_floor(floor['js_divergence'], 'median', '95th pct')}, "
             f"Jaccard {_floor(floor['jaccard'], 'median', '5th pct')}"
         )
-    console.print(f"[bold]verdict:[/] {verdict}")
+    console.print(f"[bold]verdict:[/] {shown(verdict)}")
 
 
 def _floor(pair: list[float] | None, first: str, second: str) -> str:
@@ -186,7 +188,7 @@ def print_matrix(result: Matrix) -> None:
         table = Table(title=title)
         table.add_column("")
         for name in doc["names"]:
-            table.add_column(name, justify="right")
+            table.add_column(shown(name), justify="right")
         for name, row in zip(doc["names"], doc[key]):
-            table.add_row(name, *(fmt(v, key) for v in row))
+            table.add_row(shown(name), *(fmt(v, key) for v in row))
         console.print(table)

@@ -126,6 +126,10 @@ def _iter_jsonl(path: Path, text_field: str) -> Iterator[Sample]:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise LensError(f"{where}: not valid JSON ({exc.msg})") from None
+                except (RecursionError, ValueError):  # nesting too deep; an int over 4,300 digits
+                    raise LensError(
+                        f"{where}: not usable JSON (nested too deep or a huge number)"
+                    ) from None
                 sample = _usable(example_id, _record_text(record, text_field, where), where)
                 example_id += 1
                 if sample is not None:
@@ -141,6 +145,8 @@ def _iter_json(path: Path, text_field: str) -> Iterator[Sample]:
         raise LensError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise LensError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (RecursionError, ValueError):  # nesting too deep; an int over 4,300 digits
+        raise LensError(f"{path}: not usable JSON (nested too deep or a huge number)") from None
     if isinstance(document, dict) and isinstance(document.get("data"), list):
         document = document["data"]
     if not isinstance(document, list):

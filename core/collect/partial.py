@@ -29,6 +29,7 @@ import numpy as np
 from core.errors import LensError
 from core.formats.bundle import BundleError, write_bundle_streaming
 from core.io.atomic import atomic_write_bytes, atomic_write_text
+from core.io.jsonfile import read_json, short_repr
 from core.io.safetensors import read_safetensors
 
 RUN_FILE = "run.json"
@@ -54,10 +55,10 @@ class PartialRun:
         run_file = self.folder / RUN_FILE
         if run_file.exists():
             try:
-                saved = json.loads(run_file.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
+                saved = read_json(run_file, max_bytes=1024 * 1024)
+            except LensError:  # unreadable, not UTF-8, malformed, too deep, too big
                 saved = None
-            if saved != self.fingerprint:
+            if _canonical(saved) != _canonical(self.fingerprint):
                 differs = _differences(saved, self.fingerprint)
                 raise LensError(
                     f"{self.folder}: holds an unfinished run with different settings ({differs}); "
@@ -164,8 +165,23 @@ def _test_pause_in_final_write() -> None:
         time.sleep(float(seconds))
 
 
-def _differences(saved: dict | None, current: dict) -> str:
+def _canonical(doc: object) -> str:
+    """A run's fingerprint as text, so ``true`` never equals ``1`` (as ``True == 1`` in Python)."""
+    return json.dumps(doc, sort_keys=True)
+
+
+def _differences(saved: object, current: dict) -> str:
     if not isinstance(saved, dict):
         return "its run.json is unreadable"
-    keys = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-    return ", ".join(f"{k}: {saved.get(k)!r} → {current.get(k)!r}" for k in keys[:3]) or "?"
+    keys = sorted(
+        k
+        for k in set(saved) | set(current)
+        if _canonical(saved.get(k)) != _canonical(current.get(k))
+    )
+    return (
+        ", ".join(
+            f"{short_repr(k)}: {short_repr(saved.get(k))} → {short_repr(current.get(k))}"
+            for k in keys[:3]
+        )
+        or "?"
+    )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import BundleError
+from core.formats.bundle_values import check_values
 from core.formats.legacy_pt import read_legacy_pt
 from core.io.atomic import atomic_file, atomic_write_bytes
+from core.io.jsonfile import short_repr
 from core.io.safetensors import dtype_name, encode_header, map_safetensors
 
 FORMAT = "expert-calibration-lens/derived-stats"
@@ -171,7 +174,8 @@ def _from_legacy(
 ) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """A ``derived_stats.pt``'s contents as a bundle: bundle dtypes, bundle tensors only."""
     known = {**REQUIRED_TENSORS, **OPTIONAL_TENSORS}
-    arrays = {k: v.astype(known[k], copy=False) for k, v in tensors.items() if k in known}
+    with np.errstate(over="ignore", invalid="ignore"):  # too big for float32: inf, refused later
+        arrays = {k: v.astype(known[k], copy=False) for k, v in tensors.items() if k in known}
     return metadata, arrays
 
 
@@ -192,10 +196,10 @@ def validate(bundle: Bundle) -> None:
         )
     ints = {}
     for key in ("num_layers", "num_experts", "top_k"):
-        try:
-            ints[key] = int(meta[key])
-        except ValueError:
-            raise BundleError(f"{path}: metadata {key}={meta[key]!r} is not an integer") from None
+        # Plain ASCII digits only: int() also takes "1_000", " 8 " and non-ASCII digits.
+        if not re.fullmatch(r"[0-9]{1,9}", meta[key]):
+            raise BundleError(f"{path}: metadata {key}={short_repr(meta[key])} is not an integer")
+        ints[key] = int(meta[key])
     for name in REQUIRED_TENSORS:
         if name not in tensors:
             raise BundleError(f"{path}: missing tensor {name!r}")
@@ -230,10 +234,7 @@ def validate(bundle: Bundle) -> None:
             )
     if n == 0:
         raise BundleError(f"{path}: bundle holds no samples")
-    if np.any(np.asarray(tensors["token_count"]) < 0):
-        raise BundleError(f"{path}: 'token_count' has negative entries")
-    if int(np.asarray(tensors["token_count"]).sum()) == 0:
-        raise BundleError(f"{path}: bundle holds zero tokens (every sample has token_count 0)")
+    check_values(path, tensors, ints["top_k"])
 
 
 # --------------------------------------------------------------------------- writing

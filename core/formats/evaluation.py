@@ -35,7 +35,6 @@ app read results without importing anything that needs torch.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from pathlib import Path
 from core.errors import LensError
 from core.formats.mask import MASK_FORMAT, Mask, mask_from_json
 from core.io.atomic import atomic_write_text
+from core.io.jsonfile import is_int, is_number, json_format, read_json, short_repr
 
 EVALUATION_FORMAT = "expert-calibration-lens/evaluation"
 FORMAT_VERSION = 1
@@ -145,18 +145,9 @@ def _one_line(match: re.Match) -> str:
 def read_evaluation(path: str | os.PathLike[str]) -> Evaluation:
     """Read and check an evaluation file; any problem is one line naming the file."""
     path = Path(path)
-    if not path.exists():
-        raise LensError(f"{path}: no such file")
     if path.is_dir():
         raise LensError(f"{path}: is a folder, not an evaluation file")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = getattr(exc, "msg", None) or "not UTF-8"
-        raise LensError(f"{path}: not an evaluation file (not valid JSON: {reason})") from None
-    except OSError as exc:
-        raise LensError(f"{path}: cannot read ({exc.strerror})") from None
-    return evaluation_from_json(doc, where=str(path), path=path)
+    return evaluation_from_json(read_json(path), where=str(path), path=path)
 
 
 def evaluation_from_json(
@@ -175,7 +166,7 @@ def evaluation_from_json(
             f"expected {EVALUATION_FORMAT!r}){hint}"
         )
     version = doc.get("format_version")
-    if version != FORMAT_VERSION:
+    if not is_int(version) or version != FORMAT_VERSION:  # true == 1 in Python
         raise LensError(
             f"{where}: evaluation format_version {version!r} is not supported (expected {FORMAT_VERSION})"
         )
@@ -183,8 +174,13 @@ def evaluation_from_json(
         if key not in doc:
             raise LensError(f"{where}: evaluation has no {key!r}")
     for key in ("samples", "tokens", "num_layers", "num_experts"):
-        if not _is_int(doc[key]) or doc[key] < 0:
-            raise LensError(f"{where}: {key!r} must be a non-negative integer, got {doc[key]!r}")
+        if not is_int(doc[key]) or doc[key] < 0:
+            raise LensError(
+                f"{where}: {key!r} must be a non-negative integer, got {short_repr(doc[key])}"
+            )
+    for key in ("model", "data", "dataset"):
+        if not isinstance(doc[key], str):
+            raise LensError(f"{where}: {key!r} must be a string, got {short_repr(doc[key])}")
     baseline = doc.get("baseline")
     if not isinstance(baseline, dict):
         raise LensError(f"{where}: evaluation has no 'baseline' object")
@@ -208,11 +204,11 @@ def evaluation_from_json(
         tokens=int(doc["tokens"]),
         num_layers=int(doc["num_layers"]),
         num_experts=int(doc["num_experts"]),
-        top_k=int(top_k) if _is_int(top_k) else None,
+        top_k=int(top_k) if is_int(top_k) else None,
         baseline=dict(baseline),
         masks=results,
         family=None if doc.get("family") is None else str(doc["family"]),
-        max_length=int(max_length) if _is_int(max_length) else None,
+        max_length=int(max_length) if is_int(max_length) else None,
         extra={k: v for k, v in doc.items() if k not in known},
         path=path,
     )
@@ -225,6 +221,8 @@ def _mask_result(entry: object, i: int, doc: dict, where: str, path: Path | None
     for key in ("name", "criterion", "layers"):
         if key not in entry:
             raise LensError(f"{at} has no {key!r}")
+    if not isinstance(entry["name"], str):
+        raise LensError(f"{at} 'name' must be a string, got {short_repr(entry['name'])}")
     numbers = {key: _number(entry.get(key), f"{at} {key!r}") for key in _MASK_NUMBERS}
     mask_doc = {
         "format": MASK_FORMAT,
@@ -271,26 +269,14 @@ def evaluation_files(paths: list[str | os.PathLike[str]]) -> list[Path]:
             found.extend(
                 p
                 for p in sorted(item.glob("*.json"))
-                if not p.name.startswith(".") and _format_of(p) == EVALUATION_FORMAT
+                if not p.name.startswith(".") and json_format(p) == EVALUATION_FORMAT
             )
         elif item.suffix == ".json":
             found.append(item)
     return found
 
 
-def _format_of(path: Path) -> object:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return doc.get("format") if isinstance(doc, dict) else None
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _number(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise LensError(f"{what} must be a finite number, got {value!r}")
+    if not is_number(value):
+        raise LensError(f"{what} must be a finite number, got {short_repr(value)}")
     return float(value)

@@ -12,10 +12,65 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from core.errors import BundleError
+
+#: The tensors a bundle may hold, by kind: float sums or integer counts/ids.
+TENSOR_KINDS = {
+    "prob_sum": "float",
+    "energy_sum": "float",
+    "weight_sum": "float",
+    "act_norm_sum": "float",
+    "act_sqnorm_sum": "float",
+    "reap_sum": "float",
+    "token_count": "int",
+    "example_ids": "int",
+    "topk_count": "int",
+}
+
+
+def _to_numpy(torch: Any, path: Path, key: str, value: object) -> np.ndarray:
+    """One known tensor as numpy, converted only where that is lossless; else one line.
+
+    bfloat16 and float16 widen to float32 exactly (numpy has no bfloat16);
+    integer counts stored as floats are accepted only when every value is a
+    whole number. Sparse, quantized, complex and boolean tensors, and anything
+    that is not a tensor (a nested dict, a list), are refused.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise BundleError(
+            f"{path}: {key!r} is a {type(value).__name__}, not a tensor "
+            "(a .pt bundle is a flat dict of tensors)"
+        )
+    if value.layout != torch.strided or value.is_quantized:
+        raise BundleError(f"{path}: {key!r} is a {value.layout} tensor; save it dense")
+    dtype = value.dtype
+    if dtype.is_complex or dtype == torch.bool:
+        raise BundleError(f"{path}: {key!r} has dtype {dtype}, which a bundle cannot hold")
+    if dtype in (torch.bfloat16, torch.float16):
+        value = value.to(torch.float32)  # exact: every bf16/fp16 value is a float32 value
+    try:
+        array = value.detach().cpu().resolve_conj().resolve_neg().contiguous().numpy()
+    except (RuntimeError, TypeError) as exc:
+        reason = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+        raise BundleError(f"{path}: {key!r} cannot be read as an array ({reason})") from None
+    if array.dtype.kind not in "fiu":
+        raise BundleError(f"{path}: {key!r} has dtype {array.dtype}, which a bundle cannot hold")
+    if TENSOR_KINDS[key] == "float" and array.dtype.kind != "f":
+        raise BundleError(f"{path}: {key!r} has dtype {dtype}, expected a floating-point sum")
+    if TENSOR_KINDS[key] == "int" and array.dtype.kind == "f":
+        whole = np.isfinite(array) & (array == np.round(array)) & (np.abs(array) < 2.0**53)
+        if not whole.all():
+            first = int(np.flatnonzero(~whole.reshape(-1))[0])
+            raise BundleError(
+                f"{path}: {key!r} holds a non-integer value at flat index {first} "
+                f"({array.reshape(-1)[first]!r})"
+            )
+        array = array.astype(np.int64)
+    return array
 
 
 def read_legacy_pt(
@@ -50,9 +105,11 @@ def read_legacy_pt(
     tensors: dict[str, np.ndarray] = {}
     metadata: dict[str, str] = {}
     for key, value in obj.items():
-        if isinstance(value, torch.Tensor):
-            tensors[key] = value.detach().cpu().numpy()
-        elif isinstance(value, (str, int, float)):
+        if key in TENSOR_KINDS:
+            tensors[key] = _to_numpy(torch, path, key, value)
+        elif isinstance(value, torch.Tensor):
+            continue  # a tensor the bundle format does not know: not ours to interpret
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
             metadata[str(key)] = str(value)
     prob_sum = tensors.get("prob_sum")
     if prob_sum is None or prob_sum.ndim != 3:

@@ -32,8 +32,12 @@ import numpy as np
 
 from core.errors import LensError
 from core.io.atomic import atomic_write_text
+from core.io.jsonfile import is_int, read_json, short_repr
 
 MASK_FORMAT = "expert-calibration-lens/mask"
+#: More experts per layer than any model has; a bigger count is a damaged file
+#: (and would make the ``[L, E]`` boolean mask absurdly large).
+MAX_EXPERTS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -129,15 +133,7 @@ def write_mask(path: str | os.PathLike[str], mask: Mask) -> Path:
 def read_mask(path: str | os.PathLike[str]) -> Mask:
     """Read and check a mask file; any problem is one :class:`LensError` line naming the file."""
     path = Path(path)
-    if not path.exists():
-        raise LensError(f"{path}: no such file")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LensError(f"{path}: not a mask file (not valid JSON: {exc.msg})") from None
-    except OSError as exc:
-        raise LensError(f"{path}: cannot read ({exc.strerror})") from None
-    return mask_from_json(doc, where=str(path), path=path)
+    return mask_from_json(read_json(path), where=str(path), path=path)
 
 
 def mask_from_json(doc: object, *, where: str = "mask", path: Path | None = None) -> Mask:
@@ -152,16 +148,26 @@ def mask_from_json(doc: object, *, where: str = "mask", path: Path | None = None
         if key not in doc:
             raise LensError(f"{where}: mask has no {key!r}")
     num_experts = doc["num_experts"]
-    if not _is_int(num_experts) or num_experts < 1:
-        raise LensError(f"{where}: num_experts must be a positive integer, got {num_experts!r}")
+    if not is_int(num_experts) or not 1 <= num_experts <= MAX_EXPERTS:
+        raise LensError(
+            f"{where}: num_experts must be a positive integer (at most {MAX_EXPERTS}), "
+            f"got {short_repr(num_experts)}"
+        )
+    for key in ("model", "criterion"):
+        if not isinstance(doc[key], str):
+            raise LensError(f"{where}: {key!r} must be a string, got {short_repr(doc[key])}")
+    if doc.get("budget") is not None and not isinstance(doc["budget"], dict):
+        raise LensError(f"{where}: 'budget' must be an object, got {short_repr(doc['budget'])}")
     layers = doc["layers"]
     if not isinstance(layers, list) or not layers:
         raise LensError(f"{where}: 'layers' must be a non-empty list with one list per MoE layer")
     if not isinstance(doc["sources"], list) or not all(isinstance(s, str) for s in doc["sources"]):
         raise LensError(f"{where}: 'sources' must be a list of paths")
     top_k = doc.get("top_k")
-    if top_k is not None and (not _is_int(top_k) or top_k < 0):
-        raise LensError(f"{where}: top_k must be a non-negative integer, got {top_k!r}")
+    if top_k is not None and (not is_int(top_k) or not 0 <= top_k <= num_experts):
+        raise LensError(
+            f"{where}: top_k must be a non-negative integer (at most num_experts), got {short_repr(top_k)}"
+        )
     checked = [_check_layer(ids, layer, num_experts, where) for layer, ids in enumerate(layers)]
     known = {"format", "model", "num_experts", "criterion", "sources", "layers", "top_k", "budget"}
     return Mask(
@@ -177,13 +183,11 @@ def mask_from_json(doc: object, *, where: str = "mask", path: Path | None = None
     )
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_layer(ids: object, layer: int, num_experts: int, where: str) -> list[int]:
-    if not isinstance(ids, list) or not all(_is_int(e) for e in ids):
+    if not isinstance(ids, list) or not all(is_int(e) for e in ids):
         raise LensError(f"{where}: layer {layer} must be a list of integer expert ids")
+    if len(ids) > num_experts:
+        raise LensError(f"{where}: layer {layer} lists {len(ids)} ids, more than {num_experts}")
     bad = [e for e in ids if not 0 <= e < num_experts]
     if bad:
         raise LensError(
@@ -191,7 +195,8 @@ def _check_layer(ids: object, layer: int, num_experts: int, where: str) -> list[
             f"(num_experts={num_experts})"
         )
     if len(set(ids)) != len(ids):
-        dup = next(e for e in ids if ids.count(e) > 1)
+        seen: set[int] = set()
+        dup = next(e for e in ids if e in seen or seen.add(e))
         raise LensError(f"{where}: layer {layer} lists expert {dup} more than once")
     if not ids:
         raise LensError(f"{where}: layer {layer} keeps no experts")

@@ -22,9 +22,10 @@ naming the file. numpy only.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ import numpy as np
 
 from core.errors import BundleError, LensError
 from core.io.atomic import atomic_file
+from core.io.jsonfile import is_int, parse_json, short_repr
 
 COPY_CHUNK = 16 * 1024 * 1024
 
@@ -105,15 +107,21 @@ class SafetensorsHeader:
     path: Path
     metadata: dict[str, str]
     tensors: dict[str, TensorEntry]
+    data_start: int  # 8 + header length: where tensor data begins
 
 
 def read_header(path: str | os.PathLike[str], *, check_bounds: bool = True) -> SafetensorsHeader:
     """Parse and check a safetensors header against the file; dtypes are not interpreted.
 
-    Every problem (empty, too short, bad header length, not JSON, malformed
-    entry, with ``check_bounds`` a range past the end) is a
+    The rules are safetensors' own (``Metadata::validate`` in the Rust crate):
+    every shape entry a non-negative integer, each tensor's byte range exactly
+    shape × element size for the dtypes we know, ranges back to back from 0
+    with no gap and no overlap (two tensors never read the same bytes), and
+    ``__metadata__`` a map of strings. Every problem (empty, too short, bad
+    header length, not JSON, nested too deep, malformed entry, with
+    ``check_bounds`` a range past the end or bytes after the last tensor) is a
     :class:`BundleError` naming the file. :func:`map_safetensors` checks bounds
-    itself, after the dtype and shape of each entry.
+    itself, after the dtype of each entry.
     """
     path = Path(path)
     try:
@@ -133,32 +141,94 @@ def read_header(path: str | os.PathLike[str], *, check_bounds: bool = True) -> S
     except OSError as exc:
         raise BundleError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BundleError(f"{path}: not a safetensors file (header is not JSON)") from None
+        header = parse_json(raw, str(path))
+    except LensError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise BundleError(
+            f"{path}: not a safetensors file (header is not JSON: {reason})"
+        ) from None
     if not isinstance(header, dict):
         raise BundleError(f"{path}: not a safetensors file (header is not an object)")
     metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict):
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise BundleError(f"{path}: __metadata__ is not a string map")
     data_start = 8 + header_len
-    entries: dict[str, TensorEntry] = {}
-    for name, info in header.items():
-        try:
-            dtype_name, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-            shape = tuple(int(s) for s in shape)
-            begin, end = int(begin), int(end)
-        except (KeyError, TypeError, ValueError):
-            raise BundleError(f"{path}: tensor {name!r} has a malformed header entry") from None
-        if not 0 <= begin <= end:
-            raise BundleError(f"{path}: tensor {name!r} has a malformed byte range")
-        entry = TensorEntry(
-            name, str(dtype_name), shape, path, data_start + begin, data_start + end
+    entries = {name: _entry(path, name, info, data_start) for name, info in header.items()}
+    _check_layout(path, entries, data_start)
+    if check_bounds:
+        check_file_bounds(path, entries.values(), data_start, size)
+    return SafetensorsHeader(path, dict(metadata), entries, data_start)
+
+
+def _entry(path: Path, name: str, info: object, data_start: int) -> TensorEntry:
+    """One header entry, checked: a dtype name, non-negative integer dims, a consistent range."""
+    try:
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        raise BundleError(f"{path}: tensor {name!r} has a malformed header entry") from None
+    if not isinstance(dtype, str):
+        raise BundleError(f"{path}: tensor {name!r} has a malformed dtype {short_repr(dtype)}")
+    if not isinstance(shape, list) or not all(is_int(d) and d >= 0 for d in shape):
+        raise BundleError(
+            f"{path}: tensor {name!r} has a malformed shape {short_repr(shape)} "
+            "(dims must be non-negative integers)"
         )
-        if check_bounds and entry.end > size:
-            raise BundleError(f"{path}: truncated (tensor {name!r} runs past the end of the file)")
-        entries[name] = entry
-    return SafetensorsHeader(path, {str(k): str(v) for k, v in metadata.items()}, entries)
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(is_int(o) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
+        raise BundleError(
+            f"{path}: tensor {name!r} has a malformed byte range {short_repr(offsets)}"
+        )
+    entry = TensorEntry(
+        name, dtype, tuple(shape), path, data_start + offsets[0], data_start + offsets[1]
+    )
+    itemsize = ITEMSIZE.get(dtype)
+    if itemsize is not None and math.prod(entry.shape) * itemsize != entry.nbytes:
+        raise BundleError(
+            f"{path}: tensor {name!r} byte range ({entry.nbytes} bytes) does not match its "
+            f"shape {short_repr(shape)} of {dtype}"
+        )
+    return entry
+
+
+def _check_layout(path: Path, entries: dict[str, TensorEntry], data_start: int) -> None:
+    """Ranges back to back from the data start: an overlap would let two tensors share bytes.
+
+    Overlaps are looked for first, so a tensor pointed at another's bytes is
+    named as such rather than by the gap it leaves behind.
+    """
+    ordered = sorted(entries.values(), key=lambda e: (e.start, e.end))
+    for before, entry in zip(ordered, ordered[1:]):
+        if entry.start < before.end:
+            raise BundleError(
+                f"{path}: tensors {before.name!r} and {entry.name!r} overlap (read the same bytes)"
+            )
+    position = data_start
+    for entry in ordered:
+        if entry.start != position:
+            raise BundleError(
+                f"{path}: tensor {entry.name!r} starts after a gap of {entry.start - position} "
+                "bytes (safetensors ranges are back to back)"
+            )
+        position = entry.end
+
+
+def check_file_bounds(
+    path: Path, entries: Iterable[TensorEntry], data_start: int, size: int
+) -> None:
+    """Every range inside the file, and no bytes after the last one (safetensors refuses both)."""
+    end = data_start
+    for entry in entries:
+        if entry.end > size:
+            raise BundleError(
+                f"{path}: truncated (tensor {entry.name!r} runs past the end of the file)"
+            )
+        end = max(end, entry.end)
+    if end < size:
+        raise BundleError(f"{path}: {size - end} bytes after the last tensor's data")
 
 
 def encode_header(
@@ -211,7 +281,7 @@ def map_safetensors(
         if dtype is None:
             raise BundleError(f"{path}: tensor {name!r} has unsupported dtype {entry.dtype}")
         dtype = np.dtype(dtype).newbyteorder("<")
-        expected = int(np.prod(entry.shape, dtype=np.int64)) * dtype.itemsize
+        expected = math.prod(entry.shape) * dtype.itemsize
         if entry.nbytes != expected:
             raise BundleError(f"{path}: tensor {name!r} byte range does not match its shape")
         if entry.end > size:
@@ -222,6 +292,7 @@ def map_safetensors(
             tensors[name] = np.memmap(
                 path, dtype=dtype, mode="r", offset=entry.start, shape=entry.shape
             )
+    check_file_bounds(path, header.tensors.values(), header.data_start, size)
     return header.metadata, tensors
 
 

@@ -19,13 +19,13 @@ transformers does not load) are reported separately.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import LensError
 from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY
+from core.io.jsonfile import read_json
 from core.io.safetensors import SafetensorsHeader, TensorEntry, read_header
 
 _BLOCK = r"(?P<prefix>(?:.+\.)?layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe))"
@@ -129,12 +129,9 @@ def resolve_model(model: str | Path) -> Path:
 def read_config(model: str | Path) -> dict:
     folder = resolve_model(model)
     path = folder / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LensError(f"{folder}: no config.json (not a Hugging Face model folder)") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise LensError(f"{path}: not valid JSON") from None
+    if not path.exists():
+        raise LensError(f"{folder}: no config.json (not a Hugging Face model folder)")
+    config = read_json(path, max_bytes=64 * 1024 * 1024)
     if not isinstance(config, dict):
         raise LensError(f"{path}: not a JSON object")
     return config
@@ -144,10 +141,12 @@ def _read_shards(folder: Path) -> tuple[list[SafetensorsHeader], bool]:
     index = folder / "model.safetensors.index.json"
     if index.exists():
         try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            weight_map = read_json(index)["weight_map"]  # type: ignore[index]
             files = sorted(set(weight_map.values()))
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        except (LensError, KeyError, TypeError, AttributeError):
             raise LensError(f"{index}: not a valid safetensors index (no weight_map)") from None
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+            raise LensError(f"{index}: not a valid safetensors index (names must be strings)")
         for name in files:
             if "/" in name or name.startswith("."):
                 raise LensError(f"{index}: refusing shard path {name!r} outside the folder")

@@ -33,6 +33,7 @@ from core.io.outputs import check_output, output_error
 from core.model.loading import ModelCache
 from lens_tui.commands.arguments import BATCH_SIZE, MAX_LENGTH, FiniteFloatRange, count
 from lens_tui.commands.options import model_and_text_options, model_options
+from lens_tui.safe_text import printable, shown
 
 #: How often a non-terminal stderr (a log file, nohup, CI) gets a progress line.
 LOG_EVERY_S = 10.0
@@ -88,7 +89,7 @@ class ProgressDisplay:
                 rate=rate,
             )
             if note:
-                self.progress.console.print(f"[dim]{note}[/]")
+                self.progress.console.print(f"[dim]{shown(note)}[/]")
             return
         now = time.monotonic()
         if note or update.stage != self.stage or now - self.last_log >= LOG_EVERY_S:
@@ -98,7 +99,7 @@ class ProgressDisplay:
             if update.samples_total:
                 parts.append(f"{update.samples_done}/{update.samples_total} samples")
             parts += [p for p in (rate, update.message) if p]
-            self.console.print("  ".join(parts))
+            self.console.print(shown("  ".join(parts)))
 
 
 @click.command("collect")
@@ -250,13 +251,13 @@ def collect_command(**options: object) -> None:
             if len(targets) == 1:
                 raise error from None
             failed += 1
-            click.echo(f"error: {error}", err=True)
+            click.echo(f"error: {printable(error)}", err=True)
             continue
         except LensError as exc:
             if len(targets) == 1:
                 raise
             failed += 1
-            click.echo(f"error: {exc}", err=True)  # the other data sets still run
+            click.echo(f"error: {printable(exc)}", err=True)  # the other data sets still run
             continue
         if main:
             click.echo(_summary(path, time.monotonic() - started), err=True)

@@ -31,12 +31,14 @@ from core.formats.evaluation import (
     write_evaluation,
 )
 from core.formats.mask import MASK_FORMAT, read_mask
+from core.io.jsonfile import json_format
 from core.io.outputs import check_output, output_error
 from core.predict import PredictionReport, predict_vs_actual
 from lens_tui.commands.arguments import BATCH_SIZE, MAX_LENGTH, FiniteFloatRange, count
 from lens_tui.commands.collect import ProgressDisplay
 from lens_tui.commands.options import model_and_text_options, model_options
 from lens_tui.prediction_plot import point_mark, prediction_text, rho_text
+from lens_tui.safe_text import shown
 
 PATH = click.Path(path_type=Path)  # existence is checked by the readers, with a clean message
 
@@ -152,7 +154,7 @@ def evaluate_command(extra_masks: tuple[Path, ...], masks: tuple[Path, ...], **o
 def print_evaluation(evaluation: Evaluation) -> None:
     console = Console(highlight=False)
     console.print(
-        f"[bold]{evaluation.model}[/] on [bold]{evaluation.data}[/]: {evaluation.samples:,} "
+        f"[bold]{shown(evaluation.model)}[/] on [bold]{shown(evaluation.data)}[/]: {evaluation.samples:,} "
         f"samples, {evaluation.tokens:,} next-token predictions"
     )
     table = Table(box=box.SIMPLE_HEAD)
@@ -181,8 +183,8 @@ def print_evaluation(evaluation: Evaluation) -> None:
     )
     for result in evaluation.masks:
         table.add_row(
-            result.name,
-            result.mask.criterion,
+            shown(result.name),
+            shown(result.mask.criterion),
             f"{result.mask.total_kept}",
             f"{result.loss:.4f}",
             f"{result.perplexity:.3f}",
@@ -197,8 +199,12 @@ def print_evaluation(evaluation: Evaluation) -> None:
     for name, results in harness:
         if results:
             for task, metrics in results.items():
-                shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "stderr" not in k)
-                console.print(f"lm-eval {task} [{name}]: {shown}")
+                values = ", ".join(
+                    f"{shown(k)} {v:.4f}"
+                    for k, v in metrics.items()
+                    if "stderr" not in k and isinstance(v, (int, float))
+                )
+                console.print(f"lm-eval {shown(task)} \\[{shown(name)}]: {values}")
 
 
 @click.command("predict-vs-actual")
@@ -256,19 +262,11 @@ def _classify(paths: tuple[Path, ...]) -> tuple[list[Evaluation], list[Path], li
             evaluations.extend(read_evaluation(p) for p in evaluation_files([path]))
         elif path.suffix != ".json":
             bundles.append(path)
-        elif _json_format(path) == MASK_FORMAT:
+        elif json_format(path) == MASK_FORMAT:  # anything else: read_evaluation says what is wrong
             masks.append(path)
         else:
             evaluations.append(read_evaluation(path))
     return evaluations, bundles, masks
-
-
-def _json_format(path: Path) -> object:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None  # read_evaluation reports the problem
-    return doc.get("format") if isinstance(doc, dict) else None
 
 
 def _selected_masks(mask_paths: list[Path], evaluations: list[Evaluation]) -> list[str] | None:
@@ -311,9 +309,9 @@ def print_prediction(report: PredictionReport, plot: bool = True) -> None:
     console = Console(highlight=False)
     datasets = list(dict.fromkeys(p.dataset for p in report.points))
     several = len(datasets) > 1
-    on = "" if several else f" on {datasets[0]}"
+    on = "" if several else f" on {shown(datasets[0])}"
     table = Table(
-        title=f"predicted (lens) vs measured (evaluate){on}; Jaccard to {report.reference}",
+        title=f"predicted (lens) vs measured (evaluate){on}; Jaccard to {shown(report.reference)}",
         box=box.SIMPLE_HEAD,
     )
     columns = (
@@ -325,9 +323,9 @@ def print_prediction(report: PredictionReport, plot: bool = True) -> None:
     for number, p in enumerate(report.points, start=1):
         table.add_row(
             point_mark(number),
-            *([p.dataset] if several else []),
-            p.mask,
-            p.criterion,
+            *([shown(p.dataset)] if several else []),
+            shown(p.mask),
+            shown(p.criterion),
             _fmt(p.retained_mass, pct=True),
             _fmt(p.retained_mass_min, pct=True),
             _fmt(p.retained_mass_rel, pct=True),
@@ -341,7 +339,7 @@ def print_prediction(report: PredictionReport, plot: bool = True) -> None:
         f"{rho_text(report.rho_retained_mass)}, Jaccard vs loss increase "
         f"{rho_text(report.rho_jaccard)} (negative = the lens ordered the masks right)"
     )
-    console.print(report.verdict)
+    console.print(shown(report.verdict))
     if plot and any(p.retained_mass is not None for p in report.points):
         width = max(40, min(console.width, 120))
         text = prediction_text(report, width=width, height=20, color=console.is_terminal)

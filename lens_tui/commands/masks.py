@@ -20,6 +20,7 @@ from core.naee.search import MAX_SUBSETS
 from core.prune.aimer import aimer_checkpoint_scores
 from lens_tui.commands.arguments import count
 from lens_tui.commands.options import model_and_text_options, model_options
+from lens_tui.safe_text import shown
 
 BUNDLE = click.Path(path_type=Path)  # existence is checked by the loaders, with a clean message
 
@@ -243,12 +244,13 @@ def mask_command(
     counts = sorted(set(mask.kept_per_layer))
     per_layer = str(counts[0]) if len(counts) == 1 else f"{counts[0]}..{counts[-1]}"
     console.print(
-        f"wrote [bold]{out}[/]: criterion={criterion}, {per_layer} of {mask.num_experts} experts "
+        f"wrote [bold]{shown(out)}[/]: criterion={shown(criterion)}, {per_layer} of "
+        f"{mask.num_experts} experts "
         f"per layer, {mask.total_kept} in {mask.num_layers} layers"
     )
     for path, value in kept.items():
         share = "—" if value is None else f"{value:.1%}"
-        console.print(f"  keeps {share} of the routing mass of {path} (mean over layers)")
+        console.print(f"  keeps {share} of the routing mass of {shown(path)} (mean over layers)")
 
 
 @click.command("masks-compare")
@@ -315,16 +317,17 @@ def print_masks_comparison(result: MasksComparison) -> None:
         counts = sorted(set(mask.kept_per_layer))
         per_layer = str(counts[0]) if len(counts) == 1 else f"{counts[0]}..{counts[-1]}"
         console.print(
-            f"[bold]{name}[/]: {mask.criterion}, {per_layer}/{mask.num_experts} experts per layer"
+            f"[bold]{shown(name)}[/]: {shown(mask.criterion)}, {per_layer}/{mask.num_experts} "
+            "experts per layer"
         )
     table = Table(title="mean Jaccard over layers (min layer in brackets)")
     table.add_column("")
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(shown(name), justify="right")
     minimum = result.jaccard.min(axis=0)
     for i, name in enumerate(names):
         table.add_row(
-            name,
+            shown(name),
             *(f"{result.jaccard_mean[i, j]:.3f} ({minimum[i, j]:.2f})" for j in range(len(names))),
         )
     console.print(table)
@@ -342,11 +345,11 @@ def print_masks_comparison(result: MasksComparison) -> None:
         table = Table(title=title)
         table.add_column("")
         for name in result.dataset_names:
-            table.add_column(name, justify="right")
+            table.add_column(shown(name), justify="right")
         worst = values.min(axis=0)
         for i, name in enumerate(names):
             table.add_row(
-                name,
+                shown(name),
                 *(f"{_pct(mean[i, d])} ({_pct(worst[i, d])})" for d in range(len(result.datasets))),
             )
         console.print(table)

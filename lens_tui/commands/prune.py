@@ -19,6 +19,7 @@ from rich.progress import (
 from core.families import ADAPTERS
 from core.io.outputs import check_output, output_error
 from core.prune.surgery import PruneProgress, prune_checkpoint
+from lens_tui.safe_text import shown
 
 
 @click.command("prune")
@@ -115,11 +116,11 @@ def prune_command(
     counts = sorted(set(result.kept_per_layer))
     kept = str(counts[0]) if len(counts) == 1 else f"{counts[0]}..{counts[-1]}"
     console.print(
-        f"wrote [bold]{result.out}[/]: {result.num_experts_before} → {kept} experts per layer, "
+        f"wrote [bold]{shown(result.out)}[/]: {result.num_experts_before} → {kept} experts per layer, "
         f"{result.bytes_in / 1e9:.2f} GB → {result.bytes_out / 1e9:.2f} GB of weights"
     )
     for note in result.notes:
-        console.print(f"  note: {note}")
+        console.print(f"  note: {shown(note)}")
 
 
 prune_command.help = (prune_command.help or "").replace(

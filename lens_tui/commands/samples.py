@@ -22,6 +22,7 @@ from core.errors import LensError
 from core.formats.mask import write_mask
 from core.samples import DEFAULT_DUPLICATE_JS, SORT_COLUMNS, SampleReport, analyse
 from core.textdata import TextSource, export_without, first_line
+from lens_tui.safe_text import shown
 
 PATH = click.Path(path_type=Path)  # existence is checked by the loaders, with a clean message
 
@@ -169,21 +170,22 @@ def _flagged(report: SampleReport, drop_outliers: int | None, max_js: float | No
 def _print_samples(report: SampleReport, source: TextSource | None, sort: str, limit: int) -> None:
     console = Console(highlight=False)
     b = report.bundle
+    order = report.order(sort)
+    picked = order if limit <= 0 else order[:limit]
+    ids = np.asarray(b.example_ids)
+    texts = source.texts(ids[picked].tolist()) if source is not None else {}
+    # The texts are read first: a broken data file is one error line, not half a report.
     console.print(
-        f"[bold]{b.path}[/]  dataset={b.dataset}  samples={b.num_samples:,}  "
+        f"[bold]{shown(b.path)}[/]  dataset={shown(b.dataset)}  samples={b.num_samples:,}  "
         f"tokens={b.num_tokens:,}  L={b.num_layers}  E={b.num_experts}  r={report.r}"
     )
-    order = report.order(sort)
-    shown = order if limit <= 0 else order[:limit]
-    ids = np.asarray(b.example_ids)
-    texts = source.texts(ids[shown].tolist()) if source is not None else {}
     js_mean, js_max = report.js_mean, report.js_max
-    table = Table(title=f"samples by {sort} ({len(shown)} of {b.num_samples})")
+    table = Table(title=f"samples by {sort} ({len(picked)} of {b.num_samples})")
     for name in ("index", "example id", "tokens", "JS mean", "JS max", "mask Δ", "dup"):
         table.add_column(name, justify="right")
     if source is not None:
         table.add_column("text", overflow="ellipsis", no_wrap=True, max_width=60)
-    for i in shown.tolist():
+    for i in picked.tolist():
         row = [
             str(i),
             str(int(ids[i])),
@@ -195,7 +197,7 @@ def _print_samples(report: SampleReport, source: TextSource | None, sort: str, l
         ]
         if source is not None:
             text = texts.get(int(ids[i]))
-            row.append("(not in file)" if text is None else first_line(text))
+            row.append("(not in file)" if text is None else shown(first_line(text)))
         table.add_row(*row)
     console.print(table)
     moving = int((report.mask_changes > 0).sum())
@@ -325,11 +327,11 @@ def _print_design(result: Design) -> None:
     table.add_column("set")
     table.add_column("worst target", justify="right")
     for name in targets:
-        table.add_column(name, justify="right")
+        table.add_column(shown(name), justify="right")
 
     def add(label: str, score: dict, style: str = "") -> None:
         values = (_pct(score["per_target"][t]) for t in targets)
-        table.add_row(label, _pct(score["value"]), *values, style=style)
+        table.add_row(shown(label), _pct(score["value"]), *values, style=style)
 
     add("design (mix)", doc["design"], "bold")
     add("selection", doc["selection"], "bold")
@@ -342,7 +344,7 @@ def _print_design(result: Design) -> None:
     console.print(
         "design mix: "
         + ", ".join(
-            f"{name} {w:.1%} ({round(w * result.sequences)})"
+            f"{shown(name)} {w:.1%} ({round(w * result.sequences)})"
             for name, w in sorted(weights.items(), key=lambda kv: -kv[1])
             if w > 0
         )
@@ -350,7 +352,7 @@ def _print_design(result: Design) -> None:
     chosen = doc["selection"]["example_ids"]
     console.print(
         f"selection ({sum(map(len, chosen.values()))} sequences): "
-        + ", ".join(f"{name} {len(ids)}" for name, ids in chosen.items() if ids)
+        + ", ".join(f"{shown(name)} {len(ids)}" for name, ids in chosen.items() if ids)
     )
     best_single = max(
         (v["value"] or 0.0 for k, v in baselines.items() if k != "uniform"), default=0.0

@@ -157,7 +157,7 @@ class CollectView(VerticalScroll):
         try:
             config = self.config_kwargs()
         except LensError as exc:
-            self.app.notify(str(exc), title="collection", severity="error")
+            self.app.notify(str(exc), title="collection", severity="error", markup=False)
             return
         self._stop = threading.Event()
         self.last_progress = None
@@ -232,7 +232,9 @@ class CollectView(VerticalScroll):
         elif event.state == WorkerState.ERROR:
             message = describe_error(worker.error)
             self._set_status(f"failed: {message}", "red")
-            self.app.notify(message, title="collection failed", severity="error", timeout=10)
+            self.app.notify(
+                message, title="collection failed", severity="error", timeout=10, markup=False
+            )
 
 
 def describe_error(error: BaseException | None) -> str:

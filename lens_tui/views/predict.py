@@ -19,6 +19,7 @@ from core.errors import LensError
 from core.formats.evaluation import Evaluation
 from core.predict import PredictionReport, matching_profile, predict_vs_actual
 from lens_tui.prediction_plot import draw_prediction, point_mark, rho_text
+from lens_tui.safe_text import printable
 from lens_tui.selection import Selection
 from lens_tui.views.base import SelectionView
 from lens_tui.widgets.plots import ResultPlot
@@ -51,14 +52,14 @@ def row_cells(number: int, point) -> list[str]:
     """The table row of one point, as shown."""
     return [
         point_mark(number),
-        point.dataset,
-        point.mask,
+        printable(point.dataset),
+        printable(point.mask),
         f"{point.loss_increase:+.4f}",
         _pct(point.retained_mass),
         _pct(point.retained_mass_min),
         "—" if point.jaccard is None else f"{point.jaccard:.3f}",
         f"{point.top1_agreement:.1%}",
-        point.criterion,
+        printable(point.criterion),
     ]
 
 
@@ -128,7 +129,7 @@ class PredictView(SelectionView, Vertical):
         unpaired = [ev for ev in evaluations if ev not in paired]
         note = ""
         if unpaired:
-            names = ", ".join(f"{ev.name} (data '{ev.dataset}')" for ev in unpaired)
+            names = ", ".join(f"{ev.name} (data '{printable(ev.dataset)}')" for ev in unpaired)
             note = f"no loaded bundle of the data of {names}: collect one with lens collect"
         if not paired:
             self.show_message(note)
@@ -173,5 +174,5 @@ class PredictView(SelectionView, Vertical):
 
     def _set_message(self, message: str) -> None:
         box = self.query_one("#predict-message", Static)
-        box.update(Text(message, style="bold yellow"))
+        box.update(Text(printable(message), style="bold yellow"))
         box.display = bool(message)

@@ -33,7 +33,7 @@ def test_layer_distribution_matches_naive_signature_and_masks(tmp_path, layer, r
 
 
 def test_layer_distribution_ties_go_to_the_lower_expert(tmp_path):
-    flat = np.ones((2, 1, 4), dtype=np.float32) * 5.0
+    flat = np.ones((2, 1, 4), dtype=np.float32) * 1.25  # 5 tokens over 4 experts
     pa = make_bundle(
         tmp_path / "a.safetensors",
         n=2,

@@ -8,7 +8,7 @@ import pytest
 from core.errors import LensError
 from core.formats.bundle import bundle_metadata, load_bundle, write_bundle
 from core.merge import merge_bundles
-from tests.conftest import make_bundle
+from tests.conftest import make_bundle, routing_sums
 
 
 def _part(path, ids, *, seed, dataset="c4", model="m", experts=8, energy=True):
@@ -16,7 +16,7 @@ def _part(path, ids, *, seed, dataset="c4", model="m", experts=8, energy=True):
     n = len(ids)
     tokens = rng.integers(1, 20, size=n)
     tensors = {
-        "prob_sum": rng.random((n, 2, experts)).astype(np.float32),
+        "prob_sum": routing_sums(rng, tokens, 2, experts),
         "token_count": tokens,
         "example_ids": np.asarray(ids, dtype=np.int64),
     }

@@ -15,12 +15,14 @@ torch = pytest.importorskip("torch")
 
 def test_legacy_pt_loads_weights_only(tmp_path):
     rng = np.random.default_rng(0)
-    prob = rng.random((4, 3, 6)).astype(np.float32)
+    prob = rng.random((4, 3, 6))
+    tokens = np.array([3, 4, 5, 6])
+    prob = (prob / prob.sum(axis=2, keepdims=True) * tokens[:, None, None]).astype(np.float32)
     path = tmp_path / "derived_stats.pt"
     torch.save(
         {
             "prob_sum": torch.from_numpy(prob),
-            "token_count": torch.tensor([3, 4, 5, 6]),
+            "token_count": torch.from_numpy(tokens),
             "energy_sum": torch.from_numpy(prob * 2),
         },
         path,

@@ -19,7 +19,7 @@ from core.formats.evaluation import Evaluation, MaskResult, read_evaluation, wri
 from core.formats.mask import Mask, read_mask, write_mask
 from core.masks.criteria import CRITERIA, AimerScores, NaeeScores
 from core.masks.make import make_mask
-from tests.conftest import make_bundle
+from tests.conftest import make_bundle, routed_counts
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEMAS = Path(core.formats.__file__).parent / "schemas"
@@ -52,7 +52,8 @@ def bundles(tmp_path_factory):
     for i in range(2):
         n = 5
         extra = {name: (rng.random((n, L, E)) * 9).astype(np.float32) for name in STATS}
-        extra["topk_count"] = rng.integers(0, 9, size=(n, L, E)).astype(np.int32)
+        extra["token_count"] = rng.integers(1, 9, size=n)
+        extra["topk_count"] = routed_counts(rng, extra["token_count"], L, E, K)
         extra["reap_literal_sum"] = (rng.random((n, L, E)) * 9).astype(np.float32)
         extra["reap_literal_count"] = rng.integers(0, 9, size=(n, L, E)).astype(np.int32)
         out.append(

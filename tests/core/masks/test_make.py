@@ -15,7 +15,7 @@ from core.formats.bundle import load_bundle
 from core.formats.mask import MASK_FORMAT, read_mask, write_mask
 from core.masks.criteria import CRITERIA, AimerScores
 from core.masks.make import make_mask
-from tests.conftest import make_bundle
+from tests.conftest import make_bundle, routed_counts
 from tests.core import reference as ref
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -32,13 +32,14 @@ STATS = (
 
 
 def full_stats(n: int, seed: int) -> dict[str, np.ndarray]:
-    """Every optional statistic, with experts 6 and 7 of layer 1 never routed."""
+    """Every optional statistic (and the token counts they fit), with experts 6 and 7 of
+    layer 1 never routed."""
     rng = np.random.default_rng(seed)
-    counts = rng.integers(0, 20, size=(n, L, E)).astype(np.int32)
-    counts[:, 1, 6:] = 0
+    tokens = rng.integers(1, 20, size=n)
+    counts = routed_counts(rng, tokens, L, E, K, never=(1, [6, 7]))
     literal = rng.integers(0, 20, size=(n, L, E)).astype(np.int32)
     literal[:, 2, 0] = 0
-    extra = {"topk_count": counts, "reap_literal_count": literal}
+    extra = {"topk_count": counts, "token_count": tokens, "reap_literal_count": literal}
     for name in STATS[1:]:
         if name not in extra:
             extra[name] = (rng.random((n, L, E)) * 10).astype(np.float32)
@@ -188,11 +189,10 @@ def test_global_budget_matches_a_naive_greedy(bundles, criterion):
 
 
 def test_global_budget_never_goes_below_top_k_in_a_hand_worked_case(tmp_path):
-    # Layer 0 holds all the mass; a pure global ranking would give layer 1 nothing.
+    # Layer 1's mass is all on expert 3; a pure global ranking would keep only that one there.
     prob = np.zeros((1, 2, 4), dtype=np.float32)
     prob[0, 0] = [0.4, 0.3, 0.2, 0.1]
-    prob[0, 1] = [0.0, 0.0, 0.0, 0.0]
-    prob[0, 1, 3] = 1e-6
+    prob[0, 1] = [0.0, 0.0, 0.0, 1.0]  # a global ranking would give layer 1 one expert
     mask = make_mask("mass", [one_sample(tmp_path / "h.safetensors", prob, 2)], budget=5)
     assert mask.layers == [[0, 1, 2], [0, 3]]  # layer 1: expert 3, then the tie goes to 0
 
@@ -247,14 +247,15 @@ def test_coverage_is_a_round_robin_over_each_bundles_ranking(bundles, r):
 
 def test_coverage_keeps_each_datasets_favourite(tmp_path):
     # A likes experts 0,1; B likes 6,7: coverage at r=2 keeps 0 and 6, pooled mass keeps 0 and 1.
-    def peaked(favourites, weight):
-        prob = np.full((1, 1, 8), 0.01, dtype=np.float32)
+    def peaked(favourites, weight, tokens=1):
+        rest = (tokens - sum(weight)) / (8 - len(favourites))  # rows sum to the tokens
+        prob = np.full((1, 1, 8), rest, dtype=np.float32)
         for e, w in zip(favourites, weight):
             prob[0, 0, e] = w
         return prob
 
     pair = [
-        one_sample(tmp_path / "a.safetensors", peaked([0, 1], [50, 40]), 1, tokens=100),
+        one_sample(tmp_path / "a.safetensors", peaked([0, 1], [50, 40], 100), 1, tokens=100),
         one_sample(tmp_path / "b.safetensors", peaked([6, 7], [0.5, 0.4]), 1),
     ]
     assert make_mask("coverage", pair, r=2).layers == [[0, 6]]

@@ -1,0 +1,166 @@
+"""Value checks of a bundle's statistics: impossible numbers are refused on load, not reported.
+
+A NaN layer would report JS 0.0 and an all-zero one N_eff 1e12: plausible
+numbers from an impossible file. These checks refuse such a bundle with one
+:class:`~core.errors.BundleError` line naming the file, the tensor and the
+first bad index. What must hold (docs/formats.md §Reading and writing):
+
+- every float statistic is finite and ≥ 0 (they are sums of probabilities,
+  weights, norms and their squares);
+- ``token_count`` ≥ 0, and its sum fits int64;
+- ``example_ids`` ≥ 0 (positions in the source data; repeats are allowed:
+  a merged bundle may hold several datasets);
+- for every sample n and layer l, Σ_e ``prob_sum[n, l, e]`` = ``token_count[n]``
+  (each counted token adds one softmax over E experts, which sums to 1) within
+  :func:`row_tolerance`, so an all-zero layer of a sample with tokens is refused;
+- when ``top_k`` > 0, Σ_e ``topk_count[n, l, e]`` = top_k · ``token_count[n]``
+  exactly (each counted token picks top_k distinct experts).
+
+Speed: the tensors are memory-mapped, so the checks stream over them in
+blocks of samples that stay in cache, with one BLAS matrix-vector product
+(row sums; a NaN or Inf makes its row sum non-finite) and one integer max of
+the float bits (a set sign bit or an all-ones exponent means negative, NaN or
+Inf) per block. Only when a block fails does the slow exact search for the
+first bad index run. Never a full copy of a tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import BundleError
+
+#: Unit roundoff of float32 (2^-24).
+U32 = 2.0**-24
+#: Relative error of a probability stored as bfloat16 (8 significant bits): raw
+#: per-token shards keep probabilities in bfloat16, so a bundle rebuilt from them
+#: (``lens index``) has rows off by up to this fraction of their tokens.
+BF16_REL = 2.0**-8
+#: float32 bit patterns at or above this (as uint32) are negative (sign bit),
+#: NaN or ±Inf (exponent all ones): 0x7F800000 is +Inf.
+_FIRST_BAD_BITS = np.uint32(0x7F800000)
+#: Samples per block: 32 × 36 × 128 float32 is 576 KiB, a cache's worth.
+_BLOCK_BYTES = 1 << 19
+
+FLOAT_STATISTICS = (
+    "prob_sum",
+    "energy_sum",
+    "weight_sum",
+    "act_norm_sum",
+    "act_sqnorm_sum",
+    "reap_sum",
+)
+
+
+def row_tolerance(tokens: np.ndarray, num_experts: int) -> np.ndarray:
+    """How far Σ_e prob_sum[n, l, e] may sound-ly lie from ``tokens[n]`` (per sample).
+
+    The row is the float32 sum over T tokens (in any order: the worst case is
+    sequential, relative error ≤ (T − 1)·u) of softmaxes whose E terms sum to
+    1 within (E + 3)·u (exp, the float32 normaliser, the division), each term
+    possibly rounded to bfloat16 on the way (relative 2^-8, raw shards), and
+    our own float32 row sum over E adds ≤ E·u. So
+    |row − T| ≤ T · (2^-8 + (T + 2E + 8)·u); a damaged file (a scaled layer, a
+    wrong token count, a zeroed layer) is off by far more.
+    """
+    t = tokens.astype(np.float64)
+    return t * (BF16_REL + (t + 2 * num_experts + 8) * U32)
+
+
+def check_values(path: Path, tensors: Mapping[str, np.ndarray], top_k: int) -> None:
+    """Refuse impossible statistics (see the module docstring); raises :class:`BundleError`."""
+    token_count = np.asarray(tensors["token_count"])
+    _check_counts(path, token_count, "token_count")
+    _check_counts(path, np.asarray(tensors["example_ids"]), "example_ids")
+    limit = np.iinfo(np.int64).max
+    overflows = token_count.size and int(token_count.max()) > limit // token_count.size
+    if overflows and sum(int(t) for t in token_count) > limit:  # exact; only for absurd counts
+        raise BundleError(f"{path}: 'token_count' sums past what int64 holds (corrupt counts)")
+    if int(token_count.sum()) == 0:
+        raise BundleError(f"{path}: bundle holds zero tokens (every sample has token_count 0)")
+    prob_sum = tensors["prob_sum"]
+    tolerance = row_tolerance(token_count, prob_sum.shape[2])
+    with np.errstate(over="ignore", invalid="ignore"):  # huge rows overflow to inf: refused
+        for name in FLOAT_STATISTICS:
+            if name in tensors:
+                _check_floats(path, name, tensors[name], token_count, tolerance, name == "prob_sum")
+    if "topk_count" in tensors:
+        _check_topk(path, tensors["topk_count"], token_count, top_k)
+
+
+def _check_counts(path: Path, values: np.ndarray, name: str) -> None:
+    if values.size and values.min() < 0:
+        first = int(np.flatnonzero(values < 0)[0])
+        raise BundleError(f"{path}: {name!r} is negative at index {first} ({values[first]})")
+
+
+def _block_samples(array: np.ndarray) -> int:
+    """Samples per block so that one block of ``array`` stays in cache."""
+    per_sample = max(1, int(np.prod(array.shape[1:])) * array.dtype.itemsize)
+    return max(1, _BLOCK_BYTES // per_sample)
+
+
+def _check_floats(
+    path: Path,
+    name: str,
+    array: np.ndarray,
+    token_count: np.ndarray,
+    tolerance: np.ndarray,
+    rows_sum_to_tokens: bool,
+) -> None:
+    """Finite and ≥ 0 everywhere; with ``rows_sum_to_tokens``, Σ_e = token_count per (n, l)."""
+    n, num_layers, num_experts = array.shape
+    ones = np.ones(num_experts, dtype=np.float32)
+    step = _block_samples(array)
+    for start in range(0, n, step):
+        block = np.asarray(array[start : start + step])
+        if block.view(np.uint32).max(initial=0) >= _FIRST_BAD_BITS:
+            _raise_first_bad_float(path, name, block, start)
+        if rows_sum_to_tokens:
+            rows = block.reshape(-1, num_experts) @ ones  # [b·L] float32, BLAS
+            rows = rows.reshape(len(block), num_layers)
+            want = token_count[start : start + step, None]
+            off = np.abs(rows - want) > tolerance[start : start + step, None]
+            if off.any():
+                s, layer = (int(i) for i in np.argwhere(off)[0])
+                raise BundleError(
+                    f"{path}: 'prob_sum' row [{start + s}, {layer}] sums to {float(rows[s, layer]):.6g} "
+                    f"over the experts but token_count[{start + s}] is {int(want[s, 0])} "
+                    "(each token's routing probabilities sum to 1)"
+                )
+
+
+def _raise_first_bad_float(path: Path, name: str, block: np.ndarray, start: int) -> None:
+    """The exact search, run only for a block whose bits flagged a problem."""
+    bad = ~np.isfinite(block) | (block < 0)
+    if not bad.any():
+        return  # only -0.0, which is zero
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    value = float(block[index])
+    what = "NaN" if np.isnan(value) else "infinite" if np.isinf(value) else "negative"
+    where = ", ".join(str(i) for i in (start + index[0], *index[1:]))
+    raise BundleError(f"{path}: {name!r} is {what} at [{where}] ({value:g})")
+
+
+def _check_topk(path: Path, counts: np.ndarray, token_count: np.ndarray, top_k: int) -> None:
+    """Counts ≥ 0; with a known top_k, each row counts exactly top_k picks per token."""
+    step = _block_samples(counts)
+    for start in range(0, len(counts), step):
+        block = np.asarray(counts[start : start + step])
+        if block.size and block.min() < 0:
+            index = tuple(int(i) for i in np.argwhere(block < 0)[0])
+            where = ", ".join(str(i) for i in (start + index[0], *index[1:]))
+            raise BundleError(f"{path}: 'topk_count' is negative at [{where}]")
+        if top_k > 0:
+            rows = block.sum(axis=2, dtype=np.int64)
+            want = top_k * token_count[start : start + step, None]
+            off = rows != want
+            if off.any():
+                s, layer = (int(i) for i in np.argwhere(off)[0])
+                raise BundleError(
+                    f"{path}: 'topk_count' row [{start + s}, {layer}] counts {int(rows[s, layer])} "
+                    f"picks but top_k × token_count[{start + s}] is {int(want[s, 0])}"
+                )

@@ -9,6 +9,7 @@ is only used by tests that need them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 # Small, varied English/other text so the tokenizer has merges and samples differ.
@@ -350,3 +351,122 @@ def build_tiny_mxfp4_gpt_oss(folder: str | Path, seed: int = 0) -> tuple[Path, P
     }
     (mxfp4 / "config.json").write_text(json.dumps(config_doc, indent=2))
     return mxfp4, float_twin
+
+
+# --------------------------------------------------------------------------- any MoE type
+
+#: Integer config attributes shrunk to tiny sizes wherever a config has them.
+TINY_SIZES = {
+    "hidden_size": HIDDEN,
+    "intermediate_size": 32,
+    "intermediate_size_mlp": 32,
+    "moe_intermediate_size": 16,
+    "expert_intermediate_size": 16,
+    "shared_expert_intermediate_size": 16,
+    "ffn_hidden_size": 32,
+    "moe_ffn_hidden_size": 16,
+    "num_hidden_layers": LAYERS,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 8,
+    "vocab_size": 128,
+    "num_local_experts": EXPERTS,
+    "num_experts": EXPERTS,
+    "n_routed_experts": EXPERTS,
+    "moe_num_experts": EXPERTS,
+    "num_experts_per_tok": TOP_K,
+    "moe_k": TOP_K,
+    "moe_topk": TOP_K,
+    "n_group": 2,
+    "topk_group": 1,
+    "num_expert_group": 2,
+    "first_k_dense_replace": 0,
+    "decoder_sparse_step": 1,
+    "moe_layer_start_index": 0,
+    "q_lora_rank": 16,
+    "kv_lora_rank": 16,
+    "qk_rope_head_dim": 4,
+    "qk_nope_head_dim": 4,
+    "v_head_dim": 8,
+    "linear_num_value_heads": 2,
+    "linear_num_key_heads": 2,
+    "linear_key_head_dim": 8,
+    "linear_value_head_dim": 8,
+    "sliding_window": 16,
+    "max_window_layers": LAYERS,
+    "pad_token_id": 0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+
+#: Per-type attributes on top of :data:`TINY_SIZES`, where the generic shrink is not enough.
+TINY_OVERRIDES: dict[str, dict] = {
+    "deepseek_v2": {"num_key_value_heads": 4, "topk_method": "greedy", "n_group": 1},
+    "deepseek_v3": {"num_key_value_heads": 4, "head_dim": 4},
+    "jamba": {
+        "attn_layer_period": 1,
+        "attn_layer_offset": 0,
+        "expert_layer_period": 1,
+        "expert_layer_offset": 0,
+        "use_mamba_kernels": False,
+    },
+    "llama4_text": {"interleave_moe_layer_step": 1, "no_rope_layers": [1] * LAYERS},
+}
+
+
+def _shrink(config, model_type: str) -> None:
+    for key, value in TINY_SIZES.items():
+        if isinstance(getattr(config, key, None), int) and not isinstance(
+            getattr(config, key), bool
+        ):
+            setattr(config, key, value)
+    layer_types = getattr(config, "layer_types", None)
+    if isinstance(layer_types, list) and layer_types:
+        kinds = list(dict.fromkeys(layer_types))
+        config.num_hidden_layers = max(LAYERS, len(kinds))
+        config.layer_types = kinds + [kinds[-1]] * (config.num_hidden_layers - len(kinds))
+    for key, value in TINY_OVERRIDES.get(model_type, {}).items():
+        setattr(config, key, value)
+    config.tie_word_embeddings = False
+
+
+def tiny_config_for_type(model_type: str):
+    """A tiny config of any transformers ``model_type``: defaults shrunk by attribute name.
+
+    Sub-configs (a composite model's ``text_config``) are shrunk too. Used by
+    ``scripts/families_census.py`` to try every MoE causal-LM type, and by the
+    tests of families that have no hand-written tiny config above.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(model_type)
+    _shrink(config, model_type)
+    for name in getattr(config, "sub_configs", {}) or {}:
+        sub = getattr(config, name, None)
+        if sub is not None and hasattr(sub, "to_dict"):
+            _shrink(sub, getattr(sub, "model_type", model_type))
+    return config
+
+
+def build_tiny_model_of_type(model_type: str, seed: int = 0, dtype: str = "float32"):
+    """A tiny random ``model_type`` causal LM in memory, routers scaled up so routing is peaked."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = tiny_config_for_type(model_type)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if _is_router_weight(name, param):
+                param.mul_(8.0)
+            if name.endswith("e_score_correction_bias"):
+                param.copy_(torch.randn_like(param) * 0.1)
+    return model.eval()
+
+
+def _is_router_weight(name: str, param) -> bool:
+    """A 2-D weight named like a router (``router``/``gate`` of an MoE block), E or E + 1 rows."""
+    if param.ndim != 2 or not name.endswith(".weight") or param.shape[0] not in (EXPERTS, EXPERTS + 1):
+        return False
+    return "router" in name or bool(re.search(r"\.(gate|wg)\.weight$", name))

@@ -136,7 +136,11 @@ def check_collect(model) -> tuple[str, str, list]:
     tokens = ids.shape[1]
     mass = sums["prob_sum"].sum(axis=-1)
     if abs(mass - tokens).max() > 1e-3:
-        return family, f"prob_sum rows sum to {mass.min():.3f}..{mass.max():.3f}, not {tokens}", layers
+        return (
+            family,
+            f"prob_sum rows sum to {mass.min():.3f}..{mass.max():.3f}, not {tokens}",
+            layers,
+        )
     counts = sums["topk_count"].sum(axis=-1)
     want = [tokens * layer.top_k for layer in layers]
     if not (counts == want).all():
@@ -184,12 +188,11 @@ def reference_mask(model, layers, kept):
 
     with torch.no_grad():
         for i, layer in enumerate(layers):
-            for name, tensor in [*layer.router.named_parameters(), *layer.router.named_buffers()]:
-                if name.rsplit(".", 1)[-1] in SELECTION_BIASES:
+            dropped = [e for e in range(layer.num_experts) if e not in kept[i]]
+            for name, tensor in [*layer.block.named_parameters(), *layer.block.named_buffers()]:
+                if name.rsplit(".", 1)[-1] in SELECTION_BIASES and tensor.shape[-1] == len(drop):
                     saved.append((tensor, tensor.clone()))
-                    tensor[[e for e in range(layer.num_experts) if e not in kept[i]]] = float(
-                        "-inf"
-                    )
+                    tensor[..., dropped] = float("-inf")
     functional.linear = linear
     try:
         yield calls
@@ -203,7 +206,6 @@ def reference_mask(model, layers, kept):
 def check_evaluate(model, layers) -> str:
     """Masked routing exists and its forward equals the reference's bitwise (or within 1e-6)."""
     import numpy as np
-    import torch
 
     from core.evaluate.masking import MaskedRouting
 
@@ -220,7 +222,9 @@ def check_evaluate(model, layers) -> str:
     if (reference - _logits(model)).abs().max() < 1e-4:
         return "the mask does not change these logits (test inconclusive)"
     difference = (masked - reference).abs().max().item()
-    return "" if difference <= 1e-6 else f"masked logits differ from the reference by {difference:.2e}"
+    return (
+        "" if difference <= 1e-6 else f"masked logits differ from the reference by {difference:.2e}"
+    )
 
 
 def _kept(layers) -> list[list[int]]:
@@ -254,7 +258,9 @@ def check_prune(model, layers, folder: Path) -> str:
     with reference_mask(model, layers, _kept(layers)):
         reference = _logits(model)
     difference = (_logits(pruned.eval()) - reference).abs().max().item()
-    return "" if difference <= 1e-5 else f"pruned logits differ from the reference by {difference:.2e}"
+    return (
+        "" if difference <= 1e-5 else f"pruned logits differ from the reference by {difference:.2e}"
+    )
 
 
 def census_type(model_type: str) -> Row:

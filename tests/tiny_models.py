@@ -9,6 +9,7 @@ is only used by tests that need them.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -209,7 +210,9 @@ def _config(family: str, vocab_size: int):
             topk_group=1,
             topk_method="greedy",
         )
-    raise ValueError(f"no tiny config for family {family!r}")
+    config = tiny_config_for_type(family)  # the families added since: shrunk defaults
+    config.vocab_size = vocab_size
+    return config
 
 
 FAMILIES = ("gpt_oss", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3")
@@ -402,7 +405,12 @@ TINY_SIZES = {
 #: Per-type attributes on top of :data:`TINY_SIZES`, where the generic shrink is not enough.
 TINY_OVERRIDES: dict[str, dict] = {
     "deepseek_v2": {"num_key_value_heads": 4, "topk_method": "greedy", "n_group": 1},
-    "deepseek_v3": {"num_key_value_heads": 4, "head_dim": 4},
+    "deepseek_v3": {"num_key_value_heads": 4},
+    "doge": {"is_moe": True},
+    "dots1": {"n_shared_experts": 1},
+    "lfm2_moe": {"num_dense_layers": 0},
+    "gemma4_text": {"enable_moe_block": True, "num_experts": EXPERTS, "top_k_experts": TOP_K},
+    "gemma4": {"enable_moe_block": True, "num_experts": EXPERTS, "top_k_experts": TOP_K},
     "jamba": {
         "attn_layer_period": 1,
         "attn_layer_offset": 0,
@@ -414,20 +422,55 @@ TINY_OVERRIDES: dict[str, dict] = {
 }
 
 
+def _set(config, key: str, value) -> None:
+    """Set ``key`` if the config lets us (some are read-only properties or per-layer views)."""
+    with contextlib.suppress(AttributeError, TypeError, ValueError):
+        setattr(config, key, value)
+
+
+def _get(config, key: str):
+    try:
+        return getattr(config, key, None)
+    except Exception:  # per-layer attributes raise on global access
+        return None
+
+
+#: Keys also set when the config has them as ``None`` (no default; the model needs a value).
+FILLED_WHEN_NONE = (
+    "num_local_experts",
+    "num_experts",
+    "n_routed_experts",
+    "num_experts_per_tok",
+    "moe_intermediate_size",
+    "num_key_value_heads",
+    "head_dim",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+)
+
+
 def _shrink(config, model_type: str) -> None:
     for key, value in TINY_SIZES.items():
-        if isinstance(getattr(config, key, None), int) and not isinstance(
-            getattr(config, key), bool
-        ):
-            setattr(config, key, value)
-    layer_types = getattr(config, "layer_types", None)
+        current = _get(config, key)
+        shrink = isinstance(current, int) and not isinstance(current, bool)
+        fill = current is None and key in FILLED_WHEN_NONE and key in vars(config)
+        if shrink or fill:
+            _set(config, key, value)
+    mlp_types = _get(config, "mlp_layer_types")
+    if isinstance(mlp_types, list) and "sparse" in mlp_types:
+        _set(config, "mlp_layer_types", ["sparse"] * config.num_hidden_layers)
+    if isinstance(_get(config, "qk_rope_head_dim"), int):
+        _set(config, "head_dim", config.qk_rope_head_dim)  # MLA: rotary part of the head
+    layer_types = _get(config, "layer_types")
     if isinstance(layer_types, list) and layer_types:
         kinds = list(dict.fromkeys(layer_types))
-        config.num_hidden_layers = max(LAYERS, len(kinds))
-        config.layer_types = kinds + [kinds[-1]] * (config.num_hidden_layers - len(kinds))
+        layers = max(LAYERS, len(kinds))
+        _set(config, "num_hidden_layers", layers)
+        _set(config, "layer_types", kinds + [kinds[-1]] * (layers - len(kinds)))
     for key, value in TINY_OVERRIDES.get(model_type, {}).items():
-        setattr(config, key, value)
-    config.tie_word_embeddings = False
+        _set(config, key, value)
+    _set(config, "tie_word_embeddings", False)
 
 
 def tiny_config_for_type(model_type: str):
@@ -467,6 +510,10 @@ def build_tiny_model_of_type(model_type: str, seed: int = 0, dtype: str = "float
 
 def _is_router_weight(name: str, param) -> bool:
     """A 2-D weight named like a router (``router``/``gate`` of an MoE block), E or E + 1 rows."""
-    if param.ndim != 2 or not name.endswith(".weight") or param.shape[0] not in (EXPERTS, EXPERTS + 1):
+    if (
+        param.ndim != 2
+        or not name.endswith(".weight")
+        or param.shape[0] not in (EXPERTS, EXPERTS + 1)
+    ):
         return False
     return "router" in name or bool(re.search(r"\.(gate|wg)\.weight$", name))

@@ -125,6 +125,6 @@ class MaskedRouting:
                 )
             logits = output[0]
             flat = logits.reshape(-1, logits.shape[-1])
-            return route(module, flat, self._dropped_on(index, flat.device))
+            return route(module, flat, self._dropped_on(index, flat.device), args)
 
         return hook

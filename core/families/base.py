@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 #: Config keys that may hold the routed expert count; pruning updates every one present.
-EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
+EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
 #: Config key of the number of experts each token is routed to.
 TOP_K_KEY = "num_experts_per_tok"
 
-#: ``route(router, logits[T, E], dropped[E]) -> (masked_logits, weights[T, k], index[T, k])``:
-#: the router's output recomputed with the dropped experts unselectable.
+#: ``route(router, logits[T, E], dropped[E], inputs) -> (masked_logits, weights[T, k], index[T, k])``:
+#: the router's output recomputed with the dropped experts unselectable (``inputs``: the
+#: router's positional inputs, for routers that take more than the hidden states).
 MaskedRoute = Callable[[Any, Any, Any], tuple]
 
 

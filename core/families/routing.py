@@ -2,8 +2,10 @@
 
 Each function recomputes a router's output from its dense logits with the
 dropped experts at −inf, the way that family routes, so the experts module
-never selects them. torch is imported inside each function: this package is
-read by torch-free tools (pruning, docs), and only evaluation calls these.
+never selects them. It is called as ``route(router, logits, dropped, inputs)``
+where ``inputs`` are the router's positional inputs (MiniMax-M2 passes its
+correction bias there). torch is imported inside each function: this package
+is read by torch-free tools (pruning, docs), and only evaluation calls these.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def softmax_top_k(*, always_renorm: bool, cast: bool) -> MaskedRoute:
     Mixtral keeps them in float32.
     """
 
-    def route(router: Any, logits: Any, dropped: Any) -> tuple:
+    def route(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
         import torch  # lazy: only evaluation runs routing
 
         masked = logits.masked_fill(dropped, float("-inf"))
@@ -33,3 +35,76 @@ def softmax_top_k(*, always_renorm: bool, cast: bool) -> MaskedRoute:
         return masked, top, index
 
     return route
+
+
+def logits_top_k_softmax(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
+    """Top-k of the masked logits (a router bias is already in them), softmax over those k."""
+    import torch  # lazy: only evaluation runs routing
+
+    masked = logits.masked_fill(dropped, float("-inf"))
+    top, index = torch.topk(masked, router.top_k, dim=-1)
+    scores = torch.softmax(top, dim=1, dtype=top.dtype)
+    return masked, scores, index
+
+
+def sigmoid_grouped_top_k(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
+    """DeepSeek-V3's routing with the dropped experts' *selection* score at −inf.
+
+    Sigmoid scores plus the correction bias choose; group-limited top-k
+    (``num_group`` groups, the best ``topk_group`` by the sum of their two best
+    scores); weights are the chosen sigmoid scores, renormalised if
+    ``norm_topk_prob``, times ``routed_scaling_factor``. Masking the logits
+    alone would not do: sigmoid(−inf) plus the correction bias is still a
+    finite, selectable score.
+    """
+    import torch  # lazy: only evaluation runs routing
+
+    experts = logits.shape[-1]
+    groups = router.num_group
+    scores = logits.sigmoid()
+    choice = (scores + router.e_score_correction_bias).masked_fill(dropped, float("-inf"))
+    group_scores = choice.view(-1, groups, experts // groups).topk(2, dim=-1)[0].sum(dim=-1)
+    group_index = torch.topk(group_scores, k=router.topk_group, dim=-1, sorted=False)[1]
+    group_mask = torch.zeros_like(group_scores)
+    group_mask.scatter_(1, group_index, 1)
+    score_mask = group_mask.unsqueeze(-1).expand(-1, groups, experts // groups).reshape(-1, experts)
+    choice = choice.masked_fill(~score_mask.bool(), float("-inf"))
+    index = torch.topk(choice, k=router.top_k, dim=-1, sorted=False)[1]
+    weights = scores.gather(1, index)
+    if router.norm_topk_prob:
+        weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+    weights = weights * router.routed_scaling_factor
+    return logits.masked_fill(dropped, float("-inf")), weights, index
+
+
+def sigmoid_bias_top_k(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
+    """MiniMax-M2: sigmoid scores + the block's correction bias (the router's 2nd input) choose.
+
+    Top-k of the selection score with dropped experts at −inf; weights are the
+    chosen sigmoid scores, renormalised.
+    """
+    import torch  # lazy: only evaluation runs routing
+
+    scores = torch.sigmoid(logits.float())
+    choice = (scores + inputs[1]).masked_fill(dropped, float("-inf"))
+    index = torch.topk(choice, router.top_k, dim=-1, sorted=False)[1]
+    weights = scores.gather(1, index)
+    weights = weights / weights.sum(dim=-1, keepdim=True)
+    return logits.masked_fill(dropped, float("-inf")), weights, index
+
+
+def softmax_biased_choice(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
+    """ERNIE-4.5: softmax over all E; softmax + correction bias chooses; weights renormalised.
+
+    The weights are the chosen softmax probabilities divided by their sum
+    (clamped below at ``norm_min``), in the logits' dtype.
+    """
+    import torch  # lazy: only evaluation runs routing
+
+    masked = logits.float().masked_fill(dropped, float("-inf"))
+    probs = torch.softmax(masked, dim=1, dtype=torch.float)
+    choice = router.moe_statics(probs).masked_fill(dropped, float("-inf"))
+    index = torch.topk(choice, router.top_k, dim=-1)[1]
+    weights = torch.gather(probs, dim=-1, index=index)
+    weights = weights / torch.clamp(weights.sum(dim=-1, keepdim=True), min=router.norm_min)
+    return masked, weights.to(logits.dtype), index

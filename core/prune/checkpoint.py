@@ -19,6 +19,7 @@ transformers does not load) are reported separately.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -28,10 +29,17 @@ from core.errors import LensError
 from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY
 from core.io.safetensors import SafetensorsHeader, TensorEntry, read_header
 
-_BLOCK = r"(?P<prefix>(?:.+\.)?layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe))"
+_BLOCK = r"(?P<prefix>(?:.+\.)?layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe|feed_forward|mixer))"
+#: The router's weight/bias (Granite-MoE's under ``router.layer``), and a correction bias kept in
+#: the router (DeepSeek-V3), in ``moe_statics`` (ERNIE-4.5, shape [1, E]) or in the block
+#: (MiniMax-M2).
 ROUTER_RE = re.compile(
-    _BLOCK + r"\.(?:gate|router)\.(?P<leaf>weight|bias|e_score_correction_bias)$"
+    _BLOCK + r"\.(?:(?:gate|router)(?:\.layer)?\.(?P<leaf>weight|bias|e_score_correction_bias)"
+    r"|(?:gate\.)?moe_statics\.(?P<statics>e_score_correction_bias)"
+    r"|(?P<block_bias>e_score_correction_bias))$"
 )
+#: Granite-MoE's saved layout: fused ``[E, …]`` expert weights beside the router.
+GRANITE_RE = re.compile(_BLOCK + r"\.(?P<leaf>(?:input|output)_linear\.weight)$")
 EXPERT_RE = re.compile(_BLOCK + r"\.experts\.(?:(?P<expert>\d+)\.)?(?P<leaf>[A-Za-z_].*)$")
 LAYER_RE = re.compile(r"(?:^|\.)layers\.(?P<layer>\d+)\.")
 
@@ -58,6 +66,7 @@ class MoeLayer:
     router: dict[str, TensorEntry] = field(default_factory=dict)  # weight / bias / e_score…
     fused: dict[str, TensorEntry] = field(default_factory=dict)  # name -> [E, ...]
     per_expert: dict[int, dict[str, TensorEntry]] = field(default_factory=dict)
+    leading_one: set[str] = field(default_factory=set)  # [1, E] tensors read as [E] (ERNIE)
 
 
 @dataclass
@@ -195,7 +204,13 @@ def _index(
             continue
         if match := ROUTER_RE.match(name):
             layer = _layer(layers, match)
-            layer.router[match["leaf"]] = entry
+            leaf = match["leaf"] or "e_score_correction_bias"
+            if entry.shape and len(entry.shape) == 2 and entry.shape[0] == 1:
+                entry = _squeezed(entry)  # [1, E]: sliced along E like a vector
+                layer.leading_one.add(entry.name)
+            layer.router[leaf] = entry
+        elif match := GRANITE_RE.match(name):
+            _layer(layers, match).fused[match["leaf"]] = entry
         elif match := EXPERT_RE.match(name):
             layer = _layer(layers, match)
             if match["expert"] is None:
@@ -209,7 +224,7 @@ def _index(
     num_experts = _expert_count(config, moe, where)
     for layer in moe:
         _check_layer(layer, num_experts, where)
-    top_k = config.get(TOP_K_KEY)
+    top_k = config.get(TOP_K_KEY, config.get("moe_k"))  # ERNIE-4.5 calls it moe_k
     return Checkpoint(
         folder=folder,
         config=config,
@@ -220,6 +235,11 @@ def _index(
         top_k=int(top_k) if isinstance(top_k, int) else None,
         beyond=sorted(beyond),
     )
+
+
+def _squeezed(entry: TensorEntry) -> TensorEntry:
+    """A ``[1, E]`` tensor seen as ``[E]`` (same bytes), so it slices by expert like a bias."""
+    return dataclasses.replace(entry, shape=tuple(entry.shape[1:]))
 
 
 def _layer(layers: dict[int, MoeLayer], match: re.Match) -> MoeLayer:

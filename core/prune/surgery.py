@@ -416,9 +416,10 @@ def _layer_plan(
             pieces.append(fill_piece(_most_negative(entry, where), pad))
         elif pad:
             pieces.append(fill_piece(b"\0", pad * entry.row_bytes()))
-        plan[entry.name] = [
-            OutTensor(entry.name, entry.dtype, (width, *entry.shape[1:]), tuple(pieces))
-        ]
+        shape = (width, *entry.shape[1:])
+        if entry.name in layer.leading_one:
+            shape = (1, *shape)
+        plan[entry.name] = [OutTensor(entry.name, entry.dtype, shape, tuple(pieces))]
     if layer.per_expert:
         for tensors in layer.per_expert.values():
             for entry in tensors.values():

@@ -408,7 +408,7 @@ TINY_OVERRIDES: dict[str, dict] = {
     "deepseek_v3": {"num_key_value_heads": 4},
     "doge": {"is_moe": True},
     "dots1": {"n_shared_experts": 1},
-    "lfm2_moe": {"num_dense_layers": 0},
+    "lfm2_moe": {"num_dense_layers": 0, "layer_types": ["conv", "full_attention"]},
     "gemma4_text": {"enable_moe_block": True, "num_experts": EXPERTS, "top_k_experts": TOP_K},
     "gemma4": {"enable_moe_block": True, "num_experts": EXPERTS, "top_k_experts": TOP_K},
     "jamba": {

@@ -25,6 +25,7 @@ from core.families import (
     granitemoeshared,
     jamba,
     kimi_linear,
+    lfm2_moe,
     llama4,
     mimo_v2_flash,
     minimax,
@@ -70,6 +71,7 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         jamba,
         minimax,
         minimax_m2,
+        lfm2_moe,
         llama4,
     )
 )

@@ -108,3 +108,40 @@ def softmax_biased_choice(router: Any, logits: Any, dropped: Any, inputs: tuple 
     weights = torch.gather(probs, dim=-1, index=index)
     weights = weights / torch.clamp(weights.sum(dim=-1, keepdim=True), min=router.norm_min)
     return masked, weights.to(logits.dtype), index
+
+
+def sigmoid_optional_bias_top_k(
+    router: Any, logits: Any, dropped: Any, inputs: tuple = ()
+) -> tuple:
+    """LFM2-MoE: sigmoid scores (+ the block's expert bias, the router's 2nd input, if used).
+
+    Top-k of the selection score with dropped experts at −inf; weights are the
+    chosen sigmoid scores, renormalised if ``norm_topk_prob`` (+1e-6), times
+    ``routed_scaling_factor``.
+    """
+    import torch  # lazy: only evaluation runs routing
+
+    scores = logits.sigmoid()
+    bias = inputs[1] if len(inputs) > 1 else None
+    choice = scores + bias if router.use_expert_bias and bias is not None else scores
+    index = torch.topk(choice.masked_fill(dropped, float("-inf")), k=router.top_k, dim=-1)[1]
+    weights = torch.gather(scores, dim=1, index=index).type_as(logits)
+    if router.norm_topk_prob:
+        weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-6)
+    weights = weights * router.routed_scaling_factor
+    return logits.masked_fill(dropped, float("-inf")), weights, index
+
+
+def llama4_top_k_sigmoid(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
+    """Llama-4: top-k of the masked logits; scores are sigmoid of those, 0 elsewhere.
+
+    Returned as Llama-4's router returns them: ``(scores[T, E], logits[T, E])``;
+    the block multiplies every expert's input by its score, so a dropped
+    expert's score of exactly 0 removes it.
+    """
+    import torch  # lazy: only evaluation runs routing
+
+    masked = logits.masked_fill(dropped, float("-inf"))
+    top, index = torch.topk(masked, router.top_k, dim=1)
+    scores = torch.full_like(masked, float("-inf")).scatter_(1, index, top)
+    return torch.sigmoid(scores.float()).to(scores.dtype), masked

@@ -4,7 +4,7 @@ Nothing here loads a tensor: shard headers give every tensor's dtype, shape
 and byte range, which is all pruning and AIMER need to find the experts.
 MoE layers are found from tensor names, the same way for every family:
 
-- router: ``….layers.{i}.{mlp|block_sparse_moe}.{gate|router}.{weight|bias|e_score_correction_bias}``
+- router: ``….layers.{i}.{mlp|block_sparse_moe|feed_forward|mixer}.{gate|router}.{weight|bias|e_score_correction_bias}``
   with ``E`` rows;
 - fused experts (GPT-OSS, transformers 5 layouts, MXFP4 ``*_blocks``/``*_scales``):
   ``….experts.{name}`` with ``E`` along dim 0;
@@ -31,12 +31,13 @@ from core.io.safetensors import SafetensorsHeader, TensorEntry, read_header
 
 _BLOCK = r"(?P<prefix>(?:.+\.)?layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe|feed_forward|mixer))"
 #: The router's weight/bias (Granite-MoE's under ``router.layer``), and a correction bias kept in
-#: the router (DeepSeek-V3), in ``moe_statics`` (ERNIE-4.5, shape [1, E]) or in the block
-#: (MiniMax-M2).
+#: the router (DeepSeek-V3; Sarvam's ``expert_bias``), in ``moe_statics`` (ERNIE-4.5, shape
+#: [1, E]) or in the block (MiniMax-M2; LFM2-MoE's ``expert_bias``).
 ROUTER_RE = re.compile(
-    _BLOCK + r"\.(?:(?:gate|router)(?:\.layer)?\.(?P<leaf>weight|bias|e_score_correction_bias)"
+    _BLOCK
+    + r"\.(?:(?:gate|router)(?:\.layer)?\.(?P<leaf>weight|bias|e_score_correction_bias|expert_bias)"
     r"|(?:gate\.)?moe_statics\.(?P<statics>e_score_correction_bias)"
-    r"|(?P<block_bias>e_score_correction_bias))$"
+    r"|(?P<block_bias>e_score_correction_bias|expert_bias))$"
 )
 #: Granite-MoE's saved layout: fused ``[E, …]`` expert weights beside the router.
 GRANITE_RE = re.compile(_BLOCK + r"\.(?P<leaf>(?:input|output)_linear\.weight)$")
@@ -204,7 +205,7 @@ def _index(
             continue
         if match := ROUTER_RE.match(name):
             layer = _layer(layers, match)
-            leaf = match["leaf"] or "e_score_correction_bias"
+            leaf = match["leaf"] or match["statics"] or match["block_bias"]
             if entry.shape and len(entry.shape) == 2 and entry.shape[0] == 1:
                 entry = _squeezed(entry)  # [1, E]: sliced along E like a vector
                 layer.leading_one.add(entry.name)
@@ -224,7 +225,8 @@ def _index(
     num_experts = _expert_count(config, moe, where)
     for layer in moe:
         _check_layer(layer, num_experts, where)
-    top_k = config.get(TOP_K_KEY, config.get("moe_k"))  # ERNIE-4.5 calls it moe_k
+    keys = moe_config(config)
+    top_k = keys.get(TOP_K_KEY, keys.get("moe_k"))  # ERNIE-4.5 calls it moe_k
     return Checkpoint(
         folder=folder,
         config=config,
@@ -249,7 +251,19 @@ def _layer(layers: dict[int, MoeLayer], match: re.Match) -> MoeLayer:
     return layers[index]
 
 
+def moe_config(config: dict) -> dict:
+    """The part of ``config`` that holds the MoE keys: itself, or a multimodal model's
+    ``text_config`` (Llama-4) when only that has an expert count."""
+    if any(isinstance(config.get(k), int) for k in EXPERT_COUNT_KEYS):
+        return config
+    text = config.get("text_config")
+    if isinstance(text, dict) and any(isinstance(text.get(k), int) for k in EXPERT_COUNT_KEYS):
+        return text
+    return config
+
+
 def _expert_count(config: dict, layers: list[MoeLayer], where: str) -> int:
+    config = moe_config(config)
     for key in EXPERT_COUNT_KEYS:
         if isinstance(config.get(key), int):
             return int(config[key])

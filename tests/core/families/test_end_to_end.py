@@ -36,6 +36,8 @@ CASES = [
     ("granitemoe", "granitemoe"),
     ("jamba", "jamba"),
     ("nemotron_h", "nemotron_h"),
+    ("llama4_text", "llama4"),
+    ("lfm2_moe", "lfm2_moe"),
 ]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from core.errors import LensError
 from core.families import BY_BLOCK_CLASS
 from core.families.base import FamilyAdapter
-from core.families.generic import generic_adapter
+from core.families.generic import generic_adapter, router_weight
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,18 @@ class MoeLayer:
 
 
 def _num_experts(router: Any, experts: Any) -> int | None:
-    weight = getattr(router, "weight", None)
-    if weight is not None and getattr(weight, "ndim", 0) == 2:
-        return int(weight.shape[0])
-    for owner in (router, experts):
+    """The routed expert count: what the model's own modules say, else the router's rows.
+
+    The modules' ``num_experts`` comes first because a router weight can have
+    more rows than there are routed experts (Inkling scores its shared expert
+    in the same matrix), and then the rows would be the wrong E.
+    """
+    for owner in (experts, router):
         value = getattr(owner, "num_experts", None)
-        if isinstance(value, int):
+        if isinstance(value, int) and not isinstance(value, bool):
             return value
-    return None
+    weight = router_weight(router)
+    return int(weight.shape[0]) if weight is not None else None
 
 
 def _top_k(block: Any, router: Any, config: Any) -> int | None:

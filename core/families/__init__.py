@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from core.errors import LensError
 from core.families import (
+    afmoe,
     axk1,
     deepseek_v2,
     deepseek_v3,
@@ -23,6 +24,8 @@ from core.families import (
     granitemoe,
     granitemoe_swa,
     granitemoeshared,
+    hunyuan_v1_moe,
+    hy_v3,
     jamba,
     kimi_linear,
     lfm2_moe,
@@ -71,6 +74,9 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         jamba,
         minimax,
         minimax_m2,
+        hunyuan_v1_moe,
+        hy_v3,
+        afmoe,
         lfm2_moe,
         llama4,
     )

@@ -16,7 +16,7 @@ ADAPTER = FamilyAdapter(
     "(prob_sum is the softmax of the logits)",
     collect_doc="softmax of the logits for `prob_sum`; top-k and weights are what the model used "
     "(sigmoid + correction bias, renormalised)",
-    masked_routing=sigmoid_bias_top_k,
+    masked_routing=sigmoid_bias_top_k(),
     masked_routing_doc="sigmoid scores; dropped experts' selection score at −inf; top-k; weights "
     "renormalised",
     prune=PruneSpec(

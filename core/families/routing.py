@@ -77,20 +77,28 @@ def sigmoid_grouped_top_k(router: Any, logits: Any, dropped: Any, inputs: tuple 
     return logits.masked_fill(dropped, float("-inf")), weights, index
 
 
-def sigmoid_bias_top_k(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
-    """MiniMax-M2: sigmoid scores + the block's correction bias (the router's 2nd input) choose.
+def sigmoid_bias_top_k(*, eps: float = 0.0, scale: str | None = None) -> MaskedRoute:
+    """Sigmoid scores plus a correction bias held by the *block* (the router's 2nd input) choose.
 
     Top-k of the selection score with dropped experts at −inf; weights are the
-    chosen sigmoid scores, renormalised.
+    chosen sigmoid scores divided by their sum (+ ``eps``), times the router's
+    ``scale`` attribute if named. MiniMax-M2: no eps, no scale; HY-V3:
+    ``router_scaling_factor``; AFMoE: ``route_scale``.
     """
-    import torch  # lazy: only evaluation runs routing
 
-    scores = torch.sigmoid(logits.float())
-    choice = (scores + inputs[1]).masked_fill(dropped, float("-inf"))
-    index = torch.topk(choice, router.top_k, dim=-1, sorted=False)[1]
-    weights = scores.gather(1, index)
-    weights = weights / weights.sum(dim=-1, keepdim=True)
-    return logits.masked_fill(dropped, float("-inf")), weights, index
+    def route(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
+        import torch  # lazy: only evaluation runs routing
+
+        scores = torch.sigmoid(logits.float())
+        choice = (scores + inputs[1]).masked_fill(dropped, float("-inf"))
+        index = torch.topk(choice, router.top_k, dim=-1, sorted=False)[1]
+        weights = scores.gather(1, index)
+        weights = weights / (weights.sum(dim=-1, keepdim=True) + eps)
+        if scale is not None:
+            weights = weights * getattr(router, scale)
+        return logits.masked_fill(dropped, float("-inf")), weights, index
+
+    return route
 
 
 def softmax_biased_choice(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:

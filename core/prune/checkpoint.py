@@ -30,12 +30,13 @@ from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY
 from core.io.safetensors import SafetensorsHeader, TensorEntry, read_header
 
 _BLOCK = r"(?P<prefix>(?:.+\.)?layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe|feed_forward|mixer))"
-#: The router's weight/bias (Granite-MoE's under ``router.layer``), and a correction bias kept in
+#: The router's weight/bias (or its inner linear's: Granite ``router.layer``, HunYuan ``gate.wg``,
+#: AFMoE ``router.gate``, LongCat ``router.classifier``), and a correction bias kept in
 #: the router (DeepSeek-V3; Sarvam's ``expert_bias``), in ``moe_statics`` (ERNIE-4.5, shape
 #: [1, E]) or in the block (MiniMax-M2; LFM2-MoE's ``expert_bias``).
 ROUTER_RE = re.compile(
     _BLOCK
-    + r"\.(?:(?:gate|router)(?:\.layer)?\.(?P<leaf>weight|bias|e_score_correction_bias|expert_bias)"
+    + r"\.(?:(?:gate|router)(?:\.(?:layer|wg|gate|classifier))?\.(?P<leaf>weight|bias|e_score_correction_bias|expert_bias)"
     r"|(?:gate\.)?moe_statics\.(?P<statics>e_score_correction_bias)"
     r"|(?P<block_bias>e_score_correction_bias|expert_bias))$"
 )
@@ -226,7 +227,7 @@ def _index(
     for layer in moe:
         _check_layer(layer, num_experts, where)
     keys = moe_config(config)
-    top_k = keys.get(TOP_K_KEY, keys.get("moe_k"))  # ERNIE-4.5 calls it moe_k
+    top_k = next((keys[k] for k in (TOP_K_KEY, "moe_k", "moe_topk") if k in keys), None)
     return Checkpoint(
         folder=folder,
         config=config,

@@ -396,6 +396,8 @@ TINY_SIZES = {
     "linear_key_head_dim": 8,
     "linear_value_head_dim": 8,
     "sliding_window": 16,
+    "index_head_dim": 8,
+    "index_n_heads": 2,
     "max_window_layers": LAYERS,
     "pad_token_id": 0,
     "bos_token_id": 1,
@@ -460,8 +462,11 @@ def _shrink(config, model_type: str) -> None:
     mlp_types = _get(config, "mlp_layer_types")
     if isinstance(mlp_types, list) and "sparse" in mlp_types:
         _set(config, "mlp_layer_types", ["sparse"] * config.num_hidden_layers)
-    if isinstance(_get(config, "qk_rope_head_dim"), int):
-        _set(config, "head_dim", config.qk_rope_head_dim)  # MLA: rotary part of the head
+    if isinstance(_get(config, "qk_rope_head_dim"), int):  # MLA: no grouped KV heads
+        _set(config, "head_dim", config.qk_rope_head_dim)  # the rotary part of the head
+        _set(config, "num_key_value_heads", config.num_attention_heads)
+        if isinstance(_get(config, "qk_head_dim"), int):
+            _set(config, "qk_head_dim", config.qk_nope_head_dim + config.qk_rope_head_dim)
     layer_types = _get(config, "layer_types")
     if isinstance(layer_types, list) and layer_types:
         kinds = list(dict.fromkeys(layer_types))

@@ -410,6 +410,7 @@ TINY_OVERRIDES: dict[str, dict] = {
     "deepseek_v3": {"num_key_value_heads": 4},
     "doge": {"is_moe": True},
     "dots1": {"n_shared_experts": 1},
+    "laguna": {"num_attention_heads_per_layer": [4] * LAYERS},
     "lfm2_moe": {"num_dense_layers": 0, "layer_types": ["conv", "full_attention"]},
     "gemma4_text": {"enable_moe_block": True, "num_experts": EXPERTS, "top_k_experts": TOP_K},
     "gemma4": {"enable_moe_block": True, "num_experts": EXPERTS, "top_k_experts": TOP_K},
@@ -453,6 +454,7 @@ FILLED_WHEN_NONE = (
 
 
 def _shrink(config, model_type: str) -> None:
+    layers_before = _get(config, "num_hidden_layers")
     for key, value in TINY_SIZES.items():
         current = _get(config, key)
         shrink = isinstance(current, int) and not isinstance(current, bool)
@@ -473,6 +475,10 @@ def _shrink(config, model_type: str) -> None:
         layers = max(LAYERS, len(kinds))
         _set(config, "num_hidden_layers", layers)
         _set(config, "layer_types", kinds + [kinds[-1]] * (layers - len(kinds)))
+    layers_after = _get(config, "num_hidden_layers")
+    for key, value in list(vars(config).items()):  # other per-layer lists: the first layers
+        if key != "layer_types" and isinstance(value, list) and len(value) == layers_before:
+            _set(config, key, value[:layers_after])
     for key, value in TINY_OVERRIDES.get(model_type, {}).items():
         _set(config, key, value)
     _set(config, "tie_word_embeddings", False)

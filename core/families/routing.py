@@ -15,11 +15,12 @@ from typing import Any
 from core.families.base import MaskedRoute
 
 
-def softmax_top_k(*, always_renorm: bool, cast: bool) -> MaskedRoute:
+def softmax_top_k(*, always_renorm: bool, cast: bool, to_input: bool = False) -> MaskedRoute:
     """Softmax over all E (float32), top-k, renormalised (always, or if ``norm_topk_prob``).
 
-    ``cast`` returns the weights in the logits' dtype, as Qwen/OLMoE do;
-    Mixtral keeps them in float32.
+    ``cast`` returns the weights in the logits' dtype, as Qwen/OLMoE do
+    (``to_input``: in the hidden states' dtype, as Lara-Mini, whose logits are
+    float32); Mixtral keeps them in float32.
     """
 
     def route(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
@@ -31,7 +32,7 @@ def softmax_top_k(*, always_renorm: bool, cast: bool) -> MaskedRoute:
         if always_renorm or getattr(router, "norm_topk_prob", False):
             top = top / top.sum(dim=-1, keepdim=True)
         if cast:
-            top = top.to(logits.dtype)
+            top = top.to(inputs[0].dtype if to_input else logits.dtype)
         return masked, top, index
 
     return route
@@ -153,3 +154,65 @@ def llama4_top_k_sigmoid(router: Any, logits: Any, dropped: Any, inputs: tuple =
     top, index = torch.topk(masked, router.top_k, dim=1)
     scores = torch.full_like(masked, float("-inf")).scatter_(1, index, top)
     return torch.sigmoid(scores.float()).to(scores.dtype), masked
+
+
+def softmax_greedy_scaled(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
+    """DeepSeek-V2: softmax over all E of the masked logits; greedy or group-limited greedy
+    top-k (groups scored by their best probability); weights times ``routed_scaling_factor``."""
+    import torch  # lazy: only evaluation runs routing
+
+    masked = logits.masked_fill(dropped, float("-inf"))
+    scores = masked.softmax(dim=-1, dtype=torch.float32)
+    if router.topk_method == "group_limited_greedy":
+        groups, experts = router.num_group, scores.shape[-1]
+        group_scores = scores.view(-1, groups, experts // groups).max(dim=-1).values
+        group_index = torch.topk(group_scores, k=router.topk_group, dim=-1, sorted=False)[1]
+        group_mask = torch.zeros_like(group_scores).scatter_(1, group_index, 1)
+        keep = group_mask.unsqueeze(-1).expand(-1, groups, experts // groups).reshape(-1, experts)
+        scores = scores.masked_fill(~keep.bool(), 0.0)
+    weights, index = torch.topk(scores, k=router.top_k, dim=-1, sorted=False)
+    return masked, weights * router.routed_scaling_factor, index
+
+
+def sigmoid_router_bias_top_k(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
+    """Laguna: sigmoid of the (soft-capped) logits + the router's correction bias chooses;
+    weights are the chosen sigmoid scores, renormalised, in the hidden states' dtype."""
+    import torch  # lazy: only evaluation runs routing
+
+    scores = torch.sigmoid(logits)
+    choice = scores + router.e_score_correction_bias.to(scores.dtype)
+    index = torch.topk(choice.masked_fill(dropped, float("-inf")), router.top_k, dim=-1)[1]
+    weights = scores.gather(-1, index)
+    weights = (weights / weights.sum(dim=-1, keepdim=True)).to(inputs[0].dtype)
+    return logits.masked_fill(dropped, float("-inf")), weights, index
+
+
+def biased_logits_top_k_sigmoid(
+    router: Any, logits: Any, dropped: Any, inputs: tuple = ()
+) -> tuple:
+    """Kolibri-1: top-k of logits + correction bias; weights are the chosen logits' sigmoid,
+    renormalised if ``norm_topk_prob``."""
+    import torch  # lazy: only evaluation runs routing
+
+    choice = (logits + router.e_score_correction_bias).masked_fill(dropped, float("-inf"))
+    index = torch.topk(choice, router.top_k, dim=-1)[1]
+    weights = logits.gather(1, index).sigmoid()
+    if router.norm_topk_prob:
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    return logits.masked_fill(dropped, float("-inf")), weights, index
+
+
+def logits_top_k_select_fn(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
+    """Cohere2-MoE: top-k of the masked logits, then softmax over k or sigmoid (renormalised
+    if ``norm_topk_prob``), in the hidden states' dtype."""
+    import torch  # lazy: only evaluation runs routing
+
+    masked = logits.masked_fill(dropped, float("-inf"))
+    top, index = torch.topk(masked, router.top_k, dim=-1)
+    if router.expert_selection_fn == "softmax":
+        weights = torch.softmax(top, dim=1, dtype=torch.float)
+    else:
+        weights = torch.sigmoid(top)
+        if router.norm_topk_prob:
+            weights = weights / torch.sum(weights, dim=-1, keepdim=True)
+    return masked, weights.to(inputs[0].dtype), index

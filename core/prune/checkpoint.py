@@ -29,11 +29,14 @@ from core.errors import LensError
 from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY
 from core.io.safetensors import SafetensorsHeader, TensorEntry, read_header
 
-_BLOCK = r"(?P<prefix>(?:.+\.)?layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe|feed_forward|mixer))"
+_BLOCK = (
+    r"(?P<prefix>(?:.+\.)?layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe|feed_forward|mixer|moe))"
+)
 #: The router's weight/bias (or its inner linear's: Granite ``router.layer``, HunYuan ``gate.wg``,
 #: AFMoE ``router.gate``, LongCat ``router.classifier``), and a correction bias kept in
 #: the router (DeepSeek-V3; Sarvam's ``expert_bias``), in ``moe_statics`` (ERNIE-4.5, shape
-#: [1, E]) or in the block (MiniMax-M2; LFM2-MoE's ``expert_bias``).
+#: [1, E]) or in the block (MiniMax-M2; LFM2-MoE's ``expert_bias``; Kolibri-1 keeps it in
+#: ``layers.{i}.moe.router`` beside ``mlp``).
 ROUTER_RE = re.compile(
     _BLOCK
     + r"\.(?:(?:gate|router)(?:\.(?:layer|wg|gate|classifier))?\.(?P<leaf>weight|bias|e_score_correction_bias|expert_bias)"

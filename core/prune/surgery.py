@@ -437,14 +437,14 @@ def _layer_plan(
             for entry in tensors.values():
                 plan[entry.name] = []  # dropped unless kept below
         for new, old in enumerate(ids):
-            for leaf, entry in layer.per_expert[old].items():
-                name = f"{layer.prefix}.experts.{new}.{leaf}"
+            for entry in layer.per_expert[old].values():
+                name = entry.name.replace(f".experts.{old}.", f".experts.{new}.", 1)
                 plan[entry.name].append(
                     OutTensor(name, entry.dtype, entry.shape, (copy_piece(entry),))
                 )
         for new in range(len(ids), width):
-            for leaf, entry in layer.per_expert[ids[0]].items():
-                name = f"{layer.prefix}.experts.{new}.{leaf}"
+            for entry in layer.per_expert[ids[0]].values():
+                name = entry.name.replace(f".experts.{ids[0]}.", f".experts.{new}.", 1)
                 zeros: tuple[Piece, ...] = (fill_piece(b"\0", entry.nbytes),)
                 plan[entry.name].append(OutTensor(name, entry.dtype, entry.shape, zeros))
     return plan

@@ -52,9 +52,14 @@ def test_only_gpt_oss_prunes_uneven_masks_and_prunable_families_mask_in_memory()
     assert prunable == maskable
     assert {"gpt_oss", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3"} <= prunable
     assert [a.name for a in ADAPTERS if a.prune and a.prune.router_bias] == ["gpt_oss"]
-    # Every family pruned with group-consistency checks routes as DeepSeek-V3 does.
-    grouped = {a.name for a in ADAPTERS if a.prune and a.prune.grouped_routing}
-    assert {by_name(n).masked_routing for n in grouped} == {by_name("deepseek_v3").masked_routing}
+    # Families pruned with group-consistency checks are exactly those with group-limited routing.
+    from core.families.routing import sigmoid_grouped_top_k, softmax_greedy_scaled
+
+    group_limited = {sigmoid_grouped_top_k, softmax_greedy_scaled}
+    for adapter in ADAPTERS:
+        if adapter.prune is not None:
+            grouped = adapter.masked_routing in group_limited
+            assert adapter.prune.grouped_routing == grouped, adapter.name
 
 
 def test_pruning_refuses_a_model_type_without_prune_support_in_one_line():

@@ -64,7 +64,7 @@ def test_only_gpt_oss_prunes_uneven_masks_and_prunable_families_mask_in_memory()
 
 def test_pruning_refuses_a_model_type_without_prune_support_in_one_line():
     assert for_model_type("mixtral", "m").name == "mixtral"
-    for model_type in ("phimoe", "deepseek_v2", "llama"):
+    for model_type in ("phimoe", "jetmoe", "llama"):
         with pytest.raises(LensError, match=f"model_type '{model_type}' is not supported"):
             for_model_type(model_type, "m")
 

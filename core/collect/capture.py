@@ -174,7 +174,10 @@ class RouterCapture:
             self._check_tokens(logits.shape[0], layer)
             batch, seq = self._shape
             mask = self._mask_on(logits.device)
-            probs = torch.softmax(logits.float(), dim=-1)
+            if layer.family.router_output == "probs":  # already the softmax (Gemma-4)
+                probs = logits.float()
+            else:
+                probs = torch.softmax(logits.float(), dim=-1)
             probs = torch.where(mask[:, None], probs, 0.0)
             self._acc[index][:, :, 0] += probs.view(batch, seq, experts).sum(dim=1)
             if self.keep_token_probs:

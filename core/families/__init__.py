@@ -23,6 +23,7 @@ from core.families import (
     ernie4_5_moe,
     exaone_moe,
     flex_olmo,
+    gemma4,
     glm4_moe,
     glm_moe_dsa,
     gpt_oss,
@@ -99,6 +100,7 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         kolibri1,
         lfm2_moe,
         llama4,
+        gemma4,
     )
 )
 

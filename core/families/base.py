@@ -64,6 +64,9 @@ class FamilyAdapter:
     collect_doc: str = ""  # what prob_sum / routing record, for the README
     experts_attr: str = "experts"
     logits_index: int = 0  # where the dense [T, E] router logits sit in the router's output
+    #: "logits", or "probs" when the router returns its softmax instead (Gemma-4): prob_sum
+    #: is then that output itself, not a softmax of it.
+    router_output: str = "logits"
     style: str = "fused"
     masked_routing: MaskedRoute | None = None  # None: evaluate refuses to mask in memory
     masked_routing_doc: str = ""  # how masked routing is recomputed, for the README

@@ -49,13 +49,22 @@ def _num_experts(router: Any, experts: Any) -> int | None:
     return int(weight.shape[0]) if weight is not None else None
 
 
+#: Config keys of top-k, tried in order (Gemma-4: ``top_k_experts``; HunYuan: ``moe_topk``).
+TOP_K_CONFIG_KEYS = ("num_experts_per_tok", "top_k_experts", "moe_topk", "moe_k")
+
+
 def _top_k(block: Any, router: Any, config: Any) -> int | None:
     for owner in (router, block):
         value = getattr(owner, "top_k", None)
         if isinstance(value, int):
             return value
-    value = getattr(config, "num_experts_per_tok", None)
-    return value if isinstance(value, int) else None
+    text = config.get_text_config() if hasattr(config, "get_text_config") else None
+    for source in (getattr(router, "config", None), config, text):
+        for key in TOP_K_CONFIG_KEYS:
+            value = getattr(source, key, None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    return None
 
 
 def adapter_of(block: Any) -> FamilyAdapter | None:

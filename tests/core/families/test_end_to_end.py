@@ -78,3 +78,28 @@ def test_census_command_reports_types_and_counts(capsys):
         "mixtral", "mixtral", "ok", "ok", "ok"
     )  # fmt: skip
     assert doc["not_moe"] == ["llama"]
+
+
+def test_gemma4_prob_sum_is_its_routers_own_softmax_not_a_softmax_of_it():
+    """Gemma-4's router returns probabilities; softmax of those would flatten them."""
+    import torch
+
+    from core.collect.capture import RouterCapture
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_tiny_model_of_type("gemma4_text")
+    found, problem, layers = census.check_collect(model)
+    assert (found, problem) == ("gemma4", "")
+    seen = []
+    handle = layers[0].router.register_forward_hook(lambda m, a, out: seen.append(out[0]))
+    ids = torch.tensor(census.TOKENS)
+    with RouterCapture(layers, energy=False) as capture, torch.no_grad():
+        capture.begin_batch(torch.ones_like(ids))
+        model(ids, attention_mask=torch.ones_like(ids))
+        sums = capture.end_batch()
+    handle.remove()
+    expected = seen[0].float().reshape(ids.shape[0], ids.shape[1], -1).sum(dim=1).numpy()
+    assert abs(sums["prob_sum"][:, 0] - expected).max() < 1e-5
+    flattened = torch.softmax(seen[0].float(), dim=-1).reshape(*ids.shape, -1).sum(dim=1).numpy()
+    assert abs(flattened - expected).max() > 1e-3  # the test can tell the two apart

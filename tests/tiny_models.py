@@ -411,6 +411,7 @@ TINY_OVERRIDES: dict[str, dict] = {
     "doge": {"is_moe": True},
     "dots1": {"n_shared_experts": 1},
     "laguna": {"num_attention_heads_per_layer": [4] * LAYERS},
+    "longcat_flash": {"n_routed_experts": EXPERTS - 2, "zero_expert_num": 2},  # E counts both
     "lfm2_moe": {"num_dense_layers": 0, "layer_types": ["conv", "full_attention"]},
     "gemma4_text": {"enable_moe_block": True, "num_experts": EXPERTS, "top_k_experts": TOP_K},
     "gemma4": {"enable_moe_block": True, "num_experts": EXPERTS, "top_k_experts": TOP_K},

@@ -40,6 +40,7 @@ from core.families import (
     lara_mini,
     lfm2_moe,
     llama4,
+    longcat_flash,
     mellum,
     mimo_v2_flash,
     minimax,
@@ -101,6 +102,7 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         lfm2_moe,
         llama4,
         gemma4,
+        longcat_flash,
     )
 )
 

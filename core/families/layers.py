@@ -42,9 +42,12 @@ def _num_experts(router: Any, experts: Any) -> int | None:
     in the same matrix), and then the rows would be the wrong E.
     """
     for owner in (experts, router):
-        value = getattr(owner, "num_experts", None)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        # LongCat's total_experts counts its zero-computation (identity) experts, which the
+        # router scores and selects like the others.
+        for attr in ("total_experts", "num_experts"):
+            value = getattr(owner, attr, None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
     weight = router_weight(router)
     return int(weight.shape[0]) if weight is not None else None
 

@@ -216,3 +216,21 @@ def logits_top_k_select_fn(router: Any, logits: Any, dropped: Any, inputs: tuple
         if router.norm_topk_prob:
             weights = weights / torch.sum(weights, dim=-1, keepdim=True)
     return masked, weights.to(inputs[0].dtype), index
+
+
+def softmax_biased_choice_scaled(
+    router: Any, logits: Any, dropped: Any, inputs: tuple = ()
+) -> tuple:
+    """LongCat-Flash: softmax over all experts (zero-computation ones included); softmax +
+    correction bias chooses the top-k; weights are the chosen probabilities times
+    ``routed_scaling_factor`` (not renormalised), in the logits' dtype."""
+    import torch  # lazy: only evaluation runs routing
+
+    masked = logits.masked_fill(dropped, float("-inf"))
+    scores = masked.softmax(dim=-1)
+    choice = (scores + router.e_score_correction_bias.unsqueeze(0)).masked_fill(
+        dropped, float("-inf")
+    )
+    index = torch.topk(choice, k=router.top_k, dim=-1, sorted=False)[1]
+    weights = scores.gather(1, index) * router.routed_scaling_factor
+    return masked, weights.to(masked.dtype), index

@@ -97,8 +97,10 @@ def is_moe(model) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:160]
+    """The error's first line, without the list of supported families, at most 140 characters."""
+    text = (str(exc).strip().splitlines() or [""])[0].split(" (supported:")[0]
+    text = re.sub(r"/tmp/\S+: ", "", text).replace("census: ", "")
+    return f"{type(exc).__name__}: {text}"[:140]
 
 
 def _batch():

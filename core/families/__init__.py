@@ -124,6 +124,11 @@ def by_name(name: str) -> FamilyAdapter | None:
 def for_model_type(model_type: object, where: str, *, tool: str = "lens prune") -> FamilyAdapter:
     """The adapter of a config's ``model_type`` that ``tool`` (pruning) supports, or a one-line error."""
     adapter = BY_MODEL_TYPE.get(str(model_type))
+    if adapter is not None and adapter.prune is None and adapter.no_prune_reason:
+        raise LensError(
+            f"{where}: {tool} cannot prune {adapter.label} ({model_type!r}): "
+            f"{adapter.no_prune_reason}"
+        )
     if adapter is None or adapter.prune is None:
         supported = ", ".join(a.name for a in ADAPTERS if a.prune is not None)
         raise LensError(

@@ -71,6 +71,7 @@ class FamilyAdapter:
     masked_routing: MaskedRoute | None = None  # None: evaluate refuses to mask in memory
     masked_routing_doc: str = ""  # how masked routing is recomputed, for the README
     prune: PruneSpec | None = None  # None: lens prune refuses the family
+    no_prune_reason: str = ""  # why it is refused and what works instead, for the one-line error
 
     def locate(self, block: Any) -> tuple[Any, Any] | None:
         """``(router, experts)`` of one MoE block of this family, or ``None`` if absent.

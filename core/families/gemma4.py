@@ -22,4 +22,6 @@ ADAPTER = FamilyAdapter(
     collect_doc="the router's own softmax over E; top-k and weights are what the model used "
     "(renormalised, per-expert scale)",
     router_output="probs",
+    no_prune_reason="its router and experts sit directly in the decoder layer and its masked "
+    "routing has not been checked against a pruned checkpoint; collect works",
 )

@@ -26,4 +26,7 @@ ADAPTER = FamilyAdapter(
     masked_routing=softmax_biased_choice_scaled,
     masked_routing_doc="softmax of the masked logits; dropped experts' selection score at −inf; "
     "top-k; weights scaled (zero-computation experts can be dropped too)",
+    no_prune_reason="its fused gate_up_proj has a row for every routed and zero-computation "
+    "expert but down_proj only for the routed ones, and the config cannot say which "
+    "zero-computation experts were kept; lens evaluate applies such masks in memory",
 )

@@ -20,8 +20,7 @@ ADAPTER = FamilyAdapter(
     masked_routing_doc="sigmoid scores; dropped experts' selection score at −inf; top-k; weights "
     "renormalised and scaled",
     prune=PruneSpec(
-        layouts="fused `gate_up_proj`/`down_proj`, router `router.gate`, `expert_bias`; shared "
-        "experts untouched",
+        layouts="per-expert, router `router.gate`, `expert_bias`; shared experts untouched",
         router_bias=False,
         untouched="the shared experts",
     ),

@@ -16,5 +16,5 @@ ADAPTER = FamilyAdapter(
     collect_doc="softmax of all E logits; top-k of logits, softmax over k or sigmoid",
     masked_routing=logits_top_k_select_fn,
     masked_routing_doc="top-k of the masked logits, then softmax over k or sigmoid (`expert_selection_fn`)",
-    prune=PruneSpec(layouts="fused `gate_up_proj`/`down_proj`", router_bias=False),
+    prune=PruneSpec(layouts="per-expert", router_bias=False),
 )

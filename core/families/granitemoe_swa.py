@@ -17,6 +17,6 @@ ADAPTER = FamilyAdapter(
     masked_routing=logits_top_k_softmax,
     masked_routing_doc="top-k of the masked logits, softmax over those k",
     prune=PruneSpec(
-        layouts="fused `input_linear`/`output_linear`, router `router.layer`", router_bias=False
+        layouts="fused `gate_up_proj`/`down_proj` under `block_sparse_moe`", router_bias=False
     ),
 )

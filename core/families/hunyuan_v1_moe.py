@@ -17,7 +17,7 @@ ADAPTER = FamilyAdapter(
     masked_routing=softmax_top_k(always_renorm=True, cast=True),
     masked_routing_doc="softmax over all E (float32), top-k, renormalised, cast back",
     prune=PruneSpec(
-        layouts="fused `gate_up_proj`/`down_proj`, router `gate.wg`; shared MLP untouched",
+        layouts="per-expert, router `gate.wg`; shared MLP untouched",
         router_bias=False,
         untouched="the shared MLP",
         top_k_key="moe_topk",

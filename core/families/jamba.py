@@ -16,7 +16,5 @@ ADAPTER = FamilyAdapter(
     collect_doc="softmax over E, top-k",
     masked_routing=softmax_top_k(always_renorm=False, cast=True),
     masked_routing_doc="softmax over all E (float32), top-k, cast back (not renormalised)",
-    prune=PruneSpec(
-        layouts="fused `gate_up_proj`/`down_proj` under `feed_forward`", router_bias=False
-    ),
+    prune=PruneSpec(layouts="per-expert under `feed_forward`", router_bias=False),
 )

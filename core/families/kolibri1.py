@@ -17,7 +17,7 @@ ADAPTER = FamilyAdapter(
     masked_routing=biased_logits_top_k_sigmoid,
     masked_routing_doc="dropped experts' biased logits at −inf; top-k; sigmoid weights, renormalised if `norm_topk_prob`",
     prune=PruneSpec(
-        layouts="fused `gate_up_proj`/`down_proj`, `e_score_correction_bias`; shared experts untouched",
+        layouts="per-expert, `moe.router.expert_bias`; shared experts untouched",
         router_bias=False,
         untouched="the shared experts",
     ),

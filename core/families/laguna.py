@@ -17,7 +17,7 @@ ADAPTER = FamilyAdapter(
     masked_routing=sigmoid_router_bias_top_k,
     masked_routing_doc="sigmoid scores; dropped experts' selection score at −inf; top-k; renormalised",
     prune=PruneSpec(
-        layouts="fused `gate_up_proj`/`down_proj`, `e_score_correction_bias`; shared experts untouched",
+        layouts="per-expert, `e_score_correction_bias`; shared experts untouched",
         router_bias=False,
         untouched="the shared experts",
     ),

@@ -20,7 +20,7 @@ ADAPTER = FamilyAdapter(
     masked_routing_doc="sigmoid scores; dropped experts' selection score at −inf; top-k; weights "
     "renormalised and scaled",
     prune=PruneSpec(
-        layouts="fused `gate_up_proj`/`down_proj` under `feed_forward`, `expert_bias`",
+        layouts="per-expert `w1`/`w2`/`w3` under `feed_forward`, `expert_bias`",
         router_bias=False,
     ),
 )

@@ -16,5 +16,5 @@ ADAPTER = FamilyAdapter(
     masked_routing=softmax_top_k(always_renorm=False, cast=True),
     masked_routing_doc="softmax over all E (float32), top-k, renormalised if `norm_topk_prob`, "
     "cast back",
-    prune=PruneSpec(layouts="fused `gate_up_proj`/`down_proj`", router_bias=False),
+    prune=PruneSpec(layouts="per-expert", router_bias=False),
 )

@@ -16,5 +16,5 @@ ADAPTER = FamilyAdapter(
     collect_doc="softmax over E, top-k, renormalised",
     masked_routing=softmax_top_k(always_renorm=True, cast=False),
     masked_routing_doc="softmax over all E (float32), top-k, renormalised (float32 weights)",
-    prune=PruneSpec(layouts="fused `gate_up_proj`/`down_proj`", router_bias=False),
+    prune=PruneSpec(layouts="per-expert `w1`/`w2`/`w3`", router_bias=False),
 )

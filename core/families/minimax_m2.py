@@ -20,6 +20,7 @@ ADAPTER = FamilyAdapter(
     masked_routing_doc="sigmoid scores; dropped experts' selection score at −inf; top-k; weights "
     "renormalised",
     prune=PruneSpec(
-        layouts="fused `gate_up_proj`/`down_proj`, `e_score_correction_bias`", router_bias=False
+        layouts="per-expert `w1`/`w2`/`w3`, the block's `e_score_correction_bias`",
+        router_bias=False,
     ),
 )

@@ -19,7 +19,7 @@ ADAPTER = FamilyAdapter(
     masked_routing_doc="as DeepSeek-V3: dropped experts' selection score at −inf, group-limited "
     "top-k, weights renormalised and scaled",
     prune=PruneSpec(
-        layouts="fused `gate_up_proj`/`down_proj`, `e_score_correction_bias`; shared experts untouched",
+        layouts="per-expert `up_proj`/`down_proj` under `mixer`, `e_score_correction_bias`; shared experts untouched",
         router_bias=False,
         grouped_routing=True,
         untouched="the shared experts and dense layers",

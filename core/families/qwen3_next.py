@@ -19,7 +19,7 @@ ADAPTER = FamilyAdapter(
     masked_routing_doc="softmax over all E (float32), top-k, renormalised if `norm_topk_prob`, "
     "cast back",
     prune=PruneSpec(
-        layouts="fused `gate_up_proj`/`down_proj`; shared expert and its gate untouched",
+        layouts="per-expert; shared expert and its gate untouched",
         router_bias=False,
         untouched="the shared expert",
     ),

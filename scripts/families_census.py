@@ -336,6 +336,28 @@ def run(types: list[str], progress=None) -> list[Row]:
     return rows
 
 
+def markdown(rows: list[Row], version: str) -> str:
+    """The census as a Markdown table with its counts (for the README)."""
+    counts = summary(rows)
+    total = counts["moe_types"]
+    lines = [
+        f"transformers {version}: {total} MoE causal-LM types; collect {counts['collect']}, "
+        f"evaluate {counts['evaluate']}, prune {counts['prune']}.",
+        "",
+        "| model_type | family | collect | evaluate | prune | why not |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if row.moe:
+            why = re.sub(r"\b\w*Error: ", "", row.why).replace("|", "/")
+            why = re.sub(r"\(AXK1MoE, [^)]*\)", "(…)", why)[:120]
+            lines.append(
+                f"| `{row.model_type}` | {row.family} | {row.collect} | {row.evaluate} | "
+                f"{row.prune} | {why} |"
+            )
+    return "\n".join(lines)
+
+
 def _line(row: Row) -> str:
     return (
         f"{row.model_type:<26} {row.family:<14} {row.collect:<8} {row.evaluate:<8} "
@@ -347,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("types", nargs="*", help="model types (default: every causal-LM type)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print a Markdown table (the README's)"
+    )
     args = parser.parse_args(argv)
     import transformers
     from transformers.utils import logging as hf_logging
@@ -354,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     types = args.types or causal_lm_types()
+    if args.markdown:
+        rows = run(types)
+        print(markdown(rows, transformers.__version__))
+        return 0
     if not args.json:
         print(f"transformers {transformers.__version__}: {len(types)} causal-LM types")
         print(f"{'model_type':<26} {'family':<14} {'collect':<8} {'evaluate':<8} {'prune':<6} why")

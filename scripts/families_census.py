@@ -350,7 +350,7 @@ def markdown(rows: list[Row], version: str) -> str:
     for row in rows:
         if row.moe:
             why = re.sub(r"\b\w*Error: ", "", row.why).replace("|", "/")
-            why = re.sub(r"\(AXK1MoE, [^)]*\)", "(…)", why)[:120]
+            why = re.sub(r"\(AXK1MoE, [^)]*\)?", "(…)", why)[:120]
             lines.append(
                 f"| `{row.model_type}` | {row.family} | {row.collect} | {row.evaluate} | "
                 f"{row.prune} | {why} |"

@@ -9,6 +9,8 @@ is only used by tests that need them.
 
 from __future__ import annotations
 
+import contextlib
+import re
 from pathlib import Path
 
 # Small, varied English/other text so the tokenizer has merges and samples differ.
@@ -208,7 +210,9 @@ def _config(family: str, vocab_size: int):
             topk_group=1,
             topk_method="greedy",
         )
-    raise ValueError(f"no tiny config for family {family!r}")
+    config = tiny_config_for_type(family)  # the families added since: shrunk defaults
+    config.vocab_size = vocab_size
+    return config
 
 
 FAMILIES = ("gpt_oss", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3")
@@ -357,3 +361,178 @@ def build_tiny_mxfp4_gpt_oss(folder: str | Path, seed: int = 0) -> tuple[Path, P
     }
     (mxfp4 / "config.json").write_text(json.dumps(config_doc, indent=2))
     return mxfp4, float_twin
+
+
+# --------------------------------------------------------------------------- any MoE type
+
+#: Integer config attributes shrunk to tiny sizes wherever a config has them.
+TINY_SIZES = {
+    "hidden_size": HIDDEN,
+    "intermediate_size": 32,
+    "intermediate_size_mlp": 32,
+    "moe_intermediate_size": 16,
+    "expert_intermediate_size": 16,
+    "shared_expert_intermediate_size": 16,
+    "ffn_hidden_size": 32,
+    "moe_ffn_hidden_size": 16,
+    "num_hidden_layers": LAYERS,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 8,
+    "vocab_size": 128,
+    "num_local_experts": EXPERTS,
+    "num_experts": EXPERTS,
+    "n_routed_experts": EXPERTS,
+    "moe_num_experts": EXPERTS,
+    "num_experts_per_tok": TOP_K,
+    "moe_k": TOP_K,
+    "moe_topk": TOP_K,
+    "n_group": 2,
+    "topk_group": 1,
+    "num_expert_group": 2,
+    "first_k_dense_replace": 0,
+    "decoder_sparse_step": 1,
+    "moe_layer_start_index": 0,
+    "q_lora_rank": 16,
+    "kv_lora_rank": 16,
+    "qk_rope_head_dim": 4,
+    "qk_nope_head_dim": 4,
+    "v_head_dim": 8,
+    "linear_num_value_heads": 2,
+    "linear_num_key_heads": 2,
+    "linear_key_head_dim": 8,
+    "linear_value_head_dim": 8,
+    "sliding_window": 16,
+    "index_head_dim": 8,
+    "index_n_heads": 2,
+    "max_window_layers": LAYERS,
+    "pad_token_id": 0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+
+#: Per-type attributes on top of :data:`TINY_SIZES`, where the generic shrink is not enough.
+TINY_OVERRIDES: dict[str, dict] = {
+    "deepseek_v2": {"num_key_value_heads": 4, "topk_method": "greedy", "n_group": 1},
+    "deepseek_v3": {"num_key_value_heads": 4},
+    "doge": {"is_moe": True},
+    "dots1": {"n_shared_experts": 1},
+    "laguna": {"num_attention_heads_per_layer": [4] * LAYERS},
+    "longcat_flash": {"n_routed_experts": EXPERTS - 2, "zero_expert_num": 2},  # E counts both
+    "lfm2_moe": {"num_dense_layers": 0, "layer_types": ["conv", "full_attention"]},
+    "gemma4_text": {"enable_moe_block": True, "num_experts": EXPERTS, "top_k_experts": TOP_K},
+    "gemma4": {"enable_moe_block": True, "num_experts": EXPERTS, "top_k_experts": TOP_K},
+    "jamba": {
+        "attn_layer_period": 1,
+        "attn_layer_offset": 0,
+        "expert_layer_period": 1,
+        "expert_layer_offset": 0,
+        "use_mamba_kernels": False,
+    },
+    "llama4_text": {"interleave_moe_layer_step": 1, "no_rope_layers": [1] * LAYERS},
+}
+
+
+def _set(config, key: str, value) -> None:
+    """Set ``key`` if the config lets us (some are read-only properties or per-layer views)."""
+    with contextlib.suppress(AttributeError, TypeError, ValueError):
+        setattr(config, key, value)
+
+
+def _get(config, key: str):
+    try:
+        return getattr(config, key, None)
+    except Exception:  # per-layer attributes raise on global access
+        return None
+
+
+#: Keys also set when the config has them as ``None`` (no default; the model needs a value).
+FILLED_WHEN_NONE = (
+    "num_local_experts",
+    "num_experts",
+    "n_routed_experts",
+    "num_experts_per_tok",
+    "moe_intermediate_size",
+    "num_key_value_heads",
+    "head_dim",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+)
+
+
+def _shrink(config, model_type: str) -> None:
+    layers_before = _get(config, "num_hidden_layers")
+    for key, value in TINY_SIZES.items():
+        current = _get(config, key)
+        shrink = isinstance(current, int) and not isinstance(current, bool)
+        fill = current is None and key in FILLED_WHEN_NONE and key in vars(config)
+        if shrink or fill:
+            _set(config, key, value)
+    mlp_types = _get(config, "mlp_layer_types")
+    if isinstance(mlp_types, list) and "sparse" in mlp_types:
+        _set(config, "mlp_layer_types", ["sparse"] * config.num_hidden_layers)
+    if isinstance(_get(config, "qk_rope_head_dim"), int):  # MLA: no grouped KV heads
+        _set(config, "head_dim", config.qk_rope_head_dim)  # the rotary part of the head
+        _set(config, "num_key_value_heads", config.num_attention_heads)
+        if isinstance(_get(config, "qk_head_dim"), int):
+            _set(config, "qk_head_dim", config.qk_nope_head_dim + config.qk_rope_head_dim)
+    layer_types = _get(config, "layer_types")
+    if isinstance(layer_types, list) and layer_types:
+        kinds = list(dict.fromkeys(layer_types))
+        layers = max(LAYERS, len(kinds))
+        _set(config, "num_hidden_layers", layers)
+        _set(config, "layer_types", kinds + [kinds[-1]] * (layers - len(kinds)))
+    layers_after = _get(config, "num_hidden_layers")
+    for key, value in list(vars(config).items()):  # other per-layer lists: the first layers
+        if key != "layer_types" and isinstance(value, list) and len(value) == layers_before:
+            _set(config, key, value[:layers_after])
+    for key, value in TINY_OVERRIDES.get(model_type, {}).items():
+        _set(config, key, value)
+    _set(config, "tie_word_embeddings", False)
+
+
+def tiny_config_for_type(model_type: str):
+    """A tiny config of any transformers ``model_type``: defaults shrunk by attribute name.
+
+    Sub-configs (a composite model's ``text_config``) are shrunk too. Used by
+    ``scripts/families_census.py`` to try every MoE causal-LM type, and by the
+    tests of families that have no hand-written tiny config above.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(model_type)
+    _shrink(config, model_type)
+    for name in getattr(config, "sub_configs", {}) or {}:
+        sub = getattr(config, name, None)
+        if sub is not None and hasattr(sub, "to_dict"):
+            _shrink(sub, getattr(sub, "model_type", model_type))
+    return config
+
+
+def build_tiny_model_of_type(model_type: str, seed: int = 0, dtype: str = "float32"):
+    """A tiny random ``model_type`` causal LM in memory, routers scaled up so routing is peaked."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = tiny_config_for_type(model_type)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if _is_router_weight(name, param):
+                param.mul_(8.0)
+            if name.endswith("e_score_correction_bias"):
+                param.copy_(torch.randn_like(param) * 0.1)
+    return model.eval()
+
+
+def _is_router_weight(name: str, param) -> bool:
+    """A 2-D weight named like a router (``router``/``gate`` of an MoE block), E or E + 1 rows."""
+    if (
+        param.ndim != 2
+        or not name.endswith(".weight")
+        or param.shape[0] not in (EXPERTS, EXPERTS + 1)
+    ):
+        return False
+    return "router" in name or bool(re.search(r"\.(gate|wg)\.weight$", name))

@@ -205,7 +205,10 @@ class RouterCapture:
             self._check_tokens(logits.shape[0], layer)
             batch, seq = self._shape
             mask = self._mask_on(logits.device)
-            probs = torch.softmax(logits.float(), dim=-1)
+            if layer.family.router_output == "probs":  # already the softmax (Gemma-4)
+                probs = logits.float()
+            else:
+                probs = torch.softmax(logits.float(), dim=-1)
             probs = torch.where(mask[:, None], probs, 0.0)
             self._acc[index][:, :, 0] += probs.view(batch, seq, experts).sum(dim=1)
             if self.keep_token_probs:
@@ -326,7 +329,11 @@ class RouterCapture:
         return hook
 
     def _per_slot_hook(self, layer: MoeLayer) -> Callable:
-        """Any experts implementation: y for slot j = experts(hidden, index[:, j], weight 1)."""
+        """Any experts implementation: y for slot j = experts(hidden, index, weight 1 at j, 0 else).
+
+        All k slots are passed (weights one-hot), not one slot alone: some
+        implementations (LongCat-Flash's) cannot run with k = 1.
+        """
         import torch  # lazy: optional dependency (the collect extra)
 
         def hook(module: Any, args: Any, kwargs: Any, output: Any) -> None:
@@ -336,9 +343,9 @@ class RouterCapture:
             forward = type(module).forward
             norms = []
             for slot in range(top_index.shape[1]):
-                one = top_index[:, slot : slot + 1]
-                unit = torch.ones_like(weights[:, slot : slot + 1])
-                y = forward(module, hidden, one, unit)
+                unit = torch.zeros_like(weights)
+                unit[:, slot] = 1
+                y = forward(module, hidden, top_index, unit)
                 norms.append(y.float().norm(dim=-1))
             self._record(layer.index, top_index, weights, torch.stack(norms, dim=1), hidden, module)
 

@@ -118,13 +118,15 @@ class MaskedRouting:
             self._calls[index] += 1
             if self._dropped is None:
                 return None
-            if not isinstance(output, tuple) or len(output) != 3:
+            expected = 2 if layer.family.style == "llama4" else 3  # (scores, logits) for Llama-4
+            if not isinstance(output, tuple) or len(output) != expected:
                 raise LensError(
-                    f"{layer.name}: its router returned {type(output).__name__}, not "
-                    "(logits, weights, indices); this transformers version routes differently"
+                    f"{layer.name}: its router returned {type(output).__name__}, not the "
+                    f"{expected}-tuple {layer.family.label} routers return; this transformers "
+                    "version routes differently"
                 )
-            logits = output[0]
+            logits = output[layer.family.logits_index]
             flat = logits.reshape(-1, logits.shape[-1])
-            return route(module, flat, self._dropped_on(index, flat.device))
+            return route(module, flat, self._dropped_on(index, flat.device), args)
 
         return hook

@@ -12,19 +12,48 @@ from __future__ import annotations
 
 from core.errors import LensError
 from core.families import (
+    afmoe,
+    axk1,
+    bailing_hybrid,
+    cohere2_moe,
     deepseek_v2,
     deepseek_v3,
+    deepseek_v32,
+    dots1,
+    ernie4_5_moe,
+    exaone_moe,
+    flex_olmo,
+    gemma4,
+    glm4_moe,
+    glm_moe_dsa,
     gpt_oss,
     granitemoe,
+    granitemoe_swa,
+    granitemoeshared,
+    hunyuan_v1_moe,
+    hy_v3,
+    hy_v4,
     jamba,
+    kimi_linear,
+    kolibri1,
+    laguna,
+    lara_mini,
+    lfm2_moe,
     llama4,
+    longcat_flash,
+    mellum,
+    mimo_v2_flash,
     minimax,
+    minimax_m2,
     mixtral,
+    nemotron_h,
     olmoe,
     phimoe,
     qwen2_moe,
+    qwen3_5_moe,
     qwen3_moe,
     qwen3_next,
+    solar_open,
 )
 from core.families.base import FamilyAdapter
 
@@ -37,14 +66,43 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         qwen2_moe,
         qwen3_moe,
         qwen3_next,
+        qwen3_5_moe,
         olmoe,
         deepseek_v2,
         deepseek_v3,
+        deepseek_v32,
+        glm4_moe,
+        glm_moe_dsa,
+        dots1,
+        kimi_linear,
+        exaone_moe,
+        mimo_v2_flash,
+        solar_open,
+        axk1,
+        nemotron_h,
+        bailing_hybrid,
+        ernie4_5_moe,
         granitemoe,
+        granitemoeshared,
+        granitemoe_swa,
         phimoe,
         jamba,
         minimax,
+        minimax_m2,
+        hunyuan_v1_moe,
+        hy_v3,
+        hy_v4,
+        afmoe,
+        flex_olmo,
+        mellum,
+        lara_mini,
+        cohere2_moe,
+        laguna,
+        kolibri1,
+        lfm2_moe,
         llama4,
+        gemma4,
+        longcat_flash,
     )
 )
 
@@ -66,6 +124,11 @@ def by_name(name: str) -> FamilyAdapter | None:
 def for_model_type(model_type: object, where: str, *, tool: str = "lens prune") -> FamilyAdapter:
     """The adapter of a config's ``model_type`` that ``tool`` (pruning) supports, or a one-line error."""
     adapter = BY_MODEL_TYPE.get(str(model_type))
+    if adapter is not None and adapter.prune is None and adapter.no_prune_reason:
+        raise LensError(
+            f"{where}: {tool} cannot prune {adapter.label} ({model_type!r}): "
+            f"{adapter.no_prune_reason}"
+        )
     if adapter is None or adapter.prune is None:
         supported = ", ".join(a.name for a in ADAPTERS if a.prune is not None)
         raise LensError(

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 #: Config keys that may hold the routed expert count; pruning updates every one present.
-EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
+EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
 #: Config key of the number of experts each token is routed to.
 TOP_K_KEY = "num_experts_per_tok"
 
-#: ``route(router, logits[T, E], dropped[E]) -> (masked_logits, weights[T, k], index[T, k])``:
-#: the router's output recomputed with the dropped experts unselectable.
+#: ``route(router, logits[T, E], dropped[E], inputs) -> (masked_logits, weights[T, k], index[T, k])``:
+#: the router's output recomputed with the dropped experts unselectable (``inputs``: the
+#: router's positional inputs, for routers that take more than the hidden states).
 MaskedRoute = Callable[[Any, Any, Any], tuple]
 
 
@@ -63,10 +64,14 @@ class FamilyAdapter:
     collect_doc: str = ""  # what prob_sum / routing record, for the README
     experts_attr: str = "experts"
     logits_index: int = 0  # where the dense [T, E] router logits sit in the router's output
+    #: "logits", or "probs" when the router returns its softmax instead (Gemma-4): prob_sum
+    #: is then that output itself, not a softmax of it.
+    router_output: str = "logits"
     style: str = "fused"
     masked_routing: MaskedRoute | None = None  # None: evaluate refuses to mask in memory
     masked_routing_doc: str = ""  # how masked routing is recomputed, for the README
     prune: PruneSpec | None = None  # None: lens prune refuses the family
+    no_prune_reason: str = ""  # why it is refused and what works instead, for the one-line error
 
     def locate(self, block: Any) -> tuple[Any, Any] | None:
         """``(router, experts)`` of one MoE block of this family, or ``None`` if absent.

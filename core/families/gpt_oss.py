@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from core.families.base import FamilyAdapter, PruneSpec
-
-
-def route_masked(router: Any, logits: Any, dropped: Any) -> tuple:
-    """Top-k of the masked logits (the bias is already in them), softmax over those k."""
-    import torch  # lazy: only evaluation runs routing
-
-    masked = logits.masked_fill(dropped, float("-inf"))
-    top, index = torch.topk(masked, router.top_k, dim=-1)
-    scores = torch.softmax(top, dim=1, dtype=top.dtype)
-    return masked, scores, index
-
+from core.families.routing import logits_top_k_softmax
 
 ADAPTER = FamilyAdapter(
     name="gpt_oss",
@@ -27,7 +15,7 @@ ADAPTER = FamilyAdapter(
     routing="top-k of logits (with bias), softmax over k",
     collect_doc="softmax of all E logits; top-k of logits, softmax over k (MXFP4 checkpoints "
     "are loaded dequantised so the router is visible)",
-    masked_routing=route_masked,
+    masked_routing=logits_top_k_softmax,
     masked_routing_doc="top-k of the logits, softmax over those k",
     prune=PruneSpec(
         layouts="fused `gate_up_proj`/`down_proj` and biases; MXFP4 `*_blocks`/`*_scales` sliced",

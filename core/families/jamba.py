@@ -1,12 +1,9 @@
-"""Jamba (Mamba + attention hybrid): softmax over all experts, top-k.
-
-Collection only: evaluate refuses to mask it in memory and prune refuses it,
-because its routing has not been checked against a pruned checkpoint.
-"""
+"""Jamba: softmax over all experts, top-k, not renormalised (Mamba/attention hybrid)."""
 
 from __future__ import annotations
 
-from core.families.base import FamilyAdapter
+from core.families.base import FamilyAdapter, PruneSpec
+from core.families.routing import softmax_top_k
 
 ADAPTER = FamilyAdapter(
     name="jamba",
@@ -14,7 +11,10 @@ ADAPTER = FamilyAdapter(
     router_attr="router",
     block_classes=("JambaSparseMoeBlock",),
     model_types=("jamba",),
-    router_doc="`router`",
-    routing="softmax over all experts, top-k",
+    router_doc="`feed_forward.router`",
+    routing="softmax top-k (not renormalised)",
     collect_doc="softmax over E, top-k",
+    masked_routing=softmax_top_k(always_renorm=False, cast=True),
+    masked_routing_doc="softmax over all E (float32), top-k, cast back (not renormalised)",
+    prune=PruneSpec(layouts="per-expert under `feed_forward`", router_bias=False),
 )

@@ -17,7 +17,7 @@ from typing import Any
 from core.errors import LensError
 from core.families import BY_BLOCK_CLASS
 from core.families.base import FamilyAdapter
-from core.families.generic import generic_adapter
+from core.families.generic import generic_adapter, router_weight
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,25 @@ class MoeLayer:
 
 
 def _num_experts(router: Any, experts: Any) -> int | None:
-    weight = getattr(router, "weight", None)
-    if weight is not None and getattr(weight, "ndim", 0) == 2:
-        return int(weight.shape[0])
-    for owner in (router, experts):
-        value = getattr(owner, "num_experts", None)
-        if isinstance(value, int):
-            return value
-    return None
+    """The routed expert count: what the model's own modules say, else the router's rows.
+
+    The modules' ``num_experts`` comes first because a router weight can have
+    more rows than there are routed experts (Inkling scores its shared expert
+    in the same matrix), and then the rows would be the wrong E.
+    """
+    for owner in (experts, router):
+        # LongCat's total_experts counts its zero-computation (identity) experts, which the
+        # router scores and selects like the others.
+        for attr in ("total_experts", "num_experts"):
+            value = getattr(owner, attr, None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    weight = router_weight(router)
+    return int(weight.shape[0]) if weight is not None else None
+
+
+#: Config keys of top-k, tried in order (Gemma-4: ``top_k_experts``; HunYuan: ``moe_topk``).
+TOP_K_CONFIG_KEYS = ("num_experts_per_tok", "top_k_experts", "moe_topk", "moe_k")
 
 
 def _top_k(block: Any, router: Any, config: Any) -> int | None:
@@ -50,8 +61,13 @@ def _top_k(block: Any, router: Any, config: Any) -> int | None:
         value = getattr(owner, "top_k", None)
         if isinstance(value, int):
             return value
-    value = getattr(config, "num_experts_per_tok", None)
-    return value if isinstance(value, int) else None
+    text = config.get_text_config() if hasattr(config, "get_text_config") else None
+    for source in (getattr(router, "config", None), config, text):
+        for key in TOP_K_CONFIG_KEYS:
+            value = getattr(source, key, None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    return None
 
 
 def adapter_of(block: Any) -> FamilyAdapter | None:

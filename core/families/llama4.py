@@ -1,13 +1,14 @@
 """Llama-4 (text): the router returns ``(scores, logits)`` and the experts see scaled inputs.
 
-Collection only (see :mod:`core.families.base`): its experts run densely on
-inputs already multiplied by the routing score, so capture reads the norms
-from the experts' output (``style="llama4"``) instead of the fused interface.
+Its experts run densely on inputs already multiplied by the routing score, so
+capture reads the norms from the experts' output (``style="llama4"``) instead
+of the fused interface, and masked routing returns ``(scores, logits)`` too.
 """
 
 from __future__ import annotations
 
-from core.families.base import FamilyAdapter
+from core.families.base import FamilyAdapter, PruneSpec
+from core.families.routing import llama4_top_k_sigmoid
 
 ADAPTER = FamilyAdapter(
     name="llama4",
@@ -21,4 +22,13 @@ ADAPTER = FamilyAdapter(
     "‖expert(w·x)‖ / w",
     logits_index=1,
     style="llama4",
+    masked_routing=llama4_top_k_sigmoid,
+    masked_routing_doc="top-k of the masked logits, sigmoid of those as the input scale, 0 "
+    "for every other expert",
+    prune=PruneSpec(
+        layouts="fused `gate_up_proj`/`down_proj` under `feed_forward`; shared expert untouched; "
+        "the multimodal `llama4`'s `text_config`",
+        router_bias=False,
+        untouched="the shared expert",
+    ),
 )

@@ -1,12 +1,9 @@
-"""MiniMax: softmax over all experts, top-k.
-
-Collection only: evaluate refuses to mask it in memory and prune refuses it,
-because its routing has not been checked against a pruned checkpoint.
-"""
+"""MiniMax(-Text-01): softmax over all experts, top-k, renormalised (float32 weights)."""
 
 from __future__ import annotations
 
-from core.families.base import FamilyAdapter
+from core.families.base import FamilyAdapter, PruneSpec
+from core.families.routing import softmax_top_k
 
 ADAPTER = FamilyAdapter(
     name="minimax",
@@ -15,6 +12,9 @@ ADAPTER = FamilyAdapter(
     block_classes=("MiniMaxSparseMoeBlock",),
     model_types=("minimax",),
     router_doc="`mlp.gate`",
-    routing="softmax over all experts, top-k",
+    routing="softmax top-k, renormalised",
     collect_doc="softmax over E, top-k, renormalised",
+    masked_routing=softmax_top_k(always_renorm=True, cast=False),
+    masked_routing_doc="softmax over all E (float32), top-k, renormalised (float32 weights)",
+    prune=PruneSpec(layouts="per-expert `w1`/`w2`/`w3`", router_bias=False),
 )

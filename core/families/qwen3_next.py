@@ -1,12 +1,9 @@
-"""Qwen3-Next: softmax top-k with a gated shared expert.
-
-Collection only: evaluate refuses to mask it in memory and prune refuses it,
-because its routing has not been checked against a pruned checkpoint.
-"""
+"""Qwen3-Next: softmax top-k (renormalised if ``norm_topk_prob``) plus a gated shared expert."""
 
 from __future__ import annotations
 
-from core.families.base import FamilyAdapter
+from core.families.base import FamilyAdapter, PruneSpec
+from core.families.routing import softmax_top_k
 
 ADAPTER = FamilyAdapter(
     name="qwen3_next",
@@ -15,6 +12,15 @@ ADAPTER = FamilyAdapter(
     block_classes=("Qwen3NextSparseMoeBlock",),
     model_types=("qwen3_next",),
     router_doc="`mlp.gate`",
-    routing="softmax over all experts, top-k",
-    collect_doc="softmax over E, top-k (renormalised if `norm_topk_prob`); the shared expert is not recorded",
+    routing="softmax top-k, plus a gated shared expert",
+    collect_doc="softmax over E, top-k (renormalised if `norm_topk_prob`); the shared expert is "
+    "not recorded",
+    masked_routing=softmax_top_k(always_renorm=False, cast=True),
+    masked_routing_doc="softmax over all E (float32), top-k, renormalised if `norm_topk_prob`, "
+    "cast back",
+    prune=PruneSpec(
+        layouts="per-expert; shared expert and its gate untouched",
+        router_bias=False,
+        untouched="the shared expert",
+    ),
 )

@@ -4,7 +4,7 @@ Nothing here loads a tensor: shard headers give every tensor's dtype, shape
 and byte range, which is all pruning and AIMER need to find the experts.
 MoE layers are found from tensor names, the same way for every family:
 
-- router: ``….layers.{i}.{mlp|block_sparse_moe}.{gate|router}.{weight|bias|e_score_correction_bias}``
+- router: ``….layers.{i}.{mlp|block_sparse_moe|feed_forward|mixer}.{gate|router}.{weight|bias|e_score_correction_bias}``
   with ``E`` rows;
 - fused experts (GPT-OSS, transformers 5 layouts, MXFP4 ``*_blocks``/``*_scales``):
   ``….experts.{name}`` with ``E`` along dim 0;
@@ -19,6 +19,7 @@ transformers does not load) are reported separately.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +29,22 @@ from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY
 from core.io.jsonfile import read_json
 from core.io.safetensors import SafetensorsHeader, TensorEntry, read_header
 
-_BLOCK = r"(?P<prefix>(?:.+\.)?layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe))"
-ROUTER_RE = re.compile(
-    _BLOCK + r"\.(?:gate|router)\.(?P<leaf>weight|bias|e_score_correction_bias)$"
+_BLOCK = (
+    r"(?P<prefix>(?:.+\.)?layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe|feed_forward|mixer|moe))"
 )
+#: The router's weight/bias (or its inner linear's: Granite ``router.layer``, HunYuan ``gate.wg``,
+#: AFMoE ``router.gate``, LongCat ``router.classifier``), and a correction bias kept in
+#: the router (DeepSeek-V3; Sarvam's ``expert_bias``), in ``moe_statics`` (ERNIE-4.5, shape
+#: [1, E]) or in the block (MiniMax-M2; LFM2-MoE's ``expert_bias``; Kolibri-1 keeps it in
+#: ``layers.{i}.moe.router`` beside ``mlp``).
+ROUTER_RE = re.compile(
+    _BLOCK
+    + r"\.(?:(?:gate|router)(?:\.(?:layer|wg|gate|classifier))?\.(?P<leaf>weight|bias|e_score_correction_bias|expert_bias)"
+    r"|(?:gate\.)?moe_statics\.(?P<statics>e_score_correction_bias)"
+    r"|(?P<block_bias>e_score_correction_bias|expert_bias))$"
+)
+#: Granite-MoE's saved layout: fused ``[E, …]`` expert weights beside the router.
+GRANITE_RE = re.compile(_BLOCK + r"\.(?P<leaf>(?:input|output)_linear\.weight)$")
 EXPERT_RE = re.compile(_BLOCK + r"\.experts\.(?:(?P<expert>\d+)\.)?(?P<leaf>[A-Za-z_].*)$")
 LAYER_RE = re.compile(r"(?:^|\.)layers\.(?P<layer>\d+)\.")
 
@@ -58,6 +71,7 @@ class MoeLayer:
     router: dict[str, TensorEntry] = field(default_factory=dict)  # weight / bias / e_score…
     fused: dict[str, TensorEntry] = field(default_factory=dict)  # name -> [E, ...]
     per_expert: dict[int, dict[str, TensorEntry]] = field(default_factory=dict)
+    leading_one: set[str] = field(default_factory=set)  # [1, E] tensors read as [E] (ERNIE)
 
 
 @dataclass
@@ -194,7 +208,13 @@ def _index(
             continue
         if match := ROUTER_RE.match(name):
             layer = _layer(layers, match)
-            layer.router[match["leaf"]] = entry
+            leaf = match["leaf"] or match["statics"] or match["block_bias"]
+            if entry.shape and len(entry.shape) == 2 and entry.shape[0] == 1:
+                entry = _squeezed(entry)  # [1, E]: sliced along E like a vector
+                layer.leading_one.add(entry.name)
+            layer.router[leaf] = entry
+        elif match := GRANITE_RE.match(name):
+            _layer(layers, match).fused[match["leaf"]] = entry
         elif match := EXPERT_RE.match(name):
             layer = _layer(layers, match)
             if match["expert"] is None:
@@ -208,7 +228,8 @@ def _index(
     num_experts = _expert_count(config, moe, where)
     for layer in moe:
         _check_layer(layer, num_experts, where)
-    top_k = config.get(TOP_K_KEY)
+    keys = moe_config(config)
+    top_k = next((keys[k] for k in (TOP_K_KEY, "moe_k", "moe_topk") if k in keys), None)
     return Checkpoint(
         folder=folder,
         config=config,
@@ -221,6 +242,11 @@ def _index(
     )
 
 
+def _squeezed(entry: TensorEntry) -> TensorEntry:
+    """A ``[1, E]`` tensor seen as ``[E]`` (same bytes), so it slices by expert like a bias."""
+    return dataclasses.replace(entry, shape=tuple(entry.shape[1:]))
+
+
 def _layer(layers: dict[int, MoeLayer], match: re.Match) -> MoeLayer:
     index = int(match["layer"])
     if index not in layers:
@@ -228,7 +254,19 @@ def _layer(layers: dict[int, MoeLayer], match: re.Match) -> MoeLayer:
     return layers[index]
 
 
+def moe_config(config: dict) -> dict:
+    """The part of ``config`` that holds the MoE keys: itself, or a multimodal model's
+    ``text_config`` (Llama-4) when only that has an expert count."""
+    if any(isinstance(config.get(k), int) for k in EXPERT_COUNT_KEYS):
+        return config
+    text = config.get("text_config")
+    if isinstance(text, dict) and any(isinstance(text.get(k), int) for k in EXPERT_COUNT_KEYS):
+        return text
+    return config
+
+
 def _expert_count(config: dict, layers: list[MoeLayer], where: str) -> int:
+    config = moe_config(config)
     for key in EXPERT_COUNT_KEYS:
         if isinstance(config.get(key), int):
             return int(config[key])

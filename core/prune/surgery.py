@@ -51,7 +51,14 @@ from core.io.safetensors import (
     write_safetensors,
 )
 from core.model_names import model_identity
-from core.prune.checkpoint import COPIED_FILES, Checkpoint, MoeLayer
+from core.prune.checkpoint import (
+    COPIED_FILES,
+    Checkpoint,
+    MoeLayer,
+    moe_config,
+    read_config,
+    resolve_model,
+)
 
 #: The most negative finite value of each float dtype, little-endian: the router bias of padding.
 _MOST_NEGATIVE = {
@@ -130,8 +137,10 @@ def prune_checkpoint(
     if not isinstance(mask, Mask):
         mask = read_mask(mask)
     where = str(mask.path) if mask.path is not None else "mask"
+    # The family first: a model type pruning does not know is refused as such, not as a
+    # checkpoint whose tensor names were not understood.
+    family = for_model_type(read_config(model).get("model_type"), str(resolve_model(model)))
     ckpt = Checkpoint.open(model)
-    family = for_model_type(ckpt.config.get("model_type"), str(ckpt.folder))
     prune = family.prune
     assert prune is not None  # for_model_type refuses families pruning does not support
     out = Path(out)
@@ -329,17 +338,20 @@ def _new_config(
     prune = family.prune
     assert prune is not None
     config = dict(ckpt.config)
-    keys = [k for k in prune.expert_count_keys if isinstance(config.get(k), int)]
+    moe = moe_config(config)
+    if moe is not config:  # Llama-4: the MoE keys live in text_config
+        moe = config["text_config"] = dict(moe)
+    keys = [k for k in prune.expert_count_keys if isinstance(moe.get(k), int)]
     if not keys:
         raise LensError(
             f"{ckpt.folder}/config.json: no expert count ({', '.join(prune.expert_count_keys)})"
         )
     for key in keys:
-        config[key] = width
+        moe[key] = width
     if top_k is not None:
-        config[prune.top_k_key] = top_k
+        moe[prune.top_k_key] = top_k
     if prune.grouped_routing:
-        config.update(_grouping(ckpt, mask, top_k, where))
+        moe.update(_grouping(ckpt, mask, top_k, where))
     if ckpt.beyond and isinstance(config.get("num_nextn_predict_layers"), int):
         config["num_nextn_predict_layers"] = 0
     return config
@@ -416,22 +428,23 @@ def _layer_plan(
             pieces.append(fill_piece(_most_negative(entry, where), pad))
         elif pad:
             pieces.append(fill_piece(b"\0", pad * entry.row_bytes()))
-        plan[entry.name] = [
-            OutTensor(entry.name, entry.dtype, (width, *entry.shape[1:]), tuple(pieces))
-        ]
+        shape = (width, *entry.shape[1:])
+        if entry.name in layer.leading_one:
+            shape = (1, *shape)
+        plan[entry.name] = [OutTensor(entry.name, entry.dtype, shape, tuple(pieces))]
     if layer.per_expert:
         for tensors in layer.per_expert.values():
             for entry in tensors.values():
                 plan[entry.name] = []  # dropped unless kept below
         for new, old in enumerate(ids):
-            for leaf, entry in layer.per_expert[old].items():
-                name = f"{layer.prefix}.experts.{new}.{leaf}"
+            for entry in layer.per_expert[old].values():
+                name = entry.name.replace(f".experts.{old}.", f".experts.{new}.", 1)
                 plan[entry.name].append(
                     OutTensor(name, entry.dtype, entry.shape, (copy_piece(entry),))
                 )
         for new in range(len(ids), width):
-            for leaf, entry in layer.per_expert[ids[0]].items():
-                name = f"{layer.prefix}.experts.{new}.{leaf}"
+            for entry in layer.per_expert[ids[0]].values():
+                name = entry.name.replace(f".experts.{ids[0]}.", f".experts.{new}.", 1)
                 zeros: tuple[Piece, ...] = (fill_piece(b"\0", entry.nbytes),)
                 plan[entry.name].append(OutTensor(name, entry.dtype, entry.shape, zeros))
     return plan

@@ -11,13 +11,16 @@ from rich.table import Table
 
 from core.errors import LensError
 from core.formats.bundle import find_bundles, load_bundle
-from core.formats.mask import read_mask, write_mask
+from core.formats.mask import Mask, read_mask, write_mask
+from core.io.atomic import atomic_write_text
 from core.io.outputs import check_output, output_error
 from core.masks.compare import MasksComparison, compare_masks, masks_for_criteria
 from core.masks.criteria import CRITERIA, AimerScores, NaeeScores
 from core.masks.make import make_mask, retained_mass_by_source
+from core.masks.serving import SERVING_FORMATS, plain_lists, vllm_approximate_experts
 from core.naee.search import MAX_SUBSETS
 from core.prune.aimer import aimer_checkpoint_scores
+from core.prune.checkpoint import Checkpoint
 from lens_tui.commands.arguments import count
 from lens_tui.commands.options import model_and_text_options, model_options
 from lens_tui.safe_text import shown
@@ -138,7 +141,17 @@ def _criteria_help() -> str:
 )
 @model_option
 @click.option(
-    "--out", "-o", type=click.Path(path_type=Path), required=True, help="The mask JSON to write."
+    "--out", "-o", type=click.Path(path_type=Path), required=True, help="The mask file to write."
+)
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(SERVING_FORMATS),
+    default="json",
+    show_default=True,
+    help="json: the lens mask (for lens prune/evaluate); plain: kept ids per MoE layer, one line "
+    "each (.txt); vllm: vLLM's approximate_experts object, dropped ids per decoder layer (.json, "
+    "needs --model for the layer numbers).",
 )
 @click.option(
     "--data",
@@ -177,6 +190,7 @@ def mask_command(
     groups: int,
     model: str | None,
     out: Path,
+    out_format: str,
     as_json: bool,
     **options: object,
 ) -> None:
@@ -202,8 +216,11 @@ def mask_command(
       lens mask --criterion naee --model ./my-moe --data c4.jsonl -n 64 --r 24 --out naee.json
     """
     check_output(out, [*bundles, model])
-    if out.suffix != ".json":  # a mask written over a bundle or weights file destroys it
-        raise LensError(f"{out}: the mask file must end in .json")
+    suffix = ".txt" if out_format == "plain" else ".json"
+    if out.suffix != suffix:  # a mask written over a bundle or weights file destroys it
+        raise LensError(f"{out}: a --format {out_format} mask file must end in {suffix}")
+    if out_format == "vllm" and model is None:
+        raise LensError("--format vllm needs --model: vLLM numbers decoder layers, not MoE layers")
     loaded = [load_bundle(p) for p in find_bundles(list(bundles))]
     naee = None
     if criterion == "naee" and not loaded:
@@ -219,7 +236,7 @@ def mask_command(
         naee=naee,
     )
     try:
-        write_mask(out, mask)
+        _write(out, mask, out_format, model)
     except OSError as exc:
         raise output_error(out, exc) from None
     kept = retained_mass_by_source(mask, loaded)
@@ -251,6 +268,19 @@ def mask_command(
     for path, value in kept.items():
         share = "—" if value is None else f"{value:.1%}"
         console.print(f"  keeps {share} of the routing mass of {shown(path)} (mean over layers)")
+
+
+def _write(out: Path, mask: Mask, out_format: str, model: str | None) -> None:
+    """The mask in the chosen format, written atomically."""
+    if out_format == "json":
+        write_mask(out, mask)
+    elif out_format == "plain":
+        atomic_write_text(out, plain_lists(mask))
+    else:
+        assert model is not None  # checked before any work
+        layers = [layer.index for layer in Checkpoint.open(model).layers]
+        doc = vllm_approximate_experts(mask, layers)
+        atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
 
 
 @click.command("masks-compare")

@@ -214,3 +214,30 @@ def test_help_has_examples():
     for command in ("mask", "masks-compare", "prune"):
         text = lens(command, "--help").stdout
         assert "Examples" in text, command
+
+
+def test_mask_formats_for_serving_engines(tiny_gpt_oss, tmp_path):
+    """plain: kept ids per MoE layer; vllm: dropped ids per decoder layer; same experts as json."""
+    args = ("mask", "-c", "aimer", "--model", tiny_gpt_oss, "--r", "3")
+    assert lens(*args, "-o", tmp_path / "m.json").returncode == 0
+    kept = json.loads((tmp_path / "m.json").read_text())["layers"]
+    out = lens(*args, "--format", "plain", "-o", tmp_path / "m.txt")
+    assert out.returncode == 0, out.stderr
+    lines = (tmp_path / "m.txt").read_text().splitlines()
+    assert [[int(e) for e in line.split()] for line in lines] == kept
+    out = lens(*args, "--format", "vllm", "-o", tmp_path / "v.json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((tmp_path / "v.json").read_text())
+    assert doc == {
+        "approximate_experts": {
+            str(layer): sorted(set(range(8)) - set(ids)) for layer, ids in enumerate(kept)
+        }
+    }
+    bad = lens(*args, "--format", "plain", "-o", tmp_path / "p.json")
+    assert_one_line_error(bad, "must end in .txt")
+
+
+def test_vllm_format_needs_the_model_for_decoder_layer_numbers(bundles, tmp_path):
+    a, _, _ = bundles
+    out = lens("mask", a, "--r", "3", "--format", "vllm", "-o", tmp_path / "v.json")
+    assert_one_line_error(out, "--format vllm needs --model")

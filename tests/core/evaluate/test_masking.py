@@ -61,8 +61,8 @@ def test_unmasked_is_bitwise_the_original_and_masked_never_routes_to_dropped(tin
 
 
 def test_unsupported_families_are_refused():
-    layer = SimpleNamespace(family=by_name("llama4"))
-    with pytest.raises(LensError, match="not supported for the 'llama4' MoE family"):
+    layer = SimpleNamespace(family=by_name("phimoe"))
+    with pytest.raises(LensError, match="not supported for the 'phimoe' MoE family"):
         MaskedRouting([layer], "meta-llama/Llama-4")
 
 

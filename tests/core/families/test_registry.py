@@ -46,19 +46,27 @@ def test_lookups_are_unambiguous():
 
 
 def test_only_gpt_oss_prunes_uneven_masks_and_prunable_families_mask_in_memory():
-    """Evaluation checks its masked routing against lens prune, so the sets must agree."""
+    """Evaluation checks its masked routing against lens prune, so every prunable family masks
+    in memory; only LongCat-Flash (zero-computation experts pruning cannot express) masks
+    without pruning."""
     prunable = {a.name for a in ADAPTERS if a.prune is not None}
     maskable = {a.name for a in ADAPTERS if a.masked_routing is not None}
-    assert prunable == maskable == {
-        "gpt_oss", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3"
-    }  # fmt: skip
+    assert maskable - prunable == {"longcat_flash"}
+    assert {"gpt_oss", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3"} <= prunable
     assert [a.name for a in ADAPTERS if a.prune and a.prune.router_bias] == ["gpt_oss"]
-    assert [a.name for a in ADAPTERS if a.prune and a.prune.grouped_routing] == ["deepseek_v3"]
+    # Families pruned with group-consistency checks are exactly those with group-limited routing.
+    from core.families.routing import sigmoid_grouped_top_k, softmax_greedy_scaled
+
+    group_limited = {sigmoid_grouped_top_k, softmax_greedy_scaled}
+    for adapter in ADAPTERS:
+        if adapter.prune is not None:
+            grouped = adapter.masked_routing in group_limited
+            assert adapter.prune.grouped_routing == grouped, adapter.name
 
 
 def test_pruning_refuses_a_model_type_without_prune_support_in_one_line():
     assert for_model_type("mixtral", "m").name == "mixtral"
-    for model_type in ("llama4_text", "jamba", "llama"):
+    for model_type in ("phimoe", "jetmoe", "llama"):
         with pytest.raises(LensError, match=f"model_type '{model_type}' is not supported"):
             for_model_type(model_type, "m")
 

@@ -216,7 +216,7 @@ def test_lens_mask_naee_writes_a_mask_with_the_search_in_its_metadata(tiny, tmp_
 
 
 def test_a_family_without_masked_routing_is_refused(tiny, tmp_path):
-    folder, data = tiny("granitemoe")
+    folder, data = tiny("phimoe")  # sparsemixer routing: no masked routing yet
     with pytest.raises(LensError, match="not supported"):
         run_naee(_options(folder, data), 4)
 

@@ -35,6 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core import __version__
 from core.collect.config import CollectProgress
 from core.collect.data import load_samples
@@ -95,7 +97,7 @@ class _Tally:
 
     ``sample_nll`` / ``sample_tokens`` hold each sample's summed NLL and scored
     tokens, in the order the batches ran (the same order for every variant), for
-    the paired bootstrap of the loss increase.
+    the paired bootstrap of the loss increase (``loss_increase_ci``).
     """
 
     nll: float = 0.0
@@ -225,15 +227,18 @@ def run_evaluation(
         routing.use(None)
 
     baseline = {**tallies[0].figures(), **harness[0]}
+    # Tallies hold samples in batch order (longest first); the bootstrap draws over the data's
+    # own order, so the interval does not depend on --batch-size.
+    in_sample_order = np.argsort([i for batch in batches for i in batch], kind="stable")
     results = []
     for mask, name, tally, extra in zip(
         masks, unique_names([m.name for m in masks]), tallies[1:], harness[1:]
     ):
         figures = tally.figures(baseline["loss"])
         ci = loss_increase_interval(
-            tally.sample_nll,
-            tallies[0].sample_nll,
-            tallies[0].sample_tokens,
+            np.asarray(tally.sample_nll)[in_sample_order],
+            np.asarray(tallies[0].sample_nll)[in_sample_order],
+            np.asarray(tallies[0].sample_tokens)[in_sample_order],
             replicates=config.ci_replicates,
             level=config.ci_level,
             seed=config.seed,

@@ -78,6 +78,7 @@ class EvaluateConfig:
     allow_other_model: bool = False
     lm_eval_tasks: Sequence[str] = ()  # optional lm-eval tasks run on each variant (needs lm-eval)
     lm_eval_limit: float | None = None  # lm-eval's --limit: examples (or a fraction) per task
+    lm_eval_include: Sequence[str] = ()  # folders of task YAMLs (lm-eval's --include_path)
     ci_replicates: int = DEFAULT_CI_REPLICATES  # loss_increase_ci replicates (0: no interval)
     ci_level: float = DEFAULT_CI_LEVEL
     seed: int = DEFAULT_CI_SEED  # of the loss_increase_ci bootstrap
@@ -312,6 +313,7 @@ def _run_harness(
             config.lm_eval_tasks,
             limit=config.lm_eval_limit,
             batch_size=config.options.batch_size,
+            include=config.lm_eval_include,
         )
         out.append({"lm_eval": results})
     return out

@@ -103,6 +103,13 @@ PATH = click.Path(path_type=Path)  # existence is checked by the readers, with a
     help="lm-eval's --limit (examples per task).",
 )
 @click.option(
+    "--lm-eval-include",
+    type=PATH,
+    multiple=True,
+    help="A folder of your own lm-eval task YAMLs (lm-eval's --include_path), e.g. a task over "
+    "a local JSONL file.",
+)
+@click.option(
     "--ci-replicates",
     type=count(0),
     default=DEFAULT_CI_REPLICATES,
@@ -149,6 +156,7 @@ def evaluate_command(extra_masks: tuple[Path, ...], masks: tuple[Path, ...], **o
         allow_other_model=options["allow_other_model"],
         lm_eval_tasks=tuple(options["lm_eval_tasks"]),
         lm_eval_limit=options["lm_eval_limit"],
+        lm_eval_include=tuple(str(p) for p in options["lm_eval_include"]),
         ci_replicates=options["ci_replicates"],
         seed=options["seed"],
         command="lens " + shlex.join(sys.argv[1:]),

@@ -17,8 +17,9 @@ from core.formats.mask import Mask  # noqa: E402
 from core.prune.surgery import prune_checkpoint  # noqa: E402
 
 TASK = "lens_local_choice"
-#: Questions with three continuations each; the tiny random model guesses, which is all we need:
-#: the score is a deterministic function of the model's log-likelihoods.
+#: Prompts and their right continuation: a loglikelihood task, so the scores (perplexity of the
+#: continuation, and whether it is the greedy one) move with any change to the model and a
+#: mask that did nothing would show.
 DOCS = [
     {"question": "The capital of France is", "choices": [" Paris", " Rome", " Oslo"], "answer": 0},
     {"question": "Two plus two is", "choices": [" five", " four", " three"], "answer": 1},
@@ -44,12 +45,12 @@ def local_task(tmp_path) -> Path:
         "dataset_kwargs:\n"
         f"  data_files:\n    test: {data}\n"
         "test_split: test\n"
-        "output_type: multiple_choice\n"
+        "output_type: loglikelihood\n"
         'doc_to_text: "{{question}}"\n'
-        'doc_to_choice: "{{choices}}"\n'
-        'doc_to_target: "{{answer}}"\n'
-        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
-        "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n"
+        'doc_to_target: "{{choices[answer]}}"\n'
+        "metric_list:\n  - metric: perplexity\n    aggregation: perplexity\n"
+        "    higher_is_better: false\n  - metric: acc\n    aggregation: mean\n"
+        "    higher_is_better: true\n"
     )
     return folder
 
@@ -100,13 +101,12 @@ def test_lm_eval_scores_equal_lm_eval_itself_and_the_pruned_checkpoint(
     original = result.baseline["lm_eval"][TASK]
     masked = result.masks[0].extra["lm_eval"][TASK]
     reference = _lm_eval_itself(folder, local_task)
-    for metric in ("acc,none", "acc_norm,none"):
-        assert original[metric] == pytest.approx(reference[metric], abs=1e-12)
+    assert original["perplexity,none"] == pytest.approx(reference["perplexity,none"], rel=1e-9)
+    assert original["acc,none"] == reference["acc,none"]
     prune_checkpoint(folder, mask, tmp_path / "pruned")
     pruned = _lm_eval_itself(tmp_path / "pruned", local_task)
-    for metric in ("acc,none", "acc_norm,none"):
-        assert masked[metric] == pytest.approx(pruned[metric], abs=1e-12)
-    assert 0.0 <= original["acc,none"] <= 1.0
-    assert len(DOCS) * original["acc,none"] == pytest.approx(
-        round(len(DOCS) * original["acc,none"])
-    )
+    # float32 forward passes of two different graphs (hooks vs sliced weights): equal to 1e-6.
+    assert masked["perplexity,none"] == pytest.approx(pruned["perplexity,none"], rel=1e-6)
+    assert masked["acc,none"] == pruned["acc,none"]
+    # The mask changed the model: equality with the pruned checkpoint is not an accident.
+    assert masked["perplexity,none"] != pytest.approx(original["perplexity,none"], rel=1e-4)

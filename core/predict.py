@@ -18,13 +18,20 @@ measurement says whether the lens ordered the masks right — the check the
 paper ran by hand. Higher retained mass should go with a smaller loss
 increase, so a working lens shows a *negative* ρ.
 
+Beyond those two columns every mask row carries all the predictors of
+:mod:`core.predictors`, and each evaluation gets, per predictor, ρ with a
+bootstrap interval over masks and a permutation p-value
+(:mod:`core.rank_tests`), over all its masks and within groups
+(:func:`mask_groups`): the masks calibrated on the evaluated data's own group
+("same_data") and the masks of one criterion ("criterion:NAME").
+
 numpy only; no torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +41,16 @@ from core.engine import Profile
 from core.errors import LensError
 from core.formats.evaluation import Evaluation, MaskResult
 from core.formats.mask import Mask
-
-#: Fewer points than this and a rank correlation means nothing (reported as null).
-MIN_POINTS = 3
+from core.predictors import PREDICTORS, predictor_values
+from core.rank_tests import (
+    DEFAULT_LEVEL,
+    DEFAULT_PERMUTATIONS,
+    DEFAULT_REPLICATES,
+    DEFAULT_SEED,
+    MIN_POINTS,
+    RankTest,
+    rank_test,
+)
 
 
 def average_ranks(values: Sequence[float]) -> np.ndarray:
@@ -92,9 +106,44 @@ class Point:
     loss_increase: float
     top1_agreement: float
     retained_mass_rel: float | None = None  # mean over layers, relative to the attainable
+    predictors: dict[str, float | None] = field(default_factory=dict)  # core.predictors
 
     def to_json(self) -> dict:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["predictors"] = dict(self.predictors)
+        return out
+
+
+@dataclass(frozen=True)
+class PredictorTest:
+    """One predictor on one evaluation: ρ vs loss increase over all masks and within groups."""
+
+    name: str
+    overall: RankTest
+    groups: dict[str, RankTest]
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            **self.overall.to_json(),
+            "groups": {group: test.to_json() for group, test in self.groups.items()},
+        }
+
+
+@dataclass(frozen=True)
+class EvaluationTests:
+    """The predictor tests of one evaluation (its masks against its data's bundle)."""
+
+    evaluation: str
+    dataset: str
+    predictors: list[PredictorTest]
+
+    def to_json(self) -> dict:
+        return {
+            "evaluation": self.evaluation,
+            "dataset": self.dataset,
+            "predictors": [p.to_json() for p in self.predictors],
+        }
 
 
 @dataclass(frozen=True)
@@ -103,6 +152,7 @@ class PredictionReport:
     reference: str  # "own proxy mask" or the reference mask's name
     rho_retained_mass: float | None  # Spearman(retained mass, loss increase); negative = right
     rho_jaccard: float | None  # Spearman(Jaccard to reference, loss increase)
+    evaluations: list[EvaluationTests] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -133,6 +183,7 @@ class PredictionReport:
                 "jaccard_vs_loss_increase": self.rho_jaccard,
             },
             "verdict": self.verdict,
+            "evaluations": [e.to_json() for e in self.evaluations],
         }
 
 
@@ -210,30 +261,92 @@ def predict_vs_actual(
     *,
     reference: Mask | None = None,
     only: Sequence[str] | None = None,
+    data_groups: dict[str, str] | None = None,
+    replicates: int = DEFAULT_REPLICATES,
+    permutations: int = DEFAULT_PERMUTATIONS,
+    level: float = DEFAULT_LEVEL,
+    seed: int = DEFAULT_SEED,
 ) -> PredictionReport:
     """Predicted retained mass (and Jaccard) against measured loss increase, for every mask.
 
     ``profiles`` are bundles of the evaluation data (see :func:`pair_bundles`);
     ``reference`` is a fixed mask for the Jaccard column (default: each
     evaluation data's own proxy mask of the same size); ``only`` keeps the
-    masks with these names.
+    masks with these names. ``data_groups`` maps dataset labels to a group
+    (language and domain) for the "same_data" group (see :func:`mask_groups`);
+    ``replicates``, ``permutations``, ``level`` and ``seed`` set the rank
+    tests of every predictor (:func:`core.rank_tests.rank_test`).
     """
     if not evaluations:
         raise LensError("no evaluation given: run lens evaluate first")
     paired = pair_bundles(evaluations, profiles)
     points: list[Point] = []
+    tests: list[EvaluationTests] = []
+    settings = dict(replicates=replicates, permutations=permutations, level=level, seed=seed)
     for evaluation, profile in zip(evaluations, paired):
-        for result in evaluation.masks:
-            if only is not None and result.name not in only:
-                continue
-            points.append(_point(evaluation, profile, result, reference))
+        results = [r for r in evaluation.masks if only is None or r.name in only]
+        own = [_point(evaluation, profile, r, reference) for r in results]
+        points.extend(own)
+        if own:
+            groups = mask_groups(evaluation, results, data_groups)
+            tests.append(_evaluation_tests(evaluation, own, groups, settings))
     if not points:
         raise LensError("the evaluations hold no masks to compare (lens evaluate --masks ...)")
     increases = [p.loss_increase for p in points]
     rho_mass = spearman([_nan(p.retained_mass) for p in points], increases)
     rho_jaccard = spearman([_nan(p.jaccard) for p in points], increases)
     label = "own proxy mask" if reference is None else reference.name
-    return PredictionReport(points, label, rho_mass, rho_jaccard)
+    return PredictionReport(points, label, rho_mass, rho_jaccard, tests)
+
+
+def source_label(source: str) -> str:
+    """The dataset label of a mask source: the bundle file's name without ``.safetensors``
+    (how ``lens collect`` names bundles and how the sample builder's masks record them)."""
+    name = Path(source).name
+    return name.removesuffix(".safetensors")
+
+
+def mask_groups(
+    evaluation: Evaluation,
+    results: Sequence[MaskResult],
+    data_groups: dict[str, str] | None = None,
+) -> dict[str, list[int]]:
+    """Indices of ``results`` in each group worth a within-group ρ.
+
+    - ``same_data``: masks whose every source is of the evaluated data's group.
+      A label's group is ``data_groups[label]`` when given (e.g. ``news_en`` and
+      ``wiki_en`` both ``en``), else the label itself; masks without sources
+      (random, AIMER) are never in it. This is the choice a practitioner faces:
+      between calibration sets of the data's own language and domain.
+    - ``criterion:NAME``: masks built by one criterion.
+
+    Groups with fewer than :data:`MIN_POINTS` masks are left out (no ρ).
+    """
+    groups = data_groups or {}
+    own = groups.get(evaluation.dataset, evaluation.dataset)
+    found: dict[str, list[int]] = {"same_data": []}
+    for i, result in enumerate(results):
+        labels = [groups.get(source_label(s), source_label(s)) for s in result.mask.sources]
+        if labels and all(label == own for label in labels):
+            found["same_data"].append(i)
+        found.setdefault(f"criterion:{result.mask.criterion}", []).append(i)
+    return {name: idx for name, idx in found.items() if len(idx) >= MIN_POINTS}
+
+
+def _evaluation_tests(
+    evaluation: Evaluation, points: list[Point], groups: dict[str, list[int]], settings: dict
+) -> EvaluationTests:
+    increases = np.array([p.loss_increase for p in points])
+    tests = []
+    for name in PREDICTORS:
+        values = np.array([_nan(p.predictors.get(name)) for p in points])
+        overall = rank_test(values, increases, **settings)
+        within = {
+            group: rank_test(values[idx], increases[idx], **settings)
+            for group, idx in groups.items()
+        }
+        tests.append(PredictorTest(name, overall, within))
+    return EvaluationTests(evaluation.name, evaluation.dataset, tests)
 
 
 def _point(
@@ -252,6 +365,7 @@ def _point(
             )
         ref = reference.as_bool()
     finite = retained[np.isfinite(retained)]
+    values = predictor_values(keep, profile)
     return Point(
         evaluation=evaluation.name,
         dataset=evaluation.dataset,
@@ -266,6 +380,7 @@ def _point(
         loss_increase=result.loss_increase,
         top1_agreement=result.top1_agreement,
         retained_mass_rel=m.layer_mean(m.retained_mass_rel(keep, profile.prob)),
+        predictors=values,
     )
 
 

@@ -21,15 +21,13 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 REPO = Path(__file__).resolve().parents[1]
 FIRST_PARTY = {"core", "lens_tui", "scripts", "tests", "benchmarks"}
 #: Imported on purpose without being declared, and why.
-UNDECLARED = {
-    "lm_eval": "optional: core/evaluate/harness.py imports it only when `lens evaluate --lm-eval` asks",
-}
+UNDECLARED: dict[str, str] = {}
 #: Which dependency groups each folder may rely on.
 GROUPS = {
-    "core": ("base", "collect"),
+    "core": ("base", "collect", "eval"),  # eval: lm_eval, imported only for --lm-eval
     "lens_tui": ("base", "collect"),
     "scripts": ("base", "collect", "samples", "dev"),
-    "tests": ("base", "collect", "samples", "dev"),
+    "tests": ("base", "collect", "samples", "dev", "eval"),
     "benchmarks": ("base", "collect", "samples", "dev"),
 }
 

@@ -4,8 +4,11 @@
 refuses with one line when it is missing. The masked model is the loaded model
 with :class:`~core.evaluate.masking.MaskedRouting` set to a mask, wrapped in
 lm-eval's ``HFLM`` (which accepts a model instance), so no pruned checkpoint
-is written. Not exercised by the tests (lm-eval downloads its task data from
-the hub); the equivalent by hand on a pruned checkpoint is::
+is written. Tasks of your own (a task YAML over local data files, no hub) are
+found through ``include`` folders, lm-eval's ``--include_path``; the tests run
+one (tests/core/evaluate/test_lm_eval.py) against lm-eval's own
+``simple_evaluate`` and against the pruned checkpoint. The equivalent by hand on
+a pruned checkpoint is::
 
     lens prune --model M --mask c4-mass.json --out pruned/
     lm_eval --model hf --model_args pretrained=pruned/ --tasks mmlu --batch_size 8
@@ -27,19 +30,26 @@ def run_lm_eval(
     limit: float | None = None,
     batch_size: int = 8,
     num_fewshot: int | None = None,
+    include: Sequence[str] = (),
 ) -> dict[str, dict[str, float]]:
     """``{task: {metric: value}}`` of lm-eval's ``simple_evaluate`` on ``model`` as it is now."""
     try:
         import lm_eval
         from lm_eval.models.huggingface import HFLM
+        from lm_eval.tasks import TaskManager
     except ImportError:
         raise LensError(
             "--lm-eval needs EleutherAI's lm-evaluation-harness: pip install lm-eval"
         ) from None
     wrapped = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    manager = TaskManager(include_path=[str(p) for p in include] or None)
     try:
         output = lm_eval.simple_evaluate(
-            model=wrapped, tasks=list(tasks), limit=limit, num_fewshot=num_fewshot
+            model=wrapped,
+            tasks=list(tasks),
+            limit=limit,
+            num_fewshot=num_fewshot,
+            task_manager=manager,
         )
     except (KeyError, ValueError) as exc:
         raise LensError(f"lm-eval could not run tasks {', '.join(tasks)}: {exc}") from None

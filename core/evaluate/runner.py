@@ -8,7 +8,10 @@ runner measures, over every non-padding *target* token of held-out text:
   whole dataset (a sample of T tokens contributes its T − 1 predictions);
 - ``perplexity`` = exp(loss);
 - ``top1_accuracy``: share of predictions whose argmax is the actual next token;
-- ``top1_agreement``: share whose argmax equals the original model's.
+- ``top1_agreement``: share whose argmax equals the original model's;
+- ``loss_increase_ci``: a paired bootstrap interval of the loss increase over
+  held-out samples (:mod:`core.evaluate.loss_interval`), from the summed NLL
+  and token count of every sample, tallied per sample for every variant.
 
 Samples are tokenized alone and batched longest first exactly as ``lens
 collect`` does (the shared runtime: :func:`core.model.tokenize.tokenize` and
@@ -32,11 +35,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core import __version__
 from core.collect.config import CollectProgress
 from core.collect.data import load_samples
 from core.errors import LensError
 from core.evaluate.harness import run_lm_eval
+from core.evaluate.loss_interval import (
+    DEFAULT_CI_LEVEL,
+    DEFAULT_CI_REPLICATES,
+    DEFAULT_CI_SEED,
+    loss_increase_interval,
+)
 from core.evaluate.masking import MaskedRouting, check_supported
 from core.families.layers import MoeLayer, find_moe_layers
 from core.formats.evaluation import Evaluation, MaskResult
@@ -67,6 +78,10 @@ class EvaluateConfig:
     allow_other_model: bool = False
     lm_eval_tasks: Sequence[str] = ()  # optional lm-eval tasks run on each variant (needs lm-eval)
     lm_eval_limit: float | None = None  # lm-eval's --limit: examples (or a fraction) per task
+    lm_eval_include: Sequence[str] = ()  # folders of task YAMLs (lm-eval's --include_path)
+    ci_replicates: int = DEFAULT_CI_REPLICATES  # loss_increase_ci replicates (0: no interval)
+    ci_level: float = DEFAULT_CI_LEVEL
+    seed: int = DEFAULT_CI_SEED  # of the loss_increase_ci bootstrap
     command: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -79,12 +94,19 @@ class EvaluateConfig:
 
 @dataclass
 class _Tally:
-    """Running sums of one variant (the original model or one mask)."""
+    """Running sums of one variant (the original model or one mask).
+
+    ``sample_nll`` / ``sample_tokens`` hold each sample's summed NLL and scored
+    tokens, in the order the batches ran (the same order for every variant), for
+    the paired bootstrap of the loss increase (``loss_increase_ci``).
+    """
 
     nll: float = 0.0
     tokens: int = 0
     correct: int = 0
     agree: int = 0
+    sample_nll: list[float] = field(default_factory=list)
+    sample_tokens: list[int] = field(default_factory=list)
 
     def figures(self, baseline_loss: float | None = None) -> dict[str, float]:
         loss = self.nll / self.tokens
@@ -206,12 +228,25 @@ def run_evaluation(
         routing.use(None)
 
     baseline = {**tallies[0].figures(), **harness[0]}
+    # Tallies hold samples in batch order (longest first); the bootstrap draws over the data's
+    # own order, so the interval does not depend on --batch-size.
+    in_sample_order = np.argsort([i for batch in batches for i in batch], kind="stable")
     results = []
     for mask, name, tally, extra in zip(
         masks, unique_names([m.name for m in masks]), tallies[1:], harness[1:]
     ):
         figures = tally.figures(baseline["loss"])
-        results.append(MaskResult(mask=mask, name=name, extra=extra, **figures))
+        ci = loss_increase_interval(
+            np.asarray(tally.sample_nll)[in_sample_order],
+            np.asarray(tallies[0].sample_nll)[in_sample_order],
+            np.asarray(tallies[0].sample_tokens)[in_sample_order],
+            replicates=config.ci_replicates,
+            level=config.ci_level,
+            seed=config.seed,
+        )
+        results.append(
+            MaskResult(mask=mask, name=name, extra=extra, loss_increase_ci=ci, **figures)
+        )
     evaluation = Evaluation(
         model=options.model,
         data=options.data,
@@ -278,6 +313,7 @@ def _run_harness(
             config.lm_eval_tasks,
             limit=config.lm_eval_limit,
             batch_size=config.options.batch_size,
+            include=config.lm_eval_include,
         )
         out.append({"lm_eval": results})
     return out
@@ -351,16 +387,18 @@ class _Forward:
                 vocab = self.head.weight.shape[0]
                 rows = max(1, LOGITS_CHUNK_ELEMENTS // max(vocab, 1))
                 nll = torch.zeros((), dtype=torch.float64)
+                rows_of = valid.nonzero()[:, 0].cpu()  # the sample of each scored position
+                per_sample = torch.zeros(valid.shape[0], dtype=torch.float64)
                 argmax = []
                 for start in range(0, scored.shape[0], rows):
                     chunk = scored[start : start + rows].to(head_device)
                     logits = self.head(chunk).float()
                     target = targets[start : start + rows].to(head_device)
-                    nll += (
-                        torch.nn.functional.cross_entropy(logits, target, reduction="sum")
-                        .double()
-                        .cpu()
-                    )
+                    losses = torch.nn.functional.cross_entropy(
+                        logits, target, reduction="none"
+                    ).double()
+                    nll += losses.sum().cpu()
+                    per_sample.index_add_(0, rows_of[start : start + rows], losses.cpu())
                     argmax.append(logits.argmax(dim=-1).cpu())
         except torch.OutOfMemoryError:
             batch, seq = inputs["input_ids"].shape
@@ -371,6 +409,8 @@ class _Forward:
         top = torch.cat(argmax) if argmax else torch.zeros(0, dtype=torch.long)
         tally.nll += float(nll)
         tally.tokens += int(targets.numel())
+        tally.sample_nll.extend(per_sample.tolist())
+        tally.sample_tokens.extend(valid.sum(dim=1).tolist())
         tally.correct += int((top == targets).sum())
         if reference is not None:
             tally.agree += int((top == reference).sum())

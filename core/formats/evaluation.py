@@ -14,6 +14,7 @@
          "sources": ["c4.safetensors"], "kept_per_layer": [16, ...], "total_kept": 384,
          "layers": [[0, 3, ...], ...],             # the evaluated mask, so results stand alone
          "loss": 2.45, "perplexity": 11.59, "loss_increase": 0.14,
+         "loss_increase_ci": [0.12, 0.16],        # optional: paired bootstrap over samples
          "top1_accuracy": 0.50, "top1_agreement": 0.91}
       ],
       "created_at": "...", "tool_version": "0.1.0", "command": "lens evaluate ..."
@@ -23,7 +24,10 @@
 target token of the data (token-weighted over the whole dataset),
 ``perplexity`` = exp(loss), ``top1_accuracy`` the share of those positions
 whose argmax is the actual next token, ``top1_agreement`` the share whose
-argmax equals the original model's, ``loss_increase`` = loss − baseline loss.
+argmax equals the original model's, ``loss_increase`` = loss − baseline loss,
+``loss_increase_ci`` (optional; files written before it lack it) its percentile
+interval from a bootstrap over held-out samples paired with the baseline
+(:mod:`core.evaluate.loss_interval`).
 Reading never unpickles; every problem is one :class:`LensError` line. The JSON
 Schema is ``core/formats/schemas/evaluation.schema.json``.
 
@@ -64,6 +68,7 @@ class MaskResult:
     top1_accuracy: float
     top1_agreement: float
     extra: dict = field(default_factory=dict)  # e.g. {"lm_eval": {...}}
+    loss_increase_ci: tuple[float, float] | None = None  # paired bootstrap over samples
 
     def to_json(self) -> dict:
         mask = self.mask
@@ -73,6 +78,11 @@ class MaskResult:
             "loss": self.loss,
             "perplexity": self.perplexity,
             "loss_increase": self.loss_increase,
+            **(
+                {}
+                if self.loss_increase_ci is None
+                else {"loss_increase_ci": list(self.loss_increase_ci)}
+            ),
             "top1_accuracy": self.top1_accuracy,
             "top1_agreement": self.top1_agreement,
             **self.extra,
@@ -250,14 +260,27 @@ def _mask_result(entry: object, i: int, doc: dict, where: str, path: Path | None
     )
     known = {
         "name", "path", "model", "criterion", "sources", "budget", "kept_per_layer",
-        "total_kept", "layers", *_MASK_NUMBERS,
+        "total_kept", "layers", "loss_increase_ci", *_MASK_NUMBERS,
     }  # fmt: skip
     return MaskResult(
         mask=mask,
         name=str(entry["name"]),
         extra={k: v for k, v in entry.items() if k not in known},
+        loss_increase_ci=_interval(entry.get("loss_increase_ci"), f"{at} 'loss_increase_ci'"),
         **numbers,
     )
+
+
+def _interval(value: object, what: str) -> tuple[float, float] | None:
+    """An optional ``[lo, hi]`` pair of finite numbers with lo ≤ hi."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        raise LensError(f"{what} must be a pair [lo, hi], got {value!r}")
+    lo, hi = (_number(v, what) for v in value)
+    if lo > hi:
+        raise LensError(f"{what} must have lo <= hi, got {value!r}")
+    return lo, hi
 
 
 def evaluation_files(paths: list[str | os.PathLike[str]]) -> list[Path]:

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from core.engine import Profile
 from core.errors import LensError
+from core.evaluate.loss_interval import DEFAULT_CI_REPLICATES, DEFAULT_CI_SEED
 from core.evaluate.runner import EvaluateConfig, run_evaluation
 from core.families import ADAPTERS
 from core.formats.bundle import find_bundles, load_bundle
@@ -33,8 +34,15 @@ from core.formats.evaluation import (
 from core.formats.mask import MASK_FORMAT, read_mask
 from core.io.jsonfile import json_format
 from core.io.outputs import check_output, output_error
-from core.predict import PredictionReport, predict_vs_actual
-from lens_tui.commands.arguments import BATCH_SIZE, MAX_LENGTH, FiniteFloatRange, count
+from core.predict import EvaluationTests, PredictionReport, predict_vs_actual
+from core.rank_tests import DEFAULT_PERMUTATIONS, DEFAULT_REPLICATES, DEFAULT_SEED, RankTest
+from lens_tui.commands.arguments import (
+    BATCH_SIZE,
+    MAX_LENGTH,
+    SEED,
+    FiniteFloatRange,
+    count,
+)
 from lens_tui.commands.collect import ProgressDisplay
 from lens_tui.commands.options import model_and_text_options, model_options
 from lens_tui.prediction_plot import point_mark, prediction_text, rho_text
@@ -96,6 +104,28 @@ PATH = click.Path(path_type=Path)  # existence is checked by the readers, with a
     default=None,
     help="lm-eval's --limit (examples per task).",
 )
+@click.option(
+    "--lm-eval-include",
+    type=PATH,
+    multiple=True,
+    help="A folder of your own lm-eval task YAMLs (lm-eval's --include_path), e.g. a task over "
+    "a local JSONL file.",
+)
+@click.option(
+    "--ci-replicates",
+    type=count(0),
+    default=DEFAULT_CI_REPLICATES,
+    show_default=True,
+    help="Bootstrap replicates over held-out samples for each mask's loss_increase_ci "
+    "(paired with the original on the same samples); 0 for none.",
+)
+@click.option(
+    "--seed",
+    type=SEED,
+    default=DEFAULT_CI_SEED,
+    show_default=True,
+    help="Seed of that bootstrap: the same seed gives the same intervals.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results JSON on stdout.")
 def evaluate_command(extra_masks: tuple[Path, ...], masks: tuple[Path, ...], **options) -> None:
     """Measure what masks do: loss, perplexity and top-1 agreement on held-out text.
@@ -128,6 +158,9 @@ def evaluate_command(extra_masks: tuple[Path, ...], masks: tuple[Path, ...], **o
         allow_other_model=options["allow_other_model"],
         lm_eval_tasks=tuple(options["lm_eval_tasks"]),
         lm_eval_limit=options["lm_eval_limit"],
+        lm_eval_include=tuple(str(p) for p in options["lm_eval_include"]),
+        ci_replicates=options["ci_replicates"],
+        seed=options["seed"],
         command="lens " + shlex.join(sys.argv[1:]),
     )
     if config.options.max_length < 2:
@@ -165,6 +198,7 @@ def print_evaluation(evaluation: Evaluation) -> None:
         ("loss", "right"),
         ("ppl", "right"),
         ("Δ loss", "right"),
+        ("95% interval", "right"),
         ("agree@1", "right"),
         ("acc@1", "right"),
     ):
@@ -179,6 +213,7 @@ def print_evaluation(evaluation: Evaluation) -> None:
         f"{base['perplexity']:.3f}",
         "—",
         "—",
+        "—",
         f"{base['top1_accuracy']:.1%}",
     )
     for result in evaluation.masks:
@@ -189,6 +224,7 @@ def print_evaluation(evaluation: Evaluation) -> None:
             f"{result.loss:.4f}",
             f"{result.perplexity:.3f}",
             f"{result.loss_increase:+.4f}",
+            _interval_text(result.loss_increase_ci),
             f"{result.top1_agreement:.1%}",
             f"{result.top1_accuracy:.1%}",
         )
@@ -207,6 +243,21 @@ def print_evaluation(evaluation: Evaluation) -> None:
                 console.print(f"lm-eval {shown(task)} \\[{shown(name)}]: {values}")
 
 
+def _interval_text(ci: tuple[float, float] | list[float] | None, fmt: str = "+.4f") -> str:
+    return "—" if ci is None else f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
+
+
+def _data_groups(values: tuple[str, ...]) -> dict[str, str]:
+    """``--group LABEL=GROUP`` options as a mapping (a bad one is one LensError line)."""
+    groups = {}
+    for value in values:
+        label, sep, group = value.partition("=")
+        if not sep or not label or not group:
+            raise LensError(f"--group {value!r}: expected LABEL=GROUP, e.g. news_en=en")
+        groups[label] = group
+    return groups
+
+
 @click.command("predict-vs-actual")
 @click.argument("paths", type=PATH, nargs=-1, required=True)
 @click.option(
@@ -216,10 +267,41 @@ def print_evaluation(evaluation: Evaluation) -> None:
     help="Jaccard of every mask to this mask (default: the evaluation data's own proxy mask "
     "with as many experts per layer).",
 )
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="LABEL=GROUP",
+    help="Put dataset LABEL in GROUP (language and domain, e.g. news_en=en wiki_en=en): the "
+    "'same_data' group of an evaluation is the masks whose every source is of its data's group "
+    "(default: of its very dataset label).",
+)
+@click.option(
+    "--replicates",
+    type=count(2),
+    default=DEFAULT_REPLICATES,
+    show_default=True,
+    help="Bootstrap replicates over masks for each predictor's ρ interval.",
+)
+@click.option(
+    "--permutations",
+    type=count(1),
+    default=DEFAULT_PERMUTATIONS,
+    show_default=True,
+    help="Permutations for each predictor's p-value.",
+)
+@click.option("--seed", type=SEED, default=DEFAULT_SEED, show_default=True, help="Seed of both.")
 @click.option("--no-plot", is_flag=True, help="Only the table, no scatter plot.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
 def predict_command(
-    paths: tuple[Path, ...], reference: Path | None, no_plot: bool, as_json: bool
+    paths: tuple[Path, ...],
+    reference: Path | None,
+    groups: tuple[str, ...],
+    replicates: int,
+    permutations: int,
+    seed: int,
+    no_plot: bool,
+    as_json: bool,
 ) -> None:
     """Did the lens predict the pruning outcome? Predicted vs measured, per mask.
 
@@ -245,7 +327,16 @@ def predict_command(
     profiles = [Profile(load_bundle(p)) for p in find_bundles(bundle_paths)]
     only = _selected_masks(mask_paths, evaluations)
     ref = read_mask(reference) if reference is not None else None
-    report = predict_vs_actual(evaluations, profiles, reference=ref, only=only)
+    report = predict_vs_actual(
+        evaluations,
+        profiles,
+        reference=ref,
+        only=only,
+        data_groups=_data_groups(groups),
+        replicates=replicates,
+        permutations=permutations,
+        seed=seed,
+    )
     if as_json:
         click.echo(json.dumps(report.to_json(), allow_nan=False))
         return
@@ -340,10 +431,39 @@ def print_prediction(report: PredictionReport, plot: bool = True) -> None:
         f"{rho_text(report.rho_jaccard)} (negative = the lens ordered the masks right)"
     )
     console.print(shown(report.verdict))
+    for tests in report.evaluations:
+        console.print(predictor_table(tests))
     if plot and any(p.retained_mass is not None for p in report.points):
         width = max(40, min(console.width, 120))
         text = prediction_text(report, width=width, height=20, color=console.is_terminal)
         console.print(Text.from_ansi(text), soft_wrap=True)
+
+
+def predictor_table(tests: EvaluationTests) -> Table:
+    """ρ [95 % interval] and p of every predictor, over all masks and within each group."""
+    group_names = list(dict.fromkeys(g for p in tests.predictors for g in p.groups))
+    table = Table(
+        title=f"predictors vs loss increase on {shown(tests.evaluation)} (ρ [95% interval] p; "
+        "negative = right)",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("predictor", justify="left")
+    n_all = tests.predictors[0].overall.n if tests.predictors else 0
+    table.add_column(f"all ({n_all})", justify="right")
+    for group in group_names:
+        n = next(p.groups[group].n for p in tests.predictors if group in p.groups)
+        table.add_column(f"{shown(group)} ({n})", justify="right")
+    for predictor in tests.predictors:
+        cells = [_test_text(predictor.overall)]
+        cells += [_test_text(predictor.groups.get(group)) for group in group_names]
+        table.add_row(predictor.name, *cells)
+    return table
+
+
+def _test_text(test: RankTest | None) -> str:
+    if test is None or test.spearman is None:
+        return "—"
+    return f"{test.spearman:+.2f} {_interval_text(test.ci, '+.2f')} p={test.p_value:.3f}"
 
 
 evaluate_command.help = (evaluate_command.help or "").replace(

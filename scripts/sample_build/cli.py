@@ -66,6 +66,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=128,
         help="evaluation samples per set, taken after the bundle's (default 128)",
     )
+    ap.add_argument(
+        "--study",
+        action="store_true",
+        help="evaluate: also run the predictor study (every criterion x source, random masks, "
+        "perturbations of the best mask) at --r and --study-r2, into artifacts/sample_build/study",
+    )
+    ap.add_argument(
+        "--study-r2", type=int, default=16, help="the study's second budget (default 16 of 32)"
+    )
+    ap.add_argument("--study-seed", type=int, default=0, help="seed of the study's random masks")
     return ap.parse_args(argv)
 
 

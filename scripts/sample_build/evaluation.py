@@ -29,6 +29,7 @@ from core.prune.aimer import aimer_checkpoint_scores
 from .mix import training_texts
 from .prediction import prediction_summary, print_evaluation, spearman_rhos
 from .settings import CALIBRATION_SETS, EVAL_CRITERIA, EVAL_DIR, MASK_DIR, MODEL_DIR, OUT_DIR
+from .study import STUDY_DIR, study_masks
 from .summary import write_summary
 from .textio import collect_progress, log, write_jsonl
 
@@ -242,3 +243,44 @@ def stage_evaluate(args: argparse.Namespace) -> None:
     summary["evaluation"] = section
     write_summary(summary)
     print_evaluation(section)
+    if getattr(args, "study", False):
+        stage_study(args, bundles, chosen)
+
+
+def stage_study(args: argparse.Namespace, bundles: dict, chosen: dict[str, dict]) -> list[Path]:
+    """The predictor study (``--study``): every set with held-out text, at ``--r`` and
+    ``--study-r2``, over :func:`scripts.sample_build.study.study_masks`; evaluations go to
+    ``STUDY_DIR`` (``eval_<set>_r<r>.json``), masks beside them. Resumes: an existing result is
+    kept unless ``--force``."""
+    aimer = aimer_checkpoint_scores(str(MODEL_DIR))
+    written = []
+    for r in dict.fromkeys((args.r, args.study_r2)):
+        for name in chosen:
+            out = STUDY_DIR / f"eval_{name}_r{r}.json"
+            if out.exists() and not args.force:
+                log(f"study: {out} exists, skipping")
+                written.append(out)
+                continue
+            data = EVAL_DIR / f"{name}.jsonl"
+            if not data.exists():
+                write_jsonl(data, chosen[name]["texts"])
+            masks = study_masks(bundles, name, r, seed=args.study_seed, aimer=aimer)
+            folder = STUDY_DIR / "masks" / name
+            paths = [write_mask(folder / f"{stem}.json", m) for stem, m in masks.items()]
+            t0 = time.time()
+            written.append(
+                evaluate_one(
+                    MODEL_DIR,
+                    data,
+                    paths,
+                    out,
+                    max_length=args.max_length,
+                    batch_size=args.collect_batch_size,
+                    command=f"scripts/build_sample_stats.py evaluate --study --r {args.r} "
+                    f"--study-r2 {args.study_r2} --study-seed {args.study_seed}",
+                    extra={"sample_build": "scripts/build_sample_stats.py", "study_r": r},
+                    progress=collect_progress(f"study {name} r={r}", busy="evaluating"),
+                )
+            )
+            log(f"study: {out} ({len(paths)} masks) in {time.time() - t0:.0f}s")
+    return written

@@ -149,3 +149,35 @@ def test_bad_inputs_are_one_clear_line(setup, tmp_path):
     unevaluated.write_text(setup["masks"][1].read_text())
     result = lens("predict-vs-actual", setup["eval"], setup["bundle"], unevaluated)
     assert_clean_error(result, str(unevaluated), "in none of the evaluations")
+
+
+def test_evaluate_reports_loss_increase_intervals(setup):
+    doc = json.loads(setup["eval"].read_text())
+    for entry in doc["masks"]:
+        lo, hi = entry["loss_increase_ci"]
+        assert lo <= entry["loss_increase"] <= hi
+
+
+def test_predict_vs_actual_reports_predictors_and_their_tests(setup):
+    done = lens(
+        "predict-vs-actual", setup["eval"], setup["bundle"], "--json",
+        "--replicates", 50, "--permutations", 50, "--group", "heldout=held",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    from core.predictors import PREDICTORS
+
+    for point in report["points"]:
+        assert list(point["predictors"]) == list(PREDICTORS)
+        assert point["predictors"]["retained_mass"] == point["retained_mass"]
+    (tests,) = report["evaluations"]
+    assert tests["dataset"] == "heldout"
+    assert [t["name"] for t in tests["predictors"]] == list(PREDICTORS)
+    for test in tests["predictors"]:
+        assert set(test) == {"name", "spearman", "ci", "p_value", "n", "groups"}
+        assert test["n"] == 3
+    table = lens("predict-vs-actual", setup["eval"], setup["bundle"], "--no-plot")
+    assert table.returncode == 0, table.stderr
+    assert "predictors vs loss increase" in table.stdout and "topk_intact" in table.stdout
+    bad = lens("predict-vs-actual", setup["eval"], setup["bundle"], "--group", "heldout")
+    assert_clean_error(bad, "expected LABEL=GROUP")

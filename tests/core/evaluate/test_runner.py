@@ -253,3 +253,45 @@ def test_predicted_retained_mass_ranks_the_measured_loss_increases(trained, tmp_
     increases = sorted(p.loss_increase for p in report.points)
     own = next(p for p in report.points if p.mask.endswith("calib_en"))
     assert own.loss_increase <= increases[1], report.to_json()  # best or second best of 32
+
+
+def _per_sample_nll(folder: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Summed next-token NLL and scored tokens of each sample (≥ 2 tokens), in text order."""
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+    model.eval()
+    nll, count = [], []
+    with torch.no_grad():
+        for text in texts:
+            ids = tokenizer(text)["input_ids"]
+            if len(ids) < 2:
+                continue
+            log_probs = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
+            nll.append(-sum(float(log_probs[t, ids[t + 1]]) for t in range(len(ids) - 1)))
+            count.append(len(ids) - 1)
+    return np.array(nll), np.array(count)
+
+
+def test_loss_increase_ci_is_the_paired_bootstrap_over_samples(tiny_model, text_file, tmp_path):
+    """Against a naive bootstrap loop over per-sample NLLs of the original and the pruned
+    checkpoint (same seed, samples in text order), at two batch sizes."""
+    folder = tiny_model("qwen3_moe")
+    layers = [[0, 1, 5, 6], [2, 3, 6, 7]]
+    prune_checkpoint(folder, mask_of(folder, layers), tmp_path / "pruned")
+    base_nll, tokens = _per_sample_nll(folder, TEXTS)
+    mask_nll, _ = _per_sample_nll(tmp_path / "pruned", TEXTS)
+    rng = np.random.default_rng(3)
+    draws = rng.integers(0, len(tokens), size=(300, len(tokens)))
+    values = [(mask_nll[row] - base_nll[row]).sum() / tokens[row].sum() for row in draws]
+    expected = np.percentile(values, [2.5, 97.5])
+    for batch_size in (2, 5):
+        result = evaluate(
+            folder, text_file, [mask_of(folder, layers)], batch_size=batch_size,
+            ci_replicates=300, seed=3,
+        )  # fmt: skip
+        (masked,) = result.masks
+        assert masked.loss_increase_ci == pytest.approx(tuple(expected), abs=1e-5)
+        assert masked.loss_increase_ci[0] <= masked.loss_increase <= masked.loss_increase_ci[1]
+    off = evaluate(folder, text_file, [mask_of(folder, layers)], ci_replicates=0)
+    assert off.masks[0].loss_increase_ci is None
+    assert "loss_increase_ci" not in off.masks[0].to_json()

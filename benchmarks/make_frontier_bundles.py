@@ -6,7 +6,7 @@
 Defaults: 12 bundles of L = 61 MoE layers, E = 384 experts, top-8 (the
 Kimi-K2 / DeepSeek-V3 class), N = 5,000 samples each, every SPEC tensor
 (prob_sum, energy_sum, topk_count, weight_sum, act_norm_sum, act_sqnorm_sum,
-reap_sum): about 3.3 GB a bundle, 39 GB in all (``--tensors`` writes fewer).
+reap_sum, reap_literal_sum, reap_literal_count): about 3.3 GB a bundle, 39 GB in all (``--tensors`` writes fewer).
 Each file goes through the project's own streaming bundle writer, so it is
 validated and written atomically; memory holds one bundle's router
 probabilities and top-k counts (~0.7 GB at the defaults) plus a block of samples.
@@ -211,7 +211,8 @@ def _block(name: str, data: DatasetDraw, start: int, stop: int) -> np.ndarray:
     if name == "prob_sum":
         return p * tokens[:, None, None].astype(np.float32)
     counts = data.counts[start:stop].astype(np.float32)
-    if name == "topk_count":
+    if name in ("topk_count", "reap_literal_count"):
+        # REAP's literal pick (top-k of the raw logits) is the model's own for softmax routers.
         return data.counts[start:stop].astype(np.int32)
     favour = counts * p**WEIGHT_BIAS
     total = np.maximum(favour.sum(axis=-1, keepdims=True), np.float32(1e-30))
@@ -225,6 +226,8 @@ def _block(name: str, data: DatasetDraw, start: int, stop: int) -> np.ndarray:
         "act_norm_sum": lambda: counts * norm,
         "act_sqnorm_sum": lambda: counts * square,
         "reap_sum": lambda: weight * norm,
+        # REAP-literal weighs each routed slot by its full-E softmax probability (no renorm).
+        "reap_literal_sum": lambda: counts * p * norm,
         "energy_sum": lambda: weight * (weight / np.maximum(counts, 1)) * square,
     }
     return values[name]().astype(np.float32)

@@ -29,14 +29,16 @@ def _full_bundle(tmp_path, seed=3, zero_slot_sample=True):
     rng = np.random.default_rng(seed)
     n = 9
     tokens = rng.integers(2, 30, size=n)
+    if zero_slot_sample:
+        # A sample with no tokens records no slots (a valid bundle cannot lack slots for
+        # tokens it has): predictors must skip it rather than divide by zero.
+        tokens[0] = 0
     topk = np.zeros((n, LAYERS, EXPERTS), dtype=np.int32)
     for i in range(n):
         for layer in range(LAYERS):
             for _ in range(tokens[i]):  # each token picks TOP_K distinct experts
                 for e in rng.choice(EXPERTS, size=TOP_K, replace=False):
                     topk[i, layer, e] += 1
-    if zero_slot_sample:
-        topk[0, 1] = 0  # a sample with no slots recorded in one layer: skipped there
     extra = {
         "topk_count": topk,
         "reap_sum": (rng.random((n, LAYERS, EXPERTS)) * tokens[:, None, None]).astype(np.float32),

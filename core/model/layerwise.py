@@ -1,0 +1,314 @@
+"""A model run one decoder layer at a time, with only that layer's weights in memory.
+
+Calibration statistics need only each MoE block's inputs, so a checkpoint
+larger than memory can still be profiled: build the model's skeleton on the
+meta device (no weights), load the input embeddings, then bring one decoder
+layer at a time from the checkpoint's safetensors shards onto the device,
+run every batch through it and send it back to ``meta``.
+
+Calling a decoder layer alone needs exactly the keyword arguments the
+model's own forward would give it (attention masks per layer type, rotary
+position embeddings, cache off). Rather than rebuild them per family, we ask
+the model: its ``layers`` list is swapped for stand-ins that record what each
+layer is called with and stop the forward there (:meth:`LayerwiseModel.layer_call`).
+The masks are therefore built by transformers' own mask helpers, sliding
+windows and all, and a streamed layer sees bit for bit what it would see in a
+whole-model forward.
+
+Weights are read by name prefix through :mod:`core.io.safetensors` and loaded
+through transformers' own weight conversion (per-expert checkpoint tensors
+fused into the module's ``gate_up_proj`` exactly as ``from_pretrained`` does).
+torch and transformers are imported lazily.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import LensError
+from core.families.layers import MoeLayer, find_moe_layers
+from core.io.safetensors import map_safetensors
+from core.model.batching import backbone_of
+from core.model.loading import load_model_config, remote_code, resolve_device
+from core.model.options import ModelOptions
+
+
+class _Stop(Exception):
+    """Raised by a stand-in layer to end the model's forward once it has what it needs."""
+
+
+@dataclass
+class LayerCall:
+    """How the model calls one decoder layer: positional args with the hidden states first."""
+
+    args: tuple
+    kwargs: dict
+
+    def run(self, layer: Any, hidden: Any) -> Any:
+        if self.args:
+            out = layer(hidden, *self.args[1:], **self.kwargs)
+        else:
+            out = layer(**{**self.kwargs, "hidden_states": hidden})
+        return out[0] if isinstance(out, tuple) else out
+
+    def hidden(self) -> Any:
+        return self.args[0] if self.args else self.kwargs["hidden_states"]
+
+
+def _stand_in_class() -> type:
+    import torch  # lazy: optional dependency (the collect extra)
+
+    class StandIn(torch.nn.Module):
+        """Replaces decoder layer ``index``: records its call, passes hidden states through."""
+
+        def __init__(self, wrapped: Any, index: int, recorder: LayerwiseModel) -> None:
+            super().__init__()
+            object.__setattr__(self, "_wrapped", wrapped)  # not a submodule: stays out of state
+            self.index = index
+            object.__setattr__(self, "_recorder", recorder)
+
+        def __getattr__(self, name: str) -> Any:
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                # The model's loop may read layer attributes (attention_type, layer_type …).
+                return getattr(object.__getattribute__(self, "_wrapped"), name)
+
+        def forward(self, *args: Any, **kwargs: Any) -> Any:
+            recorder = object.__getattribute__(self, "_recorder")
+            call = LayerCall(args, kwargs)
+            recorder._calls[self.index] = call
+            if self.index >= recorder._stop_at:
+                raise _Stop
+            return call.hidden()
+
+    return StandIn
+
+
+class CheckpointTensors:
+    """Every tensor of a local safetensors checkpoint, read by name prefix."""
+
+    def __init__(self, folder: Path) -> None:
+        from core.prune.checkpoint import _read_shards  # the one index/shard reader
+
+        shards, _ = _read_shards(folder)
+        self.where: dict[str, Path] = {}
+        self.sizes: dict[str, int] = {}
+        for header in shards:
+            for name, entry in header.tensors.items():
+                self.where[name] = header.path
+                self.sizes[name] = entry.nbytes
+        self._maps: dict[Path, dict[str, np.ndarray]] = {}
+
+    def names(self, prefix: str) -> list[str]:
+        return [name for name in self.where if name.startswith(prefix)]
+
+    def nbytes(self, prefix: str) -> int:
+        return sum(self.sizes[name] for name in self.names(prefix))
+
+    def load(self, prefix: str) -> dict[str, Any]:
+        """``{name: torch tensor}`` of every tensor under ``prefix``, copied out of the map."""
+        import torch  # lazy: optional dependency (the collect extra)
+
+        loaded = {}
+        for name in self.names(prefix):
+            path = self.where[name]
+            if path not in self._maps:
+                self._maps[path] = map_safetensors(path, bfloat16_as_uint16=True)[1]
+            array = self._maps[path][name]
+            from core.io.safetensors import read_header
+
+            dtype = read_header(path, check_bounds=False).tensors[name].dtype
+            tensor = torch.from_numpy(np.array(array))
+            if dtype == "BF16":
+                tensor = tensor.view(torch.bfloat16)
+            loaded[name] = tensor
+        return loaded
+
+
+class LayerwiseModel:
+    """The model's skeleton plus the means to load, run and free one decoder layer."""
+
+    def __init__(self, options: ModelOptions) -> None:
+        import torch  # lazy: optional dependency (the collect extra)
+        from transformers import AutoModelForCausalLM
+
+        if options.device_map:
+            raise LensError("--stream-layers places one layer at a time: drop --device-map")
+        self.folder = Path(options.model)
+        if not self.folder.is_dir():
+            raise LensError(
+                f"{options.model}: --stream-layers reads the checkpoint's safetensors shards and "
+                "needs a local model folder (download it first)"
+            )
+        config = load_model_config(options)
+        quant = getattr(config, "quantization_config", None)
+        if quant:
+            method = quant.get("quant_method") if isinstance(quant, dict) else quant
+            raise LensError(
+                f"{options.model}: --stream-layers does not dequantise {method} checkpoints yet; "
+                "collect without --stream-layers, or convert the checkpoint to bf16 first"
+            )
+        self.device = resolve_device(options.device)
+        if options.dtype == "auto":
+            dtype = getattr(config, "dtype", None) or torch.float32
+            dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        else:
+            dtype = getattr(torch, options.dtype)
+        self.dtype = dtype
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, **remote_code(options))
+        model.eval()
+        model.requires_grad_(False)
+        self.model = model
+        self.backbone = backbone_of(model) or model
+        self.moe_layers = find_moe_layers(model)
+        family = self.moe_layers[0].family
+        if family.stream_refusal:
+            raise LensError(
+                f"{family.label}: cannot be streamed layer by layer ({family.stream_refusal})"
+            )
+        self.layers_attr = family.decoder_layers_attr
+        self.layers = getattr(self.backbone, self.layers_attr, None)
+        if self.layers is None:
+            raise LensError(
+                f"{type(model).__name__}: --stream-layers found no list of decoder layers "
+                "(looked for the backbone's '{self.layers_attr}')"
+            )
+        names = {id(module): name for name, module in model.named_modules()}
+        self.layer_names = [names[id(layer)] for layer in self.layers]
+        self.moe_of_layer: dict[int, MoeLayer] = {}
+        for moe in self.moe_layers:
+            owner = [i for i, n in enumerate(self.layer_names) if moe.name.startswith(n + ".")]
+            if len(owner) != 1:
+                raise LensError(f"{moe.name}: is not inside one decoder layer; cannot stream it")
+            self.moe_of_layer[owner[0]] = moe
+        self.last_layer = max(self.moe_of_layer)
+        self.tensors = CheckpointTensors(self.folder)
+        from transformers.conversion_mapping import get_model_conversion_mapping
+
+        self._mapping = get_model_conversion_mapping(model)
+        self._calls: dict[int, LayerCall] = {}
+        self._stop_at = 0
+        stand_in = _stand_in_class()
+        self._real_layers = self.layers
+        self._stand_ins = torch.nn.ModuleList(
+            [stand_in(layer, i, self) for i, layer in enumerate(self.layers)]
+        )
+        self._embedding_name = names[id(self.backbone.get_input_embeddings())]
+
+    # ------------------------------------------------------------------ weights
+
+    def layer_bytes(self, index: int) -> int:
+        """Checkpoint bytes of decoder layer ``index`` (one layer's weights, for budgets)."""
+        return self.tensors.nbytes(self.layer_names[index] + ".")
+
+    def _load(self, module: Any, prefix: str) -> None:
+        """Materialise ``module``'s parameters from the checkpoint tensors under ``prefix``."""
+        import torch  # lazy: optional dependency (the collect extra)
+        from transformers.core_model_loading import convert_and_load_state_dict_in_model
+        from transformers.modeling_utils import LoadStateDictConfig
+
+        state = self.tensors.load(prefix)
+        if not state:
+            raise LensError(f"{self.folder}: the checkpoint holds no tensors under {prefix!r}")
+        config = LoadStateDictConfig(
+            dtype=self.dtype, weight_mapping=self._mapping, device_map={"": self.device}
+        )
+        from transformers.utils import logging as hf_logging
+
+        was = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            convert_and_load_state_dict_in_model(self.model, state, config)
+        finally:
+            if was:
+                hf_logging.enable_progress_bar()
+        left = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+        if left:
+            raise LensError(
+                f"{self.folder}: the checkpoint lacks {prefix}{left[0]} "
+                f"({len(left)} tensors of {prefix.rstrip('.')} not found)"
+            )
+        module.to(torch.device(self.device))
+
+    def load_layer(self, index: int) -> Any:
+        layer = self._real_layers[index]
+        self._load(layer, self.layer_names[index] + ".")
+        return layer
+
+    def free(self, module: Any) -> None:
+        """Send a module's weights back to the meta device (their memory is released)."""
+        module.to("meta")
+
+    def load_embeddings(self) -> None:
+        """The input embeddings, for :meth:`embed`."""
+        self._load(self.backbone.get_input_embeddings(), self._embedding_name + ".")
+
+    def prepare(self) -> None:
+        """Build the rotary module (its buffers are computed, not stored); check nothing else is needed."""
+        import torch  # lazy: optional dependency (the collect extra)
+
+        rotary = getattr(self.backbone, "rotary_emb", None)
+        if rotary is not None:
+            with torch.device(self.device):
+                fresh = type(rotary)(config=rotary.config)
+            self.backbone.rotary_emb = fresh
+        skip = {id(self.layers), id(self.backbone.get_input_embeddings()), id(rotary)}
+        for name, child in self.backbone.named_children():
+            if id(child) in skip or name in ("norm", "final_layernorm", "ln_f"):
+                continue  # the final norm runs after the last layer; collection stops before
+            own = (*child.parameters(), *child.buffers())
+            if any(t.is_meta for t in own):
+                raise LensError(
+                    f"{type(self.model).__name__}: --stream-layers cannot prepare {name} "
+                    "(a module outside the decoder layers that it does not know)"
+                )
+
+    def free_embeddings(self) -> None:
+        self.free(self.backbone.get_input_embeddings())
+
+    # ------------------------------------------------------------------ calls
+
+    def _forward(self, inputs: dict[str, Any], stop_at: int) -> None:
+        import torch  # lazy: optional dependency (the collect extra)
+
+        attr = self.layers_attr
+        self._calls = {}
+        self._stop_at = stop_at
+        setattr(self.backbone, attr, self._stand_ins)
+        try:
+            with torch.inference_mode():
+                self.backbone(**inputs)
+        except _Stop:
+            pass
+        finally:
+            setattr(self.backbone, attr, self._real_layers)
+
+    def embed(self, inputs: dict[str, Any]) -> Any:
+        """Hidden states entering decoder layer 0 (embeddings loaded): ``[B, S, H]``."""
+        self._forward(inputs, 0)
+        return self._calls[0].hidden()
+
+    def layer_calls(self, inputs: dict[str, Any], last: int) -> dict[int, LayerCall]:
+        """How the model calls layers ``0..last`` for this batch (hidden states are dummies).
+
+        ``inputs`` are the padded batch's keyword arguments; ``input_ids`` is
+        replaced by zero ``inputs_embeds`` of the same shape, so no embedding
+        weights are needed: masks and position embeddings depend only on the
+        shape, dtype, device, attention mask and positions.
+        """
+        import torch  # lazy: optional dependency (the collect extra)
+
+        ids = inputs["input_ids"]
+        hidden_size = self.model.config.hidden_size
+        dummy = {k: v for k, v in inputs.items() if k != "input_ids"}
+        dummy["inputs_embeds"] = torch.zeros(
+            (*ids.shape, hidden_size), dtype=self.dtype, device=self.device
+        )
+        self._forward(dummy, last)
+        return dict(self._calls)

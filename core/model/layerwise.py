@@ -31,7 +31,7 @@ import numpy as np
 
 from core.errors import LensError
 from core.families.layers import MoeLayer, find_moe_layers
-from core.io.safetensors import map_safetensors
+from core.io.safetensors import TensorEntry
 from core.model.batching import backbone_of
 from core.model.loading import load_model_config, remote_code, resolve_device
 from core.model.options import ModelOptions
@@ -89,44 +89,53 @@ def _stand_in_class() -> type:
     return StandIn
 
 
+#: safetensors dtype names torch can hold directly (quantised checkpoints are refused earlier).
+_TORCH_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
+}  # fmt: skip
+
+
 class CheckpointTensors:
-    """Every tensor of a local safetensors checkpoint, read by name prefix."""
+    """Every tensor of a local safetensors checkpoint, read by name prefix.
+
+    Tensors are read with plain file reads, not kept memory-mapped: mapped
+    pages that were touched count towards the process's resident memory, and
+    over a whole checkpoint that would be the checkpoint's size.
+    """
 
     def __init__(self, folder: Path) -> None:
         from core.prune.checkpoint import _read_shards  # the one index/shard reader
 
         shards, _ = _read_shards(folder)
-        self.where: dict[str, Path] = {}
-        self.sizes: dict[str, int] = {}
+        self.entries: dict[str, TensorEntry] = {}
         for header in shards:
-            for name, entry in header.tensors.items():
-                self.where[name] = header.path
-                self.sizes[name] = entry.nbytes
-        self._maps: dict[Path, dict[str, np.ndarray]] = {}
+            self.entries.update(header.tensors)
 
     def names(self, prefix: str) -> list[str]:
-        return [name for name in self.where if name.startswith(prefix)]
+        return [name for name in self.entries if name.startswith(prefix)]
 
     def nbytes(self, prefix: str) -> int:
-        return sum(self.sizes[name] for name in self.names(prefix))
+        return sum(self.entries[name].nbytes for name in self.names(prefix))
 
     def load(self, prefix: str) -> dict[str, Any]:
-        """``{name: torch tensor}`` of every tensor under ``prefix``, copied out of the map."""
+        """``{name: torch tensor}`` of every tensor under ``prefix``, read into memory."""
         import torch  # lazy: optional dependency (the collect extra)
 
         loaded = {}
         for name in self.names(prefix):
-            path = self.where[name]
-            if path not in self._maps:
-                self._maps[path] = map_safetensors(path, bfloat16_as_uint16=True)[1]
-            array = self._maps[path][name]
-            from core.io.safetensors import read_header
-
-            dtype = read_header(path, check_bounds=False).tensors[name].dtype
-            tensor = torch.from_numpy(np.array(array))
-            if dtype == "BF16":
-                tensor = tensor.view(torch.bfloat16)
-            loaded[name] = tensor
+            entry = self.entries[name]
+            dtype = _TORCH_DTYPES.get(entry.dtype)
+            if dtype is None:
+                raise LensError(
+                    f"{entry.file}: tensor {name} is {entry.dtype}, which --stream-layers "
+                    "cannot read (quantised checkpoints are not streamed yet)"
+                )
+            raw = np.fromfile(entry.file, dtype=np.uint8, count=entry.nbytes, offset=entry.start)
+            if raw.nbytes != entry.nbytes:
+                raise LensError(f"{entry.file}: truncated (tensor {name} runs past the end)")
+            tensor = torch.from_numpy(raw).view(getattr(torch, dtype))
+            loaded[name] = tensor.reshape(entry.shape)
         return loaded
 
 
@@ -173,11 +182,14 @@ class LayerwiseModel:
                 f"{family.label}: cannot be streamed layer by layer ({family.stream_refusal})"
             )
         self.layers_attr = family.decoder_layers_attr
+        inner = getattr(model, "model", None)  # Llama-4's prefix names no attribute
+        if not hasattr(self.backbone, self.layers_attr) and hasattr(inner, self.layers_attr):
+            self.backbone = inner
         self.layers = getattr(self.backbone, self.layers_attr, None)
         if self.layers is None:
             raise LensError(
                 f"{type(model).__name__}: --stream-layers found no list of decoder layers "
-                "(looked for the backbone's '{self.layers_attr}')"
+                f"(looked for the backbone's '{self.layers_attr}')"
             )
         names = {id(module): name for name, module in model.named_modules()}
         self.layer_names = [names[id(layer)] for layer in self.layers]

@@ -17,7 +17,7 @@ from core.errors import LensError
 from core.formats.bundle import OPTIONAL_TENSORS, load_bundle
 from tests.core.collect.conftest import TEXTS
 from tests.lens_tui.cli_helpers import ROOT
-from tests.tiny_models import FAMILIES
+from tests.tiny_models import EXTRA_FAMILIES, FAMILIES
 
 FLOAT_STATS = ("prob_sum", *(n for n in OPTIONAL_TENSORS if n != "topk_count"))
 
@@ -50,7 +50,12 @@ def assert_same_bundle(whole, streamed) -> None:
     assert a.metadata["family"] == b.metadata["family"]
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+#: Every family with a tiny model: hybrids too (a layer called alone without a cache runs
+#: its linear attention or Mamba mixer over the whole sequence, as in a whole-model forward).
+STREAMED = (*FAMILIES, *EXTRA_FAMILIES, "qwen3_next")
+
+
+@pytest.mark.parametrize("family", STREAMED)
 def test_streamed_bundle_equals_whole_model_run(family, tiny_model, text_file, tmp_path):
     model = tiny_model(family)
     whole = run_collection(_config(model, text_file, tmp_path / "whole.safetensors"))
@@ -98,6 +103,22 @@ def test_cancel_inside_a_layer_then_resume(tiny_model, text_file, tmp_path):
     assert any("resuming at layer 2 of 2" in u.message for u in updates)
     assert not any(u.message == "layer 1 of 2" for u in updates)  # layer 1 was not redone
     assert_same_bundle(whole, out)
+
+
+def test_a_family_that_cannot_stream_is_refused_in_one_line(
+    tiny_model, text_file, tmp_path, monkeypatch
+):
+    from dataclasses import replace
+
+    from core.families import BY_BLOCK_CLASS
+
+    block = "MixtralSparseMoeBlock"
+    refused = replace(BY_BLOCK_CLASS[block], stream_refusal="its layers need each other's state")
+    monkeypatch.setitem(BY_BLOCK_CLASS, block, refused)
+    out = tmp_path / "s.safetensors"
+    with pytest.raises(LensError, match="Mixtral: cannot be streamed layer by layer \\(its layers"):
+        run_collection(_config(tiny_model("mixtral"), text_file, out, stream_layers=True))
+    assert not partial_dir(out).exists()
 
 
 def test_not_enough_disk_is_refused_in_one_line(tiny_model, text_file, tmp_path, monkeypatch):

@@ -327,6 +327,29 @@ class LayerwiseModel:
                     "(a module outside the decoder layers that it does not know)"
                 )
 
+    def load_head(self) -> tuple[Any, Any]:
+        """``(final_norm, lm_head)`` with their weights, for scoring after the last layer.
+
+        A checkpoint with tied embeddings stores no ``lm_head`` weight: the
+        head then reads the input embeddings' weight, as the loaded model would.
+        """
+        names = {id(module): name for name, module in self.model.named_modules()}
+        norm = getattr(self.backbone, "norm", None)
+        head = self.model.get_output_embeddings()
+        if norm is None or head is None:
+            raise LensError(
+                f"{type(self.model).__name__}: --stream-layers cannot find the final norm and "
+                "LM head to score next tokens"
+            )
+        self._load(norm, names[id(norm)] + ".")
+        head_name = names[id(head)]
+        if self.tensors.names(head_name + "."):
+            self._load(head, head_name + ".")
+        else:
+            self.load_embeddings()
+            head.weight = self.backbone.get_input_embeddings().weight
+        return norm, head
+
     def free_embeddings(self) -> None:
         self.free(self.backbone.get_input_embeddings())
 

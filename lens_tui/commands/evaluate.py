@@ -94,6 +94,12 @@ PATH = click.Path(path_type=Path)  # existence is checked by the readers, with a
     default=None,
     help="lm-eval's --limit (examples per task).",
 )
+@click.option(
+    "--stream-layers",
+    is_flag=True,
+    help="Load one decoder layer at a time from the checkpoint's safetensors (models larger "
+    "than memory); every mask's hidden states wait on disk under TMPDIR.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results JSON on stdout.")
 def evaluate_command(extra_masks: tuple[Path, ...], masks: tuple[Path, ...], **options) -> None:
     """Measure what masks do: loss, perplexity and top-1 agreement on held-out text.
@@ -126,6 +132,7 @@ def evaluate_command(extra_masks: tuple[Path, ...], masks: tuple[Path, ...], **o
         allow_other_model=options["allow_other_model"],
         lm_eval_tasks=tuple(options["lm_eval_tasks"]),
         lm_eval_limit=options["lm_eval_limit"],
+        stream_layers=options["stream_layers"],
         command="lens " + shlex.join(sys.argv[1:]),
     )
     if config.options.max_length < 2:

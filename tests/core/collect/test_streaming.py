@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,3 +205,27 @@ def test_left_padding_streams_the_same(tiny_model, text_file, tmp_path):
     )
     assert load_bundle(streamed).metadata["padding_side"] == "left"
     assert_same_bundle(whole, streamed)
+
+
+@pytest.mark.skipif(
+    not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun comes with torch"
+)
+def test_torchrun_ranks_each_stream_their_share(tiny_model, many_lines, tmp_path):
+    model = tiny_model("qwen2_moe")
+    out = tmp_path / "dist.safetensors"
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [
+        torchrun, "--nproc-per-node", "2", "--master-port", str(port), "-m", "lens_tui",
+        "collect", "-m", str(model), "-d", str(many_lines), "-o", str(out), "--max-length", "24",
+        "--batch-size", "3", "--device", "cpu", "--dtype", "float32", "--stream-layers",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert load_bundle(out).metadata["world_size"] == "2"
+    assert not partial_dir(out).exists()
+    whole = run_collection(_config(model, many_lines, tmp_path / "whole.safetensors"))
+    assert_same_bundle(whole, out)

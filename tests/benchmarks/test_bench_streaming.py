@@ -1,11 +1,13 @@
 """``benchmarks/bench_streaming.py`` at small size: a streamed run's memory, asserted loosely.
 
-A 10-layer checkpoint whose expert weights dominate (one layer ≈ 25 MB, the
-checkpoint ≈ 250 MB). The whole-model run must need at least most of the
+A 12-layer checkpoint whose expert weights dominate (one layer ≈ 25 MB, the
+checkpoint ≈ 300 MB). The whole-model run must need at least most of the
 checkpoint above the baseline (so the measurement can tell the two apart);
-the streamed run at most about two layers' weights plus one batch of
-activations (expert intermediates included) plus allocator slack — far below
-the checkpoint. The speed ratio is reported by the benchmark, not asserted
+the streamed run at most three layers' weights plus one batch of activations
+(expert intermediates included) plus allocator slack — far below the
+checkpoint. Two layers is what loading needs (the resident layer, and the
+per-expert checkpoint tensors transformers fuses into it); the third absorbs
+glibc's retention on a machine where other processes run too. The speed ratio is reported by the benchmark, not asserted
 here: on a shared 2-core machine single timings swing by 2×.
 """
 
@@ -35,7 +37,7 @@ def bench():
 def test_streamed_peak_memory_is_about_two_layers_not_the_checkpoint(bench, tmp_path):
     args = argparse.Namespace(
         family="mixtral",
-        layers=10,
+        layers=12,
         hidden=256,
         intermediate=1024,
         samples=16,
@@ -46,13 +48,13 @@ def test_streamed_peak_memory_is_about_two_layers_not_the_checkpoint(bench, tmp_
     )
     results = bench.run(args, tmp_path)
     layer, checkpoint = results["layer_bytes"], results["checkpoint_bytes"]
-    assert 9 * layer < checkpoint < 11 * layer  # experts dominate: a layer is the unit
+    assert 11 * layer < checkpoint < 13 * layer  # experts dominate: a layer is the unit
     # One batch of activations: hidden states in and out, and the top-k expert
     # intermediates [B·S·k, 2I] of the fused experts (float32).
     tokens = args.batch_size * args.max_length
     activations = tokens * (2 * args.hidden + 2 * 2 * args.intermediate) * 4 * 2
-    slack = 24 * MIB  # allocator and Python objects
+    slack = 32 * MIB  # allocator and Python objects
     streamed, whole = results["stream_over_baseline"], results["whole_over_baseline"]
     assert whole > 0.8 * checkpoint, results  # the measurement sees a resident checkpoint
-    assert streamed <= 2 * layer + activations + slack, results
+    assert streamed <= 3 * layer + activations + slack, results
     assert streamed < 0.5 * checkpoint, results

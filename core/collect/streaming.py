@@ -330,6 +330,11 @@ def _write_chunk(
     """Stack the layers' statistics into ``[n, L, E]`` and save them as this rank's chunk."""
     from core.io.safetensors import read_safetensors
 
+    # A run killed between writing its chunk and recording "finished" left that same
+    # chunk behind: replace it rather than save every sample twice.
+    for stale in partial.chunk_paths():
+        if stale.name.startswith(f"chunk-{writer}-"):
+            stale.unlink()
     order = [i for batch in batches for i in batch]
     layers = [
         read_safetensors(_layer_path(partial.folder, writer, j))[1] for j in range(num_layers)

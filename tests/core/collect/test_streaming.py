@@ -229,3 +229,27 @@ def test_torchrun_ranks_each_stream_their_share(tiny_model, many_lines, tmp_path
     assert not partial_dir(out).exists()
     whole = run_collection(_config(model, many_lines, tmp_path / "whole.safetensors"))
     assert_same_bundle(whole, out)
+
+
+def test_killed_after_its_chunk_before_finishing_reruns_cleanly(
+    tiny_model, text_file, tmp_path, monkeypatch
+):
+    import core.collect.streaming as streaming
+
+    model = tiny_model("olmoe")
+    out = tmp_path / "s.safetensors"
+    real = streaming._State.write
+
+    def crash_when_finished(self, **state):
+        if state.get("finished"):
+            raise RuntimeError("killed")
+        real(self, **state)
+
+    monkeypatch.setattr(streaming._State, "write", crash_when_finished)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_collection(_config(model, text_file, out, stream_layers=True))
+    assert len(list(partial_dir(out).glob("chunk-r0-*.safetensors"))) == 1
+    monkeypatch.setattr(streaming._State, "write", real)
+    run_collection(_config(model, text_file, out, stream_layers=True))
+    whole = run_collection(_config(model, text_file, tmp_path / "whole.safetensors"))
+    assert_same_bundle(whole, out)

@@ -34,7 +34,7 @@ from core.collect.capture import RouterCapture
 from core.collect.config import CollectConfig, CollectionCancelled
 from core.collect.data import Sample
 from core.collect.distributed import Coordinator, Ranks
-from core.collect.hidden import HiddenStore
+from core.collect.hidden import HiddenStore, human_bytes
 from core.collect.partial import PartialRun
 from core.errors import LensError
 from core.formats.bundle import OPTIONAL_TENSORS, bundle_metadata
@@ -132,6 +132,11 @@ def collect_streaming(
     try:
         if not saved.get("finished") and batches:
             store.check_disk()
+            report(
+                "collecting",
+                f"hidden states between layers: {human_bytes(2 * store.slot_bytes)} of disk "
+                f"in {partial.folder}",
+            )
             _stream(
                 model,
                 padder,

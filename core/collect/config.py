@@ -30,6 +30,7 @@ class CollectConfig:
     overwrite: bool = False  # replace an existing finished bundle at `out`
     checkpoint_seconds: float = 30.0  # how often finished batches are saved for resume
     shard: str | None = None  # "i/n": only every n-th sample from the i-th (manual sharding)
+    stream_layers: bool = False  # one decoder layer in memory at a time (core.collect.streaming)
     command: str | None = None  # the command line, recorded as provenance
     extra_metadata: dict[str, str] = field(default_factory=dict)
 

@@ -42,6 +42,7 @@ from core.collect.data import Sample, load_samples, samples_digest
 from core.collect.distributed import Coordinator, Ranks, ranks_from_env
 from core.collect.partial import PartialRun
 from core.collect.raw import drop_unfinished_shards, next_shard_number, write_raw_shard
+from core.collect.streaming import collect_streaming, stream_fingerprint
 from core.errors import LensError
 from core.families.layers import MoeLayer, find_moe_layers
 from core.formats.bundle import OPTIONAL_TENSORS, BundleError, bundle_metadata, load_bundle
@@ -154,6 +155,8 @@ def run_collection(
         config.shard,
     )
     fingerprint = run_fingerprint(config, samples)
+    if config.stream_layers:
+        fingerprint = stream_fingerprint(fingerprint, config, ranks.world)
     partial = PartialRun(out, fingerprint, writer=f"r{ranks.rank}")
     if out.exists():
         if _finished(out, fingerprint) and not config.overwrite:
@@ -171,6 +174,10 @@ def run_collection(
     preflight(config.options)
     coordinator = Coordinator(ranks)
     try:
+        if config.stream_layers:
+            return collect_streaming(
+                config, samples, fingerprint, partial, ranks, coordinator, report, should_stop
+            )
         return _collect(
             config,
             samples,

@@ -82,6 +82,7 @@ class EvaluateConfig:
     ci_replicates: int = DEFAULT_CI_REPLICATES  # loss_increase_ci replicates (0: no interval)
     ci_level: float = DEFAULT_CI_LEVEL
     seed: int = DEFAULT_CI_SEED  # of the loss_increase_ci bootstrap
+    stream_layers: bool = False  # one decoder layer in memory at a time (core.evaluate.streaming)
     command: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -169,6 +170,8 @@ def run_evaluation(
         raise LensError(f"--batch-size must be at least 1 (got {options.batch_size})")
     options.validate()
     masks = load_masks(config.masks)
+    if config.lm_eval_tasks and config.stream_layers:
+        raise LensError("--lm-eval needs the whole model in memory: drop --stream-layers")
     if config.lm_eval_tasks and importlib.util.find_spec("lm_eval") is None:
         raise LensError("--lm-eval needs EleutherAI's lm-evaluation-harness: pip install lm-eval")
     samples = load_samples(
@@ -180,6 +183,10 @@ def run_evaluation(
     )
     _check_masks_early(config, masks)
     preflight(options)
+    if config.stream_layers:
+        from core.evaluate.streaming import evaluate_streaming  # torch-side, like this runner
+
+        return evaluate_streaming(config, masks, samples, progress, should_stop)
     _report(progress, "loading", 0, len(samples), 0, 0.0, f"loading {options.model}")
     model, tokenizer = load_model_and_tokenizer(options)
     layers = find_moe_layers(model)
@@ -227,10 +234,33 @@ def run_evaluation(
         harness = _run_harness(config, model, tokenizer, routing, keeps, progress)
         routing.use(None)
 
+    order = [i for batch in batches for i in batch]
+    evaluation = _evaluation(
+        config, masks, len(samples), len(usable), layers, tallies, harness, order
+    )
+    _report(progress, "done", done, len(usable), tallies[0].tokens, start, "")
+    return evaluation
+
+
+def _evaluation(
+    config: EvaluateConfig,
+    masks: Sequence[Mask],
+    sample_count: int,
+    usable: int,
+    layers: Sequence[MoeLayer],
+    tallies: list[_Tally],
+    harness: list[dict],
+    order: Sequence[int],
+) -> Evaluation:
+    """The results document from the variants' tallies (original first).
+
+    ``order`` is the sample index of each tallied sample, in the order they were scored.
+    """
+    options = config.options
     baseline = {**tallies[0].figures(), **harness[0]}
     # Tallies hold samples in batch order (longest first); the bootstrap draws over the data's
     # own order, so the interval does not depend on --batch-size.
-    in_sample_order = np.argsort([i for batch in batches for i in batch], kind="stable")
+    in_sample_order = np.argsort(np.asarray(order), kind="stable")
     results = []
     for mask, name, tally, extra in zip(
         masks, unique_names([m.name for m in masks]), tallies[1:], harness[1:]
@@ -251,7 +281,7 @@ def run_evaluation(
         model=options.model,
         data=options.data,
         dataset=dataset_label(options),
-        samples=len(usable),
+        samples=usable,
         tokens=tallies[0].tokens,
         num_layers=len(layers),
         num_experts=layers[0].num_experts,
@@ -261,14 +291,13 @@ def run_evaluation(
         family=layers[0].family.name,
         max_length=options.max_length,
         extra={
-            "skipped_samples": len(samples) - len(usable),
+            "skipped_samples": sample_count - usable,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "tool_version": __version__,
             "command": config.command,
             **config.extra,
         },
     )
-    _report(progress, "done", done, len(usable), tallies[0].tokens, start, "")
     return evaluation
 
 
@@ -354,6 +383,15 @@ def _report(
     )
 
 
+def prepare_batch(padder: BatchPadder, sequences: list[list[int]]) -> tuple[dict, Any, Any]:
+    """Padded inputs, the next-token targets and which positions have a real target."""
+    inputs, ids, mask = padder.pad(sequences)
+    real = mask.bool()
+    valid = real[:, :-1] & real[:, 1:]  # position t predicts token t + 1, both real
+    targets = ids[:, 1:][valid]
+    return inputs, targets, valid
+
+
 class _Forward:
     """Pads a batch, runs the backbone, scores next-token predictions with a chunked LM head."""
 
@@ -368,12 +406,7 @@ class _Forward:
         self.padder = BatchPadder(self.backbone, tokenizer)
 
     def prepare(self, sequences: list[list[int]]) -> tuple[dict, Any, Any]:
-        """Padded inputs, the next-token targets and which positions have a real target."""
-        inputs, ids, mask = self.padder.pad(sequences)
-        real = mask.bool()
-        valid = real[:, :-1] & real[:, 1:]  # position t predicts token t + 1, both real
-        targets = ids[:, 1:][valid]
-        return inputs, targets, valid
+        return prepare_batch(self.padder, sequences)
 
     def score(self, inputs: dict, targets: Any, valid: Any, tally: _Tally, reference: Any) -> Any:
         """Add one forward's figures to ``tally``; return the argmax at every scored position."""
@@ -382,36 +415,58 @@ class _Forward:
         try:
             with torch.inference_mode():
                 hidden = self.backbone(**inputs).last_hidden_state
-                scored = hidden[:, :-1][valid.to(hidden.device)]
-                head_device = self.head.weight.device
-                vocab = self.head.weight.shape[0]
-                rows = max(1, LOGITS_CHUNK_ELEMENTS // max(vocab, 1))
-                nll = torch.zeros((), dtype=torch.float64)
-                rows_of = valid.nonzero()[:, 0].cpu()  # the sample of each scored position
-                per_sample = torch.zeros(valid.shape[0], dtype=torch.float64)
-                argmax = []
-                for start in range(0, scored.shape[0], rows):
-                    chunk = scored[start : start + rows].to(head_device)
-                    logits = self.head(chunk).float()
-                    target = targets[start : start + rows].to(head_device)
-                    losses = torch.nn.functional.cross_entropy(
-                        logits, target, reduction="none"
-                    ).double()
-                    nll += losses.sum().cpu()
-                    per_sample.index_add_(0, rows_of[start : start + rows], losses.cpu())
-                    argmax.append(logits.argmax(dim=-1).cpu())
         except torch.OutOfMemoryError:
             batch, seq = inputs["input_ids"].shape
             raise LensError(
                 f"out of memory on a batch of {batch} × {seq} tokens; "
                 "re-run with a smaller --batch-size (or --max-length)"
             ) from None
-        top = torch.cat(argmax) if argmax else torch.zeros(0, dtype=torch.long)
-        tally.nll += float(nll)
-        tally.tokens += int(targets.numel())
-        tally.sample_nll.extend(per_sample.tolist())
-        tally.sample_tokens.extend(valid.sum(dim=1).tolist())
-        tally.correct += int((top == targets).sum())
-        if reference is not None:
-            tally.agree += int((top == reference).sum())
-        return top
+        return score_hidden(self.head, hidden, targets, valid, tally, reference)
+
+
+def score_hidden(
+    head: Any, hidden: Any, targets: Any, valid: Any, tally: _Tally, reference: Any
+) -> Any:
+    """Score the backbone's last hidden states ``[B, S, H]`` with a chunked LM head.
+
+    Adds the figures to ``tally`` and returns the argmax at every scored
+    position. Shared by whole-model and layer-streamed evaluation, so both
+    score exactly alike.
+    """
+    import torch  # lazy: optional dependency (the collect extra)
+
+    try:
+        with torch.inference_mode():
+            scored = hidden[:, :-1][valid.to(hidden.device)]
+            head_device = head.weight.device
+            vocab = head.weight.shape[0]
+            rows = max(1, LOGITS_CHUNK_ELEMENTS // max(vocab, 1))
+            nll = torch.zeros((), dtype=torch.float64)
+            rows_of = valid.nonzero()[:, 0].cpu()  # the sample of each scored position
+            per_sample = torch.zeros(valid.shape[0], dtype=torch.float64)
+            argmax = []
+            for start in range(0, scored.shape[0], rows):
+                chunk = scored[start : start + rows].to(head_device)
+                logits = head(chunk).float()
+                target = targets[start : start + rows].to(head_device)
+                losses = torch.nn.functional.cross_entropy(
+                    logits, target, reduction="none"
+                ).double()
+                nll += losses.sum().cpu()
+                per_sample.index_add_(0, rows_of[start : start + rows], losses.cpu())
+                argmax.append(logits.argmax(dim=-1).cpu())
+    except torch.OutOfMemoryError:
+        batch, seq = hidden.shape[:2]
+        raise LensError(
+            f"out of memory on a batch of {batch} × {seq} tokens; "
+            "re-run with a smaller --batch-size (or --max-length)"
+        ) from None
+    top = torch.cat(argmax) if argmax else torch.zeros(0, dtype=torch.long)
+    tally.nll += float(nll)
+    tally.tokens += int(targets.numel())
+    tally.sample_nll.extend(per_sample.tolist())
+    tally.sample_tokens.extend(valid.sum(dim=1).tolist())
+    tally.correct += int((top == targets).sum())
+    if reference is not None:
+        tally.agree += int((top == reference).sum())
+    return top

@@ -72,6 +72,10 @@ class FamilyAdapter:
     masked_routing_doc: str = ""  # how masked routing is recomputed, for the README
     prune: PruneSpec | None = None  # None: lens prune refuses the family
     no_prune_reason: str = ""  # why it is refused and what works instead, for the one-line error
+    #: the backbone's list of decoder layers, which ``--stream-layers`` runs one at a time
+    decoder_layers_attr: str = "layers"
+    #: non-empty: why ``--stream-layers`` cannot run this family one layer at a time
+    stream_refusal: str = ""
 
     def locate(self, block: Any) -> tuple[Any, Any] | None:
         """``(router, experts)`` of one MoE block of this family, or ``None`` if absent.

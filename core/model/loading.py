@@ -96,7 +96,7 @@ def preflight(options: ModelOptions) -> None:
 
 def load_model_and_tokenizer(options: ModelOptions) -> tuple[Any, Any]:
     """The model in eval mode on its device(s), and a tokenizer that can pad."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: optional dependency
+    from transformers import AutoModelForCausalLM  # lazy: optional dependency
 
     model_id = options.model
     remote = remote_code(options)
@@ -122,8 +122,16 @@ def load_model_and_tokenizer(options: ModelOptions) -> tuple[Any, Any]:
         model.to(device)
     model.eval()
     model.requires_grad_(False)
+    return model, load_tokenizer(options)
+
+
+def load_tokenizer(options: ModelOptions) -> Any:
+    """The model's tokenizer, able to pad, on the options' padding side."""
+    from transformers import AutoTokenizer  # lazy: optional dependency
+
+    model_id = options.model
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_id, **remote)
+        tokenizer = AutoTokenizer.from_pretrained(model_id, **remote_code(options))
     except Exception as exc:
         raise LensError(f"{model_id}: could not load its tokenizer ({exc})") from None
     if tokenizer.pad_token_id is None:
@@ -133,7 +141,7 @@ def load_model_and_tokenizer(options: ModelOptions) -> tuple[Any, Any]:
             tokenizer.pad_token = fallback
     if options.padding_side:
         tokenizer.padding_side = options.padding_side
-    return model, tokenizer
+    return tokenizer
 
 
 @contextmanager

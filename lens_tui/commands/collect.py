@@ -163,6 +163,12 @@ class ProgressDisplay:
     metavar="I/N",
     help="Collect only every N-th sample from the I-th (0-based), e.g. one task of a SLURM array; combine the parts with `lens merge`.",
 )
+@click.option(
+    "--stream-layers",
+    is_flag=True,
+    help="Load one decoder layer at a time from the checkpoint's safetensors (models larger "
+    "than memory); hidden states between layers wait on disk in OUT.partial/.",
+)
 @model_and_text_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option(
@@ -230,6 +236,7 @@ def collect_command(**options: object) -> None:
             overwrite=options["overwrite"],
             checkpoint_seconds=options["checkpoint_seconds"],
             shard=options["shard"],
+            stream_layers=options["stream_layers"],
             command="lens " + shlex.join(sys.argv[1:]),
         )
         started = time.monotonic()

@@ -126,6 +126,12 @@ PATH = click.Path(path_type=Path)  # existence is checked by the readers, with a
     show_default=True,
     help="Seed of that bootstrap: the same seed gives the same intervals.",
 )
+@click.option(
+    "--stream-layers",
+    is_flag=True,
+    help="Load one decoder layer at a time from the checkpoint's safetensors (models larger "
+    "than memory); every mask's hidden states wait on disk under TMPDIR.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results JSON on stdout.")
 def evaluate_command(extra_masks: tuple[Path, ...], masks: tuple[Path, ...], **options) -> None:
     """Measure what masks do: loss, perplexity and top-1 agreement on held-out text.
@@ -161,6 +167,7 @@ def evaluate_command(extra_masks: tuple[Path, ...], masks: tuple[Path, ...], **o
         lm_eval_include=tuple(str(p) for p in options["lm_eval_include"]),
         ci_replicates=options["ci_replicates"],
         seed=options["seed"],
+        stream_layers=options["stream_layers"],
         command="lens " + shlex.join(sys.argv[1:]),
     )
     if config.options.max_length < 2:

@@ -33,6 +33,7 @@ from lens_tui.views import registry
 from lens_tui.views.base import SelectionView
 from lens_tui.views.registry import ViewSpec
 from lens_tui.widgets.controls import ControlBar
+from lens_tui.widgets.scrollbar import use_cell_scrollbars
 
 __all__ = ["NO_BUNDLES", "TAU_LADDER", "LensApp", "build_app"]  # NO_BUNDLES: for tests
 
@@ -56,12 +57,14 @@ class LensApp(App[None]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
 
     BINDINGS = [
+        # Quit and help first: the footer is cut at 80 columns, and these two must always show.
+        Binding("q", "quit", "Quit", tooltip="Quit (ctrl+q works everywhere)"),
         Binding("question_mark", "help", "Help", tooltip="Help: views and every key"),
         Binding("a", "cycle('a', 1)", "next A", group=_DATASET_A, tooltip="Next dataset A"),
         Binding("A", "cycle('a', -1)", "prev A", group=_DATASET_A, tooltip="Previous dataset A"),
         Binding("b", "cycle('b', 1)", "next B", group=_DATASET_B, tooltip="Next dataset B"),
         Binding("B", "cycle('b', -1)", "prev B", group=_DATASET_B, tooltip="Previous dataset B"),
-        Binding("x", "swap", "Swap", tooltip="Swap A and B"),
+        Binding("x", "swap", "Swap", tooltip="Swap A and B", show=False),
         Binding("plus", "step_r(1)", "r+1", group=_BUDGET, tooltip="r + 1"),
         Binding("minus", "step_r(-1)", "r-1", group=_BUDGET, tooltip="r − 1"),
         Binding(
@@ -88,7 +91,6 @@ class LensApp(App[None]):
             group=_LAYER,
             tooltip="Previous layer",
         ),
-        Binding("q", "quit", "Quit", tooltip="Quit (ctrl+q works everywhere)"),
     ]
 
     #: Everything the views show; replaced (never mutated) on each change, clamped on assignment.
@@ -102,6 +104,7 @@ class LensApp(App[None]):
         read_only: bool = False,
     ) -> None:
         super().__init__()
+        use_cell_scrollbars()
         self._initial_paths = [Path(p) for p in paths]
         self._notice = notice
         # Served to browsers (lens serve), the app must not load models or write
@@ -121,6 +124,7 @@ class LensApp(App[None]):
                     spec.label,
                     group=_VIEWS,
                     tooltip=spec.tooltip,
+                    show=False,  # the tabs show the numbers; the footer has no room at 80 columns
                 )
             )
 
@@ -345,12 +349,16 @@ class LensApp(App[None]):
             self.call_after_refresh(self._focus_view, view)
 
     def action_help(self) -> None:
-        from lens_tui.help import HelpScreen  # markdown loads only when help is asked for
+        # markdown loads only when help is asked for
+        from lens_tui.help import WIDGET_KEYS, HelpScreen
 
-        everywhere = [*self.BINDINGS, *self._view_bindings()]
-        sections = [("everywhere", everywhere)] + [
-            (spec.id, spec.view.__dict__.get("BINDINGS", [])) for spec in self.views
-        ]
+        everywhere = [*self.BINDINGS, *self._view_bindings(), *WIDGET_KEYS]
+        current = self._active_view()
+        # The current view's keys first: they are the ones the user is looking for.
+        ordered = [current, *(spec for spec in self.views if spec is not current)]
+        sections = [(current.id, view_keys(current))]
+        sections += [("everywhere", everywhere)]
+        sections += [(spec.id, view_keys(spec)) for spec in ordered[1:]]
         views = [(spec.label, getattr(spec.view, "SUMMARY", "")) for spec in self.views]
         keys = [(w, [b for b in bs if isinstance(b, Binding)]) for w, bs in sections if bs]
         self.push_screen(HelpScreen(views, keys))
@@ -394,6 +402,11 @@ class LensApp(App[None]):
             yield SystemCommand(
                 f"Set τ = {tau:g}", "Sparsity threshold", lambda t=tau: self.set_tau(t)
             )
+
+
+def view_keys(spec: ViewSpec) -> list[Binding]:
+    """A view's own bindings plus the keys its widgets handle (``HELP_KEYS``), for help."""
+    return [*spec.view.__dict__.get("BINDINGS", []), *getattr(spec.view, "HELP_KEYS", [])]
 
 
 def build_app(

@@ -12,6 +12,7 @@ import math
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, SelectionList, Static
 
@@ -60,6 +61,12 @@ class MatrixView(SelectionView, Horizontal):
     SUMMARY = """\
     mean JS / Jaccard / retained mass for every pair of the ticked
     bundles, heat-coloured."""
+
+    #: Keys the bundle list handles itself; help lists them with this view's.
+    HELP_KEYS = [
+        Binding("space", "", "Tick", tooltip="Tick or untick the highlighted bundle"),
+        Binding("enter", "", "Tick", tooltip="Tick or untick the highlighted bundle"),
+    ]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)

@@ -206,7 +206,11 @@ async def test_ablation_view_plots_the_engine_curve_and_steps_adjust(paths):
         )
         painted = screen_text(app.query_one(AblationPlot))
         assert f"Jaccard@{app.r} vs calibration sequences" in painted
-        assert "to final" in painted and "stepwise" in painted
+        # The legend sits above the plot, not over the curves.
+        assert "to final" not in painted and "stepwise" not in painted
+        assert "━ to final ━ stepwise" in status
+        if converged:
+            assert f"converged n={converged}" in painted  # the vertical line is labelled
 
         await pilot.press("s", "s", "C", "plus")  # step ×4, cap ÷2, r + 1
         await pilot.pause()
@@ -220,6 +224,17 @@ async def test_ablation_view_plots_the_engine_curve_and_steps_adjust(paths):
         await pilot.pause()
         assert view.result.to_final == ablate(profile, 3, 4, 12, seed=0).to_final
         assert "shuffled" in str(app.query_one("#ablation-settings").render())
+
+        # At step 4, halving cap 12 → 6 → (3) stops at the step and says so; the step stays.
+        seen = record_notifications(app)
+        await pilot.press("C", "C", "C")
+        await pilot.pause()
+        assert (view.step, view.cap) == (4, 4)
+        assert "1 checkpoint " in str(app.query_one("#ablation-settings").render())
+        assert [m for _, m in seen if "cap" in m] == [
+            "cap stopped at the step (4); S halves the step",
+            "the cap is already the step (4): halve the step first (S)",
+        ]
 
         await pilot.press("a")  # dataset A changes: the ablation follows, with its own defaults
         await pilot.pause()
@@ -345,11 +360,25 @@ async def test_help_lists_every_binding_and_closes(paths):
             "| ablation | `s` | Step ×2 |",
             "| collect | `ctrl+s` | Start |",
             "| collect | `ctrl+g` | Cancel run |",
+            "| everywhere | `>` | r + E/16 (coarse) |",
+            "| everywhere | `<` | r − E/16 (coarse) |",
+            "| everywhere | `tab` | Move the focus to the next panel or table |",
+            "| matrix | `space` | Tick or untick the highlighted bundle |",
         ):
             assert row in shown
+        assert "_sign" not in shown and "question_mark" not in shown
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, HelpScreen)
+
+        # Help opened on a view lists that view's keys before everything else.
+        await pilot.press("3", "question_mark")
+        await pilot.pause()
+        rows = [
+            line for line in app.screen.query_one(Markdown).source.splitlines() if "| `" in line
+        ]
+        assert rows[0].startswith("| matrix | `space` |")
+        assert rows[2].startswith("| everywhere | `q` |")
 
 
 @async_test

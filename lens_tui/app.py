@@ -28,6 +28,7 @@ from core.errors import LensError
 from core.formats.bundle import find_bundles
 from core.formats.evaluation import Evaluation, evaluation_files, read_evaluation
 from lens_tui.messages import BundleCollected, SelectionEdited
+from lens_tui.palette import TypedValues
 from lens_tui.selection import NO_BUNDLES, Selection
 from lens_tui.views import registry
 from lens_tui.views.base import SelectionView
@@ -52,6 +53,7 @@ class LensApp(App[None]):
     """Expert Calibration Lens."""
 
     CSS_PATH = str(Path(__file__).with_name("app.tcss"))
+    COMMANDS = App.COMMANDS | {TypedValues}
     TITLE = "Expert Calibration Lens"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]

@@ -16,7 +16,10 @@ Compare calibration datasets of a Mixture-of-Experts model by their router
 statistics. Every number comes from the `core` engine and recomputes on each
 key: there is no run button.
 """
-PALETTE = "`ctrl+p` opens the command palette (set A, B, r or τ by name, switch views).\n"
+PALETTE = (
+    "`ctrl+p` opens the command palette: switch views, set A, B, r, τ or the layer by name,\n"
+    "or type a value: `tau 0.03`, `r 12`, `layer 5`, `b wiki`.\n"
+)
 
 
 def view_list(views: list[tuple[str, str]]) -> str:

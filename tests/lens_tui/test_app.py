@@ -417,3 +417,20 @@ async def test_the_verdict_is_never_clipped_when_its_length_changes(paths):
             assert all(painted), "a blank line: the verdict kept the height of a longer text"
             heights.add(widget.size.height)
         assert len(heights) > 1  # the test did exercise a change of height
+
+
+@async_test
+async def test_the_palette_sets_typed_values(paths):
+    """ctrl+p then ``tau 0.03`` / ``r 6`` / ``layer 2`` / ``b gam`` sets exactly that value."""
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for query in ("tau 0.03", "r 6", "layer 2", "b gam"):
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*query)
+            await pilot.pause(0.3)  # the palette searches in the background
+            await pilot.press("enter")
+            await pilot.pause()
+        assert (app.tau, app.r, app.layer, app.b) == (0.03, 6, 2, 2)
+        assert_compare_matches_engine(app, paths[0], paths[2], 6, 0.03)

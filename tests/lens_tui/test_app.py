@@ -434,3 +434,28 @@ async def test_the_palette_sets_typed_values(paths):
             await pilot.pause()
         assert (app.tau, app.r, app.layer, app.b) == (0.03, 6, 2, 2)
         assert_compare_matches_engine(app, paths[0], paths[2], 6, 0.03)
+
+
+@async_test
+async def test_matrix_ticks_differ_by_glyph_and_arrows_scroll_with_labels_fixed(paths):
+    app = build_app(paths)
+    async with app.run_test(size=(50, 24)) as pilot:  # narrow: the matrices scroll sideways
+        await pilot.pause()
+        await pilot.press("3")
+        await pilot.pause()
+        table = app.query_one(MatrixView).table("js_divergence")
+        await pilot.press("right")
+        await pilot.pause()
+        assert table.scroll_x > 0
+        assert app.query_one("#matrix-bundles").has_focus  # no Tab needed
+        painted = screen_text(table).splitlines()
+        assert painted[1].lstrip().startswith("#1 alpha")  # row labels stay in view
+        assert "#1 " not in painted[0]  # while the numbered columns moved on
+
+        await pilot.press("down", "space")  # untick #2 beta
+        await pilot.pause()
+        listed = screen_text(app.query_one("#matrix-bundles")).splitlines()
+        ticked = {line.split("#")[1].split()[1] for line in listed if "✔" in line}
+        unticked = {line.split("#")[1].split()[1] for line in listed if "▐ ▌" in line}
+        assert (ticked, unticked) == ({"alpha", "gamma"}, {"beta"})
+        assert [str(c.label) for c in table.columns.values()][1:] == ["#1", "#3"]

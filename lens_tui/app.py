@@ -30,6 +30,7 @@ from core.formats.evaluation import Evaluation, evaluation_files, read_evaluatio
 from lens_tui.messages import BundleCollected, SelectionEdited
 from lens_tui.palette import TypedValues
 from lens_tui.selection import NO_BUNDLES, Selection
+from lens_tui.state import SavedState, load_state, save_state
 from lens_tui.views import registry
 from lens_tui.views.base import SelectionView
 from lens_tui.views.registry import ViewSpec
@@ -180,6 +181,45 @@ class LensApp(App[None]):
             self.notify(self._notice, title="no bundles", severity="warning", timeout=15)
         self.load_paths(self._initial_paths)
         self._focus_view(self.views[0].id)
+        if not self.read_only:  # a served app belongs to no one: it neither reads nor writes state
+            self._restore_state(load_state())
+
+    # ------------------------------------------------------------------ remembered state
+
+    def _restore_state(self, saved: SavedState) -> None:
+        """Apply what the last run remembered, as far as it fits the bundles loaded now."""
+        paths = [str(Path(p.bundle.path).resolve()) for p in self.selection.profiles]
+        changes: dict[str, object] = {}
+        for side in ("a", "b"):
+            wanted = getattr(saved, side)
+            if wanted in paths:
+                changes[side] = paths.index(wanted)
+        if saved.r is not None and self.selection.profiles:
+            changes["r"] = saved.r  # clamped to 1..E by the selection
+        if saved.tau is not None and 0 < saved.tau < 1:
+            changes["tau"] = saved.tau
+        if changes:
+            self.selection = self.selection.replace(**changes)
+        if saved.view in {spec.id for spec in self.views} and saved.view != self.views[0].id:
+            self.action_view(saved.view)
+
+    def current_state(self) -> SavedState:
+        """What to remember of this run (bundles by absolute path)."""
+        selection = self.selection
+        if not selection.profiles:
+            return SavedState(tau=selection.tau, view=self._active_view().id)
+        return SavedState(
+            a=str(Path(selection.profile_a.bundle.path).resolve()),
+            b=str(Path(selection.profile_b.bundle.path).resolve()),
+            r=selection.r,
+            tau=selection.tau,
+            view=self._active_view().id,
+        )
+
+    async def action_quit(self) -> None:
+        if not self.read_only:
+            save_state(self.current_state())
+        await super().action_quit()
 
     # ------------------------------------------------------------------ bundles
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from textual.widgets import DataTable, Markdown, SelectionList
@@ -459,3 +461,34 @@ async def test_matrix_ticks_differ_by_glyph_and_arrows_scroll_with_labels_fixed(
         unticked = {line.split("#")[1].split()[1] for line in listed if "▐ ▌" in line}
         assert (ticked, unticked) == ({"alpha", "gamma"}, {"beta"})
         assert [str(c.label) for c in table.columns.values()][1:] == ["#1", "#3"]
+
+
+@async_test
+async def test_the_app_remembers_a_b_r_tau_and_the_view_between_runs(paths, tmp_path, monkeypatch):
+    state_home = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state_home))
+    app = build_app([paths[0].parent])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("a", "a", "plus", "t", "2", "q")  # A = gamma, r = 3, τ = 0.02, Ablation
+        await pilot.pause()
+    saved = json.loads((state_home / "expert-calibration-lens" / "state.json").read_text())
+    assert saved == {
+        "a": str(paths[2].resolve()),
+        "b": str(paths[1].resolve()),
+        "r": 3,
+        "tau": 0.02,
+        "view": "ablation",
+    }
+
+    app = build_app([paths[0].parent])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert (app.a, app.b, app.r, app.tau) == (2, 1, 3, 0.02)
+        assert app.query_one("#views").active == "ablation"
+
+    # Only the bundles loaded now count: with beta alone, A and B fall back; r and τ stay.
+    app = build_app([paths[1]])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert (app.a, app.b, app.r, app.tau) == (0, 0, 3, 0.02)

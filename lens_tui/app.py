@@ -217,9 +217,29 @@ class LensApp(App[None]):
         )
 
     async def action_quit(self) -> None:
+        """Quit; during a collection, ask first (work since the last checkpoint would be lost)."""
+        running = [w for w in self.workers if w.group == "collect" and w.is_running]
+        if running:
+            from lens_tui.widgets.confirm import ConfirmScreen
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self._quit_now()
+
+            self.push_screen(
+                ConfirmScreen(
+                    "A collection is running. Quit anyway? Samples since the last checkpoint "
+                    "are lost (a re-run resumes from it); ctrl+g cancels the run cleanly."
+                ),
+                answered,
+            )
+            return
+        self._quit_now()
+
+    def _quit_now(self) -> None:
         if not self.read_only:
             save_state(self.current_state())
-        await super().action_quit()
+        self.exit()
 
     # ------------------------------------------------------------------ bundles
 

@@ -68,6 +68,13 @@ class LensApp(App[None]):
         Binding("b", "cycle('b', 1)", "next B", group=_DATASET_B, tooltip="Next dataset B"),
         Binding("B", "cycle('b', -1)", "prev B", group=_DATASET_B, tooltip="Previous dataset B"),
         Binding("x", "swap", "Swap", tooltip="Swap A and B", show=False),
+        Binding(
+            "m",
+            "next_model",
+            "Model",
+            tooltip="Next model (A and B are bundles of one model)",
+            show=False,
+        ),
         Binding("plus", "step_r(1)", "r+1", group=_BUDGET, tooltip="r + 1"),
         Binding("minus", "step_r(-1)", "r-1", group=_BUDGET, tooltip="r − 1"),
         Binding(
@@ -266,8 +273,22 @@ class LensApp(App[None]):
                 if profile is not None:
                     selection, _ = selection.with_profile(profile)
                     loaded += 1
-        self.selection = selection
+        self.selection = self._start_on_a_pair(selection)
         return loaded
+
+    @staticmethod
+    def _start_on_a_pair(selection: Selection) -> Selection:
+        """Start on a model with two bundles or more when A's is alone (``lens browse x sample/``).
+
+        A lone bundle of another model would otherwise open the app on A vs A.
+        """
+        if not selection.profiles or len(selection.of_model()) > 1:
+            return selection
+        groups = [selection.of_model(model) for model in selection.models]
+        larger = max(groups, key=len)
+        if len(larger) < 2:
+            return selection
+        return selection.replace(a=larger[0], b=larger[1])
 
     def add_bundle(self, path: Path, *, select: bool = True) -> bool:
         """Load one bundle into the set (replacing one with the same path); notify on failure.
@@ -342,9 +363,26 @@ class LensApp(App[None]):
     # ------------------------------------------------------------------ actions
 
     def action_cycle(self, side: str, step: int) -> None:
-        if not self.selection.profiles:
+        """Next / previous dataset A or B among the bundles of the current model."""
+        selection = self.selection
+        if not selection.profiles:
             return
-        self.selection = self.selection.replace(**{side: getattr(self.selection, side) + step})
+        same = selection.of_model()
+        current = getattr(selection, side)
+        position = same.index(current) if current in same else 0
+        self.selection = selection.replace(**{side: same[(position + step) % len(same)]})
+
+    def action_next_model(self) -> None:
+        """Switch to the next model's bundles: A and B become its first two."""
+        selection = self.selection
+        models = selection.models
+        if len(models) < 2:
+            self.notify("all loaded bundles are of one model", severity="warning")
+            return
+        model = models[(models.index(selection.model) + 1) % len(models)]
+        same = selection.of_model(model)
+        self.selection = selection.replace(a=same[0], b=same[1] if len(same) > 1 else same[0])
+        self.notify(f"model {model}: {len(same)} bundle(s)", title="model")
 
     def action_set_dataset(self, side: str, index: int) -> None:
         if 0 <= index < len(self.selection.profiles):

@@ -84,6 +84,8 @@ class MatrixView(SelectionView, Horizontal):
         self._profiles: list[Profile] = []
         self._labels: list[str] = []
         self._r = 1
+        self._same: set[int] = set()
+        self._model = ""
 
     def compose(self) -> ComposeResult:
         yield TickList(id="matrix-bundles")
@@ -107,7 +109,8 @@ class MatrixView(SelectionView, Horizontal):
         return self.query_one(f"#matrix-{key}", DataTable)
 
     def depends_on(self, selection: Selection) -> object:
-        return (selection.profiles, selection.labels, selection.r, selection.ticked)
+        model = selection.model if selection.profiles else None
+        return (selection.profiles, selection.labels, selection.r, selection.ticked, model)
 
     def show_selection(self, selection: Selection) -> None:
         """Offer the loaded bundles for ticking and show the matrices of the ticked ones."""
@@ -126,6 +129,9 @@ class MatrixView(SelectionView, Horizontal):
                 if labels and picker.highlighted is None:
                     picker.highlighted = 0
         self._profiles, self._labels, self._r = list(selection.profiles), labels, selection.r
+        # Only the current model's bundles are compared (m switches model).
+        self._same = set(selection.of_model()) if selection.profiles else set()
+        self._model = selection.model if len(selection.models) > 1 else ""
         if not selection.profiles:
             self.show_message(NO_BUNDLES)
             return
@@ -136,9 +142,11 @@ class MatrixView(SelectionView, Horizontal):
         self.post_message(SelectionEdited(ticked=frozenset(event.selection_list.selected)))
 
     def _redraw(self) -> None:
-        chosen = sorted(self.query_one("#matrix-bundles", SelectionList).selected)
+        ticked = self.query_one("#matrix-bundles", SelectionList).selected
+        chosen = sorted(i for i in ticked if i in self._same)
         if len(chosen) < 2:
-            self.show_message("tick at least two bundles (space) for the N-way comparison")
+            of = f" of {self._model}" if self._model else ""
+            self.show_message(f"tick at least two bundles{of} (space) for the N-way comparison")
             return
         try:
             result = matrix([self._profiles[i] for i in chosen], self._r)
@@ -146,7 +154,12 @@ class MatrixView(SelectionView, Horizontal):
             self.show_message(str(exc))
             return
         self.result = result
-        self._set_message("")
+        others = len([i for i in ticked if i not in self._same])
+        self._set_message(
+            f"model {self._model}: {others} ticked bundle(s) of other models left out (m switches)"
+            if others
+            else ""
+        )
         doc = result.to_json()
         labels = [self._labels[i] for i in chosen]
         numbers = [i + 1 for i in chosen]

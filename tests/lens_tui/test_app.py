@@ -379,8 +379,11 @@ async def test_help_lists_every_binding_and_closes(paths):
         rows = [
             line for line in app.screen.query_one(Markdown).source.splitlines() if "| `" in line
         ]
-        assert rows[0].startswith("| matrix | `space` |")
-        assert rows[2].startswith("| everywhere | `q` |")
+        wheres = [row.split("|")[1].strip() for row in rows]
+        first_elsewhere = wheres.index("everywhere")
+        assert set(wheres[:first_elsewhere]) == {"matrix"}
+        assert "| matrix | `space` |" in "\n".join(rows[:first_elsewhere])
+        assert rows[first_elsewhere].startswith("| everywhere | `q` |")
 
 
 @async_test
@@ -492,3 +495,32 @@ async def test_the_app_remembers_a_b_r_tau_and_the_view_between_runs(paths, tmp_
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert (app.a, app.b, app.r, app.tau) == (0, 0, 3, 0.02)
+
+
+@async_test
+async def test_bundles_of_two_models_are_grouped_and_m_switches_model(paths, tmp_path):
+    """A lone bundle of another model given first: the app opens on a pair of one model."""
+    lone = make_bundle(tmp_path / "other.safetensors", layers=3, experts=6, model="other-moe")
+    app = build_app([lone, paths[0].parent])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.labels == ["other", *NAMES]
+        assert (app.a, app.b) == (1, 2)  # alpha vs beta, not "other" vs itself
+        assert app.query_one(CompareView).comparison is not None
+        assert "tiny-moe" in str(app.query_one("#controls").render())
+        await pilot.press("b", "b", "b")  # B cycles within tiny-moe: gamma, alpha, beta
+        await pilot.pause()
+        assert app.b == 2
+        await pilot.press("3")
+        await pilot.pause()
+        view = app.query_one(MatrixView)
+        assert [p.bundle.path for p in view.result.profiles] == paths  # "other" left out
+        assert "other models left out" in str(app.query_one("#matrix-message").render())
+        await pilot.press("m")  # the other model: one bundle, A = B = other
+        await pilot.pause()
+        assert (app.a, app.b) == (0, 0)
+        assert "other-moe" in str(app.query_one("#controls").render())
+        assert view.result is None
+        await pilot.press("1")
+        await pilot.pause()
+        assert app.query_one(CompareView).comparison is not None  # other vs itself, no error

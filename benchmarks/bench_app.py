@@ -46,6 +46,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 from pathlib import Path
@@ -56,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_core import make  # noqa: E402
 
 QUIET_S = 0.15
+STATE_HOME = tempfile.mkdtemp(prefix="lens-bench-state-")
 
 
 def lens_command() -> list[str]:
@@ -72,6 +74,9 @@ class Terminal:
         if pid == 0:  # child
             os.chdir(ROOT)
             env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
+            # A private state directory: the app must start from its defaults every run
+            # (it remembers A, B, r, τ and the view on quit).
+            env["XDG_STATE_HOME"] = STATE_HOME
             os.execvpe(lens_command()[0], [*lens_command(), *args], env)
         self.pid, self.fd = pid, fd
         cols, rows = size

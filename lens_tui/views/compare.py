@@ -149,6 +149,7 @@ class CompareView(SelectionView, VerticalScroll):
             key = column if isinstance(column, str) else column.id
             self._table.add_column(column if isinstance(column, str) else column.header, key=key)
         self._legend = self.query_one("#plot-legend", Static)
+        self._legend_text = ""
 
     # ------------------------------------------------------------------ showing
 
@@ -264,7 +265,10 @@ class CompareView(SelectionView, VerticalScroll):
         if plotted != self._plotted:  # τ alone does not change the plot: skip the replot
             self._plotted = plotted
             dist = layer_distribution(comparison.a, comparison.b, layer, comparison.r)
-            self._legend.update(ExpertPlot.legend(len(dist.prob_a)))
+            legend = ExpertPlot.legend(len(dist.prob_a))
+            if legend.plain != self._legend_text:  # one fixed line: no layout pass per key
+                self._legend_text = legend.plain
+                self._legend.update(legend, layout=False)
             self._plot.show(dist)
 
     # ------------------------------------------------------------------ events

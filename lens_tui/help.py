@@ -32,6 +32,7 @@ WIDGET_KEYS = [
     Binding("tab", "", "Next panel", tooltip="Move the focus to the next panel or table"),
     Binding("shift+tab", "", "Previous panel", tooltip="Move the focus to the previous panel"),
     Binding("up,down", "", "Move", tooltip="Move the cursor in a table or list"),
+    Binding("j,k", "", "Move", tooltip="Down / up in a table or list"),
 ]
 
 

@@ -524,3 +524,16 @@ async def test_bundles_of_two_models_are_grouped_and_m_switches_model(paths, tmp
         await pilot.press("1")
         await pilot.pause()
         assert app.query_one(CompareView).comparison is not None  # other vs itself, no error
+
+
+@async_test
+async def test_j_and_k_move_in_the_layer_table_and_the_bundle_list(paths):
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("l", "j", "j", "k")
+        await pilot.pause()
+        assert app.layer == 1
+        await pilot.press("3", "j", "j", "k")
+        await pilot.pause()
+        assert app.query_one("#matrix-bundles", SelectionList).highlighted == 1

@@ -69,6 +69,13 @@ class LensApp(App[None]):
         Binding("B", "cycle('b', -1)", "prev B", group=_DATASET_B, tooltip="Previous dataset B"),
         Binding("x", "swap", "Swap", tooltip="Swap A and B", show=False),
         Binding(
+            "e",
+            "export",
+            "Export",
+            tooltip="Export what the current view shows to a JSON file in the current folder",
+            show=False,
+        ),
+        Binding(
             "m",
             "next_model",
             "Model",
@@ -371,6 +378,28 @@ class LensApp(App[None]):
         current = getattr(selection, side)
         position = same.index(current) if current in same else 0
         self.selection = selection.replace(**{side: same[(position + step) % len(same)]})
+
+    def action_export(self) -> None:
+        """Write the current view's result as JSON (``lens … --json``'s document) to a new file."""
+        from lens_tui.export import export_view
+
+        if self.read_only:
+            self.notify("export is off: served read-only", severity="warning")
+            return
+        spec = self._active_view()
+        view = self._widget(f"#{spec.widget_id}")
+        selection = self.selection
+        parts = []
+        if selection.profiles:
+            parts = [selection.label_a, "vs", selection.label_b, f"r{selection.r}"]
+        inputs = [p.bundle.path for p in selection.profiles]
+        inputs += [Path(e.path) for e in selection.evaluations if e.path is not None]
+        try:
+            path = export_view(view, spec.id, parts, inputs, Path.cwd())
+        except (LensError, OSError) as exc:
+            self.notify(str(exc), title="export", severity="error")
+            return
+        self.notify(f"wrote {path}", title="export")
 
     def action_next_model(self) -> None:
         """Switch to the next model's bundles: A and B become its first two."""

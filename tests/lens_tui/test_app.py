@@ -537,3 +537,21 @@ async def test_j_and_k_move_in_the_layer_table_and_the_bundle_list(paths):
         await pilot.press("3", "j", "j", "k")
         await pilot.pause()
         assert app.query_one("#matrix-bundles", SelectionList).highlighted == 1
+
+
+@async_test
+async def test_e_exports_the_current_view_as_the_cli_json(paths, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("e", "e")  # twice: the second file gets a new name
+        await pilot.press("3", "e")
+        await pilot.pause()
+    first = tmp_path / "lens-compare-alpha-vs-beta-r2.json"
+    second = tmp_path / "lens-compare-alpha-vs-beta-r2-2.json"
+    expected = compare(Profile.load(paths[0]), Profile.load(paths[1]), 2).to_json()
+    assert json.loads(first.read_text()) == json.loads(json.dumps(expected))
+    assert json.loads(second.read_text()) == json.loads(first.read_text())
+    shown = json.loads((tmp_path / "lens-matrix-alpha-vs-beta-r2.json").read_text())
+    assert shown == json.loads(json.dumps(matrix([Profile.load(p) for p in paths], 2).to_json()))

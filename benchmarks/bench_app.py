@@ -57,7 +57,6 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_core import make  # noqa: E402
 
 QUIET_S = 0.15
-STATE_HOME = tempfile.mkdtemp(prefix="lens-bench-state-")
 
 
 def lens_command() -> list[str]:
@@ -74,9 +73,9 @@ class Terminal:
         if pid == 0:  # child
             os.chdir(ROOT)
             env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
-            # A private state directory: the app must start from its defaults every run
+            # A fresh state directory per run: the app must start from its defaults
             # (it remembers A, B, r, τ and the view on quit).
-            env["XDG_STATE_HOME"] = STATE_HOME
+            env["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="lens-bench-state-")
             os.execvpe(lens_command()[0], [*lens_command(), *args], env)
         self.pid, self.fd = pid, fd
         cols, rows = size

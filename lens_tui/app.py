@@ -69,6 +69,13 @@ class LensApp(App[None]):
         Binding("B", "cycle('b', -1)", "prev B", group=_DATASET_B, tooltip="Previous dataset B"),
         Binding("x", "swap", "Swap", tooltip="Swap A and B", show=False),
         Binding(
+            "slash",
+            "command_palette",
+            "Find",
+            tooltip="Find a bundle by name (the palette's Set A / Set B entries), a view or a value",
+            show=False,
+        ),
+        Binding(
             "e",
             "export",
             "Export",

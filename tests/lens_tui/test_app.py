@@ -555,3 +555,17 @@ async def test_e_exports_the_current_view_as_the_cli_json(paths, tmp_path, monke
     assert json.loads(second.read_text()) == json.loads(first.read_text())
     shown = json.loads((tmp_path / "lens-matrix-alpha-vs-beta-r2.json").read_text())
     assert shown == json.loads(json.dumps(matrix([Profile.load(p) for p in paths], 2).to_json()))
+
+
+@async_test
+async def test_slash_finds_a_bundle_by_name(paths):
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("slash")
+        await pilot.pause()
+        await pilot.press(*"set b gam")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.b == 2

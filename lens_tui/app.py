@@ -70,7 +70,7 @@ class LensApp(App[None]):
         Binding("x", "swap", "Swap", tooltip="Swap A and B", show=False),
         Binding(
             "slash",
-            "command_palette",
+            "find",
             "Find",
             tooltip="Find a bundle by name (the palette's Set A / Set B entries), a view or a value",
             show=False,
@@ -385,6 +385,14 @@ class LensApp(App[None]):
         current = getattr(selection, side)
         position = same.index(current) if current in same else 0
         self.selection = selection.replace(**{side: same[(position + step) % len(same)]})
+
+    def action_find(self) -> None:
+        """``/``: the palette, to find a bundle by name (its Set A / Set B entries).
+
+        A separate action, not ``command_palette`` itself: the footer shows the
+        palette's key from the binding of that action, and ``/`` must not take it.
+        """
+        self.action_command_palette()
 
     def action_export(self) -> None:
         """Write the current view's result as JSON (``lens … --json``'s document) to a new file."""

@@ -239,7 +239,7 @@ class LensApp(App[None]):
 
     async def action_quit(self) -> None:
         """Quit; during a collection, ask first (work since the last checkpoint would be lost)."""
-        running = [w for w in self.workers if w.group == "collect" and w.is_running]
+        running = [w for w in self.workers if w.group == "collect" and not w.is_finished]
         if running:
             from lens_tui.widgets.confirm import ConfirmScreen
 

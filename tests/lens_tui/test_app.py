@@ -427,14 +427,31 @@ async def test_the_verdict_is_never_clipped_when_its_length_changes(paths):
 @async_test
 async def test_the_palette_sets_typed_values(paths):
     """ctrl+p then ``tau 0.03`` / ``r 6`` / ``layer 2`` / ``b gam`` sets exactly that value."""
+    from textual.widgets import OptionList
+
     app = build_app(paths)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        for query in ("tau 0.03", "r 6", "layer 2", "b gam"):
+        for query, hit in (
+            ("tau 0.03", "Set τ = 0.03"),
+            ("r 6", "Set r = 6"),
+            ("layer 2", "Set layer = 2"),
+            ("b gam", "Set dataset B = gam"),
+        ):
             await pilot.press("ctrl+p")
             await pilot.pause()
             await pilot.press(*query)
-            await pilot.pause(0.3)  # the palette searches in the background
+            for _ in range(100):  # the palette searches in the background: wait for the hit
+                await pilot.pause(0.05)
+                options = app.screen.query_one(OptionList)
+                prompts = [
+                    str(options.get_option_at_index(i).prompt) for i in range(options.option_count)
+                ]
+                found = [i for i, prompt in enumerate(prompts) if hit in prompt]
+                if found:
+                    break
+            assert found, (query, prompts[:3])
+            options.highlighted = found[0]  # the typed-value hit, whatever else matched
             await pilot.press("enter")
             await pilot.pause()
         assert (app.tau, app.r, app.layer, app.b) == (0.03, 6, 2, 2)

@@ -425,9 +425,11 @@ async def test_the_verdict_is_never_clipped_when_its_length_changes(paths):
 
 
 @async_test
-async def test_the_palette_sets_typed_values(paths):
+async def test_the_palette_sets_typed_values(paths, tmp_path, monkeypatch):
     """ctrl+p then ``tau 0.03`` / ``r 6`` / ``layer 2`` / ``b gam`` sets exactly that value."""
     from textual.widgets import OptionList
+
+    monkeypatch.chdir(tmp_path)  # a key typed before the palette opens must not export here
 
     app = build_app(paths)
     async with app.run_test(size=SIZE) as pilot:
@@ -439,7 +441,10 @@ async def test_the_palette_sets_typed_values(paths):
             ("b gam", "Set dataset B = gam"),
         ):
             await pilot.press("ctrl+p")
-            await pilot.pause()
+            for _ in range(100):  # typed before the palette is up, keys would go to the app
+                await pilot.pause(0.05)
+                if app.screen.query(OptionList):
+                    break
             await pilot.press(*query)
             for _ in range(100):  # the palette searches in the background: wait for the hit
                 await pilot.pause(0.05)

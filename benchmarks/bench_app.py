@@ -4,6 +4,8 @@ Run by hand (not part of the test suite):
 
     python benchmarks/bench_app.py                       # cold start on sample_stats/
     python benchmarks/bench_app.py --keys                # + keypress latency, gpt-oss-120b shape
+    python benchmarks/make_frontier_bundles.py --out /tmp/frontier --tensors none
+    python benchmarks/bench_app.py --frontier /tmp/frontier  # 12 bundles, L=61, E=384, N=5,000
 
 ``lens`` runs as the user runs it (the installed console script, or
 ``python -m lens_tui``) inside a pseudo-terminal of a fixed size. Times are
@@ -44,6 +46,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 from pathlib import Path
@@ -70,6 +73,9 @@ class Terminal:
         if pid == 0:  # child
             os.chdir(ROOT)
             env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
+            # A fresh state directory per run: the app must start from its defaults
+            # (it remembers A, B, r, τ and the view on quit).
+            env["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="lens-bench-state-")
             os.execvpe(lens_command()[0], [*lens_command(), *args], env)
         self.pid, self.fd = pid, fd
         cols, rows = size
@@ -157,13 +163,13 @@ def cold_start(
 
 
 def keypresses(
-    paths: list[str], size: tuple[int, int], repeats: int
+    paths: list[str], size: tuple[int, int], repeats: int, experts: int = 128
 ) -> dict[str, list[tuple[float, float, float]]]:
     term = Terminal(["browse", *paths], size)
     result: dict[str, list[tuple[float, float, float]]] = {"r": [], "layer": [], "tau": []}
     try:
-        term.read_until(b"verdict")
-        r = 32  # E // 4 for E = 128
+        term.read_until(b"verdict", timeout=120)
+        r = experts // 4  # the app's starting r
         for i in range(repeats):
             step = 1 if i % 2 == 0 else -1
             r += step
@@ -210,6 +216,12 @@ def main() -> None:
     parser.add_argument("--key-repeats", type=int, default=20)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/lens-bench"))
     parser.add_argument("--samples", type=int, default=20_000)
+    parser.add_argument(
+        "--frontier",
+        type=Path,
+        help="a folder of make_frontier_bundles.py bundles (L=61, E=384): cold start and "
+        "keypresses on all of them at each --key-size",
+    )
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     report: dict[str, object] = {"command": lens_command()[-1]}
@@ -231,6 +243,21 @@ def main() -> None:
             presses = keypresses([str(p) for p in big], key_size, args.key_repeats)
             for what, times in presses.items():
                 name = f"keypress_{what}_{key_size_text}"
+                report[f"{name}_repaint_done"] = summary([done for done, _, _ in times])
+                report[f"{name}_new_value_shown"] = summary([shown for _, shown, _ in times])
+                report[f"{name}_cpu_time"] = summary([cpu for _, _, cpu in times])
+    if args.frontier is not None:
+        frontier = sorted(str(p) for p in args.frontier.glob("*.safetensors"))
+        for path in frontier:  # warm the page cache: the bundles are mmap'd, as on a re-open
+            subprocess.run(["cat", path], stdout=subprocess.DEVNULL, check=True)
+        report["frontier_bundles"] = len(frontier)
+        for key_size_text in args.key_size.split(","):
+            key_size = tuple(int(v) for v in key_size_text.split("x"))
+            start, _ = cold_start(frontier, key_size, 3)
+            report[f"cold_start_frontier_{key_size_text}"] = summary(start)
+            presses = keypresses(frontier, key_size, args.key_repeats, experts=384)
+            for what, times in presses.items():
+                name = f"frontier_keypress_{what}_{key_size_text}"
                 report[f"{name}_repaint_done"] = summary([done for done, _, _ in times])
                 report[f"{name}_new_value_shown"] = summary([shown for _, shown, _ in times])
                 report[f"{name}_cpu_time"] = summary([cpu for _, _, cpu in times])

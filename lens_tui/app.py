@@ -28,11 +28,14 @@ from core.errors import LensError
 from core.formats.bundle import find_bundles
 from core.formats.evaluation import Evaluation, evaluation_files, read_evaluation
 from lens_tui.messages import BundleCollected, SelectionEdited
+from lens_tui.palette import TypedValues
 from lens_tui.selection import NO_BUNDLES, Selection
+from lens_tui.state import SavedState, load_state, save_state
 from lens_tui.views import registry
 from lens_tui.views.base import SelectionView
 from lens_tui.views.registry import ViewSpec
 from lens_tui.widgets.controls import ControlBar
+from lens_tui.widgets.scrollbar import use_cell_scrollbars
 
 __all__ = ["NO_BUNDLES", "TAU_LADDER", "LensApp", "build_app"]  # NO_BUNDLES: for tests
 
@@ -51,17 +54,41 @@ class LensApp(App[None]):
     """Expert Calibration Lens."""
 
     CSS_PATH = str(Path(__file__).with_name("app.tcss"))
+    COMMANDS = App.COMMANDS | {TypedValues}
     TITLE = "Expert Calibration Lens"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
 
     BINDINGS = [
+        # Quit and help first: the footer is cut at 80 columns, and these two must always show.
+        Binding("q", "quit", "Quit", tooltip="Quit (ctrl+q works everywhere)"),
         Binding("question_mark", "help", "Help", tooltip="Help: views and every key"),
         Binding("a", "cycle('a', 1)", "next A", group=_DATASET_A, tooltip="Next dataset A"),
         Binding("A", "cycle('a', -1)", "prev A", group=_DATASET_A, tooltip="Previous dataset A"),
         Binding("b", "cycle('b', 1)", "next B", group=_DATASET_B, tooltip="Next dataset B"),
         Binding("B", "cycle('b', -1)", "prev B", group=_DATASET_B, tooltip="Previous dataset B"),
-        Binding("x", "swap", "Swap", tooltip="Swap A and B"),
+        Binding("x", "swap", "Swap", tooltip="Swap A and B", show=False),
+        Binding(
+            "slash",
+            "find",
+            "Find",
+            tooltip="Find a bundle by name (the palette's Set A / Set B entries), a view or a value",
+            show=False,
+        ),
+        Binding(
+            "e",
+            "export",
+            "Export",
+            tooltip="Export what the current view shows to a JSON file in the current folder",
+            show=False,
+        ),
+        Binding(
+            "m",
+            "next_model",
+            "Model",
+            tooltip="Next model (A and B are bundles of one model)",
+            show=False,
+        ),
         Binding("plus", "step_r(1)", "r+1", group=_BUDGET, tooltip="r + 1"),
         Binding("minus", "step_r(-1)", "r-1", group=_BUDGET, tooltip="r − 1"),
         Binding(
@@ -88,7 +115,6 @@ class LensApp(App[None]):
             group=_LAYER,
             tooltip="Previous layer",
         ),
-        Binding("q", "quit", "Quit", tooltip="Quit (ctrl+q works everywhere)"),
     ]
 
     #: Everything the views show; replaced (never mutated) on each change, clamped on assignment.
@@ -102,6 +128,7 @@ class LensApp(App[None]):
         read_only: bool = False,
     ) -> None:
         super().__init__()
+        use_cell_scrollbars()
         self._initial_paths = [Path(p) for p in paths]
         self._notice = notice
         # Served to browsers (lens serve), the app must not load models or write
@@ -121,6 +148,7 @@ class LensApp(App[None]):
                     spec.label,
                     group=_VIEWS,
                     tooltip=spec.tooltip,
+                    show=False,  # the tabs show the numbers; the footer has no room at 80 columns
                 )
             )
 
@@ -174,6 +202,65 @@ class LensApp(App[None]):
             self.notify(self._notice, title="no bundles", severity="warning", timeout=15)
         self.load_paths(self._initial_paths)
         self._focus_view(self.views[0].id)
+        if not self.read_only:  # a served app belongs to no one: it neither reads nor writes state
+            self._restore_state(load_state())
+
+    # ------------------------------------------------------------------ remembered state
+
+    def _restore_state(self, saved: SavedState) -> None:
+        """Apply what the last run remembered, as far as it fits the bundles loaded now."""
+        paths = [str(Path(p.bundle.path).resolve()) for p in self.selection.profiles]
+        changes: dict[str, object] = {}
+        for side in ("a", "b"):
+            wanted = getattr(saved, side)
+            if wanted in paths:
+                changes[side] = paths.index(wanted)
+        if saved.r is not None and self.selection.profiles:
+            changes["r"] = saved.r  # clamped to 1..E by the selection
+        if saved.tau is not None and 0 < saved.tau < 1:
+            changes["tau"] = saved.tau
+        if changes:
+            self.selection = self.selection.replace(**changes)
+        if saved.view in {spec.id for spec in self.views} and saved.view != self.views[0].id:
+            self.action_view(saved.view)
+
+    def current_state(self) -> SavedState:
+        """What to remember of this run (bundles by absolute path)."""
+        selection = self.selection
+        if not selection.profiles:
+            return SavedState(tau=selection.tau, view=self._active_view().id)
+        return SavedState(
+            a=str(Path(selection.profile_a.bundle.path).resolve()),
+            b=str(Path(selection.profile_b.bundle.path).resolve()),
+            r=selection.r,
+            tau=selection.tau,
+            view=self._active_view().id,
+        )
+
+    async def action_quit(self) -> None:
+        """Quit; during a collection, ask first (work since the last checkpoint would be lost)."""
+        running = [w for w in self.workers if w.group == "collect" and not w.is_finished]
+        if running:
+            from lens_tui.widgets.confirm import ConfirmScreen
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self._quit_now()
+
+            self.push_screen(
+                ConfirmScreen(
+                    "A collection is running. Quit anyway? Samples since the last checkpoint "
+                    "are lost (a re-run resumes from it); ctrl+g cancels the run cleanly."
+                ),
+                answered,
+            )
+            return
+        self._quit_now()
+
+    def _quit_now(self) -> None:
+        if not self.read_only:
+            save_state(self.current_state())
+        self.exit()
 
     # ------------------------------------------------------------------ bundles
 
@@ -200,8 +287,22 @@ class LensApp(App[None]):
                 if profile is not None:
                     selection, _ = selection.with_profile(profile)
                     loaded += 1
-        self.selection = selection
+        self.selection = self._start_on_a_pair(selection)
         return loaded
+
+    @staticmethod
+    def _start_on_a_pair(selection: Selection) -> Selection:
+        """Start on a model with two bundles or more when A's is alone (``lens browse x sample/``).
+
+        A lone bundle of another model would otherwise open the app on A vs A.
+        """
+        if not selection.profiles or len(selection.of_model()) > 1:
+            return selection
+        groups = [selection.of_model(model) for model in selection.models]
+        larger = max(groups, key=len)
+        if len(larger) < 2:
+            return selection
+        return selection.replace(a=larger[0], b=larger[1])
 
     def add_bundle(self, path: Path, *, select: bool = True) -> bool:
         """Load one bundle into the set (replacing one with the same path); notify on failure.
@@ -287,9 +388,56 @@ class LensApp(App[None]):
     # ------------------------------------------------------------------ actions
 
     def action_cycle(self, side: str, step: int) -> None:
-        if not self.selection.profiles:
+        """Next / previous dataset A or B among the bundles of the current model."""
+        selection = self.selection
+        if not selection.profiles:
             return
-        self.selection = self.selection.replace(**{side: getattr(self.selection, side) + step})
+        same = selection.of_model()
+        current = getattr(selection, side)
+        position = same.index(current) if current in same else 0
+        self.selection = selection.replace(**{side: same[(position + step) % len(same)]})
+
+    def action_find(self) -> None:
+        """``/``: the palette, to find a bundle by name (its Set A / Set B entries).
+
+        A separate action, not ``command_palette`` itself: the footer shows the
+        palette's key from the binding of that action, and ``/`` must not take it.
+        """
+        self.action_command_palette()
+
+    def action_export(self) -> None:
+        """Write the current view's result as JSON (``lens … --json``'s document) to a new file."""
+        from lens_tui.export import export_view
+
+        if self.read_only:
+            self.notify("export is off: served read-only", severity="warning")
+            return
+        spec = self._active_view()
+        view = self._widget(f"#{spec.widget_id}")
+        selection = self.selection
+        parts = []
+        if selection.profiles:
+            parts = [selection.label_a, "vs", selection.label_b, f"r{selection.r}"]
+        inputs = [p.bundle.path for p in selection.profiles]
+        inputs += [Path(e.path) for e in selection.evaluations if e.path is not None]
+        try:
+            path = export_view(view, spec.id, parts, inputs, Path.cwd())
+        except (LensError, OSError) as exc:
+            self.notify(str(exc), title="export", severity="error")
+            return
+        self.notify(f"wrote {path}", title="export")
+
+    def action_next_model(self) -> None:
+        """Switch to the next model's bundles: A and B become its first two."""
+        selection = self.selection
+        models = selection.models
+        if len(models) < 2:
+            self.notify("all loaded bundles are of one model", severity="warning")
+            return
+        model = models[(models.index(selection.model) + 1) % len(models)]
+        same = selection.of_model(model)
+        self.selection = selection.replace(a=same[0], b=same[1] if len(same) > 1 else same[0])
+        self.notify(f"model {model}: {len(same)} bundle(s)", title="model")
 
     def action_set_dataset(self, side: str, index: int) -> None:
         if 0 <= index < len(self.selection.profiles):
@@ -356,12 +504,16 @@ class LensApp(App[None]):
             self.call_after_refresh(self._focus_view, view)
 
     def action_help(self) -> None:
-        from lens_tui.help import HelpScreen  # markdown loads only when help is asked for
+        # markdown loads only when help is asked for
+        from lens_tui.help import WIDGET_KEYS, HelpScreen
 
-        everywhere = [*self.BINDINGS, *self._view_bindings()]
-        sections = [("everywhere", everywhere)] + [
-            (spec.id, spec.view.__dict__.get("BINDINGS", [])) for spec in self.views
-        ]
+        everywhere = [*self.BINDINGS, *self._view_bindings(), *WIDGET_KEYS]
+        current = self._active_view()
+        # The current view's keys first: they are the ones the user is looking for.
+        ordered = [current, *(spec for spec in self.views if spec is not current)]
+        sections = [(current.id, view_keys(current))]
+        sections += [("everywhere", everywhere)]
+        sections += [(spec.id, view_keys(spec)) for spec in ordered[1:]]
         views = [(spec.label, getattr(spec.view, "SUMMARY", "")) for spec in self.views]
         keys = [(w, [b for b in bs if isinstance(b, Binding)]) for w, bs in sections if bs]
         self.push_screen(HelpScreen(views, keys))
@@ -405,6 +557,11 @@ class LensApp(App[None]):
             yield SystemCommand(
                 f"Set τ = {tau:g}", "Sparsity threshold", lambda t=tau: self.set_tau(t)
             )
+
+
+def view_keys(spec: ViewSpec) -> list[Binding]:
+    """A view's own bindings plus the keys its widgets handle (``HELP_KEYS``), for help."""
+    return [*spec.view.__dict__.get("BINDINGS", []), *getattr(spec.view, "HELP_KEYS", [])]
 
 
 def build_app(

@@ -26,20 +26,33 @@ def point_mark(number: int) -> str:
     return marks[number - 1] if 1 <= number <= len(marks) else "●"
 
 
+def dataset_colors(report: PredictionReport) -> list[tuple[str, tuple[int, int, int]]]:
+    """(dataset, RGB) in the order the scatter colours them: the legend, drawn outside the plot.
+
+    plotext's own legend repeats each series' marker (``11 code_python``) and sits
+    on top of the points; the app and the CLI print this one above the plot instead.
+    """
+    datasets = list(dict.fromkeys(p.dataset for p in report.points if p.retained_mass is not None))
+    return [(name, PALETTE[i % len(PALETTE)]) for i, name in enumerate(datasets)]
+
+
 def draw_prediction(plt: Any, report: PredictionReport) -> None:
     """Scatter every point with a known retained mass on ``plt`` (a plotext figure), each drawn
-    as its mark (see :func:`point_mark`), coloured by evaluation dataset."""
+    as its mark (see :func:`point_mark`), coloured by evaluation dataset.
+
+    The y axis is named in the title: plotext puts a y label under the x axis,
+    where it reads as a second x label.
+    """
     shown = [
         (number, p)
         for number, p in enumerate(report.points, start=1)
         if p.retained_mass is not None
     ]
     plt.title(
-        f"predicted vs actual: Spearman ρ(retained mass, loss increase) = "
-        f"{rho_text(report.rho_retained_mass)}"
+        f"predicted vs actual: y = loss increase, x = routing mass kept; "
+        f"ρ = {rho_text(report.rho_retained_mass)}"
     )
-    plt.xlabel("predicted: routing mass kept (%)")
-    plt.ylabel("loss increase")
+    plt.xlabel("routing mass kept (%)")
     if not shown:
         return
     xs = [100.0 * p.retained_mass for _, p in shown]  # type: ignore[operator]
@@ -48,16 +61,9 @@ def draw_prediction(plt: Any, report: PredictionReport) -> None:
     y_pad = max((max(ys) - min(ys)) * 0.1, 1e-3)
     plt.xlim(min(xs) - x_pad, max(xs) + x_pad)
     plt.ylim(min(ys) - y_pad, max(ys) + y_pad)
-    datasets = list(dict.fromkeys(p.dataset for _, p in shown))
-    labelled: set[str] = set()
+    colors = dict(dataset_colors(report))
     for (number, point), x, y in zip(shown, xs, ys):
-        index = datasets.index(point.dataset)
-        label = None
-        if len(datasets) > 1 and point.dataset not in labelled:
-            label = point.dataset
-            labelled.add(point.dataset)
-        color = PALETTE[index % len(PALETTE)]
-        plt.scatter([x], [y], marker=point_mark(number), color=color, label=label)
+        plt.scatter([x], [y], marker=point_mark(number), color=colors[point.dataset])
 
 
 def prediction_text(
@@ -72,4 +78,9 @@ def prediction_text(
     draw_prediction(plotext, report)
     text = plotext.build()
     plotext.clear_figure()
-    return text if color else plotext.uncolorize(text)
+    text = text if color else plotext.uncolorize(text)
+    legend = "  ".join(
+        f"\x1b[38;2;{r};{g};{b}m■ {name}\x1b[0m" if color else f"■ {name}"
+        for name, (r, g, b) in dataset_colors(report)
+    )
+    return f"colour = data: {legend}; marks = the table's # column\n{text}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -174,7 +175,25 @@ def print_ablation(result: Ablation, threshold: float, shuffled: dict | None = N
         )
 
 
+#: The widest a row label of the matrix tables gets (``#12 name``), so columns keep their room.
+MATRIX_LABEL_WIDTH = 20
+
+
+def matrix_column_chunks(count: int, width: int, cell: int) -> list[range]:
+    """Split ``count`` matrix columns into runs that fit ``width`` beside the row labels.
+
+    A k × k table of 12 bundles is ~110 columns wide; squeezed into 80 (or a
+    pipe, which rich treats as 80) every cell became ``0.…``. Each run is
+    printed as its own table with the row labels repeated, so every number is
+    whole at any width.
+    """
+    # Each column: the cell, one space of padding each side and a (blank) divider.
+    per = max(1, (width - MATRIX_LABEL_WIDTH - 3) // (cell + 3))
+    return [range(start, min(start + per, count)) for start in range(0, count, per)]
+
+
 def print_matrix(result: Matrix) -> None:
+    """One table per figure; columns are numbered (``#3``) and split to fit the terminal."""
     console = _console()
     doc = result.to_json()
     titles = {
@@ -184,11 +203,19 @@ def print_matrix(result: Matrix) -> None:
         "retained_mass_rel": f"relative retained mass at r={result.r} (share of the column's "
         f"best top-{result.r} mass)",
     }
+    names = doc["names"]
+    labels = [f"#{i + 1} {shown(name)}" for i, name in enumerate(names)]
     for key, title in titles.items():
-        table = Table(title=title)
-        table.add_column("")
-        for name in doc["names"]:
-            table.add_column(shown(name), justify="right")
-        for name, row in zip(doc["names"], doc[key]):
-            table.add_row(shown(name), *(fmt(v, key) for v in row))
-        console.print(table)
+        cells = [[fmt(v, key) for v in row] for row in doc[key]]
+        cell = max(len(c) for row in cells for c in row)
+        cell = max(cell, len(f"#{len(names)}"))
+        chunks = matrix_column_chunks(len(names), console.width, cell)
+        for part, columns in enumerate(chunks):
+            heading = title if len(chunks) == 1 else f"{title} [{part + 1}/{len(chunks)}]"
+            table = Table(title=heading, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+            table.add_column("", no_wrap=True, max_width=MATRIX_LABEL_WIDTH, overflow="ellipsis")
+            for j in columns:
+                table.add_column(f"#{j + 1}", justify="right", no_wrap=True, min_width=cell)
+            for label, row in zip(labels, cells):
+                table.add_row(label, *(row[j] for j in columns))
+            console.print(table)

@@ -58,17 +58,41 @@ class Selection:
     def label_b(self) -> str:
         return self.labels[self.b]
 
+    @property
+    def models(self) -> list[str]:
+        """The models of the loaded bundles, each once, in loading order."""
+        return list(dict.fromkeys(p.bundle.model for p in self.profiles))
+
+    @property
+    def model(self) -> str:
+        """The current model: dataset A's. A and B are always bundles of it."""
+        return self.profile_a.bundle.model
+
+    def of_model(self, model: str | None = None) -> list[int]:
+        """Indexes of the bundles of ``model`` (default: the current one), in loading order."""
+        model = self.model if model is None else model
+        return [i for i, p in enumerate(self.profiles) if p.bundle.model == model]
+
     def replace(self, **changes: object) -> Selection:
         """This selection with ``changes`` applied and clamped into range."""
         return dataclasses.replace(self, **changes).clamped()  # type: ignore[arg-type]
 
     def clamped(self) -> Selection:
-        """A and B wrap around the loaded bundles; r stays in 1..E and the layer in 0..L-1 of A."""
+        """A and B wrap around the loaded bundles; r stays in 1..E and the layer in 0..L-1 of A.
+
+        B is always a bundle of A's model (two models' routing cannot be compared):
+        a B of another model becomes the first other bundle of A's model, or A itself.
+        """
         count = len(self.profiles)
         if count == 0:
             return self
         a, b = self.a % count, self.b % count
         profile = self.profiles[a]
+        if self.profiles[b].bundle.model != profile.bundle.model:
+            same = [
+                i for i, p in enumerate(self.profiles) if p.bundle.model == profile.bundle.model
+            ]
+            b = next((i for i in same if i != a), a)
         r = min(max(1, int(self.r)), profile.num_experts)
         layer = min(max(0, int(self.layer)), profile.num_layers - 1)
         ticked = frozenset(i for i in self.ticked if 0 <= i < count)

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +41,12 @@ SHOTS: list[tuple[str, tuple[int, int], list[str]]] = [
     ("predict-80x24", (80, 24), ["5"]),
     ("predict-160x48", (160, 48), ["5"]),
     ("help-80x24", (80, 24), ["question_mark"]),
+]
+#: The same at frontier scale (L = 61, E = 384), on seeded synthetic bundles.
+FRONTIER_SHOTS: list[tuple[str, tuple[int, int], list[str]]] = [
+    ("frontier-compare-160x48", (160, 48), []),
+    ("frontier-layers-160x48", (160, 48), ["l"]),
+    ("frontier-compare-80x24", (80, 24), []),
 ]
 MONO_FONTS = ("Fira Code", "DejaVu Sans Mono", "Liberation Mono", "Noto Sans Mono")
 
@@ -80,7 +88,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", type=Path, default=[ROOT / "sample_stats"])
     parser.add_argument("--out", type=Path, default=ROOT / "screenshots")
+    parser.add_argument(
+        "--no-frontier", action="store_true", help="skip the L=61, E=384 synthetic shots"
+    )
     args = parser.parse_args()
+    # The app remembers its settings between runs: start every shot from the defaults.
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="lens-screenshots-state-")
     if shutil.which("rsvg-convert") is None:
         sys.exit("error: rsvg-convert not found (apt-get install -y librsvg2-bin)")
     missing = [p for p in args.paths if not p.exists()]
@@ -88,8 +101,15 @@ def main() -> None:
         sys.exit(f"error: {missing[0]}: no such file or folder")
     args.out.mkdir(parents=True, exist_ok=True)
     font = installed_mono_font()
-    for stem, size, keys in SHOTS:
-        svg = asyncio.run(capture(args.paths, size, keys))
+    shots = [(args.paths, stem, size, keys) for stem, size, keys in SHOTS]
+    if not args.no_frontier:
+        from benchmarks.make_frontier_bundles import main as make_frontier
+
+        frontier = Path(tempfile.mkdtemp(prefix="lens-frontier-")) / "bundles"
+        make_frontier(["--out", str(frontier), "--bundles", "3", "--samples", "200"])
+        shots += [([frontier], stem, size, keys) for stem, size, keys in FRONTIER_SHOTS]
+    for paths, stem, size, keys in shots:
+        svg = asyncio.run(capture(paths, size, keys))
         target = args.out / f"{stem}.png"
         to_png(svg, font, target)
         print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")

@@ -18,7 +18,7 @@ from core.engine import Profile
 from core.errors import LensError
 from lens_tui.selection import NO_BUNDLES, Selection
 from lens_tui.views.base import SelectionView
-from lens_tui.widgets.colors import A_HEX
+from lens_tui.widgets.colors import A_HEX, B_HEX
 from lens_tui.widgets.plots import AblationPlot
 
 #: Checkpoints a fresh bundle starts with (step = N // this).
@@ -104,12 +104,12 @@ class AblationView(SelectionView, Vertical, can_focus=True):
             return
         self.result = result
         converged = result.converged_at(self.threshold)
-        order = "shuffled (seed 0)" if self.seed is not None else "bundle order"
+        order = "shuffled" if self.seed is not None else "in order"
         settings = Text()
         settings.append(f"A {self._label}", style=f"bold {A_HEX}")
         settings.append(
             f"  r={self._r}  step={self.step}  cap={result.max_samples} of {samples:,}  "
-            f"{len(result.counts)} checkpoints  {order}"
+            f"{plural(len(result.counts), 'checkpoint')}  {order}"
         )
         self.query_one("#ablation-settings", Static).update(settings)
         self.query_one("#ablation-status", Static).update(
@@ -126,9 +126,24 @@ class AblationView(SelectionView, Vertical, can_focus=True):
         self._run()
 
     def action_cap(self, factor: float) -> None:
-        if self.cap is None or self._profile is None:
+        """Double or halve the cap; it never goes below the step (that would change the step).
+
+        Shrinking the cap under the step used to lower the step silently; now the cap
+        stops at the step and a notification says how to go further.
+        """
+        if self.cap is None or self._profile is None or self.step is None:
             return
-        self.cap = max(1, min(int(round(self.cap * factor)), self._profile.bundle.num_samples))
+        wanted = max(1, min(int(round(self.cap * factor)), self._profile.bundle.num_samples))
+        if wanted < self.step:
+            if self.cap == self.step:
+                self.notify(
+                    f"the cap is already the step ({self.step}): halve the step first (S)",
+                    title="cap",
+                )
+                return
+            wanted = self.step
+            self.notify(f"cap stopped at the step ({self.step}); S halves the step", title="cap")
+        self.cap = wanted
         self._run()
 
     def action_shuffle(self) -> None:
@@ -136,15 +151,25 @@ class AblationView(SelectionView, Vertical, can_focus=True):
         self._run()
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 checkpoint``, ``3 checkpoints``."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
 def convergence_text(result: Ablation, threshold: float, converged: int | None) -> Text:
+    """The plot's legend (plotext's own would cover the curves near 1), then the convergence."""
     text = Text()
+    text.append("━ to final", style=f"bold {A_HEX}")
+    text.append(" ")
+    text.append("━ stepwise", style=f"bold {B_HEX}")
+    text.append("  ")
     if converged is None:
         text.append(
-            f"the mask has not converged (to-final Jaccard does not stay ≥ {threshold:g} "
-            "before the last checkpoint: more data may still change it)",
+            f"not converged: to-final Jaccard does not stay ≥ {threshold:g} "
+            "before the last checkpoint (more data may change the mask)",
             style="bold yellow",
         )
     else:
-        text.append(f"the mask has converged at n = {converged}", style="bold green")
+        text.append(f"converged at n = {converged}", style="bold green")
         text.append(f" (to-final Jaccard stays ≥ {threshold:g})")
     return text

@@ -9,6 +9,7 @@ the view waits for the runner to stop before it allows another run.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,14 @@ class CollectView(VerticalScroll):
     BINDINGS = [
         Binding("ctrl+s", "start", "Start", priority=True),
         Binding("ctrl+g", "cancel", "Cancel run", priority=True),
+        Binding(
+            "ctrl+d",
+            "discard_partial",
+            "Discard partial",
+            priority=True,
+            show=False,
+            tooltip="Delete the unfinished run (OUT.partial/) that blocks a run with new settings",
+        ),
         Binding("escape", "leave_form", "Leave field", show=False),
     ]
 
@@ -97,6 +106,9 @@ class CollectView(VerticalScroll):
         self._stop = threading.Event()
         self.last_progress: object | None = None
         self.progress_updates = 0
+        #: The output whose ``.partial/`` run blocked the last start (ctrl+d may discard it).
+        self.blocked_by_partial: Path | None = None
+        self._out: Path | None = None
 
     def compose(self) -> ComposeResult:
         with Grid(id="collect-form"):
@@ -161,6 +173,8 @@ class CollectView(VerticalScroll):
             return
         self._stop = threading.Event()
         self.last_progress = None
+        self.blocked_by_partial = None
+        self._out = Path(str(config["out"]))
         bar = self.query_one("#collect-progress", ProgressBar)
         bar.update(total=None, progress=0)
         self._set_status(f"starting: {config['model']} on {config['data']} → {config['out']}")
@@ -182,6 +196,31 @@ class CollectView(VerticalScroll):
 
     def action_leave_form(self) -> None:
         self.focus()
+
+    def action_discard_partial(self) -> None:
+        """Delete the unfinished run that blocked the last start, if a run created it.
+
+        ``PartialRun.remove`` deletes only a folder holding a run's ``run.json``:
+        a folder of the user's own under that name is never touched.
+        """
+        from core.collect.partial import RUN_FILE, PartialRun, partial_dir
+
+        out = self.blocked_by_partial
+        if out is None or self.running:
+            self.app.notify("no unfinished run to discard", severity="warning")
+            return
+        folder = partial_dir(out)
+        if not (folder / RUN_FILE).is_file() or folder.is_symlink():
+            self.app.notify(f"{folder} is not a lens collect run: left alone", severity="warning")
+            return
+        PartialRun(out, {}).remove()
+        self.blocked_by_partial = None
+        self._set_status(f"discarded {folder.name}/: ctrl+s starts afresh", "yellow")
+        self.app.notify(f"discarded {folder}", title="collection")
+
+    def stop_progress(self) -> None:
+        """An idle bar: a failed or cancelled run must not leave it pulsing ``--%`` forever."""
+        self.query_one("#collect-progress", ProgressBar).update(total=1, progress=0)
 
     # ------------------------------------------------------------------ worker
 
@@ -219,6 +258,8 @@ class CollectView(VerticalScroll):
             return
         event.stop()
         worker = event.worker
+        if event.state != WorkerState.SUCCESS or worker.result is None:
+            self.stop_progress()
         if event.state == WorkerState.SUCCESS:
             if worker.result is None:
                 self._set_status("cancelled: run again with the same output to resume", "yellow")
@@ -230,11 +271,38 @@ class CollectView(VerticalScroll):
         elif event.state == WorkerState.CANCELLED:
             self._set_status("stopped", "yellow")
         elif event.state == WorkerState.ERROR:
-            message = describe_error(worker.error)
+            keys = partial_conflict(worker.error)
+            if keys is not None and self._out is not None:
+                self.blocked_by_partial = self._out
+                message = (
+                    f"{self._out.name}.partial/ holds an unfinished run with other settings "
+                    f"({', '.join(keys) or 'unreadable run.json'}): restore them to resume it, "
+                    "or ctrl+d discards it"
+                )
+            else:
+                message = describe_error(worker.error)
             self._set_status(f"failed: {message}", "red")
             self.app.notify(
                 message, title="collection failed", severity="error", timeout=10, markup=False
             )
+
+
+_CONFLICT = re.compile(r"holds an unfinished run with different settings \((.*)\); re-run")
+
+
+def partial_conflict(error: BaseException | None) -> list[str] | None:
+    """The settings that differ when an unfinished run blocks this one, else ``None``.
+
+    ``core.collect.partial`` names each difference with both values, and the
+    data's value is a sha256 of its content: right for a log, unreadable in a
+    status line, so the view names only the settings.
+    """
+    if not isinstance(error, LensError):
+        return None
+    match = _CONFLICT.search(str(error))
+    if match is None:
+        return None
+    return re.findall(r"(?:^|, )([A-Za-z_][\w.]*): ", match.group(1))
 
 
 def describe_error(error: BaseException | None) -> str:

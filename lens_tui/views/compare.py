@@ -35,7 +35,7 @@ from lens_tui.selection import NO_BUNDLES, Selection
 from lens_tui.views.base import SelectionView
 from lens_tui.widgets.cards import MetricCard
 from lens_tui.widgets.colors import A_HEX, B_HEX
-from lens_tui.widgets.plots import KEPT_A_MARK, KEPT_B_MARK, ExpertPlot
+from lens_tui.widgets.plots import ExpertPlot
 from lens_tui.widgets.sparkline import SparkPanel, SparkSpec
 from lens_tui.widgets.table import ValueCachedTable
 
@@ -148,11 +148,8 @@ class CompareView(SelectionView, VerticalScroll):
         for column in ("layer", *COLUMNS):
             key = column if isinstance(column, str) else column.id
             self._table.add_column(column if isinstance(column, str) else column.header, key=key)
-        legend = Text()
-        legend.append(f"██ A above, {KEPT_A_MARK} kept by A   ", style=A_HEX)
-        legend.append(f"██ B below, {KEPT_B_MARK} kept by B", style=B_HEX)
         self._legend = self.query_one("#plot-legend", Static)
-        self._legend.update(legend)
+        self._legend_text = ""
 
     # ------------------------------------------------------------------ showing
 
@@ -267,7 +264,12 @@ class CompareView(SelectionView, VerticalScroll):
         plotted = (id(comparison.a), id(comparison.b), layer, comparison.r)
         if plotted != self._plotted:  # τ alone does not change the plot: skip the replot
             self._plotted = plotted
-            self._plot.show(layer_distribution(comparison.a, comparison.b, layer, comparison.r))
+            dist = layer_distribution(comparison.a, comparison.b, layer, comparison.r)
+            legend = ExpertPlot.legend(len(dist.prob_a))
+            if legend.plain != self._legend_text:  # one fixed line: no layout pass per key
+                self._legend_text = legend.plain
+                self._legend.update(legend, layout=False)
+            self._plot.show(dist)
 
     # ------------------------------------------------------------------ events
 

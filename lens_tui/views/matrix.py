@@ -12,6 +12,7 @@ import math
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, SelectionList, Static
 
@@ -22,6 +23,7 @@ from lens_tui.messages import SelectionEdited
 from lens_tui.render import fmt
 from lens_tui.selection import NO_BUNDLES, Selection
 from lens_tui.views.base import SelectionView
+from lens_tui.widgets.ticklist import TickList
 
 TITLES = {
     "js_divergence": "mean JS divergence (bits) · 0 = same routing",
@@ -30,6 +32,8 @@ TITLES = {
 }
 #: Whether a larger value means "more alike" (colours run from alike to different).
 HIGHER_IS_ALIKE = {"js_divergence": False, "jaccard": True, "retained_mass": True}
+#: Row labels are cut to this many characters of the name; the bundle list has them whole.
+ROW_LABEL_CHARS = 12
 ALIKE_RGB = (24, 110, 60)
 MIDDLE_RGB = (150, 125, 20)
 DIFFERENT_RGB = (150, 40, 40)
@@ -61,20 +65,41 @@ class MatrixView(SelectionView, Horizontal):
     mean JS / Jaccard / retained mass for every pair of the ticked
     bundles, heat-coloured."""
 
+    BINDINGS = [
+        Binding("right,l", "scroll_tables(1)", "scroll →", show=False),
+        Binding("left,h", "scroll_tables(-1)", "scroll ←", show=False),
+        Binding("pagedown", "scroll_main(1)", "page down", show=False),
+        Binding("pageup", "scroll_main(-1)", "page up", show=False),
+    ]
+
+    #: Keys the bundle list handles itself; help lists them with this view's.
+    HELP_KEYS = [
+        Binding("space", "", "Tick", tooltip="Tick or untick the highlighted bundle"),
+        Binding("enter", "", "Tick", tooltip="Tick or untick the highlighted bundle"),
+    ]
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.result: Matrix | None = None
         self._profiles: list[Profile] = []
         self._labels: list[str] = []
         self._r = 1
+        self._same: set[int] = set()
+        self._model = ""
 
     def compose(self) -> ComposeResult:
-        yield SelectionList[int](id="matrix-bundles")
+        yield TickList(id="matrix-bundles")
         with VerticalScroll(id="matrix-main", can_focus=False):
             yield Static(id="matrix-message")
             for key in MATRIX_KEYS:
                 yield Static(id=f"title-{key}", classes="matrix-title")
-                yield DataTable(id=f"matrix-{key}", cursor_type="none", classes="matrix-table")
+                # The row labels stay put while the numbers scroll sideways.
+                yield DataTable(
+                    id=f"matrix-{key}",
+                    cursor_type="none",
+                    classes="matrix-table",
+                    fixed_columns=1,
+                )
             yield Static(id="matrix-legend")
 
     def on_mount(self) -> None:
@@ -84,7 +109,8 @@ class MatrixView(SelectionView, Horizontal):
         return self.query_one(f"#matrix-{key}", DataTable)
 
     def depends_on(self, selection: Selection) -> object:
-        return (selection.profiles, selection.labels, selection.r, selection.ticked)
+        model = selection.model if selection.profiles else None
+        return (selection.profiles, selection.labels, selection.r, selection.ticked, model)
 
     def show_selection(self, selection: Selection) -> None:
         """Offer the loaded bundles for ticking and show the matrices of the ticked ones."""
@@ -93,12 +119,19 @@ class MatrixView(SelectionView, Horizontal):
         if labels != self._labels or set(picker.selected) != selection.ticked:
             with picker.prevent(SelectionList.SelectedChanged):
                 picker.clear_options()
+                # "#3 name": the list is the legend of the matrices' numbered columns.
                 picker.add_options(
-                    [(label, i, i in selection.ticked) for i, label in enumerate(labels)]
+                    [
+                        (f"#{i + 1} {label}", i, i in selection.ticked)
+                        for i, label in enumerate(labels)
+                    ]
                 )
                 if labels and picker.highlighted is None:
                     picker.highlighted = 0
         self._profiles, self._labels, self._r = list(selection.profiles), labels, selection.r
+        # Only the current model's bundles are compared (m switches model).
+        self._same = set(selection.of_model()) if selection.profiles else set()
+        self._model = selection.model if len(selection.models) > 1 else ""
         if not selection.profiles:
             self.show_message(NO_BUNDLES)
             return
@@ -109,9 +142,11 @@ class MatrixView(SelectionView, Horizontal):
         self.post_message(SelectionEdited(ticked=frozenset(event.selection_list.selected)))
 
     def _redraw(self) -> None:
-        chosen = sorted(self.query_one("#matrix-bundles", SelectionList).selected)
+        ticked = self.query_one("#matrix-bundles", SelectionList).selected
+        chosen = sorted(i for i in ticked if i in self._same)
         if len(chosen) < 2:
-            self.show_message("tick at least two bundles (space) for the N-way comparison")
+            of = f" of {self._model}" if self._model else ""
+            self.show_message(f"tick at least two bundles{of} (space) for the N-way comparison")
             return
         try:
             result = matrix([self._profiles[i] for i in chosen], self._r)
@@ -119,33 +154,52 @@ class MatrixView(SelectionView, Horizontal):
             self.show_message(str(exc))
             return
         self.result = result
-        self._set_message("")
+        others = len([i for i in ticked if i not in self._same])
+        self._set_message(
+            f"model {self._model}: {others} ticked bundle(s) of other models left out (m switches)"
+            if others
+            else ""
+        )
         doc = result.to_json()
         labels = [self._labels[i] for i in chosen]
+        numbers = [i + 1 for i in chosen]
         for key in MATRIX_KEYS:
             self.query_one(f"#title-{key}", Static).update(
                 Text(TITLES[key].format(r=self._r), style="bold")
             )
-            self._fill(self.table(key), key, labels, doc[key])
+            self._fill(self.table(key), key, labels, numbers, doc[key])
         legend = Text("colour: ", style="dim")
         legend.append(" alike ", style="on " + hex_color(ALIKE_RGB))
         legend.append(" → ", style="dim")
         legend.append(" different ", style="on " + hex_color(DIFFERENT_RGB))
-        legend.append("  (on each matrix's off-diagonal range)", style="dim")
+        legend.append("  (per matrix; ←/→ scroll)", style="dim")
         self.query_one("#matrix-legend", Static).update(legend)
 
+    def action_scroll_tables(self, direction: int) -> None:
+        """←/→ scroll every matrix sideways together (the focus stays on the bundle list)."""
+        for key in MATRIX_KEYS:
+            table = self.table(key)
+            table.scroll_to(x=table.scroll_x + direction * 8, animate=False)
+
+    def action_scroll_main(self, direction: int) -> None:
+        main = self.query_one("#matrix-main", VerticalScroll)
+        main.scroll_to(y=main.scroll_y + direction * max(1, main.size.height - 2), animate=False)
+
     @staticmethod
-    def _fill(table: DataTable, key: str, labels: list[str], values: list[list]) -> None:
+    def _fill(
+        table: DataTable, key: str, labels: list[str], numbers: list[int], values: list[list]
+    ) -> None:
         table.clear(columns=True)
         off = [
             v for i, row in enumerate(values) for j, v in enumerate(row) if i != j and v is not None
         ]
         lo, hi = (min(off), max(off)) if off else (0.0, 0.0)
         table.add_column("", key="name")
-        for j in range(len(labels)):
-            table.add_column(f"#{j + 1}", key=str(j))
+        for j, number in enumerate(numbers):
+            table.add_column(f"#{number}", key=str(j))
         for i, (label, row) in enumerate(zip(labels, values)):
-            cells: list[Text] = [Text(f"#{i + 1} {label}", no_wrap=True)]
+            name = label if len(label) <= ROW_LABEL_CHARS else label[: ROW_LABEL_CHARS - 1] + "…"
+            cells: list[Text] = [Text(f"#{numbers[i]} {name}", no_wrap=True)]
             for j, value in enumerate(row):
                 style = "dim" if i == j else heat(value, lo, hi, HIGHER_IS_ALIKE[key])
                 cells.append(Text(fmt(value, key), style=style, justify="right"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
@@ -18,7 +19,7 @@ from core.engine import Profile
 from core.errors import LensError
 from core.formats.evaluation import Evaluation
 from core.predict import PredictionReport, matching_profile, predict_vs_actual
-from lens_tui.prediction_plot import draw_prediction, point_mark, rho_text
+from lens_tui.prediction_plot import dataset_colors, draw_prediction, point_mark, rho_text
 from lens_tui.safe_text import printable
 from lens_tui.selection import Selection
 from lens_tui.views.base import SelectionView
@@ -36,10 +37,10 @@ COLUMNS = (  # measured Δ loss beside the mask, so it is on screen at 80 column
     ("data", False),
     ("mask", False),
     ("Δ loss", True),
-    ("mass kept", True),
+    ("kept", True),  # routing mass kept (the prediction); short headers keep top-1 on screen
     ("worst", True),
-    ("Jaccard", True),
-    ("agree@1", True),
+    ("Jacc.", True),
+    ("top-1", True),
     ("criterion", False),
 )
 
@@ -102,7 +103,24 @@ class PredictView(SelectionView, Vertical):
         height: 1fr;
         min-height: 8;
     }
+    PredictView #predict-legend {
+        height: 1;
+        padding: 0 1;
+    }
+    PredictView.-plot-only #predict-table { display: none; }
+    PredictView.-table-only #predict-plot, PredictView.-table-only #predict-legend {
+        display: none;
+    }
     """
+
+    BINDINGS = [
+        Binding(
+            "v", "toggle_layout", "Table/plot", tooltip="Table and plot, plot only, table only"
+        ),
+    ]
+
+    #: The layouts ``v`` steps through: (CSS class, what the footer hint says next).
+    LAYOUTS = ("", "-plot-only", "-table-only")
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -112,7 +130,24 @@ class PredictView(SelectionView, Vertical):
         yield Static(id="predict-message")
         yield Static(id="predict-summary")
         yield DataTable(id="predict-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="predict-legend")
         yield PredictionPlot(id="predict-plot")
+
+    def on_mount(self) -> None:
+        # At 80×24 the table and the scatter share 13 rows: start on the plot alone
+        # there (the table is one key away) so the scatter is tall enough to read.
+        self._layout = 1 if self.app.size.height < 40 else 0
+        self._apply_layout()
+
+    def action_toggle_layout(self) -> None:
+        self._layout = (self._layout + 1) % len(self.LAYOUTS)
+        self._apply_layout()
+
+    def _apply_layout(self) -> None:
+        for name in self.LAYOUTS[1:]:
+            self.remove_class(name)
+        if self.LAYOUTS[self._layout]:
+            self.add_class(self.LAYOUTS[self._layout])
 
     def depends_on(self, selection: Selection) -> object:
         return (selection.evaluations, selection.profiles)
@@ -163,6 +198,11 @@ class PredictView(SelectionView, Vertical):
                 ),
                 key=str(number),
             )
+        legend = Text("colour = data: ", style="dim")
+        for name, (r, g, b) in dataset_colors(report):
+            legend.append(f"■ {name}  ", style=f"rgb({r},{g},{b})")
+        legend.append("marks: table # (v)", style="dim")
+        self.query_one("#predict-legend", Static).update(legend)
         self.query_one("#predict-plot", PredictionPlot).show(report)
 
     def show_message(self, message: str) -> None:
@@ -170,6 +210,7 @@ class PredictView(SelectionView, Vertical):
         self._set_message(message)
         self.query_one("#predict-summary", Static).update("")
         self.query_one("#predict-table", DataTable).clear(columns=True)
+        self.query_one("#predict-legend", Static).update("")
         self.query_one("#predict-plot", PredictionPlot).clear_plot()
 
     def _set_message(self, message: str) -> None:

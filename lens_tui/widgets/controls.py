@@ -29,6 +29,9 @@ def selection_line(selection: Selection) -> Text:
         return Text("no bundles loaded", style="bold yellow")
     a = selection.profile_a
     text = Text(no_wrap=True, overflow="ellipsis")
+    if len(selection.models) > 1:  # name the model only when there is a choice (m switches)
+        text.append(f"{selection.model} ", style="bold")
+        text.append("(m) ", style="dim")
     text.append(" A ", style=f"bold reverse {A_HEX}")
     text.append(f" {selection.label_a}  ", style=f"bold {A_HEX}")
     text.append(" B ", style=f"bold reverse {B_HEX}")

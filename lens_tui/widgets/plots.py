@@ -9,15 +9,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from rich.text import Text
 from textual_plotext import PlotextPlot
 
 from core.ablation import Ablation
 from core.engine import LayerDistribution
-from lens_tui.widgets.colors import A_RGB, B_RGB
+from lens_tui.widgets.colors import A_HEX, A_RGB, B_HEX, B_RGB
 
 KEPT_A_MARK = "▼"
 KEPT_B_MARK = "▲"
 GRID_RGB = (120, 120, 120)
+#: Columns of a plot that the y tick labels and the frame take.
+PLOT_MARGIN = 8
+#: Above this many experts the expert chart is sorted by mass (see ``sorts_experts``).
+SORT_ABOVE = 128
 
 
 class ResultPlot(PlotextPlot):
@@ -50,29 +55,90 @@ class ExpertPlot(ResultPlot):
 
     def show(self, dist: LayerDistribution) -> None:
         plt = self.start(dist)
-        experts = list(range(len(dist.prob_a)))
-        up, down = dist.prob_a.tolist(), (-dist.prob_b).tolist()
-        if 2 * len(experts) <= self.size.width:
-            plt.bar(experts, up, color=A_RGB, width=0.7, marker="hd")
-            plt.bar(experts, down, color=B_RGB, width=0.7, marker="hd")
+        count = len(dist.prob_a)
+        room = max(1, self.size.width - PLOT_MARGIN)
+        sort = sorts_experts(count)
+        order = np.argsort(-dist.prob_a, kind="stable") if sort else np.arange(count)
+        prob_a, prob_b = dist.prob_a[order], dist.prob_b[order]
+        kept_a_mask, kept_b_mask = dist.kept_a[order], dist.kept_b[order]
+        xs = list(range(count))
+        up, down = prob_a.tolist(), (-prob_b).tolist()
+        if 2 * count <= self.size.width:
+            plt.bar(xs, up, color=A_RGB, width=0.7, marker="hd")
+            plt.bar(xs, down, color=B_RGB, width=0.7, marker="hd")
         else:
             # Too many experts for bars wider than a column: one-column bars (stems) draw
             # the same picture ~5x faster than plotext's rectangles.
-            plt.scatter(experts, up, color=A_RGB, marker="█", fillx=True)
-            plt.scatter(experts, down, color=B_RGB, marker="█", fillx=True)
+            plt.scatter(xs, up, color=A_RGB, marker="█", fillx=True)
+            plt.scatter(xs, down, color=B_RGB, marker="█", fillx=True)
         top = float(max(np.max(dist.prob_a), np.max(dist.prob_b), 1e-12))
-        kept_a = np.flatnonzero(dist.kept_a).tolist()
-        kept_b = np.flatnonzero(dist.kept_b).tolist()
-        if kept_a:
+        kept_a = np.flatnonzero(kept_a_mask).tolist()
+        kept_b = np.flatnonzero(kept_b_mask).tolist()
+        if sort:
+            # A's kept experts are the first r of this order: one boundary line says it.
+            plt.vline(dist.r - 0.5, GRID_RGB)
+        elif kept_a:
             plt.scatter(kept_a, [top * 1.12] * len(kept_a), marker=KEPT_A_MARK, color=A_RGB)
         if kept_b:
             plt.scatter(kept_b, [-top * 1.12] * len(kept_b), marker=KEPT_B_MARK, color=B_RGB)
         plt.ylim(-top * 1.18, top * 1.18)
         ticks = [-top, -top / 2, 0.0, top / 2, top]
         plt.yticks(ticks, [f"{abs(t):.3f}" for t in ticks])
-        plt.title(f"layer {dist.layer}: P_l(A) up, P_l(B) down; marks: kept at r = {dist.r}")
-        plt.xlabel("expert")
+        plt.xlim(-0.5, count - 0.5)
+        plt.xticks(integer_ticks(count, room))
+        if sort:
+            plt.title(
+                f"layer {dist.layer}: {count} experts sorted by P_l(A); left of | = A's top {dist.r}"
+            )
+            plt.xlabel("rank by P_l(A) (not expert number)")
+        else:
+            plt.title(f"layer {dist.layer}: P_l(A) up, P_l(B) down; marks: kept at r = {dist.r}")
+            plt.xlabel("expert")
         self.refresh()
+
+    def on_resize(self) -> None:
+        # The x ticks and bar style depend on the width, unknown at the first show.
+        if self.result is not None:
+            self.show(self.result)
+
+    @staticmethod
+    def legend(count: int) -> Text:
+        """The line above the chart, for a layer of ``count`` experts."""
+        legend = Text()
+        if sorts_experts(count):
+            legend.append("██ A above (sorted), | A's top-r   ", style=A_HEX)
+        else:
+            legend.append(f"██ A above, {KEPT_A_MARK} kept by A   ", style=A_HEX)
+        legend.append(f"██ B below, {KEPT_B_MARK} kept by B", style=B_HEX)
+        return legend
+
+
+def sorts_experts(count: int) -> bool:
+    """Whether a layer of ``count`` experts is drawn sorted by P_l(A) rather than by number.
+
+    Up to 128 experts, one stem per expert still reads in 80 columns; at 384
+    (DeepSeek-V3, Kimi-K2) several experts share a column and the chart by
+    number is a solid block, while sorted by mass it shows the distribution's
+    shape, A's top-r boundary and where B's kept experts fall in A's ranking.
+    """
+    return count > SORT_ABOVE
+
+
+def integer_ticks(count: int, room: int) -> list[int]:
+    """Whole-number ticks 0 … count-1 at a round spacing (1, 2, 5, 10, …), one per ≥ 6 columns.
+
+    Experts are numbered: a tick at 7.8 names no expert.
+    """
+    wanted = max(1, room // 6)
+    spacing = next(
+        step
+        for step in (m * 10**p for p in range(8) for m in (1, 2, 5))
+        if math.ceil(count / step) <= wanted
+    )
+    ticks = list(range(0, count, spacing))
+    if count - 1 - ticks[-1] >= spacing / 2:  # the last expert, unless it would crowd a tick
+        ticks.append(count - 1)
+    return ticks
 
 
 class AblationPlot(ResultPlot):
@@ -81,27 +147,45 @@ class AblationPlot(ResultPlot):
     result: Ablation | None
 
     def show(self, ablation: Ablation, threshold: float, converged_at: int | None) -> None:
+        """Plot both curves; the legend is the view's own line above the plot (see ``legend``).
+
+        plotext draws its legend inside the canvas, top left, exactly where Jaccard
+        curves near 1 run, so the view names the colours outside the plot instead.
+        """
         plt = self.start(ablation)
         final = [(c, v) for c, v in zip(ablation.counts, ablation.to_final) if v is not None]
         step = [(c, v) for c, v in zip(ablation.counts, ablation.stepwise) if v is not None]
         if final:
             xs, ys = zip(*final)
-            plt.plot(xs, ys, label="to final", color=A_RGB, marker="braille")
+            plt.plot(xs, ys, color=A_RGB, marker="braille")
         if step:
             xs, ys = zip(*step)
-            plt.plot(xs, ys, label="stepwise", color=B_RGB, marker="braille")
+            plt.plot(xs, ys, color=B_RGB, marker="braille")
         plt.hline(threshold, GRID_RGB)
+        lowest = min([v for _, v in final + step] + [threshold])
+        bottom, ticks = round_ticks(lowest)
+        plt.ylim(bottom, 1.02)
+        plt.yticks(ticks)
         if converged_at is not None:
             plt.vline(converged_at, GRID_RGB)
-        # Zoom on the range the curves use (Jaccard is often 0.7..1): bottom at a 0.05 step.
-        lowest = min([v for _, v in final + step] + [threshold])
-        bottom = max(0.0, math.floor((lowest - 0.05) * 20) / 20)
-        plt.ylim(bottom, 1.02)
-        ticks = [bottom + (1.0 - bottom) * i / 4 for i in range(4)]
-        plt.yticks(sorted({round(t, 3) for t in ticks} | {threshold, 1.0}))
+            plt.text(f"converged n={converged_at}", converged_at, bottom, color=GRID_RGB)
         plt.xlim(0, ablation.counts[-1])
         every = max(1, len(ablation.counts) // 6)
         plt.xticks(sorted({0, *ablation.counts[every - 1 :: every], ablation.counts[-1]}))
         plt.title(f"Jaccard@{ablation.r} vs calibration sequences")
         plt.xlabel("sequences")
         self.refresh()
+
+
+def round_ticks(lowest: float) -> tuple[float, list[float]]:
+    """The y axis bottom and ticks for Jaccard values down to ``lowest``: round numbers only.
+
+    Jaccard curves often live in 0.7..1, so the axis zooms in; the tick step is
+    0.05, 0.1 or 0.25 so that at most six ticks show, each a round value.
+    """
+    for spacing in (0.05, 0.1, 0.25):
+        bottom = round(max(0.0, math.floor((lowest - 0.02) / spacing) * spacing), 2)
+        count = round((1.0 - bottom) / spacing)
+        if count <= 5:
+            return bottom, [round(bottom + i * spacing, 2) for i in range(count + 1)]
+    return 0.0, [0.0, 0.25, 0.5, 0.75, 1.0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -12,6 +13,25 @@ from textual.widget import Widget
 from lens_tui.render import fmt
 
 BARS = "▁▂▃▄▅▆▇█"
+#: Relative spread under which a row counts as constant (float noise, far below any shown digit).
+FLAT_TOLERANCE = 1e-9
+
+
+def bins(count: int, width: int) -> list[range]:
+    """Split ``count`` layers into ``width`` consecutive groups of near-equal size (width < count)."""
+    return [range(i * count // width, (i + 1) * count // width) for i in range(width)]
+
+
+def most_unusual(values: list[float | None], group: range, centre: float) -> float | None:
+    """The value of ``group`` farthest from the row's median ``centre``: an odd layer survives binning.
+
+    A mean would blur one odd layer among its neighbours, and the odd layer is
+    what a sparkline is for.
+    """
+    finite = [values[i] for i in group if values[i] is not None and math.isfinite(values[i])]
+    if not finite:
+        return None
+    return max(finite, key=lambda v: abs(v - centre))
 
 
 def _finite(values: list[float | None]) -> list[float]:
@@ -21,19 +41,26 @@ def _finite(values: list[float | None]) -> list[float]:
 def bar_levels(values: list[float | None]) -> list[int | None]:
     """Bar height 0..7 per value, scaled between the row's smallest and largest value.
 
-    Missing values get ``None`` (drawn as a gap). A flat row sits at mid height.
+    Missing values get ``None`` (drawn as a gap). A flat row sits at mid height,
+    and so does a row whose spread is rounding noise (``1.0 - 1e-16`` against
+    ``1.0`` would otherwise draw ▁ to █ under a range that prints ``1.0000 … 1.0000``).
     This is only the drawing scale of the sparkline; the numbers come from the engine.
     """
     finite = _finite(values)
     if not finite:
         return [None] * len(values)
-    lo, hi = min(finite), max(finite)
+    return bar_levels_on(values, min(finite), max(finite))
+
+
+def bar_levels_on(values: list[float | None], lo: float, hi: float) -> list[int | None]:
+    """Bar height 0..7 per value on the scale ``lo``..``hi`` (the whole row's, when binned)."""
+    flat = hi - lo <= FLAT_TOLERANCE * max(1.0, abs(lo), abs(hi))
     top = len(BARS) - 1
     levels: list[int | None] = []
     for v in values:
         if v is None or not math.isfinite(v):
             levels.append(None)
-        elif hi == lo:
+        elif flat:
             levels.append(top // 2)
         else:
             levels.append(round((v - lo) / (hi - lo) * top))
@@ -85,6 +112,7 @@ class SparkPanel(Widget):
         whole = selected != self.selected or values.keys() != self.values.keys()
         self.values, self.selected = values, selected
         if whole:
+            self._update_note()
             self.refresh()
         else:  # repaint only the rows that changed (r changes 3 of 13): less to send
             width = self.size.width
@@ -111,10 +139,16 @@ class SparkPanel(Widget):
         if not finite:
             text.append("no data".ljust(room), style="dim")
             return text
-        cell = max(1, room // count) if room >= count else 1
-        shown = min(count, room // cell)
-        bars = "".join(char * cell for char in self.bars(spec.id)[:shown])
-        selected = self.selected if self.selected is not None and self.selected < shown else None
+        if count <= room:
+            cell, shown, selected = room // count, values, self.selected
+        else:  # more layers than columns: one bar per group of layers (see ``aggregation``)
+            cell = 1
+            centre = statistics.median(finite)
+            groups = bins(count, room)
+            shown = [most_unusual(values, group, centre) for group in groups]
+            selected = next((i for i, group in enumerate(groups) if self.selected in group), None)
+        levels = bar_levels_on(shown, min(finite), max(finite))
+        bars = "".join(char * cell for char in (" " if lv is None else BARS[lv] for lv in levels))
         if selected is None:
             text.append(bars, style=spec.color)
         else:  # three runs: before, the selected layer (reversed), after
@@ -122,10 +156,23 @@ class SparkPanel(Widget):
             text.append(bars[:start], style=spec.color)
             text.append(bars[start:stop], style=f"reverse {spec.color}")
             text.append(bars[stop:], style=spec.color)
-        if shown < count:
-            text.append("…", style="dim")
-        used = shown * cell + (1 if shown < count else 0)
-        text.append(" " * max(1, room - used + 1))
+        text.append(" " * max(1, room - len(bars) + 1))
         span = f"{fmt(min(finite), spec.key)} … {fmt(max(finite), spec.key)}"
         text.append(span.rjust(self.RANGE_WIDTH), style="dim")
         return text
+
+    def aggregation(self, width: int | None = None) -> str:
+        """What a bar stands for when layers outnumber columns ("" when one bar is one layer)."""
+        width = self.size.width if width is None else width
+        room = max(1, width - self.LABEL_WIDTH - self.RANGE_WIDTH - 1)
+        count = max((len(v) for v in self.values.values()), default=0)
+        if count <= room:
+            return ""
+        per = count / room
+        return f"{count} layers in {room} bars (~{per:.1f} per bar, the most unusual shown)"
+
+    def _update_note(self) -> None:
+        self.border_subtitle = self.aggregation()
+
+    def on_resize(self) -> None:
+        self._update_note()

@@ -11,13 +11,22 @@ from __future__ import annotations
 
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 
 class ValueCachedTable(DataTable):
-    """``DataTable`` whose body cells are cached by content, not by update count."""
+    """``DataTable`` whose body cells are cached by content, not by update count.
+
+    ``j`` / ``k`` move the cursor too, as in k9s, lazygit and vim.
+    """
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

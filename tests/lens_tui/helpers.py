@@ -64,3 +64,16 @@ def async_test(fn):
         return asyncio.run(fn(*args, **kwargs))
 
     return wrapper
+
+
+def write_frontier_bundles(folder: Path, bundles: int = 3, samples: int = 48) -> Path:
+    """A few seeded bundles of the frontier shape (L = 61, E = 384, top-8), small in N.
+
+    The app's layout must hold at the layer and expert counts of Kimi-K2 /
+    DeepSeek-V3; N only scales the load time, so tests keep it small.
+    """
+    from benchmarks.make_frontier_bundles import main
+
+    args = ["--out", str(folder), "--bundles", str(bundles), "--samples", str(samples)]
+    main([*args, "--tensors", "energy_sum", "--seed", "0"])
+    return folder

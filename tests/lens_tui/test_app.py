@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from textual.widgets import DataTable, Markdown, SelectionList
@@ -206,7 +208,11 @@ async def test_ablation_view_plots_the_engine_curve_and_steps_adjust(paths):
         )
         painted = screen_text(app.query_one(AblationPlot))
         assert f"Jaccard@{app.r} vs calibration sequences" in painted
-        assert "to final" in painted and "stepwise" in painted
+        # The legend sits above the plot, not over the curves.
+        assert "to final" not in painted and "stepwise" not in painted
+        assert "━ to final ━ stepwise" in status
+        if converged:
+            assert f"converged n={converged}" in painted  # the vertical line is labelled
 
         await pilot.press("s", "s", "C", "plus")  # step ×4, cap ÷2, r + 1
         await pilot.pause()
@@ -220,6 +226,17 @@ async def test_ablation_view_plots_the_engine_curve_and_steps_adjust(paths):
         await pilot.pause()
         assert view.result.to_final == ablate(profile, 3, 4, 12, seed=0).to_final
         assert "shuffled" in str(app.query_one("#ablation-settings").render())
+
+        # At step 4, halving cap 12 → 6 → (3) stops at the step and says so; the step stays.
+        seen = record_notifications(app)
+        await pilot.press("C", "C", "C")
+        await pilot.pause()
+        assert (view.step, view.cap) == (4, 4)
+        assert "1 checkpoint " in str(app.query_one("#ablation-settings").render())
+        assert [m for _, m in seen if "cap" in m] == [
+            "cap stopped at the step (4); S halves the step",
+            "the cap is already the step (4): halve the step first (S)",
+        ]
 
         await pilot.press("a")  # dataset A changes: the ablation follows, with its own defaults
         await pilot.pause()
@@ -345,11 +362,28 @@ async def test_help_lists_every_binding_and_closes(paths):
             "| ablation | `s` | Step ×2 |",
             "| collect | `ctrl+s` | Start |",
             "| collect | `ctrl+g` | Cancel run |",
+            "| everywhere | `>` | r + E/16 (coarse) |",
+            "| everywhere | `<` | r − E/16 (coarse) |",
+            "| everywhere | `tab` | Move the focus to the next panel or table |",
+            "| matrix | `space` | Tick or untick the highlighted bundle |",
         ):
             assert row in shown
+        assert "_sign" not in shown and "question_mark" not in shown
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, HelpScreen)
+
+        # Help opened on a view lists that view's keys before everything else.
+        await pilot.press("3", "question_mark")
+        await pilot.pause()
+        rows = [
+            line for line in app.screen.query_one(Markdown).source.splitlines() if "| `" in line
+        ]
+        wheres = [row.split("|")[1].strip() for row in rows]
+        first_elsewhere = wheres.index("everywhere")
+        assert set(wheres[:first_elsewhere]) == {"matrix"}
+        assert "| matrix | `space` |" in "\n".join(rows[:first_elsewhere])
+        assert rows[first_elsewhere].startswith("| everywhere | `q` |")
 
 
 @async_test
@@ -388,3 +422,172 @@ async def test_the_verdict_is_never_clipped_when_its_length_changes(paths):
             assert all(painted), "a blank line: the verdict kept the height of a longer text"
             heights.add(widget.size.height)
         assert len(heights) > 1  # the test did exercise a change of height
+
+
+@async_test
+async def test_the_palette_sets_typed_values(paths, tmp_path, monkeypatch):
+    """ctrl+p then ``tau 0.03`` / ``r 6`` / ``layer 2`` / ``b gam`` sets exactly that value."""
+    from textual.widgets import OptionList
+
+    monkeypatch.chdir(tmp_path)  # a key typed before the palette opens must not export here
+
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for query, hit in (
+            ("tau 0.03", "Set τ = 0.03"),
+            ("r 6", "Set r = 6"),
+            ("layer 2", "Set layer = 2"),
+            ("b gam", "Set dataset B = gam"),
+        ):
+            await pilot.press("ctrl+p")
+            for _ in range(100):  # typed before the palette is up, keys would go to the app
+                await pilot.pause(0.05)
+                if app.screen.query(OptionList):
+                    break
+            await pilot.press(*query)
+            for _ in range(100):  # the palette searches in the background: wait for the hit
+                await pilot.pause(0.05)
+                options = app.screen.query_one(OptionList)
+                prompts = [
+                    str(options.get_option_at_index(i).prompt) for i in range(options.option_count)
+                ]
+                found = [i for i, prompt in enumerate(prompts) if hit in prompt]
+                if found:
+                    break
+            assert found, (query, prompts[:3])
+            options.highlighted = found[0]  # the typed-value hit, whatever else matched
+            await pilot.press("enter")
+            await pilot.pause()
+        assert (app.tau, app.r, app.layer, app.b) == (0.03, 6, 2, 2)
+        assert_compare_matches_engine(app, paths[0], paths[2], 6, 0.03)
+
+
+@async_test
+async def test_matrix_ticks_differ_by_glyph_and_arrows_scroll_with_labels_fixed(paths):
+    app = build_app(paths)
+    async with app.run_test(size=(50, 24)) as pilot:  # narrow: the matrices scroll sideways
+        await pilot.pause()
+        await pilot.press("3")
+        await pilot.pause()
+        table = app.query_one(MatrixView).table("js_divergence")
+        await pilot.press("right")
+        await pilot.pause()
+        assert table.scroll_x > 0
+        assert app.query_one("#matrix-bundles").has_focus  # no Tab needed
+        painted = screen_text(table).splitlines()
+        assert painted[1].lstrip().startswith("#1 alpha")  # row labels stay in view
+        assert "#1 " not in painted[0]  # while the numbered columns moved on
+
+        await pilot.press("down", "space")  # untick #2 beta
+        await pilot.pause()
+        listed = screen_text(app.query_one("#matrix-bundles")).splitlines()
+        ticked = {line.split("#")[1].split()[1] for line in listed if "✔" in line}
+        unticked = {line.split("#")[1].split()[1] for line in listed if "▐ ▌" in line}
+        assert (ticked, unticked) == ({"alpha", "gamma"}, {"beta"})
+        assert [str(c.label) for c in table.columns.values()][1:] == ["#1", "#3"]
+
+
+@async_test
+async def test_the_app_remembers_a_b_r_tau_and_the_view_between_runs(paths, tmp_path, monkeypatch):
+    state_home = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state_home))
+    app = build_app([paths[0].parent])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("a", "a", "plus", "t", "2", "q")  # A = gamma, r = 3, τ = 0.02, Ablation
+        await pilot.pause()
+    saved = json.loads((state_home / "expert-calibration-lens" / "state.json").read_text())
+    assert saved == {
+        "a": str(paths[2].resolve()),
+        "b": str(paths[1].resolve()),
+        "r": 3,
+        "tau": 0.02,
+        "view": "ablation",
+    }
+
+    app = build_app([paths[0].parent])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert (app.a, app.b, app.r, app.tau) == (2, 1, 3, 0.02)
+        assert app.query_one("#views").active == "ablation"
+
+    # Only the bundles loaded now count: with beta alone, A and B fall back; r and τ stay.
+    app = build_app([paths[1]])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert (app.a, app.b, app.r, app.tau) == (0, 0, 3, 0.02)
+
+
+@async_test
+async def test_bundles_of_two_models_are_grouped_and_m_switches_model(paths, tmp_path):
+    """A lone bundle of another model given first: the app opens on a pair of one model."""
+    lone = make_bundle(tmp_path / "other.safetensors", layers=3, experts=6, model="other-moe")
+    app = build_app([lone, paths[0].parent])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.labels == ["other", *NAMES]
+        assert (app.a, app.b) == (1, 2)  # alpha vs beta, not "other" vs itself
+        assert app.query_one(CompareView).comparison is not None
+        assert "tiny-moe" in str(app.query_one("#controls").render())
+        await pilot.press("b", "b", "b")  # B cycles within tiny-moe: gamma, alpha, beta
+        await pilot.pause()
+        assert app.b == 2
+        await pilot.press("3")
+        await pilot.pause()
+        view = app.query_one(MatrixView)
+        assert [p.bundle.path for p in view.result.profiles] == paths  # "other" left out
+        assert "other models left out" in str(app.query_one("#matrix-message").render())
+        await pilot.press("m")  # the other model: one bundle, A = B = other
+        await pilot.pause()
+        assert (app.a, app.b) == (0, 0)
+        assert "other-moe" in str(app.query_one("#controls").render())
+        assert view.result is None
+        await pilot.press("1")
+        await pilot.pause()
+        assert app.query_one(CompareView).comparison is not None  # other vs itself, no error
+
+
+@async_test
+async def test_j_and_k_move_in_the_layer_table_and_the_bundle_list(paths):
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("l", "j", "j", "k")
+        await pilot.pause()
+        assert app.layer == 1
+        await pilot.press("3", "j", "j", "k")
+        await pilot.pause()
+        assert app.query_one("#matrix-bundles", SelectionList).highlighted == 1
+
+
+@async_test
+async def test_e_exports_the_current_view_as_the_cli_json(paths, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("e", "e")  # twice: the second file gets a new name
+        await pilot.press("3", "e")
+        await pilot.pause()
+    first = tmp_path / "lens-compare-alpha-vs-beta-r2.json"
+    second = tmp_path / "lens-compare-alpha-vs-beta-r2-2.json"
+    expected = compare(Profile.load(paths[0]), Profile.load(paths[1]), 2).to_json()
+    assert json.loads(first.read_text()) == json.loads(json.dumps(expected))
+    assert json.loads(second.read_text()) == json.loads(first.read_text())
+    shown = json.loads((tmp_path / "lens-matrix-alpha-vs-beta-r2.json").read_text())
+    assert shown == json.loads(json.dumps(matrix([Profile.load(p) for p in paths], 2).to_json()))
+
+
+@async_test
+async def test_slash_finds_a_bundle_by_name(paths):
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("slash")
+        await pilot.pause()
+        await pilot.press(*"set b gam")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.b == 2

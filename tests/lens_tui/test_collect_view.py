@@ -180,6 +180,8 @@ async def test_collection_errors_are_notifications_and_the_app_keeps_running(dat
         assert len(errors) == 1 and "no-such-data.txt" in errors[0]
         assert "failed" in str(app.query_one("#collect-status").render())
         assert not view.running and app.is_running
+        # The bar stops pulsing (an indeterminate bar has no total) once the run has failed.
+        assert app.query_one("#collect-progress", ProgressBar).total == 1
 
         # An existing file at the output is refused unless "overwrite" is ticked.
         taken = tmp_path / "taken.safetensors"
@@ -242,3 +244,74 @@ def test_parse_form_refuses_an_output_over_the_model_or_the_data(tmp_path):
         "new.safetensors"
     )
     assert (model / "model.safetensors").read_bytes() == b"weights"
+
+
+@async_test
+async def test_an_unfinished_run_with_other_settings_is_named_briefly_and_can_be_discarded(
+    tiny_gpt_oss, data_file, tmp_path
+):
+    out = tmp_path / "run.safetensors"
+    partial = tmp_path / "run.safetensors.partial"
+    partial.mkdir()
+    (partial / "run.json").write_text('{"model": "another-model"}', encoding="utf-8")
+    app = build_app([])
+    notes = record_notifications(app)
+    async with app.run_test(size=(100, 40)) as pilot:
+        view = await open_form(
+            app, pilot, model=str(tiny_gpt_oss), data=str(data_file), out=str(out)
+        )
+        await pilot.press("ctrl+s")
+        await wait_for_run(app, pilot)
+        status = str(app.query_one("#collect-status").render())
+        assert "run.safetensors.partial/ holds an unfinished run with other settings" in status
+        assert "data" in status and "ctrl+d" in status  # the first differing settings, by name
+        assert "sha256" not in status and "sha256" not in notes[-1][1]
+        await pilot.press("escape", "ctrl+d")  # leave the form field, discard
+        await pilot.pause()
+        assert not partial.exists()
+        await pilot.press("ctrl+s")  # now it runs afresh
+        await wait_for_run(app, pilot)
+        assert out.exists() and view.blocked_by_partial is None
+
+
+@async_test
+async def test_a_folder_not_made_by_a_run_is_never_discarded(tmp_path):
+    app = build_app([])
+    async with app.run_test(size=(100, 40)) as pilot:
+        view = await open_form(app, pilot)
+        out = tmp_path / "mine.safetensors"
+        folder = tmp_path / "mine.safetensors.partial"
+        folder.mkdir()
+        (folder / "notes.txt").write_text("the user's own", encoding="utf-8")
+        view.blocked_by_partial = out
+        view.action_discard_partial()
+        await pilot.pause()
+        assert (folder / "notes.txt").exists()
+
+
+@async_test
+async def test_quitting_during_a_run_asks_first(tiny_gpt_oss, long_data_file, tmp_path):
+    from lens_tui.widgets.confirm import ConfirmScreen
+
+    app = build_app([])
+    async with app.run_test(size=(100, 40)) as pilot:
+        view = await open_form(
+            app,
+            pilot,
+            model=str(tiny_gpt_oss),
+            data=str(long_data_file),
+            out=str(tmp_path / "q.safetensors"),
+            batch_size="1",
+        )
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert view.running
+        await pilot.press("escape", "q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and app.is_running
+        await pilot.press("n")  # stay
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen) and app.is_running
+        await pilot.press("ctrl+g")
+        await wait_for_run(app, pilot)
+        assert not view.running

@@ -10,6 +10,7 @@ import pytest
 
 from lens_tui.app import build_app
 from tests.conftest import make_bundle
+from tests.lens_tui.helpers import write_frontier_bundles
 
 SMALL = (80, 24)
 LARGE = (160, 48)
@@ -63,3 +64,33 @@ def test_collect_80x24(snap_compare, folder):
 
 def test_help_80x24(snap_compare, folder):
     assert snap_compare(build_app([folder]), press=["question_mark"], terminal_size=SMALL)
+
+
+def test_ablation_160x48(snap_compare, folder):
+    assert snap_compare(build_app([folder]), press=["2"], terminal_size=LARGE)
+
+
+def test_collect_160x48(snap_compare, folder):
+    assert snap_compare(build_app([folder]), press=["4"], terminal_size=LARGE)
+
+
+# Frontier scale: L = 61, E = 384 (seeded, small N). Sparklines bin layers; the expert
+# chart is sorted by mass with A's top-r boundary.
+@pytest.fixture(scope="module")
+def frontier(tmp_path_factory):
+    return write_frontier_bundles(tmp_path_factory.mktemp("frontier") / "bundles")
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "160x48"])
+@pytest.mark.parametrize(
+    ("view", "press"),
+    [
+        ("compare", []),
+        ("compare_layers", ["l"]),
+        ("ablation", ["2"]),
+        ("matrix", ["3"]),
+        ("predict", ["5"]),
+    ],
+)
+def test_frontier(snap_compare, frontier, view, press, size):
+    assert snap_compare(build_app([frontier]), press=press, terminal_size=size)

@@ -78,18 +78,26 @@ class SelectionView:
         self.show_selection(selection)
 
     def run_on_selection(
-        self, selection: Selection, work: Callable[[Selection], T], done: Callable[[T], None]
+        self,
+        selection: Selection,
+        work: Callable[[Selection], T],
+        done: Callable[[T], None],
+        part: Callable[[Selection], object] | None = None,
     ) -> Worker[None]:
         """Compute ``work(selection)`` in a thread, then call ``done(result)`` on the UI thread.
 
         For figures too slow for a key press (bootstrap intervals, permutation
         tests). A newer call cancels the older one; a result that arrives after
         the view's part of the selection has changed is dropped, so ``done``
-        only ever paints figures of the current selection.
+        only ever paints figures of the current selection. ``part`` narrows (or,
+        reading the view's own settings, widens) what "changed" means when the
+        result depends on less than the view shows: Compare's intervals do not
+        depend on the selected layer, so moving it must not drop them.
         """
         assert isinstance(self, Widget)
         app = self.app
-        key = self.depends_on(selection)
+        part = part or self.depends_on
+        key = part(selection)
 
         def job() -> None:
             result = work(selection)
@@ -98,7 +106,7 @@ class SelectionView:
 
         def deliver(result: T) -> None:
             current = self._selection
-            if current is not None and self.depends_on(current) == key:
+            if current is not None and part(current) == key:
                 done(result)
 
         return self.run_worker(job, thread=True, exclusive=True, group=f"selection-{id(self)}")

@@ -18,6 +18,7 @@ from lens_tui.widgets.colors import A_RGB, B_RGB
 KEPT_A_MARK = "▼"
 KEPT_B_MARK = "▲"
 GRID_RGB = (120, 120, 120)
+BAND_RGB = (170, 170, 120)
 
 
 class ResultPlot(PlotextPlot):
@@ -80,10 +81,32 @@ class AblationPlot(ResultPlot):
 
     result: Ablation | None
 
-    def show(self, ablation: Ablation, threshold: float, converged_at: int | None) -> None:
+    def show(
+        self,
+        ablation: Ablation,
+        threshold: float,
+        converged_at: int | None,
+        band: dict[str, list[float | None]] | None = None,
+    ) -> None:
+        """Plot the curves; ``band`` (``ShuffledAblations.to_json()["to_final_band"]``) adds the
+        to-final range over random orders (min and max dotted, median dashed) behind them."""
         plt = self.start(ablation)
         final = [(c, v) for c, v in zip(ablation.counts, ablation.to_final) if v is not None]
         step = [(c, v) for c, v in zip(ablation.counts, ablation.stepwise) if v is not None]
+        band_values: list[float] = []
+        for key, marker in (("min", "dot"), ("max", "dot"), ("median", "braille")):
+            if band is None or len(band[key]) != len(ablation.counts):
+                continue
+            points = [(c, v) for c, v in zip(ablation.counts, band[key]) if v is not None]
+            if points:
+                xs, ys = zip(*points)
+                label = (
+                    "orders: median"
+                    if key == "median"
+                    else ("orders: range" if key == "min" else None)
+                )
+                plt.plot(xs, ys, label=label, color=BAND_RGB, marker=marker)
+                band_values += list(ys)
         if final:
             xs, ys = zip(*final)
             plt.plot(xs, ys, label="to final", color=A_RGB, marker="braille")
@@ -94,7 +117,7 @@ class AblationPlot(ResultPlot):
         if converged_at is not None:
             plt.vline(converged_at, GRID_RGB)
         # Zoom on the range the curves use (Jaccard is often 0.7..1): bottom at a 0.05 step.
-        lowest = min([v for _, v in final + step] + [threshold])
+        lowest = min([v for _, v in final + step] + band_values + [threshold])
         bottom = max(0.0, math.floor((lowest - 0.05) * 20) / 20)
         plt.ylim(bottom, 1.02)
         ticks = [bottom + (1.0 - bottom) * i / 4 for i in range(4)]

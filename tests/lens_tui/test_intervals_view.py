@@ -15,12 +15,16 @@ import pytest
 
 from core import metrics as m
 from core import uncertainty as u
+from core.ablation import ablate_shuffled
 from core.engine import Profile, compare, verdict
 from lens_tui.app import build_app
 from lens_tui.render import BIVARIATE_LABELS, fmt
+from lens_tui.views import ablation as ablation_view
 from lens_tui.views import compare_intervals as ci
+from lens_tui.views.ablation import BAND_SHUFFLES, AblationView
 from lens_tui.views.compare import CARD_LABELS, COLUMNS, CompareView
 from lens_tui.widgets.cards import PENDING, MetricCard
+from lens_tui.widgets.plots import AblationPlot
 from tests.lens_tui.helpers import async_test, write_bundles
 
 SIZE = (120, 40)
@@ -170,3 +174,53 @@ def test_large_bundles_get_fewer_replicates_and_the_screen_says_so(tmp_path):
         u.permutation_test(small, small, 2, ci.LARGE_REPLICATES),
     )
     assert "100 replicates" in result.caption() and "fewer" in result.caption()
+
+
+@async_test
+async def test_ablation_band_is_core_ablate_shuffled_and_follows_the_step(paths):
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        for keys in (["2"], ["s"]):  # then the step doubles: a new band
+            await pilot.press(*keys)
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            view = app.query_one(AblationView)
+            expected = ablate_shuffled(
+                Profile.load(paths[0]), app.r, view.step, view.cap, BAND_SHUFFLES, 0
+            ).to_json(view.threshold)
+            assert view.spread == expected
+            plot = app.query_one(AblationPlot)
+            assert plot.result is view.result
+            status = str(app.query_one("#ablation-status").render())
+            lo, hi = expected["converged_at_range"]
+            assert f"over {BAND_SHUFFLES} random orders (seed 0)" in status
+            if lo is None:
+                assert "converged within the data in none of them" in status
+            else:
+                assert f"range {lo}–{'beyond the data' if hi is None else hi}" in status
+                median = expected["converged_at_median"]
+                assert ("not within the data" if median is None else f"n = {median:g}") in status
+
+
+@async_test
+async def test_ablation_band_shows_dots_while_computing(paths, monkeypatch):
+    release = threading.Event()
+    real = ablation_view.ablate_shuffled
+
+    def held(*args, **kwargs):
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ablation_view, "ablate_shuffled", held)
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        view = app.query_one(AblationView)
+        assert view.result is not None and view.spread is None  # the curve at once
+        assert "random orders: …" in str(app.query_one("#ablation-status").render())
+        release.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert view.spread is not None

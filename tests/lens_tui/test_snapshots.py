@@ -65,7 +65,7 @@ def test_compare_160x48(snap_compare, folder):
 
 
 def test_ablation_80x24(snap_compare, folder):
-    assert snap_compare(build_app([folder]), press=["2", "s"], terminal_size=SMALL)
+    assert snap_compare(build_app([folder]), terminal_size=SMALL, run_before=settled("2", "s"))
 
 
 def test_matrix_80x24(snap_compare, folder):

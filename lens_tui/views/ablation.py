@@ -17,7 +17,7 @@ from core.ablation import DEFAULT_CONVERGENCE, Ablation, ablate, ablate_shuffled
 from core.engine import Profile
 from core.errors import LensError
 from lens_tui.selection import NO_BUNDLES, Selection
-from lens_tui.views.base import SelectionView
+from lens_tui.views.base import SETTLE_S, SelectionView, cancelled
 from lens_tui.widgets.colors import A_HEX
 from lens_tui.widgets.plots import AblationPlot
 
@@ -137,11 +137,15 @@ class AblationView(SelectionView, Vertical, can_focus=True):
         r, step, cap, threshold = self._r, self.step, self.cap, self.threshold
         settings = (r, step, cap)
 
-        def work(_selection: Selection) -> dict:
+        def work(_selection: Selection) -> dict | None:
+            if cancelled(SETTLE_S):  # s pressed again at once: leave it to the newer job
+                return None
             runs = ablate_shuffled(profile, r, step, cap, BAND_SHUFFLES, SHUFFLE_SEED)
             return runs.to_json(threshold)
 
-        def done(spread: dict) -> None:
+        def done(spread: dict | None) -> None:
+            if spread is None:
+                return
             if (self._r, self.step, self.cap) == settings and self._profile is profile:
                 self.spread = spread
                 self._paint()

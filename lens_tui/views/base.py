@@ -17,16 +17,36 @@ does that and delivers the result only while it is still current.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from textual.widget import Widget
-from textual.worker import Worker, get_current_worker
+from textual.worker import NoActiveWorker, Worker, get_current_worker
 
 from lens_tui.selection import Selection
 
 T = TypeVar("T")
 _NEVER = object()  # the key of a view that has painted nothing yet
+#: How long a slow job waits for the selection to settle before it starts computing.
+SETTLE_S = 0.15
+
+
+def cancelled(wait: float = 0.0) -> bool:
+    """Inside a ``run_on_selection`` job: whether a newer selection has cancelled it.
+
+    Thread workers cannot be stopped, only told; a job checks between its
+    stages and returns early. ``wait`` first sleeps that long, so that
+    a held key (r + 1 repeated) starts one computation, not one per repeat.
+    Outside a worker it is always ``False``.
+    """
+    try:
+        worker = get_current_worker()
+    except NoActiveWorker:
+        return False
+    if wait > 0 and not worker.is_cancelled:
+        time.sleep(wait)
+    return worker.is_cancelled
 
 
 class SelectionView:

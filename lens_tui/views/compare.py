@@ -330,7 +330,9 @@ class CompareView(SelectionView, VerticalScroll):
             return
         self._paint_intervals()
 
-        def done(result: ci.CompareIntervals) -> None:
+        def done(result: ci.CompareIntervals | None) -> None:
+            if result is None:  # cancelled: a newer job is on its way
+                return
             if len(self._interval_cache) >= 32:  # a small memory of recent selections
                 self._interval_cache.pop(next(iter(self._interval_cache)))
             self._interval_cache[key] = result

@@ -8,7 +8,11 @@ command's. They are too slow for a key press on large bundles (about 8 s for
 units on a loaded 2-core machine, 0.2 s on ``sample_stats/``), so the view
 computes them in a worker (:meth:`SelectionView.run_on_selection`) and, above
 :data:`LARGE_WORK`, with :data:`LARGE_REPLICATES` replicates, which it says on
-screen.
+screen. A point repaint stays cheap while the worker runs: on the 61 × 384
+pair (N = 2,000) with the machine at load 15 on 2 cores, a new r repainted
+in 119 ms (median of 8) with the worker computing against 93 ms with the
+intervals switched off; the intervals followed about 2 s later. A held key
+starts one job, not one per repeat (see :func:`lens_tui.views.base.cancelled`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from core import uncertainty as u
 from core.engine import Profile
 from lens_tui.render import fmt
 from lens_tui.selection import Selection
+from lens_tui.views.base import SETTLE_S, cancelled
 
 #: Replicates (and permutations) the app uses, as ``lens compare --ci`` does by default.
 APP_REPLICATES = u.DEFAULT_REPLICATES
@@ -61,11 +66,19 @@ def interval_part(selection: Selection) -> object:
     return (s.profiles, s.labels, s.a, s.b, s.r, s.tau)
 
 
-def compute(selection: Selection) -> CompareIntervals:
-    """The worker's job: intervals and test for the selection's A, B, r and τ (seed 0)."""
+def compute(selection: Selection) -> CompareIntervals | None:
+    """The worker's job: intervals and test for the selection's A, B, r and τ (seed 0).
+
+    ``None`` when a newer selection cancelled it (checked before each stage):
+    then nothing is delivered anyway, and the CPU is left to the newer job.
+    """
+    if cancelled(SETTLE_S):
+        return None
     a, b = selection.profile_a, selection.profile_b
     replicates = replicates_for(a, b)
     ci = u.bootstrap_compare(a, b, selection.r, selection.tau, replicates, seed=u.DEFAULT_SEED)
+    if cancelled():
+        return None
     difference = u.permutation_test(a, b, selection.r, replicates, seed=u.DEFAULT_SEED)
     return CompareIntervals(ci, difference)
 

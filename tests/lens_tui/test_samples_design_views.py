@@ -15,6 +15,7 @@ from textual.widgets import DataTable, SelectionList
 
 from core.design import design
 from core.engine import Profile
+from core.errors import LensError
 from core.formats.mask import read_mask
 from core.samples import analyse
 from lens_tui.app import build_app
@@ -182,3 +183,26 @@ async def test_design_refuses_an_output_that_is_an_input_and_is_off_when_served(
         assert any("read-only" in message for _, message in seen)
         assert not (tmp_path / "m.json").exists()
         json.dumps(served.query_one(DesignView).result.to_json())  # the design itself is shown
+
+
+def test_design_write_takes_each_candidates_texts_from_its_recorded_data_file(paths, tmp_path):
+    profiles = [Profile.load(p) for p in paths[:2]]
+    files = []
+    for profile in profiles:
+        data = tmp_path / f"{profile.name}.txt"
+        data.write_text("".join(f"{profile.name} text {i}\n" for i in range(60)))
+        profile.bundle.metadata["data_source"] = str(data)
+        files.append(data)
+    result = design(profiles, profiles, 2, 8)
+    said = DesignView.write(result, tmp_path / "calib.jsonl", tmp_path / "mask.json")
+    assert "8 sequences" in said
+    records = [json.loads(line) for line in (tmp_path / "calib.jsonl").read_text().splitlines()]
+    assert len(records) == 8
+    for record, (c, row) in zip(records, result.selection.picks):
+        name = result.candidates[c].name
+        example = int(result.candidates[c].profile.bundle.example_ids[row])
+        assert record == {"text": f"{name} text {example}", "dataset": name, "example_id": example}
+    before = files[0].read_text()
+    with pytest.raises(LensError, match="is an input"):
+        DesignView.write(result, files[0], tmp_path / "other-mask.json")
+    assert files[0].read_text() == before

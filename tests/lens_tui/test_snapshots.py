@@ -52,7 +52,7 @@ def test_compare_80x24(snap_compare, folder):
 
 def test_compare_layers_80x24(snap_compare, folder):
     assert snap_compare(
-        build_app([folder]), terminal_size=SMALL, run_before=settled("b", "l", "down", "down")
+        build_app([folder]), terminal_size=SMALL, run_before=settled("b", "down", "down", "l")
     )
 
 

@@ -69,19 +69,23 @@ def test_ablation_80x24(snap_compare, folder):
 
 
 def test_matrix_80x24(snap_compare, folder):
-    assert snap_compare(build_app([folder]), press=["3"], terminal_size=SMALL)
+    assert snap_compare(build_app([folder]), terminal_size=SMALL, run_before=settled("3"))
 
 
 def test_matrix_160x48(snap_compare, folder):
-    assert snap_compare(build_app([folder]), press=["3", "down", "space"], terminal_size=LARGE)
+    assert snap_compare(
+        build_app([folder]), terminal_size=LARGE, run_before=settled("3", "down", "space")
+    )
 
 
 def test_collect_80x24(snap_compare, folder):
-    assert snap_compare(build_app([folder]), press=["4"], terminal_size=SMALL)
+    assert snap_compare(build_app([folder]), terminal_size=SMALL, run_before=settled("4"))
 
 
 def test_help_80x24(snap_compare, folder):
-    assert snap_compare(build_app([folder]), press=["question_mark"], terminal_size=SMALL)
+    assert snap_compare(
+        build_app([folder]), terminal_size=SMALL, run_before=settled("question_mark")
+    )
 
 
 def test_samples_80x24(snap_compare, folder):

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core import metrics as m
+from core.engine import LayerDistribution, Profile
 from core.errors import LensError
 from core.formats.bundle import Bundle
 
@@ -418,3 +419,34 @@ def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     for i in np.flatnonzero(sizes[roots] > 1).tolist():
         groups[i] = numbering.setdefault(int(roots[i]), len(numbering))
     return groups
+
+
+# --------------------------------------------------------------------------- one sample
+
+
+def sample_layer(profile: Profile, index: int, layer: int, r: int) -> LayerDistribution:
+    """Sample ``index``'s own distribution p_i,l (up) against the dataset's P_l (down).
+
+    The Samples view plots it: with both top-r masks marked, it shows which
+    experts a sample pulls towards and whether it would keep the dataset's
+    mask on its own. ``prob_a`` is p_i,l = prob_sum[i, l] / T_i (zeros for a
+    sample without tokens), ``prob_b`` the dataset signature P_l.
+    """
+    bundle = profile.bundle
+    if not 0 <= int(index) < bundle.num_samples:
+        raise LensError(f"{bundle.path}: no sample {index} (0..{bundle.num_samples - 1})")
+    if not 0 <= int(layer) < bundle.num_layers:
+        raise LensError(f"{bundle.path}: layer {layer} is outside 0..{bundle.num_layers - 1}")
+    m.check_budget(r, bundle.num_experts, str(bundle.path))
+    tokens = int(bundle.token_count[int(index)])
+    sums = np.asarray(bundle.prob_sum[int(index), int(layer)], dtype=np.float64)
+    own = m.divide_by_tokens(sums, tokens) if tokens > 0 else np.zeros_like(sums)
+    dataset = profile.prob[int(layer)].copy()
+    return LayerDistribution(
+        layer=int(layer),
+        r=int(r),
+        prob_a=own,
+        prob_b=dataset,
+        kept_a=m.proxy_mask(own[None], r)[0],
+        kept_b=profile.mask(r)[int(layer)].copy(),
+    )

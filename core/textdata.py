@@ -336,3 +336,42 @@ def _export_parquet(data: TextSource, out: Path, drop: set[int]) -> tuple[int, i
     with _AtomicOutput(out) as target:
         pq.write_table(filtered, target.handle)
     return filtered.num_rows, table.num_rows - filtered.num_rows
+
+
+# --------------------------------------------------------------------------- a bundle's own data
+
+
+def recorded_data_file(
+    metadata: dict[str, str], bundle_path: str | os.PathLike[str]
+) -> Path | None:
+    """The data file a bundle was collected from, if it is still on disk; ``None`` otherwise.
+
+    Collection records the path it was given (``data_source``, and ``data`` in
+    ``collect_args``), often relative to the folder it ran in. That folder is
+    tried as the current one, as the bundle's own folder, and as the folder the
+    bundle's recorded output path (``collect_args.out``) was relative to (for
+    ``sample_stats/x.safetensors`` written from a checkout: the checkout), so a
+    bundle moved together with its data is still matched. Only files of a kind
+    :class:`TextSource` reads count; a ``datasets`` name never does.
+    """
+    try:
+        args = json.loads(metadata.get("collect_args") or "{}")
+    except json.JSONDecodeError:
+        args = {}
+    args = args if isinstance(args, dict) else {}
+    recorded = [metadata.get("data_source"), args.get("data")]
+    bundle = Path(bundle_path).resolve()
+    roots = [Path.cwd(), bundle.parent]
+    out = args.get("out")
+    if isinstance(out, str) and out and not Path(out).is_absolute():
+        depth = len(Path(out).parent.parts)
+        if depth < len(bundle.parents):
+            roots.append(bundle.parents[depth])
+    for entry in recorded:
+        if not isinstance(entry, str) or not entry:
+            continue
+        path = Path(entry)
+        for candidate in [path] if path.is_absolute() else [root / path for root in roots]:
+            if candidate.suffix.lower() in SUFFIXES and candidate.is_file():
+                return candidate
+    return None

@@ -84,6 +84,32 @@ def to_png(svg: str, font: str, target: Path) -> None:
     svg_path.unlink()
 
 
+def samples_design_shots() -> list[tuple[str, tuple[int, int], list[str]]]:
+    """The Samples (6) and Design (7) views: each key waits for the view's worker."""
+    return [
+        ("samples-80x24", (80, 24), ["6", "down"]),
+        ("samples-160x48", (160, 48), ["6", "down", "down"]),
+        ("design-80x24", (80, 24), ["7"]),
+        ("design-160x48", (160, 48), ["7"]),
+    ]
+
+
+async def capture_settled(paths: list[Path], size: tuple[int, int], keys: list[str]) -> str:
+    """Like :func:`capture`, waiting for the workers after every key (the table must be there
+    before a key moves in it)."""
+    app = build_app(paths)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        app.clear_notifications()
+        await pilot.pause()
+        return app.export_screenshot(title="Expert Calibration Lens")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", type=Path, default=[ROOT / "sample_stats"])
@@ -112,6 +138,10 @@ def main() -> None:
         svg = asyncio.run(capture(paths, size, keys))
         target = args.out / f"{stem}.png"
         to_png(svg, font, target)
+        print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
+    for stem, size, keys in samples_design_shots():
+        target = args.out / f"{stem}.png"
+        to_png(asyncio.run(capture_settled(args.paths, size, keys)), font, target)
         print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
 
 

@@ -13,17 +13,19 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from core.ablation import DEFAULT_CONVERGENCE, Ablation, ablate
+from core.ablation import DEFAULT_CONVERGENCE, Ablation, ablate, ablate_shuffled
 from core.engine import Profile
 from core.errors import LensError
 from lens_tui.selection import NO_BUNDLES, Selection
-from lens_tui.views.base import SelectionView
+from lens_tui.views.base import SETTLE_S, SelectionView, cancelled
 from lens_tui.widgets.colors import A_HEX, B_HEX
 from lens_tui.widgets.plots import AblationPlot
 
 #: Checkpoints a fresh bundle starts with (step = N // this).
 DEFAULT_CHECKPOINTS = 32
 SHUFFLE_SEED = 0
+#: Random orders behind the band (``lens ablate --shuffles``), drawn from seed 0 in a worker.
+BAND_SHUFFLES = 20
 
 
 class AblationView(SelectionView, Vertical, can_focus=True):
@@ -50,6 +52,8 @@ class AblationView(SelectionView, Vertical, can_focus=True):
         self.seed: int | None = None
         self.threshold = DEFAULT_CONVERGENCE
         self.result: Ablation | None = None
+        # ShuffledAblations.to_json() for the current settings; None while the worker runs.
+        self.spread: dict | None = None
         self._profile: Profile | None = None
         self._label = ""
         self._r = 1
@@ -103,7 +107,6 @@ class AblationView(SelectionView, Vertical, can_focus=True):
             self._profile = profile
             return
         self.result = result
-        converged = result.converged_at(self.threshold)
         order = "shuffled" if self.seed is not None else "in order"
         settings = Text()
         settings.append(f"A {self._label}", style=f"bold {A_HEX}")
@@ -112,10 +115,44 @@ class AblationView(SelectionView, Vertical, can_focus=True):
             f"{plural(len(result.counts), 'checkpoint')}  {order}"
         )
         self.query_one("#ablation-settings", Static).update(settings)
-        self.query_one("#ablation-status", Static).update(
-            convergence_text(result, self.threshold, converged)
-        )
-        self.query_one(AblationPlot).show(result, self.threshold, converged)
+        self.spread = None
+        self._paint()
+        self._start_band(profile)
+
+    def _paint(self) -> None:
+        """Status and plot from the point result and, once the worker is back, the band."""
+        result = self.result
+        if result is None:
+            return
+        converged = result.converged_at(self.threshold)
+        status = convergence_text(result, self.threshold, converged)
+        status.append("\n")
+        status.append(band_text(self.spread), style="dim")
+        self.query_one("#ablation-status", Static).update(status)
+        band = None if self.spread is None else self.spread["to_final_band"]
+        self.query_one(AblationPlot).show(result, self.threshold, converged, band)
+
+    def _start_band(self, profile: Profile) -> None:
+        """The ablation over ``BAND_SHUFFLES`` random orders, in a worker (a pass each)."""
+        r, step, cap, threshold = self._r, self.step, self.cap, self.threshold
+        settings = (r, step, cap)
+
+        def work(_selection: Selection) -> dict | None:
+            if cancelled(SETTLE_S):  # s pressed again at once: leave it to the newer job
+                return None
+            runs = ablate_shuffled(profile, r, step, cap, BAND_SHUFFLES, SHUFFLE_SEED)
+            return runs.to_json(threshold)
+
+        def done(spread: dict | None) -> None:
+            if spread is None:
+                return
+            if (self._r, self.step, self.cap) == settings and self._profile is profile:
+                self.spread = spread
+                self._paint()
+
+        selection = self.selection
+        if selection is not None and selection.profiles:
+            self.run_on_selection(selection, work, done)
 
     # ------------------------------------------------------------------ actions
 
@@ -173,3 +210,21 @@ def convergence_text(result: Ablation, threshold: float, converged: int | None) 
         text.append(f"converged at n = {converged}", style="bold green")
         text.append(f" (to-final Jaccard stays ≥ {threshold:g})")
     return text
+
+
+def band_text(spread: dict | None) -> str:
+    """The convergence count over random orders: median and range (``lens ablate --shuffles``)."""
+    if spread is None:
+        return f"over {BAND_SHUFFLES} random orders: …"
+    head = f"over {spread['shuffles']} random orders (seed {spread['seed']}): "
+    tail = " · band: to-final range and median"
+    lo, hi = spread["converged_at_range"]
+    if lo is None:
+        return head + "the mask converged within the data in none of them" + tail
+    median = spread["converged_at_median"]
+    where = "not within the data" if median is None else f"n = {median:g}"
+    return (
+        f"{head}converged at {where} (median), range {lo}–"
+        f"{'beyond the data' if hi is None else hi}; "
+        f"{spread['not_converged']} never converged{tail}"
+    )

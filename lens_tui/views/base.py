@@ -17,16 +17,36 @@ does that and delivers the result only while it is still current.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from textual.widget import Widget
-from textual.worker import Worker, get_current_worker
+from textual.worker import NoActiveWorker, Worker, get_current_worker
 
 from lens_tui.selection import Selection
 
 T = TypeVar("T")
 _NEVER = object()  # the key of a view that has painted nothing yet
+#: How long a slow job waits for the selection to settle before it starts computing.
+SETTLE_S = 0.15
+
+
+def cancelled(wait: float = 0.0) -> bool:
+    """Inside a ``run_on_selection`` job: whether a newer selection has cancelled it.
+
+    Thread workers cannot be stopped, only told; a job checks between its
+    stages and returns early. ``wait`` first sleeps that long, so that
+    a held key (r + 1 repeated) starts one computation, not one per repeat.
+    Outside a worker it is always ``False``.
+    """
+    try:
+        worker = get_current_worker()
+    except NoActiveWorker:
+        return False
+    if wait > 0 and not worker.is_cancelled:
+        time.sleep(wait)
+    return worker.is_cancelled
 
 
 class SelectionView:
@@ -78,18 +98,26 @@ class SelectionView:
         self.show_selection(selection)
 
     def run_on_selection(
-        self, selection: Selection, work: Callable[[Selection], T], done: Callable[[T], None]
+        self,
+        selection: Selection,
+        work: Callable[[Selection], T],
+        done: Callable[[T], None],
+        part: Callable[[Selection], object] | None = None,
     ) -> Worker[None]:
         """Compute ``work(selection)`` in a thread, then call ``done(result)`` on the UI thread.
 
         For figures too slow for a key press (bootstrap intervals, permutation
         tests). A newer call cancels the older one; a result that arrives after
         the view's part of the selection has changed is dropped, so ``done``
-        only ever paints figures of the current selection.
+        only ever paints figures of the current selection. ``part`` narrows (or,
+        reading the view's own settings, widens) what "changed" means when the
+        result depends on less than the view shows: Compare's intervals do not
+        depend on the selected layer, so moving it must not drop them.
         """
         assert isinstance(self, Widget)
         app = self.app
-        key = self.depends_on(selection)
+        part = part or self.depends_on
+        key = part(selection)
 
         def job() -> None:
             result = work(selection)
@@ -98,7 +126,7 @@ class SelectionView:
 
         def deliver(result: T) -> None:
             current = self._selection
-            if current is not None and self.depends_on(current) == key:
+            if current is not None and part(current) == key:
                 done(result)
 
         return self.run_worker(job, thread=True, exclusive=True, group=f"selection-{id(self)}")

@@ -32,8 +32,9 @@ from core.errors import LensError
 from lens_tui.messages import SelectionEdited
 from lens_tui.render import BIVARIATE_LABELS, fmt
 from lens_tui.selection import NO_BUNDLES, Selection
+from lens_tui.views import compare_intervals as ci
 from lens_tui.views.base import SelectionView
-from lens_tui.widgets.cards import MetricCard
+from lens_tui.widgets.cards import PENDING, MetricCard
 from lens_tui.widgets.colors import A_HEX, B_HEX
 from lens_tui.widgets.plots import ExpertPlot
 from lens_tui.widgets.sparkline import SparkPanel, SparkSpec
@@ -113,6 +114,9 @@ class CompareView(SelectionView, VerticalScroll):
         self.selected_layer = 0
         self._series: dict[str, list[float | None]] = {}
         self._compared: tuple | None = None
+        # Error bars from the background worker: None while they compute (shown as "…").
+        self.intervals: ci.CompareIntervals | None = None
+        self._interval_cache: dict[tuple, ci.CompareIntervals] = {}
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="cards"):
@@ -130,6 +134,7 @@ class CompareView(SelectionView, VerticalScroll):
         with Container(id="layer-detail"):
             yield ValueCachedTable(id="layer-table", cursor_type="row", zebra_stripes=True)
             with Vertical(id="plot-box"):
+                yield Static(id="layer-ci")
                 yield Static(id="plot-legend")
                 yield ExpertPlot(id="expert-plot")
 
@@ -148,6 +153,7 @@ class CompareView(SelectionView, VerticalScroll):
         for column in ("layer", *COLUMNS):
             key = column if isinstance(column, str) else column.id
             self._table.add_column(column if isinstance(column, str) else column.header, key=key)
+        self._layer_ci = self.query_one("#layer-ci", Static)
         self._legend = self.query_one("#plot-legend", Static)
         self._legend_text = ""
 
@@ -174,18 +180,23 @@ class CompareView(SelectionView, VerticalScroll):
         except LensError as exc:
             self.show_message(str(exc))
             return
+        self.intervals = None
         self.show(result, s.label_a, s.label_b, s.layer)
+        self._start_intervals(s)
 
     def show_message(self, message: str) -> None:
         """Nothing to compare (no bundles, or an error): say so and blank the numbers."""
         self.comparison = None
+        self.intervals = None
         self._series = {}
         for card in self._cards.values():
             card.show("", [])
+            card.set_intervals({})
         self._set_verdict(Text(message, style="bold yellow"))
         self._sparks.set_values({}, None)
         self._table.clear()
         self._shown_cells = []
+        self._layer_ci.update("")
         self._legend.display = False
         self._plotted = None
         self._plot.clear_plot()
@@ -216,9 +227,24 @@ class CompareView(SelectionView, VerticalScroll):
             [(BIVARIATE_LABELS[k], fmt(mean[k], k)) for k in m.BIVARIATE_KEYS],
             "means over layers",
         )
+        self._show_verdict()
+
+    def _show_verdict(self) -> None:
+        """The verdict; with the permutation test once the worker has it, "…" until then."""
+        comparison = self.comparison
+        if comparison is None:
+            return
         safe = is_safe(comparison)
+        intervals = self.intervals
+        difference = None if intervals is None else intervals.difference
         verdict_text = Text("verdict: ", style="bold")
-        verdict_text.append(verdict(comparison), style="bold green" if safe else "bold yellow")
+        verdict_text.append(
+            verdict(comparison, difference), style="bold green" if safe else "bold yellow"
+        )
+        if intervals is None:
+            verdict_text.append(f" · resampling test {PENDING}", style="dim")
+        else:
+            verdict_text.append(f" · {intervals.caption()}", style="dim")
         self._set_verdict(verdict_text)
 
     def _set_verdict(self, text: Text) -> None:
@@ -251,11 +277,101 @@ class CompareView(SelectionView, VerticalScroll):
     def _cells(self, layer: int) -> list[str]:
         return [str(layer)] + [fmt(self._series[c.id][layer], c.key) for c in COLUMNS]
 
+    def _layer_intervals(self, layer: int) -> list[str]:
+        """Each column's interval text for ``layer``: ``[lo, hi]``, or "…" while computing."""
+        intervals = self.intervals
+        if intervals is None:
+            return [PENDING] * len(COLUMNS)
+        sources = {
+            "": intervals.ci.bivariate,
+            "a": intervals.ci.univariate_a,
+            "b": intervals.ci.univariate_b,
+        }
+        texts = []
+        for column in COLUMNS:
+            bars = sources[column.side].layers.get(column.key)
+            texts.append(ci.interval_text(None if bars is None else bars[layer], column.key))
+        return texts
+
+    def _show_layer_intervals(self) -> None:
+        """The selected layer's row of the table, with an interval beside every value.
+
+        A line of its own under the table (beside the plot) rather than wider
+        table cells: intervals in the cells would push all but two columns out
+        of view at every width.
+        """
+        layer = self.selected_layer
+        if self.comparison is None or not 0 <= layer < len(self._shown_cells):
+            self._layer_ci.update("")
+            return
+        line = Text(f"layer {layer}: ", style="bold")
+        values = self._shown_cells[layer][1:]
+        for index, (column, value, text) in enumerate(
+            zip(COLUMNS, values, self._layer_intervals(layer))
+        ):
+            if index:
+                line.append(" · ", style="dim")
+            line.append(f"{column.header} ", style=SIDE_COLORS[column.side])
+            line.append(f"{value} {text}")
+        self._layer_ci.update(line)
+
+    # ------------------------------------------------------------------ intervals
+
+    def _start_intervals(self, selection: Selection) -> None:
+        """Show "…" and compute the intervals in a worker, or take them from the cache."""
+        s = selection
+        key = (s.profile_a, s.profile_b, s.r, s.tau)
+        cached = self._interval_cache.get(key)
+        if cached is not None:
+            self._show_intervals(cached)
+            return
+        self._paint_intervals()
+
+        def done(result: ci.CompareIntervals | None) -> None:
+            if result is None:  # cancelled: a newer job is on its way
+                return
+            if len(self._interval_cache) >= 32:  # a small memory of recent selections
+                self._interval_cache.pop(next(iter(self._interval_cache)))
+            self._interval_cache[key] = result
+            self._show_intervals(result)
+
+        self.run_on_selection(s, ci.compute, done, part=ci.interval_part)
+
+    def _show_intervals(self, result: ci.CompareIntervals) -> None:
+        self.intervals = result
+        self._paint_intervals()
+
+    def _paint_intervals(self) -> None:
+        """Cards, verdict and the selected row from ``self.intervals`` ("…" when unknown)."""
+        intervals = self.intervals
+        comparison = self.comparison
+        if comparison is None:
+            return
+        for side in ("a", "b"):
+            texts = {CARD_LABELS[k]: PENDING for k in m.UNIVARIATE_KEYS}
+            if intervals is not None:
+                source = intervals.ci.univariate_a if side == "a" else intervals.ci.univariate_b
+                texts = {
+                    CARD_LABELS[k]: ci.interval_text(source.mean.get(k), k)
+                    for k in m.UNIVARIATE_KEYS
+                }
+            self._cards[side].set_intervals(texts)
+        texts = {BIVARIATE_LABELS[k]: PENDING for k in m.BIVARIATE_KEYS}
+        if intervals is not None:
+            texts = {
+                BIVARIATE_LABELS[k]: ci.interval_text(intervals.ci.bivariate.mean.get(k), k)
+                for k in m.BIVARIATE_KEYS
+            }
+        self._cards["ab"].set_intervals(texts)
+        self._show_verdict()
+        self._show_layer_intervals()
+
     def show_layer(self, layer: int) -> None:
         """Highlight ``layer`` in the sparklines and table and plot its expert distributions."""
         if self.comparison is None:
             return
         self.selected_layer = layer
+        self._show_layer_intervals()
         self._sparks.set_values(self._series, layer)
         if self._table.cursor_row != layer:
             self._table.move_cursor(row=layer, scroll=True)

@@ -14,8 +14,10 @@ from textual.widget import Widget
 from lens_tui.views.ablation import AblationView
 from lens_tui.views.collect import CollectView
 from lens_tui.views.compare import CompareView
+from lens_tui.views.design import DesignView
 from lens_tui.views.matrix import MatrixView
 from lens_tui.views.predict import PredictView
+from lens_tui.views.samples import SamplesView
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,7 @@ register(ViewSpec("ablation", "Ablation", AblationView, "Ablation view"))
 register(ViewSpec("matrix", "Matrix", MatrixView, "N-way matrix view", focus="#matrix-bundles"))
 register(ViewSpec("collect", "Collect", CollectView, "Collection view", writes=True))
 register(ViewSpec("predict", "Predict", PredictView, "Predicted vs actual", focus="#predict-table"))
+register(ViewSpec("samples", "Samples", SamplesView, "Samples of A", focus="#samples-table"))
+register(
+    ViewSpec("design", "Design", DesignView, "Design a calibration set", focus="#design-candidates")
+)

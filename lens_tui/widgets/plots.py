@@ -23,6 +23,7 @@ GRID_RGB = (120, 120, 120)
 PLOT_MARGIN = 8
 #: Above this many experts the expert chart is sorted by mass (see ``sorts_experts``).
 SORT_ABOVE = 128
+BAND_RGB = (170, 170, 120)
 
 
 class ResultPlot(PlotextPlot):
@@ -146,15 +147,32 @@ class AblationPlot(ResultPlot):
 
     result: Ablation | None
 
-    def show(self, ablation: Ablation, threshold: float, converged_at: int | None) -> None:
-        """Plot both curves; the legend is the view's own line above the plot (see ``legend``).
+    def show(
+        self,
+        ablation: Ablation,
+        threshold: float,
+        converged_at: int | None,
+        band: dict[str, list[float | None]] | None = None,
+    ) -> None:
+        """Plot the curves; the legend is the view's own line above the plot (see ``legend``).
 
         plotext draws its legend inside the canvas, top left, exactly where Jaccard
         curves near 1 run, so the view names the colours outside the plot instead.
+        ``band`` (``ShuffledAblations.to_json()["to_final_band"]``) adds the to-final
+        range over random orders (min and max dotted, median dashed) behind the curves.
         """
         plt = self.start(ablation)
         final = [(c, v) for c, v in zip(ablation.counts, ablation.to_final) if v is not None]
         step = [(c, v) for c, v in zip(ablation.counts, ablation.stepwise) if v is not None]
+        band_values: list[float] = []
+        for key, marker in (("min", "dot"), ("max", "dot"), ("median", "braille")):
+            if band is None or len(band[key]) != len(ablation.counts):
+                continue
+            points = [(c, v) for c, v in zip(ablation.counts, band[key]) if v is not None]
+            if points:
+                xs, ys = zip(*points)
+                plt.plot(xs, ys, color=BAND_RGB, marker=marker)
+                band_values += list(ys)
         if final:
             xs, ys = zip(*final)
             plt.plot(xs, ys, color=A_RGB, marker="braille")
@@ -162,7 +180,7 @@ class AblationPlot(ResultPlot):
             xs, ys = zip(*step)
             plt.plot(xs, ys, color=B_RGB, marker="braille")
         plt.hline(threshold, GRID_RGB)
-        lowest = min([v for _, v in final + step] + [threshold])
+        lowest = min([v for _, v in final + step] + band_values + [threshold])
         bottom, ticks = round_ticks(lowest)
         plt.ylim(bottom, 1.02)
         plt.yticks(ticks)

@@ -12,11 +12,13 @@ from core import metrics as m
 from core.ablation import ablate
 from core.engine import Profile, compare, layer_distribution, verdict
 from core.matrix import MATRIX_KEYS, matrix
+from core.uncertainty import permutation_test
 from lens_tui.app import NO_BUNDLES, TAU_LADDER, build_app
 from lens_tui.help import HelpScreen
 from lens_tui.render import BIVARIATE_LABELS, fmt
 from lens_tui.views.ablation import AblationView
 from lens_tui.views.compare import CARD_LABELS, COLUMNS, CompareView
+from lens_tui.views.compare_intervals import APP_REPLICATES
 from lens_tui.views.matrix import ALIKE_RGB, DIFFERENT_RGB, MatrixView, hex_color
 from lens_tui.widgets.cards import MetricCard
 from lens_tui.widgets.plots import KEPT_A_MARK, KEPT_B_MARK, AblationPlot, ExpertPlot
@@ -415,10 +417,14 @@ async def test_the_verdict_is_never_clipped_when_its_length_changes(paths):
         heights = set()
         for keys in (["minus"] * 8, ["plus"] * 8, ["minus"] * 8):  # r = 1, r = E = 8, r = 1
             await pilot.press(*keys)
+            await app.workers.wait_for_complete()  # the permutation test joins the verdict
             await pilot.pause()
-            expected = verdict(compare(Profile.load(paths[0]), Profile.load(paths[1]), app.r))
+            a, b = Profile.load(paths[0]), Profile.load(paths[1])
+            difference = permutation_test(a, b, app.r, APP_REPLICATES)
+            expected = verdict(compare(a, b, app.r), difference)
             painted = [line.strip() for line in screen_text(widget).splitlines()]
-            assert " ".join(p for p in painted if p) == f"verdict: {expected}"
+            caption = app.query_one(CompareView).intervals.caption()
+            assert " ".join(p for p in painted if p) == f"verdict: {expected} · {caption}"
             assert all(painted), "a blank line: the verdict kept the height of a longer text"
             heights.add(widget.size.height)
         assert len(heights) > 1  # the test did exercise a change of height

@@ -16,6 +16,21 @@ SMALL = (80, 24)
 LARGE = (160, 48)
 
 
+def settled(*keys: str):
+    """Press ``keys``, waiting for the views' workers (intervals, analyses, designs) after each,
+    so that a shot never catches a figure half computed."""
+
+    async def run(pilot) -> None:
+        for key in ("", *keys):
+            if key:
+                await pilot.press(key)
+            await pilot.pause()
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+
+    return run
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("snap") / "bundles"
@@ -33,33 +48,39 @@ def folder(tmp_path_factory):
 
 
 def test_compare_80x24(snap_compare, folder):
-    assert snap_compare(build_app([folder]), terminal_size=SMALL)
+    assert snap_compare(build_app([folder]), terminal_size=SMALL, run_before=settled())
 
 
 def test_compare_layers_80x24(snap_compare, folder):
-    assert snap_compare(build_app([folder]), press=["b", "l", "down", "down"], terminal_size=SMALL)
+    assert snap_compare(
+        build_app([folder]), terminal_size=SMALL, run_before=settled("b", "down", "down", "l")
+    )
 
 
 def test_compare_160x48(snap_compare, folder):
     assert snap_compare(
-        build_app([folder]), press=["plus", "plus", "right_square_bracket"], terminal_size=LARGE
+        build_app([folder]),
+        terminal_size=LARGE,
+        run_before=settled("plus", "plus", "right_square_bracket"),
     )
 
 
 def test_ablation_80x24(snap_compare, folder):
-    assert snap_compare(build_app([folder]), press=["2", "s"], terminal_size=SMALL)
+    assert snap_compare(build_app([folder]), terminal_size=SMALL, run_before=settled("2", "s"))
 
 
 def test_matrix_80x24(snap_compare, folder):
-    assert snap_compare(build_app([folder]), press=["3"], terminal_size=SMALL)
+    assert snap_compare(build_app([folder]), terminal_size=SMALL, run_before=settled("3"))
 
 
 def test_matrix_160x48(snap_compare, folder):
-    assert snap_compare(build_app([folder]), press=["3", "down", "space"], terminal_size=LARGE)
+    assert snap_compare(
+        build_app([folder]), terminal_size=LARGE, run_before=settled("3", "down", "space")
+    )
 
 
 def test_collect_80x24(snap_compare, folder):
-    assert snap_compare(build_app([folder]), press=["4"], terminal_size=SMALL)
+    assert snap_compare(build_app([folder]), terminal_size=SMALL, run_before=settled("4"))
 
 
 def test_help_80x24(snap_compare, folder):
@@ -94,3 +115,21 @@ def frontier(tmp_path_factory):
 )
 def test_frontier(snap_compare, frontier, view, press, size):
     assert snap_compare(build_app([frontier]), press=press, terminal_size=size)
+
+
+def test_samples_80x24(snap_compare, folder):
+    assert snap_compare(build_app([folder]), terminal_size=SMALL, run_before=settled("6", "down"))
+
+
+def test_samples_160x48(snap_compare, folder):
+    assert snap_compare(
+        build_app([folder]), terminal_size=LARGE, run_before=settled("6", "o", "down")
+    )
+
+
+def test_design_80x24(snap_compare, folder):
+    assert snap_compare(build_app([folder]), terminal_size=SMALL, run_before=settled("7"))
+
+
+def test_design_160x48(snap_compare, folder):
+    assert snap_compare(build_app([folder]), terminal_size=LARGE, run_before=settled("7"))

@@ -302,7 +302,7 @@ def partial_conflict(error: BaseException | None) -> list[str] | None:
     match = _CONFLICT.search(str(error))
     if match is None:
         return None
-    return re.findall(r"(?:^|, )([A-Za-z_][\w.]*): ", match.group(1))
+    return re.findall(r"(?:^|, )'?([A-Za-z_][\w.]*)'?: ", match.group(1))
 
 
 def describe_error(error: BaseException | None) -> str:

@@ -146,7 +146,10 @@ async def test_intervals_follow_the_selection_and_moving_the_layer_keeps_them(pa
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert_intervals_shown(app, paths[0], paths[1], 2)
-        await pilot.press("b", "plus", "right_square_bracket", "right_square_bracket")
+        await pilot.press("b")  # B = paths[2] at r = 2: let its intervals finish first
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("plus", "right_square_bracket", "right_square_bracket")
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert app.layer == 2

@@ -28,3 +28,33 @@ ADAPTER = FamilyAdapter(
         "(`lens mask --groups 8`), unless grouping selects every group anyway",
     ),
 )
+
+
+def deepseek_v3_style(
+    *, name: str, label: str, block_classes: tuple[str, ...], model_types: tuple[str, ...]
+) -> FamilyAdapter:
+    """A family that routes, masks and prunes exactly as DeepSeek-V3 (GLM-4.5+, dots1, …).
+
+    Its block and config names differ; everything the adapter says about routing and
+    pruning is DeepSeek-V3's, stated once here rather than copied into each file.
+    """
+    return FamilyAdapter(
+        name=name,
+        label=label,
+        router_attr="gate",
+        block_classes=block_classes,
+        model_types=model_types,
+        router_doc="`mlp.gate`",
+        routing=ADAPTER.routing,
+        collect_doc=ADAPTER.collect_doc,
+        masked_routing=sigmoid_grouped_top_k,
+        masked_routing_doc="as DeepSeek-V3: dropped experts' selection score at −inf, group-limited "
+        "top-k, weights renormalised and scaled",
+        prune=PruneSpec(
+            layouts=ADAPTER.prune.layouts,
+            router_bias=False,
+            grouped_routing=True,
+            untouched=ADAPTER.prune.untouched,
+            uneven="refused; same number of experts in every routing group (`lens mask --groups`)",
+        ),
+    )

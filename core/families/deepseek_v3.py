@@ -31,12 +31,19 @@ ADAPTER = FamilyAdapter(
 
 
 def deepseek_v3_style(
-    *, name: str, label: str, block_classes: tuple[str, ...], model_types: tuple[str, ...]
+    *,
+    name: str,
+    label: str,
+    block_classes: tuple[str, ...],
+    model_types: tuple[str, ...],
+    router_doc: str = "`mlp.gate`",
+    layouts: str | None = None,
 ) -> FamilyAdapter:
     """A family that routes, masks and prunes exactly as DeepSeek-V3 (GLM-4.5+, dots1, …).
 
-    Its block and config names differ; everything the adapter says about routing and
-    pruning is DeepSeek-V3's, stated once here rather than copied into each file.
+    Its block and config names differ (and where its router and per-expert tensors sit:
+    ``router_doc``, ``layouts``); everything the adapter says about routing and pruning
+    is DeepSeek-V3's, stated once here rather than copied into each file.
     """
     return FamilyAdapter(
         name=name,
@@ -44,14 +51,14 @@ def deepseek_v3_style(
         router_attr="gate",
         block_classes=block_classes,
         model_types=model_types,
-        router_doc="`mlp.gate`",
+        router_doc=router_doc,
         routing=ADAPTER.routing,
         collect_doc=ADAPTER.collect_doc,
         masked_routing=sigmoid_grouped_top_k,
         masked_routing_doc="as DeepSeek-V3: dropped experts' selection score at −inf, group-limited "
         "top-k, weights renormalised and scaled",
         prune=PruneSpec(
-            layouts=ADAPTER.prune.layouts,
+            layouts=layouts or ADAPTER.prune.layouts,
             router_bias=False,
             grouped_routing=True,
             untouched=ADAPTER.prune.untouched,

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-from core.families.base import FamilyAdapter, PruneSpec
-from core.families.routing import sigmoid_grouped_top_k
+from core.families.deepseek_v3 import deepseek_v3_style
 
-ADAPTER = FamilyAdapter(
+ADAPTER = deepseek_v3_style(
     name="hy_v4",
     label="HY-V4",
-    router_attr="gate",
     block_classes=("HYV4MoE",),
     model_types=("hy_v4",),
-    router_doc="`mlp.gate`",
-    routing="sigmoid scores + correction bias, grouped top-k (prob_sum is the softmax of the logits)",
-    collect_doc="softmax of the logits for `prob_sum`; top-k, weights and counts are what the "
-    "model used (sigmoid + correction bias, grouped top-k, scaling factor)",
-    masked_routing=sigmoid_grouped_top_k,
-    masked_routing_doc="as DeepSeek-V3: dropped experts' selection score at −inf, group-limited "
-    "top-k, weights renormalised and scaled",
-    prune=PruneSpec(
-        layouts="fused `gate_up_proj`/`down_proj`, `e_score_correction_bias`; shared experts untouched",
-        router_bias=False,
-        grouped_routing=True,
-        untouched="the shared experts and dense layers",
-        uneven="refused; same number of experts in every routing group (`lens mask --groups`)",
-    ),
+    layouts="fused `gate_up_proj`/`down_proj`, `e_score_correction_bias`; shared experts untouched",
 )

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-from core.families.base import FamilyAdapter, PruneSpec
-from core.families.routing import sigmoid_grouped_top_k
+from core.families.deepseek_v3 import deepseek_v3_style
 
-ADAPTER = FamilyAdapter(
+ADAPTER = deepseek_v3_style(
     name="nemotron_h",
     label="Nemotron-H",
-    router_attr="gate",
     block_classes=("NemotronHMoE",),
     model_types=("nemotron_h",),
     router_doc="`mixer.gate`",
-    routing="sigmoid scores + correction bias, grouped top-k (prob_sum is the softmax of the logits)",
-    collect_doc="softmax of the logits for `prob_sum`; top-k, weights and counts are what the "
-    "model used (sigmoid + correction bias, grouped top-k, scaling factor)",
-    masked_routing=sigmoid_grouped_top_k,
-    masked_routing_doc="as DeepSeek-V3: dropped experts' selection score at −inf, group-limited "
-    "top-k, weights renormalised and scaled",
-    prune=PruneSpec(
-        layouts="per-expert `up_proj`/`down_proj` under `mixer`, `e_score_correction_bias`; shared experts untouched",
-        router_bias=False,
-        grouped_routing=True,
-        untouched="the shared experts and dense layers",
-        uneven="refused; same number of experts in every routing group (`lens mask --groups`)",
-    ),
+    layouts="per-expert `up_proj`/`down_proj` under `mixer`, `e_score_correction_bias`; shared experts untouched",
 )

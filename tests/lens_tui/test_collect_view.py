@@ -290,9 +290,24 @@ async def test_a_folder_not_made_by_a_run_is_never_discarded(tmp_path):
 
 
 @async_test
-async def test_quitting_during_a_run_asks_first(tiny_gpt_oss, long_data_file, tmp_path):
+async def test_quitting_during_a_run_asks_first(
+    tiny_gpt_oss, long_data_file, tmp_path, monkeypatch
+):
+    import time
+
+    import core.collect.runner as runner
     from lens_tui.widgets.confirm import ConfirmScreen
 
+    real = runner.run_collection
+
+    def held(config, progress=None, should_stop=None):
+        """The real collection, held until the test cancels: it must still be running at q."""
+        deadline = time.monotonic() + 60
+        while not should_stop() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return real(config, progress=progress, should_stop=should_stop)
+
+    monkeypatch.setattr(runner, "run_collection", held)
     app = build_app([])
     async with app.run_test(size=(100, 40)) as pilot:
         view = await open_form(

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from core.families.base import FamilyAdapter, PruneSpec
-from core.families.routing import softmax_top_k
+from dataclasses import replace
 
-ADAPTER = FamilyAdapter(
+from core.families.flex_olmo import ADAPTER as FLEX_OLMO
+
+# Routes, masks and prunes exactly as FlexOlmo: only its names differ.
+ADAPTER = replace(
+    FLEX_OLMO,
     name="mellum",
     label="Mellum",
-    router_attr="gate",
     block_classes=("MellumSparseMoeBlock",),
     model_types=("mellum",),
-    router_doc="`mlp.gate`",
-    collect_doc="softmax over E, top-k (renormalised if `norm_topk_prob`)",
-    masked_routing=softmax_top_k(always_renorm=False, cast=True),
-    masked_routing_doc="softmax over all E (float32), top-k, renormalised if `norm_topk_prob`, "
-    "cast back",
-    prune=PruneSpec(layouts="per-expert", router_bias=False),
 )

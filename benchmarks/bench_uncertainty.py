@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_core import E, L, make  # noqa: E402
+from benchmarks.bench_core import E, L, best_run, make  # noqa: E402
 
 STAGES = {
     "compare": """
@@ -58,16 +58,7 @@ print(json.dumps({{"seconds": time.perf_counter() - t,
 
 
 def stage(name: str, paths: list[str], repeats: int) -> dict:
-    best = None
-    for _ in range(repeats):
-        code = RUNNER.format(root=str(ROOT), body=STAGES[name], paths=paths)
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        )
-        result = json.loads(out.stdout)
-        if best is None or result["seconds"] < best["seconds"]:
-            best = result
-    return best
+    return best_run(RUNNER.format(root=str(ROOT), body=STAGES[name], paths=paths), repeats)
 
 
 def main() -> None:

@@ -12,14 +12,23 @@ import re
 from .settings import HOLDOUT_EVERY
 
 
-def held_out(index: int) -> bool:
-    return index % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
+def held_out(index: int, every: int = HOLDOUT_EVERY) -> bool:
+    return index % every == every - 1
 
 
-def split(items: list) -> tuple[list, list]:
-    """(train, held-out): every HOLDOUT_EVERY-th item is held out."""
-    train = [x for i, x in enumerate(items) if not held_out(i)]
-    test = [x for i, x in enumerate(items) if held_out(i)]
+def split(items: list, every: int = HOLDOUT_EVERY) -> tuple[list, list]:
+    """(train, held-out): every ``every``-th distinct item is held out.
+
+    Repeats are dropped first (the first occurrence is kept): a corpus that repeats a
+    text (chatterbot repeats whole conversations) would otherwise put the same text on
+    both sides of the split, and an "held-out" evaluation would score training text.
+    """
+    firsts: dict = {}
+    for item in items:  # a source file is a list of chunks: compare it as a tuple
+        firsts.setdefault(tuple(item) if isinstance(item, list) else item, item)
+    distinct = list(firsts.values())
+    train = [x for i, x in enumerate(distinct) if not held_out(i, every)]
+    test = [x for i, x in enumerate(distinct) if held_out(i, every)]
     return train, test
 
 

@@ -16,7 +16,14 @@ from .extract import (
     wiki_articles,
 )
 from .licences import wheel_licence
-from .settings import CALIBRATION_SETS, DIALOGUE_SETS, HOLDOUT_EVERY, WHEELS, WORK
+from .settings import (
+    CALIBRATION_SETS,
+    DIALOGUE_SETS,
+    HOLDOUT_EVERY,
+    HOLDOUT_EVERY_BY_SET,
+    WHEELS,
+    WORK,
+)
 from .textio import log, write_jsonl
 
 
@@ -42,7 +49,7 @@ def stage_corpora(args: argparse.Namespace) -> None:
 
     dialogues = chatterbot_dialogues(zips["chatterbot-corpus"])
     for code, convs in sorted(dialogues.items()):
-        tr, te = split(convs)
+        tr, te = split(convs, HOLDOUT_EVERY_BY_SET.get(f"dialogue_{code}", HOLDOUT_EVERY))
         train[f"dialogue_{code}"] = tr
         if code in DIALOGUE_SETS:
             calib[f"dialogue_{code}"] = te
@@ -60,10 +67,22 @@ def stage_corpora(args: argparse.Namespace) -> None:
     train["code_python"] = [c for f in tr for c in f]
     calib["code_python"] = [c for f in te for c in f]
 
+    # Chunks of different documents can still coincide (boilerplate sentences, a file
+    # header): each calibration set keeps a text once, and no training text is one.
+    calib = {name: list(dict.fromkeys(texts)) for name, texts in calib.items()}
+    held = {t for texts in calib.values() for t in texts}
+    dropped = {name: sum(t in held for t in texts) for name, texts in train.items()}
+    train = {name: [t for t in texts if t not in held] for name, texts in train.items()}
+
     calib["mixed"] = interleave([calib[k] for k in CALIBRATION_SETS if k != "mixed"])
 
     manifest = {
-        "holdout": f"every {HOLDOUT_EVERY}th document / conversation / sentence / file is held out for collection and never trained on",
+        "holdout": (
+            f"repeats dropped, then every {HOLDOUT_EVERY}th distinct document / conversation /"
+            f" sentence / file is held out for collection and never trained on"
+            f" (every 2nd for {', '.join(sorted(HOLDOUT_EVERY_BY_SET))})"
+        ),
+        "training_chunks_dropped_as_calibration_text": {k: v for k, v in dropped.items() if v},
         "wheels": {
             spec: {
                 "file": p.name,

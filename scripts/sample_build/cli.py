@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from . import collection, corpora, evaluation, summary, tokenizer, training
+from . import collection, corpora, design_check, evaluation, summary, tokenizer, training
 from .settings import REPO
 
 #: The stages in the order they run; each one skips itself when its output exists.
@@ -20,6 +20,7 @@ STAGES = {
     "collect": collection.stage_collect,
     "summary": summary.stage_summary,
     "evaluate": evaluation.stage_evaluate,
+    "design": design_check.stage_design,
 }
 
 
@@ -67,15 +68,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="evaluation samples per set, taken after the bundle's (default 128)",
     )
     ap.add_argument(
-        "--study",
-        action="store_true",
-        help="evaluate: also run the predictor study (every criterion x source, random masks, "
-        "perturbations of the best mask) at --r and --study-r2, into artifacts/sample_build/study",
+        "--study-r2",
+        type=int,
+        default=16,
+        help="evaluate: the second budget every set is evaluated at (default 16 of 32)",
     )
     ap.add_argument(
-        "--study-r2", type=int, default=16, help="the study's second budget (default 16 of 32)"
+        "--study-seed", type=int, default=0, help="evaluate: seed of the random and perturbed masks"
     )
-    ap.add_argument("--study-seed", type=int, default=0, help="seed of the study's random masks")
     return ap.parse_args(argv)
 
 

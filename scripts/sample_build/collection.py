@@ -14,7 +14,15 @@ from pathlib import Path
 
 from core.collect import runner
 
-from .settings import BASELINE_SETS, CALIBRATION_SETS, HOLDOUT_EVERY, MODEL_DIR, OUT_DIR, WORK
+from .settings import (
+    BASELINE_SETS,
+    CALIBRATION_SETS,
+    HOLDOUT_EVERY,
+    HOLDOUT_EVERY_BY_SET,
+    MODEL_DIR,
+    OUT_DIR,
+    WORK,
+)
 from .textio import collect_progress, log
 from .training import save_untrained
 
@@ -85,7 +93,11 @@ def stage_collect(args: argparse.Namespace) -> None:
             extra_metadata={
                 "sample_build": "scripts/build_sample_stats.py",
                 "calibration_set": CALIBRATION_SETS[name],
-                "heldout": f"every {HOLDOUT_EVERY}th document/conversation/file of the source, never trained on",
+                "heldout": (
+                    f"repeats dropped, then every "
+                    f"{HOLDOUT_EVERY_BY_SET.get(name, HOLDOUT_EVERY)}th distinct "
+                    "document/conversation/file of the source, never trained on"
+                ),
             },
             progress=collect_progress(f"collect {name}"),
         )

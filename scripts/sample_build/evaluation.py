@@ -11,25 +11,22 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from core.collect.data import iter_samples
-from core.engine import Profile
 from core.evaluate import runner
 from core.formats.bundle import load_bundle
 from core.formats.evaluation import write_evaluation
 from core.formats.mask import write_mask
-from core.masks.make import make_mask
-from core.predict import predict_vs_actual
 from core.prune.aimer import aimer_checkpoint_scores
 
 from .mix import training_texts
-from .prediction import prediction_summary, print_evaluation, spearman_rhos
-from .settings import CALIBRATION_SETS, EVAL_CRITERIA, EVAL_DIR, MASK_DIR, MODEL_DIR, OUT_DIR
-from .study import STUDY_DIR, study_masks
+from .prediction import prediction_summary, print_evaluation, study_summary
+from .settings import CALIBRATION_SETS, DATA_GROUPS, EVAL_DIR, MASK_DIR, MODEL_DIR, OUT_DIR
+from .study import study_masks
 from .summary import write_summary
 from .textio import collect_progress, log, write_jsonl
 
@@ -85,29 +82,6 @@ def evaluation_data(
     return chosen, skipped
 
 
-def evaluation_masks(bundles: dict, sets: Iterable[str], r: int, folder: Path) -> dict[str, list]:
-    """Masks at ``r`` experts per layer, made with ``core.masks`` and written to ``folder``.
-
-    Every set an evaluation gets: each bundle's ``mass`` mask (its own among them),
-    the other criteria of its own bundle, ``coverage`` over all bundles and the
-    calibration-free ``aimer`` of the checkpoint. Returns {set: [mask paths]}.
-    """
-
-    def written(stem: str, mask) -> Path:
-        return write_mask(folder / f"{stem}.json", mask)
-
-    mass = [written(f"{n}-mass", make_mask("mass", [b], r=r)) for n, b in bundles.items()]
-    shared = [
-        written("coverage", make_mask("coverage", list(bundles.values()), r=r)),
-        written("aimer", make_mask("aimer", aimer=aimer_checkpoint_scores(str(MODEL_DIR)), r=r)),
-    ]
-    out = {}
-    for name in sets:
-        own = [written(f"{name}-{c}", make_mask(c, [bundles[name]], r=r)) for c in EVAL_CRITERIA]
-        out[name] = [*mass, *own, *shared]
-    return out
-
-
 def evaluate_one(
     model: str | os.PathLike[str],
     data: str | os.PathLike[str],
@@ -142,32 +116,20 @@ def _eval_config(model, data, masks: list, max_length: int, batch_size: int, **m
     )
 
 
-def evaluate_halves(
-    name: str, texts: list[str], masks: list, profiles: list, *, max_length: int, batch_size: int
-) -> list[dict]:
-    """The same evaluation on each half of the samples (in memory, nothing shipped): does the
-    ordering of the masks hold on half the data, or is it noise?"""
-    half = len(texts) // 2
-    out = []
-    for i, part in enumerate((texts[:half], texts[half:]), start=1):
-        data = EVAL_DIR / f"half{i}" / f"{name}.jsonl"  # same stem: pairs with the same bundle
-        write_jsonl(data, part)
-        config = _eval_config(MODEL_DIR, data, masks, max_length, batch_size)
-        evaluation = runner.run_evaluation(config)
-        report = predict_vs_actual([evaluation], profiles)
-        out.append(
-            {
-                "samples": evaluation.samples,
-                "tokens": evaluation.tokens,
-                "baseline_loss": round(evaluation.baseline["loss"], 4),
-                "spearman": spearman_rhos(report),
-                "loss_increase": {p.mask: round(p.loss_increase, 4) for p in report.points},
-            }
-        )
-    return out
+def evaluation_file(name: str, r: int, main_r: int) -> Path:
+    """``eval_<set>.json`` at the main budget; at another, the same name in ``r<r>/`` (a
+    folder of its own, so the app and ``predict-vs-actual`` on ``sample_stats/`` never pool
+    two budgets)."""
+    folder = OUT_DIR if r == main_r else OUT_DIR / f"r{r}"
+    return folder / f"eval_{name}.json"
 
 
 def stage_evaluate(args: argparse.Namespace) -> None:
+    """The shipped evaluations: every set with unused held-out text, at ``--r`` and
+    ``--study-r2``, over the study's masks (:func:`scripts.sample_build.study.study_masks`:
+    every criterion × source, random masks, perturbations of the best mask). Each mask's loss
+    increase carries its paired bootstrap interval over the samples. Resumes: an existing
+    result is kept unless ``--force``."""
     bundle_paths = [OUT_DIR / f"{n}.safetensors" for n in CALIBRATION_SETS]
     bundle_paths = [p for p in bundle_paths if p.exists()]
     if not bundle_paths:
@@ -179,108 +141,63 @@ def stage_evaluate(args: argparse.Namespace) -> None:
         log(f"evaluate: no evaluation of {name}: {why}")
     if not chosen:
         raise SystemExit("evaluate: no set has enough unused held-out text")
-    todo = [n for n in chosen if args.force or not (OUT_DIR / f"eval_{n}.json").exists()]
-    for name in chosen:
-        if name not in todo:
-            log(f"evaluate: {OUT_DIR / f'eval_{name}.json'} exists, skipping")
-    masks = evaluation_masks(bundles, todo, args.r, MASK_DIR) if todo else {}
-    summary_path = OUT_DIR / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    previous = summary.get("evaluation", {}).get("sets", {})
-    halves = {n: previous[n]["halves"] for n in chosen if "halves" in previous.get(n, {})}
-    profiles = None
+    aimer = aimer_checkpoint_scores(str(MODEL_DIR))
     command = (
-        f"scripts/build_sample_stats.py evaluate --r {args.r} --eval-samples {args.eval_samples}"
+        f"scripts/build_sample_stats.py evaluate --r {args.r} --study-r2 {args.study_r2}"
+        f" --study-seed {args.study_seed} --eval-samples {args.eval_samples}"
         f" --max-length {args.max_length}"
     )
-    for name in todo:
-        info = chosen[name]
-        data = EVAL_DIR / f"{name}.jsonl"  # the file stem is the bundle's dataset label
-        if args.force or not data.exists():
-            write_jsonl(data, info["texts"])
-        t0 = time.time()
-        out = evaluate_one(
-            MODEL_DIR,
-            data,
-            masks[name],
-            OUT_DIR / f"eval_{name}.json",
-            max_length=args.max_length,
-            batch_size=args.collect_batch_size,
-            command=command,
-            extra={
-                "sample_build": "scripts/build_sample_stats.py",
-                "evaluation_data": {
-                    "source": info["source"],
-                    "example_ids": [info["first_example_id"], info["last_example_id"]],
-                    "rule": (
-                        "the samples after the last one the bundle holds; none is a training "
-                        "text or a calibration sample of any sample bundle"
-                    ),
+    budgets = list(dict.fromkeys((args.r, args.study_r2)))
+    for r in budgets:
+        for name, info in chosen.items():
+            out = evaluation_file(name, r, args.r)
+            if out.exists() and not args.force:
+                log(f"evaluate: {out} exists, skipping")
+                continue
+            data = EVAL_DIR / f"{name}.jsonl"  # the file stem is the bundle's dataset label
+            if args.force or not data.exists():
+                write_jsonl(data, info["texts"])
+            masks = study_masks(bundles, name, r, seed=args.study_seed, aimer=aimer)
+            folder = MASK_DIR / f"r{r}" / name
+            paths = [write_mask(folder / f"{stem}.json", mask) for stem, mask in masks.items()]
+            t0 = time.time()
+            evaluate_one(
+                MODEL_DIR,
+                data,
+                paths,
+                out,
+                max_length=args.max_length,
+                batch_size=args.collect_batch_size,
+                command=command,
+                extra={
+                    "sample_build": "scripts/build_sample_stats.py",
+                    "study_r": r,
+                    "evaluation_data": {
+                        "source": info["source"],
+                        "example_ids": [info["first_example_id"], info["last_example_id"]],
+                        "rule": (
+                            "the samples after the last one the bundle holds; none is a training "
+                            "text or a calibration sample of any sample bundle"
+                        ),
+                    },
                 },
-            },
-            progress=collect_progress(f"evaluate {name}", busy="evaluating"),
-        )
-        log(f"evaluate: {out} ({len(masks[name])} masks) in {time.time() - t0:.0f}s")
-        if profiles is None:
-            profiles = [Profile.load(p) for p in bundle_paths]
-        halves[name] = evaluate_halves(
-            name,
-            info["texts"],
-            masks[name],
-            profiles,
-            max_length=args.max_length,
-            batch_size=args.collect_batch_size,
-        )
-    eval_paths = [OUT_DIR / f"eval_{n}.json" for n in chosen]
+                progress=collect_progress(f"evaluate {name} r={r}", busy="evaluating"),
+            )
+            log(f"evaluate: {out} ({len(paths)} masks) in {time.time() - t0:.0f}s")
+    summary_path = OUT_DIR / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    main_paths = [evaluation_file(n, args.r, args.r) for n in chosen]
     section = {
         "r": args.r,
         "samples_per_set": args.eval_samples,
-        **prediction_summary(eval_paths, bundle_paths),
+        **prediction_summary(main_paths, bundle_paths),
+        "study": study_summary(
+            {r: [evaluation_file(n, r, args.r) for n in chosen] for r in budgets},
+            bundle_paths,
+            DATA_GROUPS,
+        ),
         "not_evaluated": skipped,
     }
-    for name, parts in halves.items():
-        section["sets"][name]["halves"] = parts
     summary["evaluation"] = section
     write_summary(summary)
     print_evaluation(section)
-    if getattr(args, "study", False):
-        stage_study(args, bundles, chosen)
-
-
-def stage_study(args: argparse.Namespace, bundles: dict, chosen: dict[str, dict]) -> list[Path]:
-    """The predictor study (``--study``): every set with held-out text, at ``--r`` and
-    ``--study-r2``, over :func:`scripts.sample_build.study.study_masks`; evaluations go to
-    ``STUDY_DIR`` (``eval_<set>_r<r>.json``), masks beside them. Resumes: an existing result is
-    kept unless ``--force``."""
-    aimer = aimer_checkpoint_scores(str(MODEL_DIR))
-    written = []
-    for r in dict.fromkeys((args.r, args.study_r2)):
-        for name in chosen:
-            out = STUDY_DIR / f"eval_{name}_r{r}.json"
-            if out.exists() and not args.force:
-                log(f"study: {out} exists, skipping")
-                written.append(out)
-                continue
-            data = EVAL_DIR / f"{name}.jsonl"
-            if not data.exists():
-                write_jsonl(data, chosen[name]["texts"])
-            masks = study_masks(bundles, name, r, seed=args.study_seed, aimer=aimer)
-            folder = STUDY_DIR / "masks" / name
-            paths = [write_mask(folder / f"{stem}.json", m) for stem, m in masks.items()]
-            t0 = time.time()
-            written.append(
-                evaluate_one(
-                    MODEL_DIR,
-                    data,
-                    paths,
-                    out,
-                    max_length=args.max_length,
-                    batch_size=args.collect_batch_size,
-                    command=f"scripts/build_sample_stats.py evaluate --study --r {args.r} "
-                    f"--study-r2 {args.study_r2} --study-seed {args.study_seed}",
-                    extra={"sample_build": "scripts/build_sample_stats.py", "study_r": r},
-                    progress=collect_progress(f"study {name} r={r}", busy="evaluating"),
-                )
-            )
-            log(f"study: {out} ({len(paths)} masks) in {time.time() - t0:.0f}s")
-    return written

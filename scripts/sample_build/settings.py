@@ -115,5 +115,10 @@ EVAL_DIR = WORK / "corpora" / "evaluation"  # held-out text of the evaluation (n
 
 MASK_DIR = WORK / "masks"  # the evaluated masks (each evaluation result stores its kept experts)
 
+#: Language and domain of each set, for the predictor study's "same_data" group: the masks
+#: a practitioner chooses between for an evaluated set are those calibrated on text of its
+#: own language and domain (``lens predict-vs-actual --group LABEL=GROUP``).
+DATA_GROUPS = {"news_en": "english prose", "wiki_en": "english prose"}
+
 #: Criteria besides ``mass`` whose masks of an evaluation set's own bundle are evaluated too.
 EVAL_CRITERIA = ("frequency", "gate", "energy", "ean", "reap")

@@ -15,9 +15,8 @@ For one evaluated set and one budget r (experts per layer) the study evaluates
   so ``predict-vs-actual`` counts them in the set's ``same_data`` group.
 
 Everything is seeded from (seed, r, set name), so a rerun writes the same
-masks. Run with ``scripts/build_sample_stats.py evaluate --study`` (one budget
-``--r``, a second ``--study-r2``); results go to :data:`STUDY_DIR`, not to the
-shipped ``sample_stats/``.
+masks. The ``evaluate`` stage of ``scripts/build_sample_stats.py`` evaluates them
+at ``--r`` and ``--study-r2``: these are the shipped ``sample_stats/eval_*.json``.
 """
 
 from __future__ import annotations
@@ -32,10 +31,8 @@ from core.formats.mask import Mask
 from core.masks.criteria import AimerScores
 from core.masks.make import make_mask
 
-from .settings import EVAL_CRITERIA, WORK
+from .settings import EVAL_CRITERIA
 
-#: Where study masks and evaluations go (never the shipped sample_stats/).
-STUDY_DIR = WORK / "study"
 RANDOM_MASKS = 8
 SWAPS = (1, 2, 4)
 PERTURBATIONS = 3

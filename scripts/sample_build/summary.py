@@ -125,10 +125,11 @@ def stage_summary(args: argparse.Namespace) -> None:
     if manifest.exists():
         summary["corpora"] = json.loads(manifest.read_text())
     previous = OUT_DIR / "summary.json"
-    if previous.exists():  # the evaluate stage's section survives a re-run of this one
-        evaluation = json.loads(previous.read_text()).get("evaluation")
-        if evaluation is not None:
-            summary["evaluation"] = evaluation
+    if previous.exists():  # the later stages' sections survive a re-run of this one
+        old = json.loads(previous.read_text())
+        for section in ("evaluation", "design_validation"):
+            if section in old:
+                summary[section] = old[section]
     write_summary(summary)
     print_summary(summary)
 

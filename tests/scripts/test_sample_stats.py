@@ -141,7 +141,15 @@ def test_summary_json_matches_the_bundles():
 
 def test_command_runs_every_stage_in_order_by_default():
     """The bare command means every stage, in the documented order; named stages run alone."""
-    assert list(cli.STAGES) == ["corpora", "tokenizer", "train", "collect", "summary", "evaluate"]
+    assert list(cli.STAGES) == [
+        "corpora",
+        "tokenizer",
+        "train",
+        "collect",
+        "summary",
+        "evaluate",
+        "design",
+    ]
     assert cli.parse_args([]).stages == "all"
     assert cli.parse_args(["collect", "summary"]).stages == ["collect", "summary"]
     with pytest.raises(SystemExit):
@@ -277,36 +285,20 @@ def test_script_evaluates_through_run_evaluation(monkeypatch, tmp_path):
     assert written.to_json() == shipped.to_json()  # written as is, nothing recomputed
 
 
-def test_script_split_halves_evaluate_through_run_evaluation(monkeypatch, tmp_path):
-    from core.engine import Profile
-    from core.evaluate import runner
-    from core.formats.evaluation import read_evaluation
+def test_the_second_budget_goes_to_a_folder_of_its_own():
+    main = evaluation_stage.evaluation_file("wiki_en", 8, 8)
+    other = evaluation_stage.evaluation_file("wiki_en", 16, 8)
+    assert main.name == other.name == "eval_wiki_en.json"  # both pair with wiki_en's bundle
+    assert other.parent == main.parent / "r16"
 
-    monkeypatch.setattr(evaluation_stage, "EVAL_DIR", tmp_path)
-    shipped = read_evaluation(SAMPLES / "eval_wiki_en.json")
-    calls = []
 
-    def spy(config, progress=None, should_stop=None):
-        calls.append(config)
-        return shipped
+def test_share_of_mask_pairs_with_disjoint_intervals_by_hand():
+    from scripts.sample_build.prediction import _interval_overlap_share
 
-    monkeypatch.setattr(runner, "run_evaluation", spy)
-    masks = [m.mask.path for m in shipped.masks]
-    halves = evaluation_stage.evaluate_halves(
-        "wiki_en",
-        ["one", "two", "three", "four"],
-        masks,
-        [Profile.load(SAMPLES / "wiki_en.safetensors")],
-        max_length=16,
-        batch_size=2,
-    )
-    assert [Path(c.options.data) for c in calls] == [
-        tmp_path / "half1/wiki_en.jsonl",
-        tmp_path / "half2/wiki_en.jsonl",
-    ]
-    assert all(list(c.masks) == masks for c in calls)
-    assert [len(Path(c.options.data).read_text().splitlines()) for c in calls] == [2, 2]
-    assert len(halves) == 2 and halves[0]["baseline_loss"] == round(shipped.baseline["loss"], 4)
+    intervals = [(0.0, 1.0), (0.5, 2.0), (3.0, 4.0), (1.5, 3.5)]
+    # pairs: (0,1) overlap, (0,2) apart, (0,3) apart, (1,2) apart, (1,3) overlap, (2,3) overlap
+    assert _interval_overlap_share(intervals) == pytest.approx(3 / 6)
+    assert _interval_overlap_share([(0.0, 1.0)]) is None
 
 
 def test_evaluation_data_is_new_text_only(tmp_path):

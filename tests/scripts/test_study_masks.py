@@ -72,8 +72,6 @@ def test_random_and_perturbed_masks_by_hand(bundles):
         perturbed_mask(template, 5, rng)
 
 
-def test_the_study_is_behind_a_flag():
-    args = cli.parse_args(["evaluate"])
-    assert args.study is False and args.study_r2 == 16
-    args = cli.parse_args(["evaluate", "--study", "--study-r2", "12"])
-    assert args.study and args.study_r2 == 12
+def test_the_second_budget_is_an_option():
+    assert cli.parse_args(["evaluate"]).study_r2 == 16
+    assert cli.parse_args(["evaluate", "--study-r2", "12"]).study_r2 == 12

@@ -14,6 +14,7 @@ from core.ablation import ablate
 from core.formats.bundle import find_bundles
 
 from .settings import CALIBRATION_SETS, MODEL_DIR, OUT_DIR, WORK
+from .uncertainty_summary import uncertainty_section
 
 
 def split_half_floor(profile_bundle, r: int, seed: int = 0) -> dict[str, float]:
@@ -83,6 +84,7 @@ def summarise(folder: Path, r: int) -> dict:
         "r": r,
         "sets": sets,
         "pairs": pairs,
+        "uncertainty": uncertainty_section(profiles, r),
         "untrained": untrained,
         "noise_floor_js_max": max(s["split_half"]["js_divergence"] for s in sets.values()),
     }

@@ -88,7 +88,9 @@ def test_routing_is_concentrated_in_every_layer():
     """N_eff = 1 / sum p^2 per layer, below E (the untrained model gives 31.8-31.9 of 32).
 
     The trained model's last layer is the least concentrated at the dataset level
-    (17-29 of 32, see sample_stats/README.md); the first three layers are far below E.
+    (about 16-27 of 32, see sample_stats/README.md). Every set has a layer at most 2/3 of E;
+    the 68-language mixture is the most spread (its most concentrated layer about 20 of 32),
+    the single-language sets reach 4-12.
     """
     all_layers = []
     for path in BUNDLES:
@@ -99,7 +101,7 @@ def test_routing_is_concentrated_in_every_layer():
         num_experts = bundle.num_experts
         assert np.all(n_eff < 0.92 * num_experts), (path.stem, n_eff)
         assert n_eff.mean() < 0.75 * num_experts, (path.stem, n_eff)
-        assert n_eff.min() < 0.6 * num_experts, (path.stem, n_eff)
+        assert n_eff.min() < 2 / 3 * num_experts, (path.stem, n_eff)
         all_layers.extend(n_eff / num_experts)
     assert np.median(all_layers) < 0.6
 
@@ -170,7 +172,7 @@ def test_entry_script_runs_the_package_command():
         cwd="/",
         env={**os.environ, "COLUMNS": "200"},
     )
-    assert "{corpora,tokenizer,train,collect,summary,evaluate,all}" in done.stdout
+    assert "{corpora,tokenizer,train,collect,summary,evaluate,design,all}" in done.stdout
     assert "Build ``sample_stats/``: a small GPT-OSS" in done.stdout
 
 

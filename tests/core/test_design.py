@@ -172,10 +172,18 @@ def test_default_sequences_is_the_pooled_convergence_count(profiles):
     from core.design import _pooled_bundle
 
     result = design(profiles, profiles[:1], r=3)
-    pooled = Profile(_pooled_bundle([p.bundle for p in profiles]))
+    by_name = sorted((p.bundle for p in profiles), key=lambda b: b.path.name)
+    pooled = Profile(_pooled_bundle(by_name))
     step = max(1, pooled.bundle.num_samples // 256)
     converged = ablate(pooled, 3, step, seed=0).converged_at()
     assert result.sequences == (converged or pooled.bundle.num_samples)
+
+
+def test_default_sequences_do_not_depend_on_the_order_candidates_are_given(profiles):
+    """The same candidates in any order: one default count (the pool is shuffled with a
+    fixed seed, so pooling in the given order made the answer depend on it)."""
+    counts = {design(order, profiles[:1], r=3).sequences for order in (profiles, profiles[::-1])}
+    assert len(counts) == 1
 
 
 def test_write_calibration_takes_texts_from_each_candidates_file(tmp_path, profiles):

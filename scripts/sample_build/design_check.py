@@ -48,7 +48,10 @@ def stage_design(args: argparse.Namespace) -> None:
         raise SystemExit("design: no set has held-out evaluation text; run the evaluate stage")
     profiles = {name: Profile(b) for name, b in bundles.items()}
     targets = [profiles[n] for n in chosen]
-    result = design(list(profiles.values()), targets, r=args.r)
+    # Candidates in file-name order: what `lens design --candidates sample_stats/*.safetensors`
+    # gives them (the greedy selection breaks ties in the candidates' order).
+    candidates = [profiles[n] for n in sorted(profiles)]
+    result = design(candidates, targets, r=args.r)
     singles = {k: v for k, v in result.baselines.items() if k != "uniform"}
     best = max(singles, key=lambda k: singles[k].key)
     masks = {

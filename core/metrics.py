@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from core.errors import LensError
+from core.sample_sums import sum_over_samples
 
 EPS = 1e-12
 DEFAULT_TAU = 0.01
@@ -41,12 +42,13 @@ def signature(
 ) -> np.ndarray:
     """P_l(S) (or E_l(S)) for the samples ``index`` of ``[N, L, E]`` per-sample sums.
 
-    Sums in float64 so that 20,000 float32 rows do not lose precision. Returns
-    ``[L, E]`` float64; a subset with zero tokens gives all-NaN (undefined).
+    Returns ``[L, E]`` float64; a subset with zero tokens gives all-NaN
+    (undefined). The whole set's signature is best taken from the bundle's
+    cached ``total`` (:class:`core.engine.Profile` does), which loading formed.
     """
     if index is None:
         index = slice(None)
-    total = np.add.reduce(sums[index], axis=0, dtype=np.float64)
+    total = sum_over_samples(sums[index])
     tokens = int(np.asarray(token_count[index]).sum())
     return divide_by_tokens(total, tokens)
 

@@ -33,6 +33,7 @@ import numpy as np
 from core import metrics as m
 from core.engine import Profile, check_compatible
 from core.errors import LensError
+from core.sample_sums import MAX_UNITS, blocked_sums, group_bounds, unit_bounds
 
 DEFAULT_REPLICATES = 200
 DEFAULT_LEVEL = 0.95
@@ -86,13 +87,6 @@ def divide_rows(total: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         return np.where(tokens > 0, total / np.where(tokens > 0, tokens, 1.0), np.nan)
 
 
-#: Above this many sequences, a bundle is resampled in this many blocks of
-#: consecutive sequences instead of sequence by sequence. See :func:`resampling_units`.
-MAX_UNITS = 1000
-#: Rows summed at once when forming blocks (bounds temporary memory).
-BLOCK_BYTES = 1 << 23
-
-
 @dataclass(frozen=True)
 class Units:
     """What the bootstrap and the permutation test resample: sums over ``G`` units.
@@ -119,8 +113,9 @@ def resampling_units(profile: Profile, max_units: int | None = None) -> Units:
     are G non-overlapping blocks of N/G consecutive sequences (sizes differing
     by at most one): a block bootstrap, the standard tool when neighbours may be
     dependent (consecutive chunks of one document are), and as valid as the
-    sequence bootstrap when they are not. Blocks are summed in one sequential
-    pass, as fast as the signature itself. tests/core/test_uncertainty.py
+    sequence bootstrap when they are not. The blocks' sums come from the pass
+    that checked and summed the bundle on load (:mod:`core.sample_sums`), so
+    they cost no read of their own. tests/core/test_uncertainty.py
     checks coverage and the test's calibration with blocks too. Cached on the
     profile: one pass serves the bootstrap and the permutation test.
     """
@@ -132,50 +127,22 @@ def _units(profile: Profile, limit: int) -> Units:
     bundle = profile.bundle
     n = bundle.num_samples
     tokens = np.asarray(bundle.token_count, dtype=np.float64)
-    energy_sum = bundle.get("energy_sum")
+    names = ["prob_sum", "energy_sum"] if bundle.has("energy_sum") else ["prob_sum"]
     if n <= limit:
-        return Units(
-            _flat(bundle.prob_sum), None if energy_sum is None else _flat(energy_sum), tokens
-        )
-    bounds = group_bounds(n, limit)
-    return Units(
-        _block_sums(bundle.prob_sum, bounds),
-        None if energy_sum is None else _block_sums(energy_sum, bounds),
-        np.add.reduceat(tokens, bounds[:-1]),
-    )
+        sums = [_flat(bundle.tensors[name]) for name in names]
+    else:
+        bounds = group_bounds(n, limit)
+        if np.array_equal(bounds, unit_bounds(n)):  # formed by the pass that checked the bundle
+            sums = [bundle.unit_sums(name) for name in names]
+        else:  # another unit count (tests): a pass of its own
+            sums = [blocked_sums(bundle.tensors[name], bounds).groups for name in names]
+        tokens = np.add.reduceat(tokens, bounds[:-1])
+    return Units(sums[0], sums[1] if len(sums) > 1 else None, tokens)
 
 
 def _flat(sums: np.ndarray) -> np.ndarray:
     flat = sums.reshape(sums.shape[0], -1)
     return flat if flat.dtype == np.float32 else flat.astype(np.float32)
-
-
-def group_bounds(n: int, groups: int) -> np.ndarray:
-    """Start offsets of ``groups`` consecutive groups of ``n`` items, sizes m+1 first, then m."""
-    m, extra = divmod(n, groups)
-    sizes = np.full(groups, m, dtype=np.int64)
-    sizes[:extra] += 1
-    return np.concatenate([[0], np.cumsum(sizes)])
-
-
-def _block_sums(sums: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """``[G, L·E]`` float32 sums of the rows ``bounds[g]:bounds[g+1]``, read front to back.
-
-    Blocks of one size are summed as a ``[g, m, L·E]`` reshape of a contiguous
-    slice (``reduceat`` along axis 0 is an order of magnitude slower).
-    """
-    flat = sums.reshape(sums.shape[0], -1)
-    width = flat.shape[1]
-    sizes = np.diff(bounds)
-    out = np.empty((len(sizes), width), dtype=np.float32)
-    per_chunk = max(1, BLOCK_BYTES // (4 * width * max(1, int(sizes.max()))))
-    for size in np.unique(sizes):
-        members = np.flatnonzero(sizes == size)  # consecutive, by group_bounds
-        for c0 in range(0, len(members), per_chunk):
-            g0, g1 = members[c0], members[min(len(members), c0 + per_chunk) - 1] + 1
-            block = flat[bounds[g0] : bounds[g1]].reshape(g1 - g0, int(size), width)
-            np.sum(block, axis=1, out=out[g0:g1], dtype=np.float32)
-    return out
 
 
 @dataclass(frozen=True)

@@ -81,8 +81,13 @@ def weighted_sums(weights: np.ndarray, flat: np.ndarray) -> np.ndarray:
 
 
 def divide_rows(total: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """``total[r] / tokens[r]`` per replicate; NaN where a replicate has no tokens."""
+    """``total[r] / tokens[r]`` per replicate; NaN where a replicate has no tokens.
+
+    Divides ``total`` in place (callers pass the fresh sums of :func:`weighted_sums`).
+    """
     tokens = tokens.reshape((-1,) + (1,) * (total.ndim - 1))
+    if (tokens > 0).all():  # the rule: a replicate without tokens needs a tiny bundle
+        return np.divide(total, tokens, out=total)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(tokens > 0, total / np.where(tokens > 0, tokens, 1.0), np.nan)
 
@@ -173,11 +178,40 @@ def _shape(profile: Profile) -> tuple[int, int]:
 def percentile_interval(values: np.ndarray, level: float) -> np.ndarray:
     """``[2, ...]`` lower and upper percentile over axis 0 (replicates), NaNs skipped."""
     tail = 100.0 * (1.0 - level) / 2.0
+    return percentiles(values, [tail, 100.0 - tail])
+
+
+def percentiles(values: np.ndarray, percents: list[float]) -> np.ndarray:
+    """``np.nanpercentile(values, percents, axis=0)``, all-NaN slices staying NaN."""
     if not np.isnan(values).any():  # the common case; nanpercentile is far slower
-        return np.percentile(values, [tail, 100.0 - tail], axis=0)
+        return linear_percentiles(values, percents)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices stay NaN
-        return np.nanpercentile(values, [tail, 100.0 - tail], axis=0)
+        return np.nanpercentile(values, percents, axis=0)
+
+
+def linear_percentiles(values: np.ndarray, percents: list[float]) -> np.ndarray:
+    """``np.percentile(values, percents, axis=0)`` for values without NaN, bit for bit.
+
+    numpy's own (method "linear") calls ``np.unique``, whose first call imports
+    ``numpy.ma``: ~50 ms, a fifth of a whole plain ``lens compare`` at
+    N = 20,000. This is the same arithmetic on a sorted copy: the virtual index
+    (n − 1)·q, its floor and the next order statistic, and numpy's two-sided
+    interpolation (from the lower value below γ = 0.5, from the upper one above).
+    """
+    n = values.shape[0]
+    virtual = (n - 1) * np.true_divide(np.asarray(percents, dtype=np.float64), 100)
+    below = np.floor(virtual)
+    above = below + 1
+    below[virtual >= n - 1] = above[virtual >= n - 1] = -1  # the top: the largest value
+    lo, hi = below.astype(np.intp), above.astype(np.intp)
+    gamma = (virtual - lo).reshape((-1,) + (1,) * (values.ndim - 1))
+    ordered = np.sort(values, axis=0)
+    a, b = ordered[lo], ordered[hi]
+    diff = b - a
+    out = a + diff * gamma
+    np.subtract(b, diff * (1 - gamma), out=out, where=np.broadcast_to(gamma >= 0.5, out.shape))
+    return out
 
 
 def replicate_layer_means(values: np.ndarray) -> np.ndarray:
@@ -354,10 +388,8 @@ class Difference:
     null_jaccard: np.ndarray  # [P]
 
     def to_json(self) -> dict:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            js = np.nanpercentile(self.null_js, [50.0, 95.0])
-            jac = np.nanpercentile(self.null_jaccard, [50.0, 5.0])
+        js = percentiles(self.null_js, [50.0, 95.0])
+        jac = percentiles(self.null_jaccard, [50.0, 5.0])
         return {
             "test": "permutation",
             "permutations": self.permutations,
@@ -412,8 +444,9 @@ def permutation_test(
     tok_x += pick[:, n_a:].astype(np.float64) @ units_b.tokens
     total, tok_total = sum_x[0] + sum_x[1], tok_x[0] + tok_x[1]
     sum_x, tok_x = np.delete(sum_x, 1, axis=0), np.delete(tok_x, 1)
+    sum_y = total[None] - sum_x  # before sum_x is divided in place
     p_x = divide_rows(sum_x, tok_x)
-    p_y = divide_rows(total[None] - sum_x, tok_total - tok_x)
+    p_y = divide_rows(sum_y, tok_total - tok_x)
     js = replicate_layer_means(m.js_divergence(p_x, p_y))
     jac = replicate_layer_means(m.jaccard(m.proxy_mask(p_x, r), m.proxy_mask(p_y, r)))
     observed_js, null_js = js[0], js[1:]

@@ -16,22 +16,18 @@ first bad index. What must hold (docs/formats.md §Reading and writing):
 - when ``top_k`` > 0, Σ_e ``topk_count[n, l, e]`` = top_k · ``token_count[n]``
   exactly (each counted token picks top_k distinct experts).
 
-Speed: the tensors are memory-mapped, so the checks stream over them in
-blocks of samples that stay in cache, with one BLAS matrix-vector product
-(row sums; a NaN or Inf makes its row sum non-finite) and one integer max of
-the float bits (a set sign bit or an all-ones exponent means negative, NaN or
-Inf) per block. Only when a block fails does the slow exact search for the
-first bad index run. Never a full copy of a tensor.
-
-The same pass also forms what every reader of a float statistic needs first:
-its float64 sum over samples (``[L, E]``, the numerator of the signature
-P_l(S)). Reading a 350 MB tensor from memory costs more than everything done
-to a block once it is in cache, so the checks and the sum share one read
-(issue 14: load + compare within 1.5× of the read-and-sum floor).
-:mod:`core.sample_sums` defines that pass and its order; the checks are its
-``visit``. For ``prob_sum`` and ``energy_sum`` the pass also keeps the sums of
-the resampling units of ``--ci`` (core.uncertainty), so the bootstrap needs
-no pass of its own.
+Speed: the tensors are memory-mapped and read once, in blocks of samples
+that stay in cache, by the one pass of :mod:`core.sample_sums` that also forms
+what every reader needs first: the float64 sums over samples (the numerator of
+the signature P_l(S)) and, for ``prob_sum`` and ``energy_sum``, the sums of the
+resampling units of ``--ci``. The checks are that pass's ``visit``: per block
+one integer max of the float bits (a set sign bit or an all-ones exponent
+means negative, NaN or Inf) and one BLAS matrix-vector product (the row sums,
+compared with ``token_count`` once at the end through each sample's smallest
+and largest row). Only when a check fails does the slow exact search for the
+first bad index run. Never a full copy of a tensor. Issue 14's target: load +
+compare within 1.5× of reading and summing ``prob_sum`` alone
+(benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

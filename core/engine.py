@@ -56,15 +56,14 @@ class Profile:
     @cached_property
     def prob(self) -> np.ndarray:
         """P_l(S) over all samples, ``[L, E]`` float64."""
-        return m.signature(self.bundle.prob_sum, self.bundle.token_count)
+        return m.divide_by_tokens(self.bundle.total("prob_sum"), self.tokens)
 
     @cached_property
     def energy(self) -> np.ndarray | None:
         """E_l(S) over all samples, or ``None`` if the bundle has no ``energy_sum``."""
-        energy_sum = self.bundle.get("energy_sum")
-        if energy_sum is None:
+        if not self.bundle.has("energy_sum"):
             return None
-        return m.signature(energy_sum, self.bundle.token_count)
+        return m.divide_by_tokens(self.bundle.total("energy_sum"), self.tokens)
 
     def univariate(self, tau: float = m.DEFAULT_TAU) -> dict[str, np.ndarray]:
         key = ("univariate", float(tau))

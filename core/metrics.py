@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from core.errors import LensError
+from core.sample_sums import sum_over_samples
 
 EPS = 1e-12
 DEFAULT_TAU = 0.01
@@ -41,12 +42,13 @@ def signature(
 ) -> np.ndarray:
     """P_l(S) (or E_l(S)) for the samples ``index`` of ``[N, L, E]`` per-sample sums.
 
-    Sums in float64 so that 20,000 float32 rows do not lose precision. Returns
-    ``[L, E]`` float64; a subset with zero tokens gives all-NaN (undefined).
+    Returns ``[L, E]`` float64; a subset with zero tokens gives all-NaN
+    (undefined). The whole set's signature is best taken from the bundle's
+    cached ``total`` (:class:`core.engine.Profile` does), which loading formed.
     """
     if index is None:
         index = slice(None)
-    total = np.add.reduce(sums[index], axis=0, dtype=np.float64)
+    total = sum_over_samples(sums[index])
     tokens = int(np.asarray(token_count[index]).sum())
     return divide_by_tokens(total, tokens)
 
@@ -126,6 +128,9 @@ def _top_r_by_threshold(p: np.ndarray, r: int) -> np.ndarray:
     bootstrap takes hundreds of masks at once, where the sort dominated.
     """
     kth = -np.partition(-p, r - 1, axis=-1)[..., r - 1 : r]
+    at_least = p >= kth
+    if (np.count_nonzero(at_least, axis=-1) == r).all():  # no tie at the boundary (the rule)
+        return at_least
     above = p > kth
     ties = p == kth
     room = r - np.count_nonzero(above, axis=-1, keepdims=True)
@@ -149,24 +154,37 @@ def jaccard(mask_a: np.ndarray, mask_b: np.ndarray) -> np.ndarray:
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Jensen–Shannon divergence in bits of p/Σp and q/Σq per layer, in [0, 1]; 0·log 0 = 0."""
+    """Jensen–Shannon divergence in bits of p/Σp and q/Σq per layer, in [0, 1]; 0·log 0 = 0.
+
+    The bootstrap evaluates it on ``[R, L, E]`` replicate signatures, so each
+    step writes into the arrays it already has (``out=``/``where=``) instead
+    of a dozen full-size temporaries; the arithmetic per entry is unchanged.
+    """
     p = np.clip(p, 0.0, None)
     q = np.clip(q, 0.0, None)
     sp = p.sum(axis=-1, keepdims=True)
     sq = q.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        pn = p / sp
-        qn = q / sq
-        m = 0.5 * (pn + qn)
-        kl_pm = np.where(
-            pn > 0, pn * np.log2(np.where(pn > 0, pn, 1.0) / np.where(m > 0, m, 1.0)), 0.0
-        )
-        kl_qm = np.where(
-            qn > 0, qn * np.log2(np.where(qn > 0, qn, 1.0) / np.where(m > 0, m, 1.0)), 0.0
-        )
-    js = 0.5 * kl_pm.sum(axis=-1) + 0.5 * kl_qm.sum(axis=-1)
+        pn = np.divide(p, sp, out=p)
+        qn = np.divide(q, sq, out=q)
+        m = pn + qn
+        m *= 0.5
+        m[~(m > 0)] = 1.0  # where m is not > 0, pn and qn are not > 0 either: the terms are 0
+        js = _kl_terms(pn, m).sum(axis=-1)
+        js *= 0.5
+        js += 0.5 * _kl_terms(qn, m).sum(axis=-1)
     bad = (sp[..., 0] <= 0) | (sq[..., 0] <= 0) | ~np.isfinite(js)
     return np.where(bad, np.nan, np.clip(js, 0.0, 1.0))
+
+
+def _kl_terms(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """x · log2(x / m) where x > 0, else 0: the terms of KL(x ‖ m)."""
+    positive = x > 0
+    out = np.zeros_like(x)
+    np.divide(x, m, out=out, where=positive)
+    np.log2(out, out=out, where=positive)
+    np.multiply(x, out, out=out, where=positive)
+    return out
 
 
 def pearson(x: np.ndarray | None, y: np.ndarray | None) -> np.ndarray | None:

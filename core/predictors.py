@@ -75,13 +75,9 @@ def predictor_values(keep: np.ndarray, profile: Profile) -> dict[str, float | No
 
 
 def _dataset_sums(profile: Profile, tensor: str) -> np.ndarray | None:
-    """Σ_n of a per-sample ``[N, L, E]`` tensor in float64, once per bundle; None if absent."""
+    """Σ_n of a per-sample ``[N, L, E]`` tensor in float64 (the bundle caches it); None if absent."""
 
-    def compute() -> np.ndarray | None:
-        sums = profile.bundle.get(tensor)
-        return None if sums is None else np.add.reduce(sums, axis=0, dtype=np.float64)
-
-    return profile.cached(("dataset_sums", tensor), compute)
+    return profile.bundle.total(tensor) if profile.bundle.has(tensor) else None
 
 
 def _kept_share(keep: np.ndarray, totals: np.ndarray) -> np.ndarray:

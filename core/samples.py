@@ -123,7 +123,7 @@ def analyse(bundle: Bundle, r: int, dup_js: float = DEFAULT_DUPLICATE_JS) -> Sam
         raise LensError(f"the duplicate threshold must be ≥ 0 bits (got {dup_js})")
     prob_sum = bundle.prob_sum
     tokens = np.asarray(bundle.token_count, dtype=np.int64)
-    total = np.add.reduce(prob_sum, axis=0, dtype=np.float64)  # [L, E]
+    total = bundle.total("prob_sum")  # [L, E], formed on load
     signature = m.divide_by_tokens(total, int(tokens.sum()))
     js_layers = sample_js(prob_sum, tokens, signature)
     changes = loo_mask_changes(prob_sum, tokens, total, r)

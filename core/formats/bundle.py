@@ -30,6 +30,7 @@ from core.formats.legacy_pt import read_legacy_pt
 from core.io.atomic import atomic_file, atomic_write_bytes
 from core.io.jsonfile import short_repr
 from core.io.safetensors import dtype_name, encode_header, map_safetensors
+from core.sample_sums import MAX_UNITS, BlockedSums, blocked_sums
 
 FORMAT = "expert-calibration-lens/derived-stats"
 FORMAT_VERSION = "1"
@@ -71,11 +72,17 @@ class Bundle:
     ``tensors`` maps names to read-only arrays (``np.memmap`` for safetensors
     files). Optional statistics that were not collected are simply absent;
     :meth:`get` returns ``None`` for them so metrics can report null.
+
+    ``totals`` and ``units`` cache :meth:`total` and :meth:`unit_sums`;
+    :func:`load_bundle` fills them from the value checks' pass over the data,
+    so the sums cost no second read.
     """
 
     path: Path
     metadata: dict[str, str]
     tensors: Mapping[str, np.ndarray] = field(repr=False)
+    totals: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    units: dict[str, np.ndarray | None] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def model(self) -> str:
@@ -129,6 +136,32 @@ class Bundle:
     def get(self, name: str) -> np.ndarray | None:
         return self.tensors.get(name)
 
+    def total(self, name: str) -> np.ndarray:
+        """Σ over samples of the ``[N, L, E]`` statistic ``name``, ``[L, E]`` float64 (cached)."""
+        if name not in self.totals:
+            self._keep(name, blocked_sums(self.tensors[name], keep_groups=False).total)
+        return self.totals[name]
+
+    def unit_sums(self, name: str) -> np.ndarray | None:
+        """``[G, L·E]`` float32 sums of ``name`` over each resampling unit (cached).
+
+        ``None`` when the units are single samples (at most
+        :data:`~core.sample_sums.MAX_UNITS`): the rows are their own sums.
+        """
+        if name not in self.units:
+            sums = blocked_sums(self.tensors[name])
+            self._keep(name, sums.total, sums.groups)
+        return self.units[name]
+
+    def _keep(self, name: str, total: np.ndarray, units: np.ndarray | None = None) -> None:
+        """Cache sums read-only: every reader shares them, nobody edits them in place."""
+        total.flags.writeable = False
+        self.totals[name] = total
+        if units is not None or self.tensors[name].shape[0] <= MAX_UNITS:
+            if units is not None:
+                units.flags.writeable = False
+            self.units[name] = units
+
     def summary(self) -> dict[str, object]:
         """The docs/formats.md §JSON output ``{...}`` description of a bundle."""
         return {
@@ -165,7 +198,8 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     else:
         metadata, tensors = map_safetensors(path)
     bundle = Bundle(path=path, metadata=metadata, tensors=tensors)
-    validate(bundle)
+    for name, sums in validate(bundle).items():
+        bundle._keep(name, sums.total, sums.groups)
     return bundle
 
 
@@ -182,8 +216,12 @@ def _from_legacy(
 # --------------------------------------------------------------------------- validation
 
 
-def validate(bundle: Bundle) -> None:
-    """Check a bundle against docs/formats.md §Bundle; raise :class:`BundleError` if it is off."""
+def validate(bundle: Bundle) -> dict[str, BlockedSums]:
+    """Check a bundle against docs/formats.md §Bundle; raise :class:`BundleError` if it is off.
+
+    Returns the sums over samples (and units) of its float statistics (see
+    :func:`~core.formats.bundle_values.check_values`), formed by the same pass.
+    """
     path, meta, tensors = bundle.path, bundle.metadata, bundle.tensors
     for key in REQUIRED_METADATA:
         if key not in meta:
@@ -234,7 +272,7 @@ def validate(bundle: Bundle) -> None:
             )
     if n == 0:
         raise BundleError(f"{path}: bundle holds no samples")
-    check_values(path, tensors, ints["top_k"])
+    return check_values(path, tensors, ints["top_k"])
 
 
 # --------------------------------------------------------------------------- writing

@@ -16,12 +16,18 @@ first bad index. What must hold (docs/formats.md §Reading and writing):
 - when ``top_k`` > 0, Σ_e ``topk_count[n, l, e]`` = top_k · ``token_count[n]``
   exactly (each counted token picks top_k distinct experts).
 
-Speed: the tensors are memory-mapped, so the checks stream over them in
-blocks of samples that stay in cache, with one BLAS matrix-vector product
-(row sums; a NaN or Inf makes its row sum non-finite) and one integer max of
-the float bits (a set sign bit or an all-ones exponent means negative, NaN or
-Inf) per block. Only when a block fails does the slow exact search for the
-first bad index run. Never a full copy of a tensor.
+Speed: the tensors are memory-mapped and read once, in blocks of samples
+that stay in cache, by the one pass of :mod:`core.sample_sums` that also forms
+what every reader needs first: the float64 sums over samples (the numerator of
+the signature P_l(S)) and, for ``prob_sum`` and ``energy_sum``, the sums of the
+resampling units of ``--ci``. The checks are that pass's ``visit``: per block
+one integer max of the float bits (a set sign bit or an all-ones exponent
+means negative, NaN or Inf) and one BLAS matrix-vector product (the row sums,
+compared with ``token_count`` once at the end through each sample's smallest
+and largest row). Only when a check fails does the slow exact search for the
+first bad index run. Never a full copy of a tensor. Issue 14's target: load +
+compare within 1.5× of reading and summing ``prob_sum`` alone
+(benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import BundleError
+from core.sample_sums import BlockedSums, block_samples, blocked_sums
 
 #: Unit roundoff of float32 (2^-24).
 U32 = 2.0**-24
@@ -42,8 +49,6 @@ BF16_REL = 2.0**-8
 #: float32 bit patterns at or above this (as uint32) are negative (sign bit),
 #: NaN or ±Inf (exponent all ones): 0x7F800000 is +Inf.
 _FIRST_BAD_BITS = np.uint32(0x7F800000)
-#: Samples per block: 32 × 36 × 128 float32 is 576 KiB, a cache's worth.
-_BLOCK_BYTES = 1 << 19
 
 FLOAT_STATISTICS = (
     "prob_sum",
@@ -70,8 +75,19 @@ def row_tolerance(tokens: np.ndarray, num_experts: int) -> np.ndarray:
     return t * (BF16_REL + (t + 2 * num_experts + 8) * U32)
 
 
-def check_values(path: Path, tensors: Mapping[str, np.ndarray], top_k: int) -> None:
-    """Refuse impossible statistics (see the module docstring); raises :class:`BundleError`."""
+#: Statistics whose resampling-unit sums the pass keeps (the two signatures).
+UNIT_STATISTICS = ("prob_sum", "energy_sum")
+
+
+def check_values(
+    path: Path, tensors: Mapping[str, np.ndarray], top_k: int
+) -> dict[str, BlockedSums]:
+    """Refuse impossible statistics (see the module docstring); raises :class:`BundleError`.
+
+    Returns the :func:`~core.sample_sums.blocked_sums` of every float
+    statistic it checked (unit sums only for :data:`UNIT_STATISTICS`), formed
+    in the same pass over the data.
+    """
     token_count = np.asarray(tensors["token_count"])
     _check_counts(path, token_count, "token_count")
     _check_counts(path, np.asarray(tensors["example_ids"]), "example_ids")
@@ -83,24 +99,22 @@ def check_values(path: Path, tensors: Mapping[str, np.ndarray], top_k: int) -> N
         raise BundleError(f"{path}: bundle holds zero tokens (every sample has token_count 0)")
     prob_sum = tensors["prob_sum"]
     tolerance = row_tolerance(token_count, prob_sum.shape[2])
+    totals: dict[str, BlockedSums] = {}
     with np.errstate(over="ignore", invalid="ignore"):  # huge rows overflow to inf: refused
         for name in FLOAT_STATISTICS:
             if name in tensors:
-                _check_floats(path, name, tensors[name], token_count, tolerance, name == "prob_sum")
+                totals[name] = _check_floats(
+                    path, name, tensors[name], token_count, tolerance, name == "prob_sum"
+                )
     if "topk_count" in tensors:
         _check_topk(path, tensors["topk_count"], token_count, top_k)
+    return totals
 
 
 def _check_counts(path: Path, values: np.ndarray, name: str) -> None:
     if values.size and values.min() < 0:
         first = int(np.flatnonzero(values < 0)[0])
         raise BundleError(f"{path}: {name!r} is negative at index {first} ({values[first]})")
-
-
-def _block_samples(array: np.ndarray) -> int:
-    """Samples per block so that one block of ``array`` stays in cache."""
-    per_sample = max(1, int(np.prod(array.shape[1:])) * array.dtype.itemsize)
-    return max(1, _BLOCK_BYTES // per_sample)
 
 
 def _check_floats(
@@ -110,27 +124,53 @@ def _check_floats(
     token_count: np.ndarray,
     tolerance: np.ndarray,
     rows_sum_to_tokens: bool,
-) -> None:
-    """Finite and ≥ 0 everywhere; with ``rows_sum_to_tokens``, Σ_e = token_count per (n, l)."""
+) -> BlockedSums:
+    """Finite and ≥ 0 everywhere; with ``rows_sum_to_tokens``, Σ_e = token_count per (n, l).
+
+    Runs as the ``visit`` of :func:`~core.sample_sums.blocked_sums`, so the
+    statistic is read from memory once: the bits max brings a block into
+    cache, the float64 sums and the BLAS row sums find it there. The row sums
+    are compared with ``token_count`` once at the end (few calls per block).
+    """
     n, num_layers, num_experts = array.shape
     ones = np.ones(num_experts, dtype=np.float32)
-    step = _block_samples(array)
-    for start in range(0, n, step):
-        block = np.asarray(array[start : start + step])
+    row_sums = np.empty((n * num_layers,), dtype=np.float32) if rows_sum_to_tokens else None
+
+    def visit(start: int, block: np.ndarray) -> None:
         if block.view(np.uint32).max(initial=0) >= _FIRST_BAD_BITS:
             _raise_first_bad_float(path, name, block, start)
-        if rows_sum_to_tokens:
-            rows = block.reshape(-1, num_experts) @ ones  # [b·L] float32, BLAS
-            rows = rows.reshape(len(block), num_layers)
-            want = token_count[start : start + step, None]
-            off = np.abs(rows - want) > tolerance[start : start + step, None]
-            if off.any():
-                s, layer = (int(i) for i in np.argwhere(off)[0])
-                raise BundleError(
-                    f"{path}: 'prob_sum' row [{start + s}, {layer}] sums to {float(rows[s, layer]):.6g} "
-                    f"over the experts but token_count[{start + s}] is {int(want[s, 0])} "
-                    "(each token's routing probabilities sum to 1)"
-                )
+        if row_sums is not None:  # [b·L] float32, BLAS
+            np.matmul(
+                block.reshape(-1, num_experts),
+                ones,
+                out=row_sums[start * num_layers : (start + len(block)) * num_layers],
+            )
+
+    sums = blocked_sums(array, visit=visit, keep_groups=name in UNIT_STATISTICS)
+    if row_sums is not None:
+        _check_row_sums(path, row_sums.reshape(n, num_layers), token_count, tolerance)
+    return sums
+
+
+def _check_row_sums(
+    path: Path, rows: np.ndarray, token_count: np.ndarray, tolerance: np.ndarray
+) -> None:
+    """Σ_e prob_sum[n, l, e] = token_count[n] within ``tolerance[n]``; names the first bad row.
+
+    Every row of a sample lies within its bound iff its smallest and largest
+    row do, so two float32 reductions over ``[N, L]`` decide; the exact search
+    runs only when one fails. (NaN rows never get here: the bits refused them.)
+    """
+    low, high = rows.min(axis=1), rows.max(axis=1)
+    if ((token_count - low) <= tolerance).all() and ((high - token_count) <= tolerance).all():
+        return
+    off = np.abs(rows - token_count[:, None]) > tolerance[:, None]
+    s, layer = (int(i) for i in np.argwhere(off)[0])
+    raise BundleError(
+        f"{path}: 'prob_sum' row [{s}, {layer}] sums to {float(rows[s, layer]):.6g} "
+        f"over the experts but token_count[{s}] is {int(token_count[s])} "
+        "(each token's routing probabilities sum to 1)"
+    )
 
 
 def _raise_first_bad_float(path: Path, name: str, block: np.ndarray, start: int) -> None:
@@ -147,7 +187,7 @@ def _raise_first_bad_float(path: Path, name: str, block: np.ndarray, start: int)
 
 def _check_topk(path: Path, counts: np.ndarray, token_count: np.ndarray, top_k: int) -> None:
     """Counts ≥ 0; with a known top_k, each row counts exactly top_k picks per token."""
-    step = _block_samples(counts)
+    step = block_samples(counts)
     for start in range(0, len(counts), step):
         block = np.asarray(counts[start : start + step])
         if block.size and block.min() < 0:

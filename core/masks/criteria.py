@@ -153,7 +153,7 @@ def pooled_sum(bundles: Sequence[Bundle], name: str, criterion: str) -> np.ndarr
                     else ""
                 )
             )
-        part = np.add.reduce(array, axis=0, dtype=np.float64)
+        part = bundle.total(name)
         total = part if total is None else total + part
     assert total is not None
     return total

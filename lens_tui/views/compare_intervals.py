@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from core import uncertainty as u
 from core.engine import Profile
+from core.sample_sums import MAX_UNITS
 from lens_tui.render import fmt
 from lens_tui.selection import Selection
 from lens_tui.views.base import SETTLE_S, cancelled
@@ -56,7 +57,7 @@ class CompareIntervals:
 def replicates_for(a: Profile, b: Profile) -> int:
     """How many replicates the app computes for A vs B (see :data:`LARGE_WORK`)."""
     shape = a.num_layers * a.num_experts
-    units = sum(min(p.bundle.num_samples, u.MAX_UNITS) for p in (a, b))
+    units = sum(min(p.bundle.num_samples, MAX_UNITS) for p in (a, b))
     return APP_REPLICATES if units * shape <= LARGE_WORK else LARGE_REPLICATES
 
 

@@ -328,3 +328,19 @@ def test_grouped_units_keep_coverage_and_a_calibrated_test(monkeypatch):
     rates = {key: hits / DRAWS for key, hits in covered.items()}
     assert all(0.90 <= rate <= 0.99 for rate in rates.values()), rates
     assert small_p / DRAWS < 0.10
+
+
+@pytest.mark.parametrize("replicates", [2, 3, 200, 201])
+@pytest.mark.parametrize("level", [0.5, 0.9, 0.95, 0.999])
+def test_linear_percentiles_are_numpys_bit_for_bit(replicates, level):
+    """The percentiles that avoid numpy.ma's import give np.percentile's values exactly."""
+    rng = np.random.default_rng(replicates)
+    tail = 100.0 * (1.0 - level) / 2.0
+    for values in (
+        rng.standard_normal((replicates, 36)),
+        np.round(rng.standard_normal((replicates, 4, 3)), 1),  # ties
+        rng.integers(0, 3, size=(replicates,)).astype(float),
+    ):
+        expected = np.percentile(values, [tail, 100.0 - tail], axis=0)
+        got = u.linear_percentiles(values, [tail, 100.0 - tail])
+        assert got.shape == expected.shape and np.array_equal(got, expected)

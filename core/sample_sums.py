@@ -1,0 +1,135 @@
+"""Sums over samples: the one blocked pass that reads a ``[N, L, E]`` statistic.
+
+Every reader of a bundle first needs Σ_n of its statistics (the numerator of
+the signature P_l(S)), and ``--ci`` needs the sums of its resampling units
+(blocks of consecutive sequences, :mod:`core.uncertainty`). Reading a 350 MB
+tensor costs more than anything done to a block once it is in cache, so one
+pass (:func:`blocked_sums`) forms both and lets the value checks on load look
+at each block on the way (issues 14 and 15). The order of the float64 sums is
+defined here and only here:
+
+- the samples fall into units (:func:`unit_bounds`): each sample when a bundle
+  has at most :data:`MAX_UNITS`, else :data:`MAX_UNITS` runs of consecutive
+  samples whose sizes differ by at most one;
+- single-sample units: blocks of :func:`block_samples` samples are each
+  reduced in float64 (numpy adds the rows one after another) and the block
+  sums are added in order; a bundle that fits one block (the shipped
+  ``sample_stats/``) is summed exactly as ``np.add.reduce(x, axis=0,
+  dtype=float64)``;
+- larger units: each unit is reduced in float64 (in cache-sized pieces, added
+  in order) and the unit sums are added in order; the units' sums are kept as
+  float32 for the bootstrap (rounded once from float64).
+
+Blocked summation also bounds the rounding error by ~(N/b + b)·u instead of N·u.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Samples are read in blocks of about this many bytes (28 samples at L = 36,
+#: E = 128): a block and its float64 sum stay in a core's cache.
+SUM_BLOCK_BYTES = 1 << 19
+#: Above this many sequences, a bundle is resampled in this many blocks of
+#: consecutive sequences instead of sequence by sequence (docs/uncertainty.md).
+MAX_UNITS = 1000
+
+#: Called with (first sample index, block) for every block the pass reads.
+Visit = Callable[[int, np.ndarray], None]
+
+
+def block_samples(array: np.ndarray) -> int:
+    """Samples per block of ``array`` (``[N, ...]``): about :data:`SUM_BLOCK_BYTES`."""
+    per_sample = max(1, int(np.prod(array.shape[1:])) * array.dtype.itemsize)
+    return max(1, SUM_BLOCK_BYTES // per_sample)
+
+
+def group_bounds(n: int, groups: int) -> np.ndarray:
+    """Start offsets of ``groups`` consecutive groups of ``n`` items, sizes m+1 first, then m."""
+    m, extra = divmod(n, groups)
+    sizes = np.full(groups, m, dtype=np.int64)
+    sizes[:extra] += 1
+    return np.concatenate([[0], np.cumsum(sizes)])
+
+
+def unit_bounds(n: int) -> np.ndarray:
+    """The resampling units of a bundle of ``n`` samples, as start offsets plus ``n``."""
+    return group_bounds(n, min(n, MAX_UNITS))
+
+
+@dataclass(frozen=True)
+class BlockedSums:
+    """What one pass forms: ``total`` ``[L, E]`` float64 and ``groups`` ``[G, L·E]`` float32.
+
+    ``groups`` is ``None`` when the groups are single samples (the data are
+    their own sums) or when they were not asked for.
+    """
+
+    total: np.ndarray
+    groups: np.ndarray | None
+
+
+def blocked_sums(
+    array: np.ndarray,
+    bounds: np.ndarray | None = None,
+    visit: Visit | None = None,
+    keep_groups: bool = True,
+) -> BlockedSums:
+    """Σ_n of ``array`` and the sums of its groups ``bounds`` (default :func:`unit_bounds`).
+
+    ``visit`` sees every block while it is in cache (the value checks). The
+    total's order depends on the groups, so the default units give the
+    engine's one order; other bounds (tests of other unit counts) only serve
+    their group sums.
+    """
+    array = np.asarray(array)  # a plain view of a mapping: slicing a memmap costs more
+    n = array.shape[0]
+    bounds = unit_bounds(n) if bounds is None else np.asarray(bounds)
+    step = block_samples(array)
+    total = np.zeros(array.shape[1:], dtype=np.float64)
+    part = np.empty_like(total)
+    if n == 0:
+        return BlockedSums(total, None)
+    if int(np.diff(bounds).max()) == 1:  # single samples: blocks of `step` samples
+        for start in range(0, n, step):
+            block = array[start : start + step]
+            if visit is not None:
+                visit(start, block)
+            _add_block(total, part, block, first=start == 0)
+        return BlockedSums(total, None)
+    groups = np.empty((len(bounds) - 1, total.size), dtype=np.float32) if keep_groups else None
+    unit = np.empty_like(total)
+    for g, (begin, end) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+        for start in range(begin, end, step):  # a unit larger than a block: pieces, in order
+            block = array[start : min(end, start + step)]
+            if visit is not None:
+                visit(start, block)
+            _add_block(unit, part, block, first=start == begin)
+        if groups is not None:
+            groups[g] = unit.reshape(-1)
+        if g == 0:
+            total[...] = unit
+        else:
+            total += unit
+    return BlockedSums(total, groups)
+
+
+def _add_block(acc: np.ndarray, part: np.ndarray, block: np.ndarray, first: bool) -> None:
+    """``acc`` = (or +=) the float64 sum of ``block``'s rows, numpy's row-after-row order."""
+    if first:
+        np.add.reduce(block, axis=0, dtype=np.float64, out=acc)
+    else:
+        np.add.reduce(block, axis=0, dtype=np.float64, out=part)
+        acc += part
+
+
+def sum_over_samples(array: np.ndarray) -> np.ndarray:
+    """Σ_n ``array[n]`` in float64, ``[N, L, E] → [L, E]``: the numerator of a signature.
+
+    A loaded :class:`~core.formats.bundle.Bundle` already holds it for its float
+    statistics (``Bundle.total``), formed by the pass of the value checks.
+    """
+    return blocked_sums(array, keep_groups=False).total

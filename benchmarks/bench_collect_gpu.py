@@ -32,6 +32,17 @@ head, as ``lens collect`` runs it), each under ``torch.inference_mode``:
 - ``all``: ``lens collect``'s batch job with every statistic (expert-output
   norms too: energy, act_norm, act_sqnorm, reap).
 
+A fifth row, ``stream_layers``, is ``lens collect --stream-layers`` on the
+same model: the model is saved to a checkpoint folder (``--stream-dir``, or a
+temporary folder; at the defaults ~39 GiB of disk plus ~6 GiB of hidden
+states between layers), the in-memory model is freed, and the collection
+command's own code (:func:`core.collect.runner.run_collection`) collects the
+same token ids from a text file through a word-level tokenizer that maps
+``t{id}`` to ``id`` (special tokens have their own names). Its time is the whole command (tokenizing, reading every
+layer from disk, hidden states to disk and back, writing the bundle), with no
+warm-up; its peak memory holds one layer's weights and one batch, not the
+model. ``--no-stream`` leaves the row out.
+
 Each mode first runs one warm-up batch (not timed: kernel selection, caches),
 then every batch, timed with a device synchronize on both sides; with
 ``--repeats N`` the modes run in N interleaved rounds (warm-up in the first
@@ -48,6 +59,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,11 +72,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 MODES = ("plain", "router_logits", "router_only", "all")
+STREAM = "stream_layers"
 MODE_LABELS = {
     "plain": "(a) plain forward",
     "router_logits": "(b) output_router_logits=True",
     "router_only": "(c) lens collect, router only (--no-energy)",
     "all": "(d) lens collect, every statistic",
+    STREAM: "(e) lens collect --stream-layers (from disk)",
 }
 
 #: gpt-oss-20b's config.json (openai/gpt-oss-20b), less its MXFP4 quantisation block:
@@ -167,6 +181,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="rounds over every mode, interleaved; the median round is reported (default 1)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-stream", action="store_true", help="leave out the --stream-layers row"
+    )
+    parser.add_argument(
+        "--stream-dir",
+        type=Path,
+        default=None,
+        help="where the --stream-layers row saves the model (default: a temporary folder; "
+        "needs the model's size in free disk)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     args = parser.parse_args(argv)
     defaults = TINY_RUN if args.tiny else FULL_RUN
@@ -293,6 +317,79 @@ def run_mode(
     return ModeResult(mode, tokens, seconds, peak, above, stats)
 
 
+def write_stream_inputs(model: Any, batches: list[list[np.ndarray]], folder: Path) -> Path:
+    """Save ``model`` with a tokenizer that maps ``t{id}`` to ``id``, and the batches as text.
+
+    The collection command reads a checkpoint folder and a text file; this
+    word-level tokenizer (no special tokens added) gives it back exactly the
+    token ids the in-memory modes ran, one sequence per line. Returns the data file.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder), max_shard_size="2GB")
+    config = model.config
+    # Special tokens get names no word contains (the tokenizer matches them inside words).
+    special: dict[str, str] = {}
+    names: dict[int, str] = {}
+    for role in ("pad", "bos", "eos"):
+        token_id = getattr(config, f"{role}_token_id", None) or 0
+        special[f"{role}_token"] = names.setdefault(token_id, f"<|{role}|>")
+    words = [names.get(i, f"t{i}") for i in range(config.vocab_size)]
+    word_level = Tokenizer(
+        models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=words[0])
+    )
+    word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=word_level, **special).save_pretrained(str(folder))
+    data = folder / "token-ids.txt"
+    lines = (" ".join(words[int(t)] for t in seq) for batch in batches for seq in batch)
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return data
+
+
+def run_streaming(
+    args: argparse.Namespace, folder: Path, data: Path, tokens: int, device: Any
+) -> ModeResult:
+    """``lens collect --stream-layers`` over the saved model: the whole command, timed."""
+    import torch
+
+    from core.collect.config import CollectConfig
+    from core.collect.runner import run_collection
+    from core.formats.bundle import load_bundle
+
+    out = folder / "streamed.safetensors"
+    out.unlink(missing_ok=True)
+    config = CollectConfig.from_settings(
+        model=str(folder),
+        data=str(data),
+        out=out,
+        batch_size=args.batch_size,
+        max_length=args.seq_len,
+        device=args.device,
+        dtype=args.dtype,
+        stream_layers=True,
+    )
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    run_collection(config)
+    if cuda:
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    peak = above = None
+    if cuda:
+        peak = int(torch.cuda.max_memory_allocated(device))
+        above = peak - int(before)
+    bundle = load_bundle(out)
+    stats = {name: np.asarray(bundle.tensors[name]) for name in bundle.tensors}
+    return ModeResult(STREAM, tokens, seconds, peak, above, stats)
+
+
 def _median_round(runs: list[ModeResult]) -> ModeResult:
     """The round of median time, with the highest peak memory of all rounds."""
     ordered = sorted(runs, key=lambda r: r.seconds)
@@ -331,6 +428,22 @@ def run_benchmark(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, M
     for round_index in range(args.repeats):  # modes interleaved: drift hits them alike
         for mode in MODES:
             rounds[mode].append(run_mode(mode, model, batches, device, warmup=round_index == 0))
+    parameters = sum(p.numel() for p in model.parameters())
+    attn, experts = (
+        model.config._attn_implementation,
+        getattr(model.config, "_experts_implementation", None),
+    )
+    if not args.no_stream:
+        with tempfile.TemporaryDirectory(dir=args.stream_dir) as scratch:
+            folder = Path(scratch) / "model"
+            data = write_stream_inputs(model, batches, folder)
+            del model  # the streamed row holds one layer at a time, not the model
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            tokens = sum(len(seq) for batch in batches for seq in batch)
+            rounds[STREAM] = [
+                run_streaming(args, folder, data, tokens, device) for _ in range(args.repeats)
+            ]
     results = {mode: _median_round(runs) for mode, runs in rounds.items()}
     plain = results["plain"]
     modes = {}
@@ -355,12 +468,12 @@ def run_benchmark(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, M
         "model": "GptOssForCausalLM, random init, "
         + ("tiny dimensions" if args.tiny else "gpt-oss-20b configuration"),
         "config": {k: v for k, v in dims.items() if k != "layer_types"},
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": parameters,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "dtype": args.dtype,
-        "attn_implementation": model.config._attn_implementation,
-        "experts_implementation": getattr(model.config, "_experts_implementation", None),
+        "attn_implementation": attn,
+        "experts_implementation": experts,
         "sequences": args.sequences,
         "seq_len": args.seq_len,
         "batch_size": args.batch_size,
@@ -375,9 +488,19 @@ def run_benchmark(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, M
             "tokens": results["all"].tokens,
             "topk_count_per_layer": capture["topk_count"].sum(axis=(0, 2)).tolist(),
             "expected_per_layer": results["all"].tokens * dims["num_experts_per_tok"],
+            **(
+                {"stream_topk_count_per_layer": stream_counts(results[STREAM])}
+                if STREAM in results
+                else {}
+            ),
         },
     }
     return report, results
+
+
+def stream_counts(result: ModeResult) -> list[int]:
+    """Routed tokens per layer in the streamed bundle (every token, top-k times)."""
+    return result.stats["topk_count"].sum(axis=(0, 2)).astype(int).tolist()
 
 
 def markdown_table(report: dict[str, Any]) -> str:

@@ -162,7 +162,7 @@ def measure(
 
 
 def layer_bytes(model: Path, index: int) -> int:
-    from core.model.layerwise import CheckpointTensors
+    from core.model.layer_weights import CheckpointTensors
 
     return CheckpointTensors(model).nbytes(f"model.layers.{index}.")
 

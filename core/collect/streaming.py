@@ -277,6 +277,8 @@ def _stream(
                 capture.close()
             if write_out:
                 store.close(other, sync=False)
+        # The last batch's activations and the layer go before the next layer is read.
+        inputs = mask = call = hidden = out = None
         model.free(layer)
         if write_out:
             store.open(other)

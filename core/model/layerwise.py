@@ -15,25 +15,22 @@ The masks are therefore built by transformers' own mask helpers, sliding
 windows and all, and a streamed layer sees bit for bit what it would see in a
 whole-model forward.
 
-Weights are read by name prefix through :mod:`core.io.safetensors` and loaded
-through transformers' own weight conversion (per-expert checkpoint tensors
-fused into the module's ``gate_up_proj`` exactly as ``from_pretrained`` does).
-torch and transformers are imported lazily.
+Weights are read by name prefix, each target tensor allocated once and every
+checkpoint tensor read (and, for MXFP4/FP8 checkpoints, decoded) straight into
+its slice (:mod:`core.model.layer_weights`), so loading a layer needs little
+more than the layer. torch and transformers are imported lazily.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from core.errors import LensError
 from core.families.layers import MoeLayer, find_moe_layers
-from core.io.safetensors import TensorEntry
 from core.model.batching import backbone_of
+from core.model.layer_weights import CheckpointTensors, WeightLoader, quantisation_of
 from core.model.loading import load_model_config, remote_code, resolve_device
 from core.model.options import ModelOptions
 
@@ -56,10 +53,6 @@ def release_freed_memory() -> None:
     except (OSError, AttributeError):
         return
     trim(0)
-
-
-#: transformers' switch for loading checkpoint tensors one at a time (no thread pool).
-_SEQUENTIAL = "HF_DEACTIVATE_ASYNC_LOAD"
 
 
 class _Stop(Exception):
@@ -114,71 +107,6 @@ def _stand_in_class() -> type:
     return StandIn
 
 
-#: safetensors dtype names torch can hold directly (quantised checkpoints are refused earlier).
-_TORCH_DTYPES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
-}  # fmt: skip
-
-
-class CheckpointTensors:
-    """Every tensor of a local safetensors checkpoint, read by name prefix.
-
-    Tensors are read with plain file reads, not kept memory-mapped: mapped
-    pages that were touched count towards the process's resident memory, and
-    over a whole checkpoint that would be the checkpoint's size.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        from core.prune.checkpoint import _read_shards  # the one index/shard reader
-
-        shards, _ = _read_shards(folder)
-        self.entries: dict[str, TensorEntry] = {}
-        for header in shards:
-            self.entries.update(header.tensors)
-
-    def names(self, prefix: str) -> list[str]:
-        return [name for name in self.entries if name.startswith(prefix)]
-
-    def nbytes(self, prefix: str) -> int:
-        return sum(self.entries[name].nbytes for name in self.names(prefix))
-
-    def load(self, prefix: str) -> dict[str, Any]:
-        """``{name: lazy tensor}`` for every tensor under ``prefix``; read when indexed."""
-        loaded = {}
-        for name in self.names(prefix):
-            entry = self.entries[name]
-            if entry.dtype not in _TORCH_DTYPES:
-                raise LensError(
-                    f"{entry.file}: tensor {name} is {entry.dtype}, which --stream-layers "
-                    "cannot read (quantised checkpoints are not streamed yet)"
-                )
-            loaded[name] = _LazyTensor(entry)
-        return loaded
-
-
-class _LazyTensor:
-    """A checkpoint tensor read from disk only when transformers' loader indexes it.
-
-    transformers materialises checkpoint slices with ``tensor[...]``; reading
-    here, one source tensor at a time, means a layer's raw checkpoint tensors
-    and their fused copies are never all in memory at once.
-    """
-
-    def __init__(self, entry: TensorEntry) -> None:
-        self.entry = entry
-
-    def __getitem__(self, key: Any) -> Any:
-        import torch  # lazy: optional dependency (the collect extra)
-
-        entry = self.entry
-        raw = np.fromfile(entry.file, dtype=np.uint8, count=entry.nbytes, offset=entry.start)
-        if raw.nbytes != entry.nbytes:
-            raise LensError(f"{entry.file}: truncated (tensor {entry.name} runs past the end)")
-        tensor = torch.from_numpy(raw).view(getattr(torch, _TORCH_DTYPES[entry.dtype]))
-        return tensor.reshape(entry.shape)[key]
-
-
 class LayerwiseModel:
     """The model's skeleton plus the means to load, run and free one decoder layer."""
 
@@ -195,13 +123,7 @@ class LayerwiseModel:
                 "needs a local model folder (download it first)"
             )
         config = load_model_config(options)
-        quant = getattr(config, "quantization_config", None)
-        if quant:
-            method = quant.get("quant_method") if isinstance(quant, dict) else quant
-            raise LensError(
-                f"{options.model}: --stream-layers does not dequantise {method} checkpoints yet; "
-                "collect without --stream-layers, or convert the checkpoint to bf16 first"
-            )
+        quantisation = quantisation_of(config, options.model)
         self.device = resolve_device(options.device)
         if options.dtype == "auto":
             dtype = getattr(config, "dtype", None) or torch.float32
@@ -240,10 +162,8 @@ class LayerwiseModel:
                 raise LensError(f"{moe.name}: is not inside one decoder layer; cannot stream it")
             self.moe_of_layer[owner[0]] = moe
         self.last_layer = max(self.moe_of_layer)
-        self.tensors = CheckpointTensors(self.folder)
-        from transformers.conversion_mapping import get_model_conversion_mapping
-
-        self._mapping = get_model_conversion_mapping(model)
+        self.tensors = CheckpointTensors(self.folder, quantisation)
+        self._loader = WeightLoader(model, self.tensors, self.folder, self.device, dtype)
         self._calls: dict[int, LayerCall] = {}
         self._stop_at = 0
         stand_in = _stand_in_class()
@@ -262,28 +182,8 @@ class LayerwiseModel:
     def _load(self, module: Any, prefix: str) -> None:
         """Materialise ``module``'s parameters from the checkpoint tensors under ``prefix``."""
         import torch  # lazy: optional dependency (the collect extra)
-        from transformers.core_model_loading import convert_and_load_state_dict_in_model
-        from transformers.modeling_utils import LoadStateDictConfig
 
-        state = self.tensors.load(prefix)
-        if not state:
-            raise LensError(f"{self.folder}: the checkpoint holds no tensors under {prefix!r}")
-        config = LoadStateDictConfig(
-            dtype=self.dtype, weight_mapping=self._mapping, device_map={"": self.device}
-        )
-        from core.model.loading import _quiet_progress_bars
-
-        # Sequential loading: the loader's thread pool would read every tensor at once.
-        previous = os.environ.get(_SEQUENTIAL)
-        os.environ[_SEQUENTIAL] = "1"
-        try:
-            with _quiet_progress_bars():
-                convert_and_load_state_dict_in_model(self.model, state, config)
-        finally:
-            if previous is None:
-                os.environ.pop(_SEQUENTIAL, None)
-            else:
-                os.environ[_SEQUENTIAL] = previous
+        self._loader.load(prefix)
         left = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
         if left:
             raise LensError(
@@ -295,7 +195,7 @@ class LayerwiseModel:
     def load_layer(self, index: int) -> Any:
         layer = self._real_layers[index]
         self._load(layer, self.layer_names[index] + ".")
-        release_freed_memory()  # the checkpoint tensors the fused weights were built from
+        release_freed_memory()  # the read buffers of checkpoint tensors that needed a cast
         return layer
 
     def free(self, module: Any) -> None:

@@ -41,7 +41,13 @@ def test_tiny_cpu_run_reports_every_mode(bench, tmp_path: Path, capsys) -> None:
     assert bench.main(["--tiny", "--device", "cpu", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     tokens = 8 * 64  # the --tiny defaults: 8 sequences of 64 tokens
-    assert list(report["modes"]) == ["plain", "router_logits", "router_only", "all"]
+    assert list(report["modes"]) == [
+        "plain",
+        "router_logits",
+        "router_only",
+        "all",
+        "stream_layers",
+    ]
     for entry in report["modes"].values():
         assert entry["tokens"] == tokens
         assert entry["tokens_per_s"] > 0
@@ -52,8 +58,26 @@ def test_tiny_cpu_run_reports_every_mode(bench, tmp_path: Path, capsys) -> None:
     assert report["modes"]["plain"]["throughput_ratio"] == 1.0
     check = report["capture_check"]
     assert check["topk_count_per_layer"] == [tokens * 2, tokens * 2]  # 2 layers, top-2
+    assert check["stream_topk_count_per_layer"] == [tokens * 2, tokens * 2]
     table = capsys.readouterr().out
-    assert table.count("\n| (") == 4 and "| (d) lens collect, every statistic |" in table
+    assert table.count("\n| (") == 5 and "| (d) lens collect, every statistic |" in table
+    assert "| (e) lens collect --stream-layers (from disk) |" in table
+
+
+def test_streaming_row_collects_what_the_in_memory_capture_collects(bench, tmp_path) -> None:
+    """The streamed row reads the same model back from disk and sees the same token ids."""
+    args = bench.parse_args(
+        ["--tiny", "--device", "cpu", "--dtype", "float32", "--sequences", "6"]
+        + ["--seq-len", "24", "--batch-size", "3", "--stream-dir", str(tmp_path)]
+    )
+    report, results = bench.run_benchmark(args)
+    streamed, in_memory = results["stream_layers"].stats, results["all"].stats
+    assert report["modes"]["stream_layers"]["tokens"] == 6 * 24
+    assert streamed["token_count"].tolist() == [24] * 6
+    np.testing.assert_array_equal(streamed["topk_count"], in_memory["topk_count"])
+    for name in ("prob_sum", "weight_sum", "energy_sum", "act_norm_sum", "reap_sum"):
+        np.testing.assert_allclose(streamed[name], in_memory[name], rtol=1e-6, err_msg=name)
+    assert list(tmp_path.iterdir()) == []  # the saved model is removed afterwards
 
 
 @pytest.mark.parametrize("mode", ["router_only", "all"])

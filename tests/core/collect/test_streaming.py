@@ -138,18 +138,6 @@ def test_not_enough_disk_is_refused_in_one_line(tiny_model, text_file, tmp_path,
     assert "\n" not in str(caught.value)
 
 
-def test_quantised_checkpoints_are_refused(tmp_path, text_file):
-    import warnings
-
-    from tests.tiny_models import build_tiny_mxfp4_gpt_oss
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mxfp4, _ = build_tiny_mxfp4_gpt_oss(tmp_path / "ckpt")
-    with pytest.raises(LensError, match="does not dequantise mxfp4"):
-        run_collection(_config(mxfp4, text_file, tmp_path / "q.safetensors", stream_layers=True))
-
-
 @pytest.fixture(scope="module")
 def many_lines(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "many.txt"

@@ -262,7 +262,14 @@ class RouterCapture:
         dense = torch.zeros(
             (tokens, self.num_experts, channels), dtype=torch.float32, device=stacked.device
         )
-        dense.scatter_(1, top_index[:, :, None].expand(tokens, k, channels), stacked)
+        if layer.family.hash_routed(layer.router):
+            # A token-id table may name one expert in two slots (the model runs it twice):
+            # add slot by slot, each slot's indices distinct, so every slot counts.
+            for slot in range(k):
+                one = top_index[:, slot : slot + 1, None].expand(tokens, 1, channels)
+                dense.scatter_add_(1, one, stacked[:, slot : slot + 1])
+        else:
+            dense.scatter_(1, top_index[:, :, None].expand(tokens, k, channels), stacked)
         acc = self._acc[index]
         acc[:, :, 1 : 1 + channels] += (
             dense.view(batch, seq, self.num_experts, channels).sum(dim=1).to(acc.device)
@@ -318,7 +325,7 @@ class RouterCapture:
         for slot in range(selection.shape[1]):
             one = selection[:, slot : slot + 1]
             unit = torch.ones(one.shape, dtype=hidden.dtype, device=hidden.device)
-            norms.append(forward(experts, hidden, one, unit).float().norm(dim=-1))
+            norms.append(forward(experts, hidden, one, unit).float().norm(dim=-1).reshape(-1))
         return torch.stack(norms, dim=1)
 
     def _routing_pre_hook(self, layer: MoeLayer) -> Callable:
@@ -346,7 +353,7 @@ class RouterCapture:
                 unit = torch.zeros_like(weights)
                 unit[:, slot] = 1
                 y = forward(module, hidden, top_index, unit)
-                norms.append(y.float().norm(dim=-1))
+                norms.append(y.float().norm(dim=-1).reshape(-1))  # DBRX returns [B, S, H]
             self._record(layer.index, top_index, weights, torch.stack(norms, dim=1), hidden, module)
 
         return hook

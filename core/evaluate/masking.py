@@ -118,6 +118,15 @@ class MaskedRouting:
             self._calls[index] += 1
             if self._dropped is None:
                 return None
+            if layer.family.router_returns_logits:  # DBRX: the block routes the masked logits
+                if isinstance(output, tuple):
+                    raise LensError(
+                        f"{layer.name}: its router returned a tuple, not the logits "
+                        f"{layer.family.label} routers return; this transformers version routes "
+                        "differently"
+                    )
+                flat = output.reshape(-1, output.shape[-1])
+                return route(module, flat, self._dropped_on(index, flat.device), args)
             expected = 2 if layer.family.style == "llama4" else 3  # (scores, logits) for Llama-4
             if not isinstance(output, tuple) or len(output) != expected:
                 raise LensError(

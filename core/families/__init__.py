@@ -16,10 +16,13 @@ from core.families import (
     axk1,
     bailing_hybrid,
     cohere2_moe,
+    dbrx,
     deepseek_v2,
     deepseek_v3,
+    deepseek_v4,
     deepseek_v32,
     dots1,
+    dots3,
     ernie4_5_moe,
     exaone_moe,
     flex_olmo,
@@ -29,6 +32,7 @@ from core.families import (
     gpt_oss,
     granitemoe,
     granitemoe_swa,
+    granitemoehybrid,
     granitemoeshared,
     hunyuan_v1_moe,
     hy_v3,
@@ -103,6 +107,10 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         llama4,
         gemma4,
         longcat_flash,
+        dots3,
+        deepseek_v4,
+        granitemoehybrid,
+        dbrx,
     )
 )
 

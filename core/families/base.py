@@ -76,6 +76,17 @@ class FamilyAdapter:
     decoder_layers_attr: str = "layers"
     #: non-empty: why ``--stream-layers`` cannot run this family one layer at a time
     stream_refusal: str = ""
+    #: the router returns only its dense logits and the *block* takes the top-k (DBRX):
+    #: masked routing then returns just the masked logits, which the block routes as always.
+    router_returns_logits: bool = False
+    #: name of a router's token-id → experts table (DeepSeek-V4's ``tid2eid``): a layer whose
+    #: router has one is hash-routed, its choice not a function of the router's logits, and
+    #: may name one expert twice for a token (capture then counts each slot).
+    hash_table_attr: str = ""
+
+    def hash_routed(self, router: Any) -> bool:
+        """Whether ``router`` chooses experts from a token-id table rather than its logits."""
+        return bool(self.hash_table_attr) and hasattr(router, self.hash_table_attr)
 
     def locate(self, block: Any) -> tuple[Any, Any] | None:
         """``(router, experts)`` of one MoE block of this family, or ``None`` if absent.

@@ -127,7 +127,8 @@ class MaskedRouting:
                     )
                 flat = output.reshape(-1, output.shape[-1])
                 return route(module, flat, self._dropped_on(index, flat.device), args)
-            expected = 2 if layer.family.style == "llama4" else 3  # (scores, logits) for Llama-4
+            # (scores, logits) for Llama-4; JetMoE's and Zaya's routers return more than three
+            expected = 2 if layer.family.style == "llama4" else layer.family.router_outputs
             if not isinstance(output, tuple) or len(output) != expected:
                 raise LensError(
                     f"{layer.name}: its router returned {type(output).__name__}, not the "
@@ -136,6 +137,9 @@ class MaskedRouting:
                 )
             logits = output[layer.family.logits_index]
             flat = logits.reshape(-1, logits.shape[-1])
-            return route(module, flat, self._dropped_on(index, flat.device), args)
+            routed = route(module, flat, self._dropped_on(index, flat.device), args)
+            # Values past what the routing recomputes (Zaya's router state for the next layer)
+            # do not depend on the choice: passed through as the router computed them.
+            return (*routed, *output[len(routed) :]) if len(routed) < expected else routed
 
         return hook

@@ -38,6 +38,7 @@ from core.families import (
     hy_v3,
     hy_v4,
     jamba,
+    jetmoe,
     kimi_linear,
     kolibri1,
     laguna,
@@ -111,6 +112,7 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         deepseek_v4,
         granitemoehybrid,
         dbrx,
+        jetmoe,
     )
 )
 

@@ -79,10 +79,22 @@ class FamilyAdapter:
     #: the router returns only its dense logits and the *block* takes the top-k (DBRX):
     #: masked routing then returns just the masked logits, which the block routes as always.
     router_returns_logits: bool = False
+    #: how many values the router returns (3: logits, weights, index); JetMoE's 5 or Zaya's 4
+    #: are recomputed by its masked routing, or passed through past the first three
+    router_outputs: int = 3
     #: name of a router's token-id → experts table (DeepSeek-V4's ``tid2eid``): a layer whose
     #: router has one is hash-routed, its choice not a function of the router's logits, and
     #: may name one expert twice for a token (capture then counts each slot).
     hash_table_attr: str = ""
+    #: ``observe(layer, hooks, sink)``: the family's own capture hooks, for routers and experts
+    #: without the common interface (JetMoE, Doge, Zaya). Installed with ``hooks``
+    #: (:class:`core.model.hooks.HookSet`), they report to ``sink``
+    #: (:class:`core.collect.capture.LayerSink`): ``sink.probs(p[T, E])`` and
+    #: ``sink.routed(index[T, k], weights[T, k], norms[T, k] | None)``.
+    observe: Callable[[Any, Any, Any], None] | None = None
+    #: the router attribute holding E when the experts module's count is not the bundle's
+    #: (Zaya scores a skip expert beside its routed ones: ``num_router_classes`` = E + 1)
+    num_experts_attr: str = ""
 
     def hash_routed(self, router: Any) -> bool:
         """Whether ``router`` chooses experts from a token-id table rather than its logits."""

@@ -4,7 +4,8 @@
 divides them by their ``moe_normalize_expert_weights``-norm (1: renormalised to sum 1).
 Its experts (``DbrxExperts``) hold ``w1``/``v1``/``w2`` as ``[E·ffn, H]`` matrices and
 are called with ``(hidden, top_k_index, top_k_weights)``, so capture reads the
-model's routing there. Masking replaces the router's logits with the dropped experts
+model's routing there. Pruning slices those matrices by blocks of ffn rows and
+rewrites ``ffn_config``'s ``moe_num_experts`` / ``moe_top_k``. Masking replaces the router's logits with the dropped experts
 at −inf (softmax gives them 0, the block never picks them).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.families.base import FamilyAdapter
+from core.families.base import FamilyAdapter, PruneSpec
 
 
 def masked_logits(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> Any:
@@ -34,6 +35,11 @@ ADAPTER = FamilyAdapter(
     masked_routing_doc="the router's logits with dropped experts at −inf; the block's own "
     "softmax, top-k and p-norm follow",
     router_returns_logits=True,
-    no_prune_reason="its experts are stored as [E·ffn, H] matrices under a nested ffn_config, "
-    "a layout lens prune does not slice yet; lens evaluate applies masks in memory",
+    prune=PruneSpec(
+        layouts="`w1`/`v1`/`w2` stacked `[E·ffn, H]` (sliced by blocks of ffn rows), router "
+        "`router.layer`; counts in `ffn_config`",
+        router_bias=False,
+        expert_count_keys=("moe_num_experts",),
+        top_k_key="moe_top_k",
+    ),
 )

@@ -415,7 +415,8 @@ TINY_SIZES = {
 TINY_OVERRIDES: dict[str, dict] = {
     "deepseek_v2": {"num_key_value_heads": 4, "topk_method": "greedy", "n_group": 1},
     "deepseek_v3": {"num_key_value_heads": 4},
-    "doge": {"is_moe": True},
+    "zaya": {"num_experts_per_tok": 1},  # ZAYA's config validates top-1 only
+    "doge": {"is_moe": True, "num_experts": 16},  # product keys: E = 4², every expert reachable
     "dots1": {"n_shared_experts": 1},
     "laguna": {"num_attention_heads_per_layer": [4] * LAYERS},
     "longcat_flash": {"n_routed_experts": EXPERTS - 2, "zero_expert_num": 2},  # E counts both

@@ -31,6 +31,11 @@ from core.model.hooks import HookSet
 def check_supported(layers: Sequence[MoeLayer], model_name: str) -> None:
     """Refuse a model whose MoE family we cannot mask in memory."""
     family = layers[0].family
+    if family.masked_routing is None and family.no_mask_reason:
+        raise LensError(
+            f"{model_name}: evaluating masks in memory is not supported for {family.label}: "
+            f"{family.no_mask_reason}"
+        )
     if family.masked_routing is None:
         supported = ", ".join(a.name for a in ADAPTERS if a.masked_routing is not None)
         raise LensError(

@@ -21,6 +21,7 @@ from core.families import (
     deepseek_v3,
     deepseek_v4,
     deepseek_v32,
+    doge,
     dots1,
     dots3,
     ernie4_5_moe,
@@ -59,6 +60,7 @@ from core.families import (
     qwen3_moe,
     qwen3_next,
     solar_open,
+    zaya,
 )
 from core.families.base import FamilyAdapter
 
@@ -113,6 +115,8 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         granitemoehybrid,
         dbrx,
         jetmoe,
+        doge,
+        zaya,
     )
 )
 

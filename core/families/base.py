@@ -92,9 +92,11 @@ class FamilyAdapter:
     #: (:class:`core.collect.capture.LayerSink`): ``sink.probs(p[T, E])`` and
     #: ``sink.routed(index[T, k], weights[T, k], norms[T, k] | None)``.
     observe: Callable[[Any, Any, Any], None] | None = None
-    #: the router attribute holding E when the experts module's count is not the bundle's
-    #: (Zaya scores a skip expert beside its routed ones: ``num_router_classes`` = E + 1)
+    #: the router's (or else the block's) attribute holding E when the experts module's count
+    #: is not the bundle's (Zaya scores a skip expert too: ``num_router_classes`` = E + 1)
     num_experts_attr: str = ""
+    #: why evaluation cannot mask this family in memory and what works instead (one line)
+    no_mask_reason: str = ""
 
     def hash_routed(self, router: Any) -> bool:
         """Whether ``router`` chooses experts from a token-id table rather than its logits."""

@@ -62,11 +62,14 @@ def capture(model, tokens=TOKENS) -> tuple[list[MoeLayer], dict[str, np.ndarray]
 
 
 @torch.no_grad()
-def block_inputs(model, layers: list[MoeLayer], ids: list[list[int]]) -> list[torch.Tensor]:
-    """Per MoE layer, the ``[B·S, H]`` hidden states entering its block, from one forward."""
+def block_inputs(
+    model, layers: list[MoeLayer], ids: list[list[int]], at: Callable = lambda layer: layer.block
+) -> list[torch.Tensor]:
+    """Per MoE layer, the ``[B·S, H]`` hidden states entering its block (or the module ``at``
+    names: JetMoE's attention experts are never called as a module), from one forward."""
     seen: dict[int, torch.Tensor] = {}
     handles = [
-        layer.block.register_forward_pre_hook(
+        at(layer).register_forward_pre_hook(
             lambda m, args, i=layer.index: seen.__setitem__(
                 i, args[0].reshape(-1, args[0].shape[-1])
             )
@@ -84,7 +87,12 @@ def block_inputs(model, layers: list[MoeLayer], ids: list[list[int]]) -> list[to
 
 @torch.no_grad()
 def reference(
-    model, layers: list[MoeLayer], route: Route, tokens=TOKENS, per_sample: bool = True
+    model,
+    layers: list[MoeLayer],
+    route: Route,
+    tokens=TOKENS,
+    per_sample: bool = True,
+    at: Callable = lambda layer: layer.block,
 ) -> dict[str, np.ndarray]:
     """Every statistic per sample from ``route``'s hand-written routing.
 
@@ -95,7 +103,7 @@ def reference(
     runs = [[i] for i in range(len(tokens))] if per_sample else [list(range(len(tokens)))]
     for samples in runs:
         batch = [tokens[i] for i in samples]
-        inputs = block_inputs(model, layers, batch)
+        inputs = block_inputs(model, layers, batch, at)
         for layer, x in zip(layers, inputs):
             flat_ids = [t for row in batch for t in row]
             probs, routed = route(layer, x, flat_ids)

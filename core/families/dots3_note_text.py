@@ -11,7 +11,7 @@ from __future__ import annotations
 from core.families.deepseek_v3 import deepseek_v3_style
 
 ADAPTER = deepseek_v3_style(
-    name="dots3",
+    name="dots3_note_text",
     label="dots3 (text)",
     block_classes=("Dots3NoteTextMoE",),
     model_types=("dots3_note_text", "dots3_note"),

@@ -48,7 +48,7 @@ def route(layer, x, token_ids):
 
 def test_capture_equals_the_hand_written_routing(model):
     layers, sums = handmade.capture(model)
-    assert [layer.family.name for layer in layers] == ["dots3"] * 2
+    assert [layer.family.name for layer in layers] == ["dots3_note_text"] * 2
     assert layers[0].router.num_group == 2  # the grouping is exercised
     handmade.assert_matches(sums, handmade.reference(model, layers, route))
 

@@ -35,6 +35,9 @@ ADAPTER = FamilyAdapter(
     masked_routing_doc="the router's logits with dropped experts at −inf; the block's own "
     "softmax, top-k and p-norm follow",
     router_returns_logits=True,
+    decoder_layers_attr="blocks",  # transformer.blocks
+    stream_refusal="its embeddings and final norm (wte, norm_f) sit outside the decoder layers "
+    "under names streaming does not know; collect without --stream-layers",
     prune=PruneSpec(
         layouts="`w1`/`v1`/`w2` stacked `[E·ffn, H]` (sliced by blocks of ffn rows), router "
         "`router.layer`; counts in `ffn_config`",

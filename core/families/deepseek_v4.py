@@ -73,4 +73,6 @@ ADAPTER = FamilyAdapter(
     "layers, which a config (one expert count) cannot hold; lens evaluate applies masks that "
     "keep the hash-routed layers whole in memory",
     hash_table_attr="tid2eid",
+    stream_refusal="its hyper-connection streams are merged by an hc_head outside the decoder "
+    "layers, which streaming does not load; collect without --stream-layers",
 )

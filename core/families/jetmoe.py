@@ -95,6 +95,8 @@ ADAPTER = FamilyAdapter(
     logits_index=4,
     router_outputs=5,
     observe=observe,
+    stream_refusal="each decoder layer holds two MoE layers (attention and MLP experts), and "
+    "streaming collects one per decoder layer; collect without --stream-layers",
     masked_routing=masked_routing,
     masked_routing_doc="the router's gating recomputed from the masked logits (top-k, softmax "
     "over k, grouping)",

@@ -101,6 +101,9 @@ ADAPTER = FamilyAdapter(
     num_experts_attr="num_router_classes",
     router_outputs=4,
     observe=observe,
+    stream_refusal="its router state passes from one decoder layer to the next and it has "
+    "weights outside the decoder layers that streaming does not load; collect without "
+    "--stream-layers",
     masked_routing=masked_routing,
     masked_routing_doc="softmax of the masked logits; dropped classes' biased score at −inf; "
     "top-k; skip slots handed on as expert 0 with weight 0, as the model does",

@@ -344,6 +344,16 @@ class LensApp(App[None]):
                 timeout=15,
             )
             return None
+        hashed = profile.bundle.hash_routed_layers
+        if hashed:
+            self.notify(
+                f"{profile.bundle.name}: MoE layers {', '.join(map(str, hashed))} are hash-routed: "
+                "their experts come from a token-id table, so their top-k counts say what the "
+                "table chose, not the router (prob_sum is still the router's softmax)",
+                title="hash-routed layers",
+                timeout=15,
+                markup=False,
+            )
         return profile
 
     def add_evaluation(self, path: Path) -> bool:

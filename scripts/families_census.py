@@ -48,7 +48,12 @@ TOKENS = [
 #: Each layer keeps half the experts of the tiny model's 8 (two of each group of four).
 KEPT = ([0, 2, 5, 7], [1, 3, 4, 6])
 #: Router-side tensors that bias *selection*: set to −inf for dropped experts in the reference.
-SELECTION_BIASES = ("e_score_correction_bias", "expert_bias", "correction_bias")
+SELECTION_BIASES = (
+    "e_score_correction_bias",
+    "expert_bias",
+    "correction_bias",
+    "balancing_biases",  # Zaya
+)
 
 
 @dataclass
@@ -167,8 +172,15 @@ def reference_mask(model, layers, kept):
     by_weight = {}
     for i, layer in enumerate(layers):
         weight = getattr(layer.router, "weight", None)
-        if weight is None:
-            weight = next((p for p in layer.router.parameters() if p.ndim == 2), None)
+        if weight is None:  # the router's linear: the 2-D weight with a row per expert
+            weight = next(
+                (
+                    p
+                    for p in layer.router.parameters()
+                    if p.ndim == 2 and len(p) == layer.num_experts
+                ),
+                next((p for p in layer.router.parameters() if p.ndim == 2), None),
+            )
         experts = layer.num_experts
         drop = torch.ones(experts, dtype=torch.bool)
         drop[list(kept[i])] = False
@@ -209,8 +221,9 @@ def check_evaluate(model, layers) -> str:
     """Masked routing exists and its forward equals the reference's bitwise (or within 1e-6)."""
     import numpy as np
 
-    from core.evaluate.masking import MaskedRouting
+    from core.evaluate.masking import MaskedRouting, check_supported
 
+    check_supported(layers, "census")  # a family's own refusal first, not a failed reference
     keep = np.zeros((len(layers), layers[0].num_experts), dtype=bool)
     for i, ids in enumerate(_kept(layers)):
         keep[i, ids] = True

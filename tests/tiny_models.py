@@ -415,7 +415,8 @@ TINY_SIZES = {
 TINY_OVERRIDES: dict[str, dict] = {
     "deepseek_v2": {"num_key_value_heads": 4, "topk_method": "greedy", "n_group": 1},
     "deepseek_v3": {"num_key_value_heads": 4},
-    "doge": {"is_moe": True},
+    "zaya": {"num_experts_per_tok": 1},  # ZAYA's config validates top-1 only
+    "doge": {"is_moe": True, "num_experts": 16},  # product keys: E = 4², every expert reachable
     "dots1": {"n_shared_experts": 1},
     "laguna": {"num_attention_heads_per_layer": [4] * LAYERS},
     "longcat_flash": {"n_routed_experts": EXPERTS - 2, "zero_expert_num": 2},  # E counts both
@@ -430,6 +431,70 @@ TINY_OVERRIDES: dict[str, dict] = {
         "use_mamba_kernels": False,
     },
     "llama4_text": {"interleave_moe_layer_step": 1, "no_rope_layers": [1] * LAYERS},
+    # Mamba layers need an attention layer beside them (the cache reads its length there).
+    "granitemoehybrid": {
+        "layer_types": ["linear_attention", "full_attention"],
+        "mamba_n_heads": 8,
+        "mamba_d_head": 8,
+        "mamba_d_state": 16,
+        "mamba_chunk_size": 16,
+        "shared_intermediate_size": 32,
+    },
+    # One hash-routed layer (experts from the token-id table) and one learned-router layer;
+    # the MLA rule above would leave no rotary dimensions (head_dim × partial factor).
+    "deepseek_v4": {
+        "head_dim": 16,
+        "qk_rope_head_dim": 4,
+        "partial_rotary_factor": 0.25,
+        "num_key_value_heads": 1,
+        "mlp_layer_types": ["hash_moe", "moe"],
+        "o_groups": 2,
+        "o_lora_rank": 16,
+        "index_topk": 4,
+        "num_nextn_predict_layers": 0,
+    },
+}
+
+#: Per-type keyword arguments given to the config class itself, for configs whose sizes are
+#: fixed when it is built (nested DBRX sub-configs, dots3's per-layer configs), so shrinking
+#: the attributes afterwards would not reach them.
+TINY_CONFIG_KWARGS: dict[str, dict] = {
+    "dbrx": {
+        "d_model": HIDDEN,
+        "n_heads": 4,
+        "n_layers": LAYERS,
+        "max_seq_len": 256,
+        "vocab_size": 128,
+        "attn_config": {"kv_n_heads": 2, "rope_theta": 10000.0, "clip_qkv": 8.0},  # as DBRX ships
+        "ffn_config": {"ffn_hidden_size": 16, "moe_num_experts": EXPERTS, "moe_top_k": TOP_K},
+    },
+    "dots3_note_text": {
+        "vocab_size": 128,
+        "hidden_size": HIDDEN,
+        "intermediate_size": 32,
+        "moe_intermediate_size": 16,
+        "shared_experts_intermediate_size": 16,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "n_routed_experts": EXPERTS,
+        "num_experts_per_tok": TOP_K,
+        "n_group": 2,
+        "topk_group": 1,
+        "first_k_dense_replace": 0,
+        "kv_lora_rank": 16,
+        "q_lora_rank": 16,
+        "qk_rope_head_dim": 4,
+        "qk_nope_head_dim": 4,
+        "v_head_dim": 8,
+        "index_topk": 4,
+        "index_head_dim": 8,
+        "index_n_heads": 2,
+        "sliding_window": 16,
+        "pad_token_id": 0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    },
 }
 
 
@@ -501,7 +566,13 @@ def tiny_config_for_type(model_type: str):
     """
     from transformers import AutoConfig
 
-    config = AutoConfig.for_model(model_type)
+    kwargs = TINY_CONFIG_KWARGS.get(model_type)
+    config = AutoConfig.for_model(model_type, **(kwargs or {}))
+    if kwargs is not None:  # built tiny: only the ids and untied embeddings remain to set
+        for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            _set(config, key, TINY_SIZES[key])
+        _set(config, "tie_word_embeddings", False)
+        return config
     _shrink(config, model_type)
     for name in getattr(config, "sub_configs", {}) or {}:
         sub = getattr(config, name, None)
@@ -524,6 +595,11 @@ def build_tiny_model_of_type(model_type: str, seed: int = 0, dtype: str = "float
                 param.mul_(8.0)
             if name.endswith("e_score_correction_bias"):
                 param.copy_(torch.randn_like(param) * 0.1)
+        for name, buffer in model.named_buffers():
+            if name.endswith("tid2eid"):  # DeepSeek-V4's hash table: k distinct experts per token
+                rows, k = buffer.shape
+                experts = int(getattr(config, "n_routed_experts", EXPERTS))
+                buffer.copy_(torch.rand(rows, experts).argsort(dim=-1)[:, :k])
     return model.eval()
 
 

@@ -83,8 +83,11 @@ class RouterCapture:
         self.layers = layers
         self.energy = energy
         self.keep_token_probs = keep_token_probs
-        # REAP's literal weights need ‖y‖ of unscaled expert outputs: not Llama-4's style.
-        self.literal = energy and layers[0].family.style != "llama4"
+        # REAP's literal weights need ‖y‖ of unscaled expert outputs: not Llama-4's style, and
+        # not families with their own hooks (their experts are not called per top-k slot).
+        self.literal = (
+            energy and layers[0].family.style != "llama4" and layers[0].family.observe is None
+        )
         self.names = stat_names(energy, self.literal)
         self.num_experts = layers[0].num_experts
         self._literal_logits: dict[int, Any] = {}
@@ -117,6 +120,10 @@ class RouterCapture:
             self._attach(hooks, layer)
 
     def _attach(self, hooks: HookSet, layer: MoeLayer) -> None:
+        if layer.family.observe is not None:  # JetMoE, Doge, Zaya: the family's own hooks
+            layer.family.observe(layer, hooks, LayerSink(self, layer))
+            self.norm_method.append("family" if self.energy else "none")
+            return
         hooks.forward_hook(layer.router, self._router_hook(layer))
         if layer.family.style == "llama4":
             self.norm_method.append("output" if self.energy else "none")
@@ -203,16 +210,11 @@ class RouterCapture:
             logits = output[layer.family.logits_index] if isinstance(output, tuple) else output
             logits = logits.reshape(-1, experts)
             self._check_tokens(logits.shape[0], layer)
-            batch, seq = self._shape
-            mask = self._mask_on(logits.device)
             if layer.family.router_output == "probs":  # already the softmax (Gemma-4)
                 probs = logits.float()
             else:
                 probs = torch.softmax(logits.float(), dim=-1)
-            probs = torch.where(mask[:, None], probs, 0.0)
-            self._acc[index][:, :, 0] += probs.view(batch, seq, experts).sum(dim=1)
-            if self.keep_token_probs:
-                self._token_probs[index] = probs.view(batch, seq, experts).to(torch.bfloat16)
+            self._add_probs(layer, probs)
             if self.literal:
                 self._literal_logits[index] = logits
             if layer.family.style == "llama4":
@@ -224,6 +226,18 @@ class RouterCapture:
                     self._record(index, top_index, weights, None)
 
         return hook
+
+    def _add_probs(self, layer: MoeLayer, probs: Any) -> None:
+        """Add one layer's dense ``[T, E]`` router probabilities to ``prob_sum`` (padding zeroed)."""
+        import torch  # lazy: optional dependency (the collect extra)
+
+        batch, seq = self._shape
+        experts = self.num_experts
+        mask = self._mask_on(probs.device)
+        probs = torch.where(mask[:, None], probs.float(), 0.0)
+        self._acc[layer.index][:, :, 0] += probs.view(batch, seq, experts).sum(dim=1)
+        if self.keep_token_probs:
+            self._token_probs[layer.index] = probs.view(batch, seq, experts).to(torch.bfloat16)
 
     # ------------------------------------------------------------------ routed experts
 
@@ -262,7 +276,14 @@ class RouterCapture:
         dense = torch.zeros(
             (tokens, self.num_experts, channels), dtype=torch.float32, device=stacked.device
         )
-        dense.scatter_(1, top_index[:, :, None].expand(tokens, k, channels), stacked)
+        if layer.family.hash_routed(layer.router):
+            # A token-id table may name one expert in two slots (the model runs it twice):
+            # add slot by slot, each slot's indices distinct, so every slot counts.
+            for slot in range(k):
+                one = top_index[:, slot : slot + 1, None].expand(tokens, 1, channels)
+                dense.scatter_add_(1, one, stacked[:, slot : slot + 1])
+        else:
+            dense.scatter_(1, top_index[:, :, None].expand(tokens, k, channels), stacked)
         acc = self._acc[index]
         acc[:, :, 1 : 1 + channels] += (
             dense.view(batch, seq, self.num_experts, channels).sum(dim=1).to(acc.device)
@@ -318,7 +339,7 @@ class RouterCapture:
         for slot in range(selection.shape[1]):
             one = selection[:, slot : slot + 1]
             unit = torch.ones(one.shape, dtype=hidden.dtype, device=hidden.device)
-            norms.append(forward(experts, hidden, one, unit).float().norm(dim=-1))
+            norms.append(forward(experts, hidden, one, unit).float().norm(dim=-1).reshape(-1))
         return torch.stack(norms, dim=1)
 
     def _routing_pre_hook(self, layer: MoeLayer) -> Callable:
@@ -346,7 +367,7 @@ class RouterCapture:
                 unit = torch.zeros_like(weights)
                 unit[:, slot] = 1
                 y = forward(module, hidden, top_index, unit)
-                norms.append(y.float().norm(dim=-1))
+                norms.append(y.float().norm(dim=-1).reshape(-1))  # DBRX returns [B, S, H]
             self._record(layer.index, top_index, weights, torch.stack(norms, dim=1), hidden, module)
 
         return hook
@@ -367,6 +388,40 @@ class RouterCapture:
             self._record(layer.index, top_index, weights, norms)
 
         return hook
+
+
+class LayerSink:
+    """Where a family's own hooks (``FamilyAdapter.observe``) report one MoE layer's routing.
+
+    JetMoE, Doge and Zaya route inside their blocks rather than through a router
+    module returning ``(logits, weights, index)`` and an experts module taking them;
+    their adapters install hooks that read what the model computed and hand it here,
+    so the reductions (padding, per-sample sums) stay the capture's own.
+    """
+
+    def __init__(self, capture: RouterCapture, layer: MoeLayer) -> None:
+        self._capture = capture
+        self.layer = layer
+
+    @property
+    def active(self) -> bool:
+        """Inside ``begin_batch`` … ``end_batch`` (a forward of the caller's own is not ours)."""
+        return self._capture._mask is not None
+
+    @property
+    def energy(self) -> bool:
+        """Whether expert-output norms are wanted."""
+        return self._capture.energy
+
+    def probs(self, probs: Any) -> None:
+        """The dense ``[T, E]`` router probabilities (the paper's softmax over all E)."""
+        if self.active:
+            self._capture._check_tokens(probs.shape[0], self.layer)
+            self._capture._add_probs(self.layer, probs)
+
+    def routed(self, top_index: Any, weights: Any, norms: Any | None = None) -> None:
+        """The top-k experts ``[T, k]`` the model used, their weights, and ‖y‖ if measured."""
+        self._capture._record(self.layer.index, top_index, weights, norms)
 
 
 def _routed_inputs(args: tuple, kwargs: dict) -> tuple[Any, Any, Any]:

@@ -449,6 +449,7 @@ def _provenance(
         "energy": str(config.energy).lower(),
         "skipped_samples": str(skipped),
         "routing": layers[0].family.routing,
+        **_hash_routed_metadata(layers),
         "family": layers[0].family.name,
         "layer_names": json.dumps([layer.name for layer in layers]),
         "norm_method": job.capture.norm_method[0] if job.capture.norm_method else "none",
@@ -458,3 +459,13 @@ def _provenance(
         "collect_fingerprint": json.dumps(fingerprint, sort_keys=True),
         **config.extra_metadata,
     }
+
+
+def _hash_routed_metadata(layers: list) -> dict[str, str]:
+    """``hash_routed_layers``: the MoE layers whose experts a token-id table chose (DeepSeek-V4).
+
+    Their top-k counts are what the table chose, not a function of the router logits,
+    so a reader must know which layers they are; absent when there are none.
+    """
+    hashed = [layer.index for layer in layers if layer.family.hash_routed(layer.router)]
+    return {"hash_routed_layers": json.dumps(hashed)} if hashed else {}

@@ -31,6 +31,11 @@ from core.model.hooks import HookSet
 def check_supported(layers: Sequence[MoeLayer], model_name: str) -> None:
     """Refuse a model whose MoE family we cannot mask in memory."""
     family = layers[0].family
+    if family.masked_routing is None and family.no_mask_reason:
+        raise LensError(
+            f"{model_name}: evaluating masks in memory is not supported for {family.label}: "
+            f"{family.no_mask_reason}"
+        )
     if family.masked_routing is None:
         supported = ", ".join(a.name for a in ADAPTERS if a.masked_routing is not None)
         raise LensError(
@@ -118,7 +123,17 @@ class MaskedRouting:
             self._calls[index] += 1
             if self._dropped is None:
                 return None
-            expected = 2 if layer.family.style == "llama4" else 3  # (scores, logits) for Llama-4
+            if layer.family.router_returns_logits:  # DBRX: the block routes the masked logits
+                if isinstance(output, tuple):
+                    raise LensError(
+                        f"{layer.name}: its router returned a tuple, not the logits "
+                        f"{layer.family.label} routers return; this transformers version routes "
+                        "differently"
+                    )
+                flat = output.reshape(-1, output.shape[-1])
+                return route(module, flat, self._dropped_on(index, flat.device), args)
+            # (scores, logits) for Llama-4; JetMoE's and Zaya's routers return more than three
+            expected = 2 if layer.family.style == "llama4" else layer.family.router_outputs
             if not isinstance(output, tuple) or len(output) != expected:
                 raise LensError(
                     f"{layer.name}: its router returned {type(output).__name__}, not the "
@@ -127,6 +142,9 @@ class MaskedRouting:
                 )
             logits = output[layer.family.logits_index]
             flat = logits.reshape(-1, logits.shape[-1])
-            return route(module, flat, self._dropped_on(index, flat.device), args)
+            routed = route(module, flat, self._dropped_on(index, flat.device), args)
+            # Values past what the routing recomputes (Zaya's router state for the next layer)
+            # do not depend on the choice: passed through as the router computed them.
+            return (*routed, *output[len(routed) :]) if len(routed) < expected else routed
 
         return hook

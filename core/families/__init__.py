@@ -16,10 +16,14 @@ from core.families import (
     axk1,
     bailing_hybrid,
     cohere2_moe,
+    dbrx,
     deepseek_v2,
     deepseek_v3,
+    deepseek_v4,
     deepseek_v32,
+    doge,
     dots1,
+    dots3_note_text,
     ernie4_5_moe,
     exaone_moe,
     flex_olmo,
@@ -29,11 +33,13 @@ from core.families import (
     gpt_oss,
     granitemoe,
     granitemoe_swa,
+    granitemoehybrid,
     granitemoeshared,
     hunyuan_v1_moe,
     hy_v3,
     hy_v4,
     jamba,
+    jetmoe,
     kimi_linear,
     kolibri1,
     laguna,
@@ -54,6 +60,7 @@ from core.families import (
     qwen3_moe,
     qwen3_next,
     solar_open,
+    zaya,
 )
 from core.families.base import FamilyAdapter
 
@@ -103,6 +110,13 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         llama4,
         gemma4,
         longcat_flash,
+        dots3_note_text,
+        deepseek_v4,
+        granitemoehybrid,
+        dbrx,
+        jetmoe,
+        doge,
+        zaya,
     )
 )
 

@@ -76,6 +76,31 @@ class FamilyAdapter:
     decoder_layers_attr: str = "layers"
     #: non-empty: why ``--stream-layers`` cannot run this family one layer at a time
     stream_refusal: str = ""
+    #: the router returns only its dense logits and the *block* takes the top-k (DBRX):
+    #: masked routing then returns just the masked logits, which the block routes as always.
+    router_returns_logits: bool = False
+    #: how many values the router returns (3: logits, weights, index); JetMoE's 5 or Zaya's 4
+    #: are recomputed by its masked routing, or passed through past the first three
+    router_outputs: int = 3
+    #: name of a router's token-id → experts table (DeepSeek-V4's ``tid2eid``): a layer whose
+    #: router has one is hash-routed, its choice not a function of the router's logits, and
+    #: may name one expert twice for a token (capture then counts each slot).
+    hash_table_attr: str = ""
+    #: ``observe(layer, hooks, sink)``: the family's own capture hooks, for routers and experts
+    #: without the common interface (JetMoE, Doge, Zaya). Installed with ``hooks``
+    #: (:class:`core.model.hooks.HookSet`), they report to ``sink``
+    #: (:class:`core.collect.capture.LayerSink`): ``sink.probs(p[T, E])`` and
+    #: ``sink.routed(index[T, k], weights[T, k], norms[T, k] | None)``.
+    observe: Callable[[Any, Any, Any], None] | None = None
+    #: the router's (or else the block's) attribute holding E when the experts module's count
+    #: is not the bundle's (Zaya scores a skip expert too: ``num_router_classes`` = E + 1)
+    num_experts_attr: str = ""
+    #: why evaluation cannot mask this family in memory and what works instead (one line)
+    no_mask_reason: str = ""
+
+    def hash_routed(self, router: Any) -> bool:
+        """Whether ``router`` chooses experts from a token-id table rather than its logits."""
+        return bool(self.hash_table_attr) and hasattr(router, self.hash_table_attr)
 
     def locate(self, block: Any) -> tuple[Any, Any] | None:
         """``(router, experts)`` of one MoE block of this family, or ``None`` if absent.

@@ -34,13 +34,17 @@ class MoeLayer:
     top_k: int
 
 
-def _num_experts(router: Any, experts: Any) -> int | None:
+def _num_experts(block: Any, router: Any, experts: Any, family: FamilyAdapter) -> int | None:
     """The routed expert count: what the model's own modules say, else the router's rows.
 
     The modules' ``num_experts`` comes first because a router weight can have
     more rows than there are routed experts (Inkling scores its shared expert
     in the same matrix), and then the rows would be the wrong E.
     """
+    for owner in (router, block) if family.num_experts_attr else ():
+        value = getattr(owner, family.num_experts_attr, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
     for owner in (experts, router):
         # LongCat's total_experts counts its zero-computation (identity) experts, which the
         # router scores and selects like the others.
@@ -85,7 +89,7 @@ def find_moe_layers(model: Any) -> list[MoeLayer]:
         if family is None or located is None:
             continue
         router, experts = located
-        num_experts = _num_experts(router, experts)
+        num_experts = _num_experts(module, router, experts, family)
         top_k = _top_k(module, router, config)
         if num_experts is None or top_k is None:
             raise LensError(

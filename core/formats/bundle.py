@@ -111,6 +111,22 @@ class Bundle:
         return int(value) if value not in (None, "", "0") else None
 
     @property
+    def hash_routed_layers(self) -> list[int]:
+        """MoE layers whose experts a token-id table chose, not the router (DeepSeek-V4).
+
+        Their ``topk_count`` and weights are what the table picked; ``prob_sum`` is still
+        the router's softmax, which did not choose. Empty for other bundles (or an
+        unreadable entry: this only informs, it never stops a bundle from loading).
+        """
+        try:
+            layers = json.loads(self.metadata.get("hash_routed_layers", "[]"))
+        except ValueError:
+            return []
+        if not isinstance(layers, list):
+            return []
+        return [int(i) for i in layers if isinstance(i, int) and not isinstance(i, bool)]
+
+    @property
     def num_samples(self) -> int:
         return int(self.tensors["prob_sum"].shape[0])
 

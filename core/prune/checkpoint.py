@@ -29,8 +29,11 @@ from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY
 from core.io.jsonfile import read_json
 from core.io.safetensors import SafetensorsHeader, TensorEntry, read_header
 
+#: An MoE block: ``layers.{i}.{mlp|…}``, DBRX's ``blocks.{i}.ffn``, or JetMoE's attention
+#: experts ``layers.{i}.self_attention.experts`` (a second MoE layer in the same decoder layer).
 _BLOCK = (
-    r"(?P<prefix>(?:.+\.)?layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe|feed_forward|mixer|moe))"
+    r"(?P<prefix>(?:.+\.)?(?:layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe|feed_forward|mixer|moe"
+    r"|(?P<attention>self_attention\.experts))|blocks\.(?P<block>\d+)\.ffn))"
 )
 #: The router's weight/bias (or its inner linear's: Granite ``router.layer``, HunYuan ``gate.wg``,
 #: AFMoE ``router.gate``, LongCat ``router.classifier``), and a correction bias kept in
@@ -72,6 +75,8 @@ class MoeLayer:
     fused: dict[str, TensorEntry] = field(default_factory=dict)  # name -> [E, ...]
     per_expert: dict[int, dict[str, TensorEntry]] = field(default_factory=dict)
     leading_one: set[str] = field(default_factory=set)  # [1, E] tensors read as [E] (ERNIE)
+    #: [E·n, …] tensors read as [E, n, …] (DBRX's w1/v1/w2), written back flat
+    stacked: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -199,7 +204,7 @@ def _index(
                 raise LensError(f"{shard.path}: tensor {name} is also in {tensors[name].file.name}")
             tensors[name] = entry
     num_hidden = config.get("num_hidden_layers")
-    layers: dict[int, MoeLayer] = {}
+    layers: dict[tuple[int, int], MoeLayer] = {}
     beyond = []
     for name, entry in tensors.items():
         in_layer = LAYER_RE.search(name)
@@ -227,9 +232,12 @@ def _index(
         raise LensError(f"{where}: found no MoE layers (no router and expert tensors)")
     num_experts = _expert_count(config, moe, where)
     for layer in moe:
+        _unstack(layer, num_experts)
         _check_layer(layer, num_experts, where)
     keys = moe_config(config)
-    top_k = next((keys[k] for k in (TOP_K_KEY, "moe_k", "moe_topk") if k in keys), None)
+    top_k = next(
+        (keys[k] for k in (TOP_K_KEY, "moe_k", "moe_topk", "moe_top_k") if k in keys), None
+    )
     return Checkpoint(
         folder=folder,
         config=config,
@@ -242,27 +250,56 @@ def _index(
     )
 
 
+def _unstack(layer: MoeLayer, num_experts: int) -> None:
+    """Read DBRX's ``[E·n, H]`` expert matrices as ``[E, n, H]`` (same bytes, row-major).
+
+    A fused expert tensor whose first dim is a multiple of E (and not E) stacks each
+    expert's n rows in turn; seen this way it slices by expert like any fused tensor.
+    """
+    for leaf, entry in list(layer.fused.items()):
+        rows = entry.shape[0] if entry.shape else 0
+        if len(entry.shape) == 2 and rows > num_experts and rows % num_experts == 0:
+            layer.fused[leaf] = dataclasses.replace(
+                entry, shape=(num_experts, rows // num_experts, entry.shape[1])
+            )
+            layer.stacked.add(entry.name)
+
+
 def _squeezed(entry: TensorEntry) -> TensorEntry:
     """A ``[1, E]`` tensor seen as ``[E]`` (same bytes), so it slices by expert like a bias."""
     return dataclasses.replace(entry, shape=tuple(entry.shape[1:]))
 
 
-def _layer(layers: dict[int, MoeLayer], match: re.Match) -> MoeLayer:
-    index = int(match["layer"])
-    if index not in layers:
-        layers[index] = MoeLayer(index=index, prefix=match["prefix"])
-    return layers[index]
+def _layer(layers: dict[tuple[int, int], MoeLayer], match: re.Match) -> MoeLayer:
+    """The layer of a matched tensor, keyed so that JetMoE's MLP experts come before its
+    attention experts in the same decoder layer (the order the loaded model lists them)."""
+    index = int(match["layer"] if match["layer"] is not None else match["block"])
+    key = (index, 1 if match["attention"] else 0)
+    if key not in layers:
+        layers[key] = MoeLayer(index=index, prefix=match["prefix"])
+    return layers[key]
+
+
+#: Sub-configs that may hold the MoE keys: a multimodal model's ``text_config`` (Llama-4),
+#: DBRX's ``ffn_config``.
+MOE_SUB_CONFIGS = ("text_config", "ffn_config")
+
+
+def moe_config_key(config: dict) -> str | None:
+    """Which sub-config holds the MoE keys (:data:`MOE_SUB_CONFIGS`), or ``None``: the config itself."""
+    if any(isinstance(config.get(k), int) for k in EXPERT_COUNT_KEYS):
+        return None
+    for key in MOE_SUB_CONFIGS:
+        sub = config.get(key)
+        if isinstance(sub, dict) and any(isinstance(sub.get(k), int) for k in EXPERT_COUNT_KEYS):
+            return key
+    return None
 
 
 def moe_config(config: dict) -> dict:
-    """The part of ``config`` that holds the MoE keys: itself, or a multimodal model's
-    ``text_config`` (Llama-4) when only that has an expert count."""
-    if any(isinstance(config.get(k), int) for k in EXPERT_COUNT_KEYS):
-        return config
-    text = config.get("text_config")
-    if isinstance(text, dict) and any(isinstance(text.get(k), int) for k in EXPERT_COUNT_KEYS):
-        return text
-    return config
+    """The part of ``config`` that holds the MoE keys: itself, or the sub-config that does."""
+    key = moe_config_key(config)
+    return config if key is None else config[key]
 
 
 def _expert_count(config: dict, layers: list[MoeLayer], where: str) -> int:

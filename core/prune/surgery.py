@@ -56,6 +56,7 @@ from core.prune.checkpoint import (
     Checkpoint,
     MoeLayer,
     moe_config,
+    moe_config_key,
     read_config,
     resolve_model,
 )
@@ -338,9 +339,10 @@ def _new_config(
     prune = family.prune
     assert prune is not None
     config = dict(ckpt.config)
-    moe = moe_config(config)
-    if moe is not config:  # Llama-4: the MoE keys live in text_config
-        moe = config["text_config"] = dict(moe)
+    sub = moe_config_key(config)
+    moe = config
+    if sub is not None:  # Llama-4's text_config, DBRX's ffn_config hold the MoE keys
+        moe = config[sub] = dict(moe_config(config))
     keys = [k for k in prune.expert_count_keys if isinstance(moe.get(k), int)]
     if not keys:
         raise LensError(
@@ -431,6 +433,8 @@ def _layer_plan(
         shape = (width, *entry.shape[1:])
         if entry.name in layer.leading_one:
             shape = (1, *shape)
+        if entry.name in layer.stacked:  # DBRX: [E, n, H] read, [E·n, H] written
+            shape = (width * entry.shape[1], *entry.shape[2:])
         plan[entry.name] = [OutTensor(entry.name, entry.dtype, shape, tuple(pieces))]
     if layer.per_expert:
         for tensors in layer.per_expert.values():

@@ -47,11 +47,11 @@ def test_lookups_are_unambiguous():
 
 def test_only_gpt_oss_prunes_uneven_masks_and_prunable_families_mask_in_memory():
     """Evaluation checks its masked routing against lens prune, so every prunable family masks
-    in memory; only LongCat-Flash (zero-computation experts pruning cannot express) masks
-    without pruning."""
+    in memory; only LongCat-Flash and Zaya (zero-computation / skip experts pruning cannot
+    express) and DeepSeek-V4 (hash-routed layers kept whole) mask without pruning."""
     prunable = {a.name for a in ADAPTERS if a.prune is not None}
     maskable = {a.name for a in ADAPTERS if a.masked_routing is not None}
-    assert maskable - prunable == {"longcat_flash"}
+    assert maskable - prunable == {"longcat_flash", "zaya", "deepseek_v4"}
     assert {"gpt_oss", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3"} <= prunable
     assert [a.name for a in ADAPTERS if a.prune and a.prune.router_bias] == ["gpt_oss"]
     # Families pruned with group-consistency checks are exactly those with group-limited routing.
@@ -66,9 +66,11 @@ def test_only_gpt_oss_prunes_uneven_masks_and_prunable_families_mask_in_memory()
 
 def test_pruning_refuses_a_model_type_without_prune_support_in_one_line():
     assert for_model_type("mixtral", "m").name == "mixtral"
-    for model_type in ("phimoe", "jetmoe", "llama"):
+    for model_type in ("phimoe", "llama"):
         with pytest.raises(LensError, match=f"model_type '{model_type}' is not supported"):
             for_model_type(model_type, "m")
+    with pytest.raises(LensError, match="cannot prune Doge .*'doge'.*grid"):  # says why
+        for_model_type("doge", "m")
 
 
 def test_the_package_imports_without_torch():
@@ -94,7 +96,9 @@ def test_each_family_is_found_on_its_real_transformers_class(adapter):
     layers = find_moe_layers(model)
     assert {layer.family.name for layer in layers} == {adapter.name}
     assert {type(layer.block).__name__ for layer in layers} <= set(adapter.block_classes)
-    assert all(layer.num_experts == 8 for layer in layers)
+    # Doge's product keys need a square E (4²); Zaya's E counts its skip expert.
+    experts = {"doge": 16, "zaya": 9}.get(adapter.name, 8)
+    assert all(layer.num_experts == experts for layer in layers)
 
 
 def test_an_unlisted_block_with_the_fused_shape_is_generic():

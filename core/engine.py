@@ -339,7 +339,7 @@ def _basis_sentence(basis: VerdictBasis) -> str:
     if choice.validated and not basis.usable:
         return (
             f"{choice.name} is validated among similar masks but these bundles lack what it "
-            "needs, so the verdict rests on relative retained mass"
+            "needs: relative retained mass decides"
         )
     return choice.reason()
 

@@ -92,21 +92,12 @@ class PredictorChoice:
             shown = "; ".join(e.text() for e in self.evidence)
             return f"{self.name} is the best-validated predictor among similar masks ({shown})"
         if not self.evaluations:
-            why = "no evaluation results loaded (lens evaluate --out)"
+            why = "no evaluation loaded"
         elif not self.tested:
-            why = (
-                f"none of the {self.evaluations} evaluation(s) has {MIN_POINTS} or more masks "
-                "calibrated on its own data's group"
-            )
+            why = f"no evaluation has {MIN_POINTS}+ masks from its own data's group"
         else:
-            why = (
-                f"no predictor's ρ interval lies below 0 in all {self.tested} evaluation(s) "
-                "that test similar masks"
-            )
-        return (
-            f"no predictor was validated among similar masks ({why}), so the verdict rests on "
-            "relative retained mass"
-        )
+            why = f"no ρ interval below 0 in all {self.tested} evaluation(s) testing them"
+        return f"no predictor was validated among similar masks ({why}): relative retained mass decides"
 
     def to_json(self) -> dict:
         return {

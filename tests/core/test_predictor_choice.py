@@ -41,14 +41,14 @@ def _evaluation(name: str, same_data: dict[str, RankTest | None]) -> EvaluationT
 
 def test_none_loaded_none_tested_none_validated_are_said_apart():
     nothing = choose_predictor([])
-    assert nothing.name is None and "no evaluation results loaded" in nothing.reason()
+    assert nothing.name is None and "no evaluation loaded" in nothing.reason()
     untested = choose_predictor([_evaluation("eval_a", dict.fromkeys(PREDICTORS))])
     assert untested.name is None and untested.tested == 0
-    assert "none of the 1 evaluation(s) has 3 or more masks" in untested.reason()
+    assert "no evaluation has 3+ masks from its own data's group" in untested.reason()
     # A strong overall ρ (across languages) and a strong criterion group do not validate.
     unresolved = choose_predictor([_evaluation("eval_a", {})])
     assert unresolved.name is None and unresolved.tested == 1
-    assert "no predictor's ρ interval lies below 0" in unresolved.reason()
+    assert "no ρ interval below 0 in all 1 evaluation(s)" in unresolved.reason()
     assert "no predictor was validated among similar masks" in unresolved.reason()
 
 

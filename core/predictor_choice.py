@@ -39,7 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.engine import SAFE_SURROGATE_MASS, Profile
-from core.predict import EvaluationTests
+from core.formats.evaluation import Evaluation
+from core.predict import EvaluationTests, matching_profile, predict_vs_actual
 from core.predictors import PREDICTORS, predictor_values
 from core.rank_tests import MIN_POINTS, RankTest
 
@@ -142,6 +143,21 @@ def choose_predictor(
         return PredictorChoice(None, (), loaded, len(tested))
     best = min(candidates)[-1]
     return PredictorChoice(best, tuple(evidence[best]), loaded, len(tested))
+
+
+def evidence_choice(
+    evaluations: Sequence[Evaluation], profiles: Sequence[Profile]
+) -> PredictorChoice:
+    """:func:`choose_predictor` over the evaluations whose data has a bundle among ``profiles``.
+
+    The rank tests are :func:`core.predict.predict_vs_actual`'s defaults (2000
+    replicates and permutations, seed 0), so the choice is the one the
+    Predict view and ``lens predict-vs-actual`` show.
+    """
+    paired = [ev for ev in evaluations if matching_profile(ev, profiles) is not None]
+    if not paired:
+        return PredictorChoice(None, (), len(evaluations), 0)
+    return choose_predictor(predict_vs_actual(paired, profiles).evaluations, len(evaluations))
 
 
 @dataclass(frozen=True)

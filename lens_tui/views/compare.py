@@ -395,6 +395,9 @@ class CompareView(SelectionView, VerticalScroll):
             self._evidence_running = None
             self._apply_evidence(known)
             return
+        if self.basis is not None:  # new files loaded: the old basis no longer holds
+            self.basis = None
+            self._show_verdict()
         key = (s.evaluations, s.profiles)
         if self._evidence_running == key:
             return

@@ -315,3 +315,22 @@ def test_rank_cell_formats_rho_interval_p_and_n():
     assert rank_cell(RankTest(1.0, (1.0, 1.0), 0.0004998, 8)) == "+1.00 [+1.00,+1.00] p<.001 n8"
     assert rank_cell(RankTest(None, None, None, 2)) == "— n2"
     assert rank_cell(None) == ""
+
+
+@async_test
+async def test_an_evaluation_loaded_later_changes_the_verdicts_basis(tmp_path):
+    paths = write_study(tmp_path / "study")
+    moved = tmp_path / "later.json"
+    paths["eval"].rename(moved)  # start with the bundles only
+    app = build_app([tmp_path / "study"])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        view = app.query_one(CompareView)
+        assert view.basis is not None and view.basis.choice.evaluations == 0
+        assert "no evaluation loaded" in str(app.query_one("#verdict").render())
+        assert app.add_evaluation(moved)
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert view.basis is not None and view.basis.choice.name == "retained_energy"
+        assert "by retained_energy" in " ".join(str(app.query_one("#verdict").render()).split())

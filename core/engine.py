@@ -22,6 +22,7 @@ from core.errors import LensError
 from core.formats.bundle import Bundle, load_bundle
 
 if TYPE_CHECKING:
+    from core.predictor_choice import VerdictBasis
     from core.uncertainty import Difference
 from core.model_names import model_identity
 
@@ -230,23 +231,41 @@ SAFE_SURROGATE_MASS = 0.95
 NOISE_ALPHA = 0.05
 
 
-def is_safe(comparison: Comparison) -> bool:
-    """Whether either side is a safe surrogate for the other (relative retained mass ≥ 95 %)."""
+def is_safe(comparison: Comparison, basis: VerdictBasis | None = None) -> bool:
+    """Whether either side is a safe surrogate for the other (score ≥ 95 %).
+
+    The score is relative retained mass, or, with a ``basis`` whose validated
+    predictor these bundles support, that predictor relative to the target's own
+    mask (:mod:`core.predictor_choice`).
+    """
+    return any(v is not None and v >= SAFE_SURROGATE_MASS for v in _scores(comparison, basis))
+
+
+def _scores(
+    comparison: Comparison, basis: VerdictBasis | None
+) -> tuple[float | None, float | None]:
+    """(A→B, B→A) scores the surrogate call is made on (see :func:`is_safe`)."""
+    if basis is not None and basis.usable:
+        return basis.a_to_b, basis.b_to_a
     mean = comparison.mean
-    return any(
-        v is not None and v >= SAFE_SURROGATE_MASS
-        for v in (mean["retained_mass_rel_a_to_b"], mean["retained_mass_rel_b_to_a"])
-    )
+    return mean["retained_mass_rel_a_to_b"], mean["retained_mass_rel_b_to_a"]
 
 
-def verdict(comparison: Comparison, difference: Difference | None = None) -> str:
+def verdict(
+    comparison: Comparison,
+    difference: Difference | None = None,
+    basis: VerdictBasis | None = None,
+) -> str:
     """A one-sentence reading of the whole-model figures.
 
     The surrogate call uses the *relative* retained mass (docs/formats.md §Relative retained mass): the
     paper's absolute 95 % cannot be reached at small r even by identical data,
     because a set's own top-r share is below 1. The absolute value is shown
     beside it. With a permutation test (``difference``), the sentence first says
-    whether A and B differ beyond what resampling the same data gives.
+    whether A and B differ beyond what resampling the same data gives. With a
+    ``basis`` (:func:`core.predictor_choice.verdict_basis`), the call uses the
+    predictor validated by the loaded evaluations when there is one, and the
+    sentence ends by saying which predictor it rests on and why.
     """
     mean = comparison.mean
     a, b, r = comparison.a.name, comparison.b.name, comparison.r
@@ -255,25 +274,73 @@ def verdict(comparison: Comparison, difference: Difference | None = None) -> str
     if None in (ab, ba, rel_ab, rel_ba):
         return "not enough data for a verdict"
     assert ab is not None and ba is not None and rel_ab is not None and rel_ba is not None
+    if basis is not None and basis.usable:
+        mass = _predictor_sentence(comparison, basis, rel_ab, rel_ba)
+    else:
+        mass = _mass_sentence(a, b, r, ab, ba, rel_ab, rel_ba)
+    if basis is not None:
+        mass = f"{mass}; {_basis_sentence(basis)}"
+    if difference is None:
+        return mass
+    return f"{_noise_sentence(comparison, difference)}; {mass}"
+
+
+def _mass_sentence(
+    a: str, b: str, r: int, ab: float, ba: float, rel_ab: float, rel_ba: float
+) -> str:
+    """Issue 15's call: relative retained mass ≥ 95 % is a safe surrogate."""
     safe_ab, safe_ba = rel_ab >= SAFE_SURROGATE_MASS, rel_ba >= SAFE_SURROGATE_MASS
     if safe_ab and safe_ba:
-        mass = (
+        return (
             f"{a} and {b} are interchangeable at r={r}: each is a safe surrogate for the other "
             f"({rel_ab:.1%} / {rel_ba:.1%} of the attainable top-{r} mass kept; "
             f"{ab:.1%} / {ba:.1%} absolute)"
         )
-    elif safe_ab:
-        mass = _surrogate_sentence(a, b, r, rel_ab, ab)
-    elif safe_ba:
-        mass = _surrogate_sentence(b, a, r, rel_ba, ba)
-    else:
-        mass = (
-            f"calibrating on {a} keeps {rel_ab:.1%} of {b}'s attainable top-{r} mass "
-            f"({ab:.1%} absolute): not a safe surrogate"
+    if safe_ab:
+        return _surrogate_sentence(a, b, r, rel_ab, ab)
+    if safe_ba:
+        return _surrogate_sentence(b, a, r, rel_ba, ba)
+    return (
+        f"calibrating on {a} keeps {rel_ab:.1%} of {b}'s attainable top-{r} mass "
+        f"({ab:.1%} absolute): not a safe surrogate"
+    )
+
+
+def _predictor_sentence(
+    comparison: Comparison, basis: VerdictBasis, rel_ab: float, rel_ba: float
+) -> str:
+    """The same call made on the validated predictor, relative retained mass beside it."""
+    a, b, r = comparison.a.name, comparison.b.name, comparison.r
+    name = basis.choice.name
+    x, y = basis.a_to_b, basis.b_to_a
+    assert x is not None and y is not None
+    safe_ab, safe_ba = x >= SAFE_SURROGATE_MASS, y >= SAFE_SURROGATE_MASS
+    if safe_ab and safe_ba:
+        return (
+            f"{a} and {b} are interchangeable at r={r} by {name}: each one's top-{r} mask scores "
+            f"{x:.1%} / {y:.1%} of the other's own (relative retained mass "
+            f"{rel_ab:.1%} / {rel_ba:.1%})"
         )
-    if difference is None:
-        return mass
-    return f"{_noise_sentence(comparison, difference)}; {mass}"
+    if safe_ab or safe_ba:
+        src, dst, score, rel = (a, b, x, rel_ab) if safe_ab else (b, a, y, rel_ba)
+        return (
+            f"{src} is a safe surrogate for {dst} at r={r} by {name}: its top-{r} mask scores "
+            f"{score:.1%} of {dst}'s own on {dst} (relative retained mass {rel:.1%})"
+        )
+    return (
+        f"calibrating on {a} scores {x:.1%} of {b}'s own top-{r} mask on {b} by {name} "
+        f"(relative retained mass {rel_ab:.1%}): not a safe surrogate"
+    )
+
+
+def _basis_sentence(basis: VerdictBasis) -> str:
+    choice = basis.choice
+    if choice.validated and not basis.usable:
+        return (
+            f"{choice.name} is validated among similar masks but these bundles lack what it "
+            "needs: relative retained mass decides"
+        )
+    return choice.reason()
 
 
 def _surrogate_sentence(a: str, b: str, r: int, rel: float, absolute: float) -> str:

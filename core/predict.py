@@ -154,6 +154,14 @@ class PredictionReport:
     rho_jaccard: float | None  # Spearman(Jaccard to reference, loss increase)
     evaluations: list[EvaluationTests] = field(default_factory=list)
 
+    def rho(self, predictor: str) -> float | None:
+        """Spearman ρ(predictor, loss increase) over every point (all evaluations pooled);
+        None when a point lacks the predictor (see :func:`spearman`). The scatter's ρ."""
+        return spearman(
+            [_nan(p.predictors.get(predictor)) for p in self.points],
+            [p.loss_increase for p in self.points],
+        )
+
     @property
     def verdict(self) -> str:
         rho = self.rho_retained_mass

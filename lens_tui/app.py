@@ -543,6 +543,10 @@ class LensApp(App[None]):
                 f"Switch to the {spec.label} view",
                 lambda v=spec.id: self.action_view(v),
             )
+        for spec in self.views:  # a view's own entries (e.g. Predict's "Predict x: …")
+            commands = getattr(spec.view, "palette_commands", None)
+            if commands is not None:
+                yield from commands(self)
         for index, label in enumerate(self.selection.labels):
             yield SystemCommand(
                 f"Set A: {label}", "Dataset A", lambda i=index: self.action_set_dataset("a", i)

@@ -15,8 +15,11 @@ from core import metrics as m
 from core import uncertainty as u
 from core.ablation import DEFAULT_CONVERGENCE, ablate, ablate_shuffled
 from core.engine import Profile, compare, stats, verdict
-from core.formats.bundle import find_bundles
+from core.errors import LensError
+from core.formats.bundle import find_bundles, load_bundle
+from core.formats.evaluation import evaluation_files, read_evaluation
 from core.matrix import matrix
+from core.predictor_choice import PredictorChoice, evidence_choice, verdict_basis
 from lens_tui import render
 from lens_tui.commands.arguments import SEED, FiniteFloatRange, count
 
@@ -124,6 +127,15 @@ def stats_command(
 @r_option
 @tau_option
 @ci_options
+@click.option(
+    "--evidence",
+    type=BUNDLE,
+    multiple=True,
+    metavar="EVAL|FOLDER",
+    help="Evaluation results (lens evaluate --out), or folders holding them and bundles of their "
+    "data: the verdict uses the predictor they validate among similar masks, if any "
+    '(docs/formats.md §Predictor behind the verdict); --json then adds "predictor".',
+)
 @json_option
 def compare_command(
     bundle_a: Path,
@@ -134,6 +146,7 @@ def compare_command(
     replicates: int,
     level: float,
     seed: int,
+    evidence: tuple[Path, ...],
     as_json: bool,
 ) -> None:
     """Compare calibration sets A and B at budget r: would they keep the same experts?
@@ -148,18 +161,23 @@ def compare_command(
 
     With --ci, every value gets a bootstrap interval and a permutation test
     (--replicates random splits of A ∪ B) says whether A and B differ beyond
-    resampling noise.
+    resampling noise. With --evidence, a predictor that the evaluations
+    validate among masks of similar data (ρ interval below 0 in each) makes
+    the surrogate call instead, and the verdict names it.
 
     \b
     Examples:
       lens compare c4.safetensors zh.safetensors --r 24
       lens compare a.safetensors b.safetensors --r 16 --json | jq .mean.jaccard
       lens compare a.safetensors b.safetensors --r 16 --ci --json | jq .difference
+      lens compare sample_stats/news_en.safetensors sample_stats/wiki_en.safetensors --r 8 \\
+          --evidence sample_stats/ --json | jq .predictor
     """
     if ci:
         u.check_options(replicates, level)
     a, b = Profile.load(bundle_a), Profile.load(bundle_b)
     result = compare(a, b, r, tau)
+    basis = verdict_basis(_evidence_choice(evidence, a, b), a, b, r)
     intervals = difference = None
     if ci:
         intervals = u.bootstrap_compare(a, b, r, tau, replicates, level, seed)
@@ -169,14 +187,35 @@ def compare_command(
         if intervals is not None and difference is not None:
             document["ci"] = intervals.to_json()
             document["difference"] = difference.to_json()
+        if evidence:
+            document["predictor"] = basis.to_json()
         emit_json(document)
     else:
         render.print_comparison(
             result,
-            verdict(result, difference),
+            verdict(result, difference, basis),
             None if intervals is None else intervals.to_json(),
             None if difference is None else difference.to_json(),
         )
+
+
+def _evidence_choice(paths: tuple[Path, ...], a: Profile, b: Profile) -> PredictorChoice:
+    """The predictor the evaluations among ``paths`` validate (their data's bundles: those in
+    the folders given, and A and B themselves); none validated without ``paths``."""
+    if not paths:
+        return PredictorChoice(None)
+    for path in paths:
+        if not path.exists():
+            raise LensError(f"{path}: no such file or folder (--evidence)")
+    evaluations = [read_evaluation(p) for p in evaluation_files(list(paths))]
+    if not evaluations:
+        names = ", ".join(str(p) for p in paths)
+        raise LensError(f"--evidence {names}: no evaluation results (lens evaluate --out) there")
+    folders = [p for p in paths if p.is_dir()]
+    profiles = (
+        [a, b, *(Profile(load_bundle(p)) for p in find_bundles(folders))] if folders else [a, b]
+    )
+    return evidence_choice(evaluations, profiles)
 
 
 @click.command("ablate")

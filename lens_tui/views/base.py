@@ -103,6 +103,7 @@ class SelectionView:
         work: Callable[[Selection], T],
         done: Callable[[T], None],
         part: Callable[[Selection], object] | None = None,
+        lane: str = "",
     ) -> Worker[None]:
         """Compute ``work(selection)`` in a thread, then call ``done(result)`` on the UI thread.
 
@@ -113,6 +114,8 @@ class SelectionView:
         reading the view's own settings, widens) what "changed" means when the
         result depends on less than the view shows: Compare's intervals do not
         depend on the selected layer, so moving it must not drop them.
+        A newer call cancels only an older one of the same ``lane``: a view with
+        two slow figures of different inputs runs them side by side.
         """
         assert isinstance(self, Widget)
         app = self.app
@@ -129,7 +132,9 @@ class SelectionView:
             if current is not None and part(current) == key:
                 done(result)
 
-        return self.run_worker(job, thread=True, exclusive=True, group=f"selection-{id(self)}")
+        return self.run_worker(
+            job, thread=True, exclusive=True, group=f"selection-{id(self)}{lane}"
+        )
 
     def _shown(self) -> bool:
         """Whether this view and every container above it are displayed (its tab is active)."""

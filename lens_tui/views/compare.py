@@ -29,6 +29,8 @@ from core.engine import (
     verdict,
 )
 from core.errors import LensError
+from core.predictor_choice import VerdictBasis, verdict_basis
+from lens_tui import evidence as ev
 from lens_tui.messages import SelectionEdited
 from lens_tui.render import BIVARIATE_LABELS, fmt
 from lens_tui.selection import NO_BUNDLES, Selection
@@ -95,7 +97,9 @@ class CompareView(SelectionView, VerticalScroll):
     and sparsity threshold **τ**: univariate cards (sparsity, variance, N_eff,
     entropy), bivariate means (JS, Jaccard@r, Pearson of energy, retained mass),
     the verdict (retained mass relative to the best top-r mask ≥ 95 %: a safe
-    surrogate), one sparkline per metric across layers, the per-layer table, and
+    surrogate; or, when the loaded evaluations validate a predictor among
+    masks of similar data, that predictor relative to the target's own mask,
+    named in the verdict), one sparkline per metric across layers, the per-layer table, and
     the selected layer's expert distributions P_l(A) vs P_l(B) with the kept
     experts marked."""
 
@@ -117,6 +121,10 @@ class CompareView(SelectionView, VerticalScroll):
         # Error bars from the background worker: None while they compute (shown as "…").
         self.intervals: ci.CompareIntervals | None = None
         self._interval_cache: dict[tuple, ci.CompareIntervals] = {}
+        # What the verdict rests on (lens_tui.evidence); None while the evidence computes.
+        self.basis: VerdictBasis | None = None
+        self._evidence_running: tuple | None = None
+        self._basis_of: tuple | None = None  # (evidence, comparison) the basis was made for
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="cards"):
@@ -161,7 +169,7 @@ class CompareView(SelectionView, VerticalScroll):
 
     def depends_on(self, selection: Selection) -> object:
         s = selection
-        return (s.profiles, s.labels, s.a, s.b, s.r, s.tau, s.layer)
+        return (s.profiles, s.labels, s.a, s.b, s.r, s.tau, s.layer, s.evaluations)
 
     def show_selection(self, selection: Selection) -> None:
         """Compare A and B at (r, τ); a change of layer alone only moves the highlight and plot."""
@@ -173,6 +181,7 @@ class CompareView(SelectionView, VerticalScroll):
         compared = (s.profile_a, s.profile_b, s.label_a, s.label_b, s.r, s.tau)
         if compared == self._compared and self.comparison is not None:
             self.show_layer(s.layer)
+            self._start_evidence(s)
             return
         self._compared = compared
         try:
@@ -181,8 +190,10 @@ class CompareView(SelectionView, VerticalScroll):
             self.show_message(str(exc))
             return
         self.intervals = None
+        self.basis = None
         self.show(result, s.label_a, s.label_b, s.layer)
         self._start_intervals(s)
+        self._start_evidence(s)
 
     def show_message(self, message: str) -> None:
         """Nothing to compare (no bundles, or an error): say so and blank the numbers."""
@@ -234,13 +245,16 @@ class CompareView(SelectionView, VerticalScroll):
         comparison = self.comparison
         if comparison is None:
             return
-        safe = is_safe(comparison)
+        basis = self.basis
+        safe = is_safe(comparison, basis)
         intervals = self.intervals
         difference = None if intervals is None else intervals.difference
         verdict_text = Text("verdict: ", style="bold")
         verdict_text.append(
-            verdict(comparison, difference), style="bold green" if safe else "bold yellow"
+            verdict(comparison, difference, basis), style="bold green" if safe else "bold yellow"
         )
+        if basis is None:
+            verdict_text.append(f" · predictor validation {PENDING}", style="dim")
         if intervals is None:
             verdict_text.append(f" · resampling test {PENDING}", style="dim")
         else:
@@ -365,6 +379,51 @@ class CompareView(SelectionView, VerticalScroll):
         self._cards["ab"].set_intervals(texts)
         self._show_verdict()
         self._show_layer_intervals()
+
+    # ------------------------------------------------------------------ evidence
+
+    def _start_evidence(self, selection: Selection) -> None:
+        """The verdict's basis: at once when the evidence is known, else from a worker.
+
+        The rank tests behind it depend only on the loaded files, so a new A, B or
+        r does not restart a running job; its result is applied to whatever is
+        compared when it arrives.
+        """
+        s = selection
+        known = ev.cached(s.evaluations, s.profiles)
+        if known is not None:
+            self._evidence_running = None
+            self._apply_evidence(known)
+            return
+        if self.basis is not None:  # new files loaded: the old basis no longer holds
+            self.basis = None
+            self._show_verdict()
+        key = (s.evaluations, s.profiles)
+        if self._evidence_running == key:
+            return
+        self._evidence_running = key
+
+        def done(evidence: ev.SessionEvidence) -> None:
+            self._evidence_running = None
+            self._apply_evidence(evidence)
+
+        self.run_on_selection(
+            s,
+            lambda sel: ev.session_evidence(sel.evaluations, sel.profiles),
+            done,
+            part=lambda sel: (sel.evaluations, sel.profiles),
+            lane="-evidence",
+        )
+
+    def _apply_evidence(self, evidence: ev.SessionEvidence) -> None:
+        comparison = self.comparison
+        if comparison is None:
+            return
+        if self.basis is not None and self._basis_of == (evidence, comparison):
+            return  # a new layer alone: the basis stands, no repaint
+        self._basis_of = (evidence, comparison)
+        self.basis = verdict_basis(evidence.choice, comparison.a, comparison.b, comparison.r)
+        self._show_verdict()
 
     def show_layer(self, layer: int) -> None:
         """Highlight ``layer`` in the sparklines and table and plot its expert distributions."""

@@ -2,24 +2,42 @@
 
 For every evaluation result loaded (``lens evaluate --out``) whose data has a
 loaded bundle, ``core.predict.predict_vs_actual`` pairs each mask's predicted
-retained mass and Jaccard with the measured loss increase; this view shows
-the table, the Spearman correlations with a verdict, and the scatter. No
-number is computed here.
+retained mass, Jaccard and every other predictor (:mod:`core.predictors`)
+with the measured loss increase. This view shows each predictor's ρ with its
+bootstrap interval and permutation p, over all masks and within each group
+(the "tests" table), the masks (the "masks" table), and the scatter of one
+predictor against the loss increase; ``p`` / ``P`` (or the palette) switch
+which predictor is on the x axis. It also says which predictor the Compare
+verdict uses (:mod:`core.predictor_choice`), from the same report
+(:mod:`lens_tui.evidence`). No number is computed here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from core.engine import Profile
-from core.errors import LensError
 from core.formats.evaluation import Evaluation
-from core.predict import PredictionReport, matching_profile, predict_vs_actual
-from lens_tui.prediction_plot import dataset_colors, draw_prediction, point_mark, rho_text
+from core.predict import PredictionReport, matching_profile
+from core.predictor_choice import PredictorChoice
+from core.predictors import PREDICTORS
+from core.rank_tests import RankTest
+from lens_tui.evidence import session_evidence
+from lens_tui.prediction_plot import (
+    DEFAULT_PREDICTOR,
+    axis_label,
+    dataset_colors,
+    draw_prediction,
+    point_mark,
+    rho_text,
+    x_value,
+)
 from lens_tui.safe_text import printable
 from lens_tui.selection import Selection
 from lens_tui.views.base import SelectionView
@@ -32,11 +50,12 @@ NO_EVALUATIONS = (
 )
 
 #: (header, right-aligned) of the table's columns.
-COLUMNS = (  # measured Δ loss beside the mask, so it is on screen at 80 columns too
+COLUMNS = (  # measured Δ loss and the plotted x beside the mask, on screen at 80 columns too
     ("#", True),
     ("data", False),
     ("mask", False),
     ("Δ loss", True),
+    ("x", True),  # the value of the predictor on the scatter's x axis
     ("kept", True),  # routing mass kept (the prediction); short headers keep top-1 on screen
     ("worst", True),
     ("Jacc.", True),
@@ -49,13 +68,14 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
-def row_cells(number: int, point) -> list[str]:
-    """The table row of one point, as shown."""
+def row_cells(number: int, point, predictor: str = DEFAULT_PREDICTOR) -> list[str]:
+    """The masks table's row of one point, as shown (``x``: the plotted predictor's value)."""
     return [
         point_mark(number),
         printable(point.dataset),
         printable(point.mask),
         f"{point.loss_increase:+.4f}",
+        _pct(x_value(point, predictor)),
         _pct(point.retained_mass),
         _pct(point.retained_mass_min),
         "—" if point.jaccard is None else f"{point.jaccard:.3f}",
@@ -64,24 +84,94 @@ def row_cells(number: int, point) -> list[str]:
     ]
 
 
+def _signed(value: float) -> str:
+    """``-0.84`` as ``-.84``, ``+1.00`` kept: two decimals in four or five characters."""
+    return f"{value:+.2f}".replace("0.", ".", 1) if abs(value) < 1 else f"{value:+.2f}"
+
+
+def rank_cell(test: RankTest | None) -> str:
+    """One rank test as a cell: ``-.84 [-.95,-.62] p.001 n19`` (ρ [95 % interval] p n)."""
+    if test is None:
+        return ""
+    if test.spearman is None:
+        return f"— n{test.n}"
+    ci = "[—]" if test.ci is None else f"[{_signed(test.ci[0])},{_signed(test.ci[1])}]"
+    p = ""
+    if test.p_value is not None:  # the permutation p is never 0: below 1/1000 says so
+        p = " p<.001" if test.p_value < 0.001 else f" p{test.p_value:.3f}".replace("p0.", "p.")
+    return f"{_signed(test.spearman)} {ci}{p} n{test.n}"
+
+
+def group_header(group: str) -> str:
+    """``same_data`` → ``same data``, ``criterion:mass`` → ``criterion mass``."""
+    return group.replace("_", " ").replace(":", " ")
+
+
+def report_groups(report: PredictionReport) -> list[str]:
+    """Every group with a test in the report: ``same_data`` first, then the rest in order met."""
+    found = dict.fromkeys(
+        group for e in report.evaluations for p in e.predictors for group in p.groups
+    )
+    return sorted(found, key=lambda g: g != "same_data")
+
+
+def rank_rows(
+    report: PredictionReport, predictor: str, choice: PredictorChoice | None
+) -> list[list[str]]:
+    """The tests table: per evaluation and predictor, ``▶`` on x / ``✓`` used by the verdict,
+    the data, the predictor, then ρ [interval] p n over all masks and within each group."""
+    groups = report_groups(report)
+    rows = []
+    for evaluation in report.evaluations:
+        for test in evaluation.predictors:
+            mark = ("▶" if test.name == predictor else "") + (
+                "✓" if choice is not None and test.name == choice.name else ""
+            )
+            rows.append(
+                [
+                    mark,
+                    printable(evaluation.dataset),
+                    test.name,
+                    rank_cell(test.overall),
+                    *(rank_cell(test.groups.get(group)) for group in groups),
+                ]
+            )
+    return rows
+
+
 class PredictionPlot(ResultPlot):
-    """Predicted retained mass (x) against measured loss increase (y), points numbered."""
+    """One predictor (x) against measured loss increase (y), points numbered."""
 
     result: PredictionReport | None
 
-    def show(self, report: PredictionReport) -> None:
-        draw_prediction(self.start(report), report)
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.predictor = DEFAULT_PREDICTOR
+        #: (table number, x in %, y) of every point drawn, as :func:`draw_prediction` drew them.
+        self.plotted: list[tuple[int, float, float]] = []
+
+    def show(self, report: PredictionReport, predictor: str = DEFAULT_PREDICTOR) -> None:
+        self.predictor = predictor
+        self.plotted = draw_prediction(self.start(report), report, predictor)
         self.refresh()
+
+    def clear_plot(self, message: str = "") -> None:
+        self.plotted = []
+        super().clear_plot(message)
 
 
 class PredictView(SelectionView, Vertical):
-    """The predicted-vs-actual table, its rank correlations and the scatter."""
+    """The predictors' rank tests, the masks table and the scatter of one predictor."""
 
     #: What the help screen says of this view (Markdown, after "**Predict** — ").
     SUMMARY = """\
-    `lens evaluate` results beside the bundles of their data:
-    predicted retained mass and Jaccard against the measured loss increase per
-    mask, the Spearman rank correlation, and the scatter."""
+    `lens evaluate` results beside the bundles of their data: every
+    predictor's Spearman ρ against the measured loss increase, with its 95 %
+    bootstrap interval over masks and permutation p, over all masks and within
+    each group (masks from the evaluated data's own group, masks of one
+    criterion); the masks table; and the scatter of one predictor (`p` / `P`
+    or the palette's "Predict x:" entries switch it; ▶ marks it, ✓ marks the
+    predictor the Compare verdict uses, if one is validated)."""
 
     DEFAULT_CSS = """
     PredictView {
@@ -95,9 +185,13 @@ class PredictView(SelectionView, Vertical):
         height: auto;
         padding: 0 1;
     }
+    PredictView #predict-tests {
+        height: auto;
+        max-height: 35%;
+    }
     PredictView #predict-table {
         height: auto;
-        max-height: 40%;
+        max-height: 25%;
     }
     PredictView #predict-plot {
         height: 1fr;
@@ -107,47 +201,132 @@ class PredictView(SelectionView, Vertical):
         height: 1;
         padding: 0 1;
     }
-    PredictView.-plot-only #predict-table { display: none; }
-    PredictView.-table-only #predict-plot, PredictView.-table-only #predict-legend {
+    PredictView.-plot-only #predict-table, PredictView.-plot-only #predict-tests {
         display: none;
     }
+    PredictView.-tests-only #predict-table, PredictView.-tests-only #predict-plot,
+    PredictView.-tests-only #predict-legend {
+        display: none;
+    }
+    PredictView.-tests-only #predict-tests { max-height: 100%; height: 1fr; }
+    PredictView.-table-only #predict-tests, PredictView.-table-only #predict-plot,
+    PredictView.-table-only #predict-legend {
+        display: none;
+    }
+    PredictView.-table-only #predict-table { max-height: 100%; height: 1fr; }
     """
 
     BINDINGS = [
         Binding(
-            "v", "toggle_layout", "Table/plot", tooltip="Table and plot, plot only, table only"
+            "v",
+            "toggle_layout",
+            "Layout",
+            tooltip="All, plot only, predictor tests only, masks table only",
+        ),
+        Binding(
+            "p",
+            "step_predictor(1)",
+            "next x",
+            group=Binding.Group("x", compact=True),
+            tooltip="Plot the next predictor on the x axis",
+        ),
+        Binding(
+            "P",
+            "step_predictor(-1)",
+            "prev x",
+            group=Binding.Group("x", compact=True),
+            tooltip="Plot the previous predictor on the x axis",
         ),
     ]
 
-    #: The layouts ``v`` steps through: (CSS class, what the footer hint says next).
-    LAYOUTS = ("", "-plot-only", "-table-only")
+    #: The layouts ``v`` steps through (CSS classes; "" shows everything).
+    LAYOUTS = ("", "-plot-only", "-tests-only", "-table-only")
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.report: PredictionReport | None = None
+        self.choice: PredictorChoice | None = None  # what the Compare verdict uses
+        self.predictor = DEFAULT_PREDICTOR  # on the scatter's x axis
+        self._note = ""  # what is said of evaluations without a loaded bundle
 
     def compose(self) -> ComposeResult:
         yield Static(id="predict-message")
         yield Static(id="predict-summary")
+        yield DataTable(id="predict-tests", cursor_type="row", zebra_stripes=True)
         yield DataTable(id="predict-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="predict-legend")
         yield PredictionPlot(id="predict-plot")
 
     def on_mount(self) -> None:
-        # At 80×24 the table and the scatter share 13 rows: start on the plot alone
-        # there (the table is one key away) so the scatter is tall enough to read.
+        # At 80×24 the tables and the scatter share 13 rows: start on the plot alone
+        # there (the tables are a key away) so the scatter is tall enough to read.
         self._layout = 1 if self.app.size.height < 40 else 0
         self._apply_layout()
+
+    # ------------------------------------------------------------------ keys and palette
 
     def action_toggle_layout(self) -> None:
         self._layout = (self._layout + 1) % len(self.LAYOUTS)
         self._apply_layout()
+        shown = {"-tests-only": "#predict-tests", "-table-only": "#predict-table"}
+        target = shown.get(self.LAYOUTS[self._layout])
+        if target:
+            self.query_one(target, DataTable).focus(scroll_visible=False)
 
     def _apply_layout(self) -> None:
         for name in self.LAYOUTS[1:]:
             self.remove_class(name)
         if self.LAYOUTS[self._layout]:
             self.add_class(self.LAYOUTS[self._layout])
+
+    def action_step_predictor(self, step: int) -> None:
+        """Plot the next (``step`` 1) or previous (−1) predictor of :data:`PREDICTORS`."""
+        index = PREDICTORS.index(self.predictor) if self.predictor in PREDICTORS else 0
+        self.set_predictor(PREDICTORS[(index + step) % len(PREDICTORS)])
+
+    def set_predictor(self, predictor: str) -> None:
+        """Put ``predictor`` on the x axis: scatter, x column, ▶ marks and summary follow."""
+        if predictor not in PREDICTORS:
+            raise ValueError(f"unknown predictor {predictor!r}")
+        self.predictor = predictor
+        if self.report is not None:
+            self._paint()
+
+    @classmethod
+    def palette_commands(cls, app) -> Iterable[SystemCommand]:
+        """One "Predict x: NAME" entry per predictor (the app lists every view's entries).
+
+        A class method: the palette offers them before the view is first shown
+        (views mount lazily); choosing one shows the view, then sets its x.
+        """
+        for name in PREDICTORS:
+            yield SystemCommand(
+                f"Predict x: {name}",
+                f"Plot {axis_label(name)} against the loss increase (Predict view)",
+                lambda n=name: cls._open_with(app, n),
+            )
+
+    @classmethod
+    def _open_with(cls, app, predictor: str) -> None:
+        app.action_view(next(spec.id for spec in app.views if spec.view is cls))
+
+        def apply() -> None:
+            views = app.query(cls)
+            if views:
+                views.first().set_predictor(predictor)
+            else:  # not mounted yet: it will be after this refresh
+                app.call_after_refresh(apply)
+
+        apply()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row of the tests table plots that row's predictor."""
+        if event.data_table.id != "predict-tests" or event.row_key.value is None:
+            return
+        event.stop()
+        self.set_predictor(event.row_key.value.split("\x00")[-1])
+
+    # ------------------------------------------------------------------ showing
 
     def depends_on(self, selection: Selection) -> object:
         return (selection.evaluations, selection.profiles)
@@ -169,46 +348,94 @@ class PredictView(SelectionView, Vertical):
         if not paired:
             self.show_message(note)
             return
-        try:
-            report = predict_vs_actual(paired, profiles)
-        except LensError as exc:
-            self.show_message(str(exc))
+        evidence = session_evidence(evaluations, profiles)
+        if evidence.report is None:
+            self.show_message(evidence.error or "no prediction")
             return
-        self.report = report
-        self._set_message(note)
-        summary = Text()
-        summary.append("Spearman ρ ", style="dim")
-        summary.append("retained mass vs Δ loss ", style="dim")
-        summary.append(rho_text(report.rho_retained_mass), style="bold")
-        summary.append("   Jaccard vs Δ loss ", style="dim")
-        summary.append(rho_text(report.rho_jaccard), style="bold")
-        summary.append(f"   ({len(report.points)} masks; negative = ordered right)\n", style="dim")
-        summary.append(report.verdict)
-        self.query_one("#predict-summary", Static).update(summary)
-        table = self.query_one("#predict-table", DataTable)
-        table.clear(columns=True)
-        for header, right in COLUMNS:
-            table.add_column(Text(header, justify="right" if right else "left"), key=header)
-        for number, point in enumerate(report.points, start=1):
-            cells = row_cells(number, point)
-            table.add_row(
-                *(
-                    Text(cell, justify="right" if right else "left", no_wrap=True)
-                    for cell, (_, right) in zip(cells, COLUMNS)
-                ),
-                key=str(number),
-            )
+        self.report = evidence.report
+        self.choice = evidence.choice
+        self._note = note
+        self._paint()
+
+    def _paint(self) -> None:
+        report = self.report
+        assert report is not None
+        predictor = self.predictor
+        self._set_message(self._note)
+        self.query_one("#predict-summary", Static).update(self._summary(report, predictor))
+        self._fill(
+            self.query_one("#predict-tests", DataTable),
+            [
+                ("", False),
+                ("data", False),
+                ("predictor", False),
+                ("all masks", False),
+                *((group_header(g), False) for g in report_groups(report)),
+            ],
+            rank_rows(report, predictor, self.choice),
+            [f"{e.evaluation}\x00{t.name}" for e in report.evaluations for t in e.predictors],
+        )
+        self._fill(
+            self.query_one("#predict-table", DataTable),
+            list(COLUMNS),
+            [row_cells(n, point, predictor) for n, point in enumerate(report.points, start=1)],
+            [str(n) for n in range(1, len(report.points) + 1)],
+        )
         legend = Text("colour = data: ", style="dim")
-        for name, (r, g, b) in dataset_colors(report):
+        for name, (r, g, b) in dataset_colors(report, predictor):
             legend.append(f"■ {name}  ", style=f"rgb({r},{g},{b})")
         legend.append("marks: table # (v)", style="dim")
         self.query_one("#predict-legend", Static).update(legend)
-        self.query_one("#predict-plot", PredictionPlot).show(report)
+        self.query_one("#predict-plot", PredictionPlot).show(report, predictor)
+
+    def _summary(self, report: PredictionReport, predictor: str) -> Text:
+        """Which predictor is on x and its ρ; which one the Compare verdict uses; the verdict."""
+        summary = Text()
+        position = f"{PREDICTORS.index(predictor) + 1}/{len(PREDICTORS)}"
+        summary.append("x = ", style="dim")
+        summary.append(predictor, style="bold")
+        summary.append(f" ({position}, p/P): ρ vs Δ loss ", style="dim")
+        summary.append(rho_text(report.rho(predictor)), style="bold")
+        summary.append(f" over {len(report.points)} masks · Jaccard ", style="dim")
+        summary.append(rho_text(report.rho_jaccard), style="bold")
+        summary.append(" (negative = ordered right)\n", style="dim")
+        choice = self.choice
+        summary.append("Compare's verdict uses ", style="dim")
+        if choice is not None and choice.validated:
+            summary.append(f"✓ {choice.name}", style="bold green")
+            summary.append(": best-validated among similar masks\n", style="dim")
+        else:
+            summary.append("relative retained mass", style="bold yellow")
+            summary.append(": no predictor validated among similar masks\n", style="dim")
+        summary.append(report.verdict)
+        return summary
+
+    @staticmethod
+    def _fill(
+        table: DataTable, columns: list[tuple[str, bool]], rows: list[list[str]], keys: list[str]
+    ) -> None:
+        """Refill ``table``, keeping the cursor on its row (a switch of x must not move it)."""
+        cursor = table.cursor_row
+        table.clear(columns=True)
+        for header, right in columns:
+            table.add_column(Text(header, justify="right" if right else "left"), key=header)
+        for cells, key in zip(rows, keys):
+            table.add_row(
+                *(
+                    Text(cell, justify="right" if right else "left", no_wrap=True)
+                    for cell, (_, right) in zip(cells, columns)
+                ),
+                key=key,
+            )
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1), scroll=False)
 
     def show_message(self, message: str) -> None:
         self.report = None
+        self.choice = None
         self._set_message(message)
         self.query_one("#predict-summary", Static).update("")
+        self.query_one("#predict-tests", DataTable).clear(columns=True)
         self.query_one("#predict-table", DataTable).clear(columns=True)
         self.query_one("#predict-legend", Static).update("")
         self.query_one("#predict-plot", PredictionPlot).clear_plot()

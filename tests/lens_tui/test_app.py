@@ -12,6 +12,7 @@ from core import metrics as m
 from core.ablation import ablate
 from core.engine import Profile, compare, layer_distribution, verdict
 from core.matrix import MATRIX_KEYS, matrix
+from core.predictor_choice import choose_predictor, verdict_basis
 from core.uncertainty import permutation_test
 from lens_tui.app import NO_BUNDLES, TAU_LADDER, build_app
 from lens_tui.help import HelpScreen
@@ -421,7 +422,8 @@ async def test_the_verdict_is_never_clipped_when_its_length_changes(paths):
             await pilot.pause()
             a, b = Profile.load(paths[0]), Profile.load(paths[1])
             difference = permutation_test(a, b, app.r, APP_REPLICATES)
-            expected = verdict(compare(a, b, app.r), difference)
+            none = verdict_basis(choose_predictor([]), a, b, app.r)  # no evaluation loaded
+            expected = verdict(compare(a, b, app.r), difference, none)
             painted = [line.strip() for line in screen_text(widget).splitlines()]
             caption = app.query_one(CompareView).intervals.caption()
             assert " ".join(p for p in painted if p) == f"verdict: {expected} · {caption}"

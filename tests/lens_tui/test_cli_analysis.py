@@ -180,3 +180,40 @@ def test_import_core_stays_light():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_compare_evidence_names_the_validated_predictor(tmp_path):
+    """--evidence: the study fixture's loss follows the energy share, so retained_energy is
+    validated among the 8 masks calibrated on the held-out data; the verdict and JSON say so."""
+    from core.engine import Profile
+    from core.predictor_choice import relative_scores
+    from tests.lens_tui.study_fixture import write_study
+
+    paths = write_study(tmp_path / "study")
+    a, b = paths["calib"], paths["heldout"]
+    plain = lens("compare", a, b, "--r", "2", "--json")
+    assert plain.returncode == 0, plain.stderr
+    assert "predictor" not in json.loads(plain.stdout)  # the key comes with --evidence only
+    done = lens("compare", a, b, "--r", "2", "--evidence", tmp_path / "study", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert {k: v for k, v in doc.items() if k != "predictor"} == json.loads(plain.stdout)
+    predictor = doc["predictor"]
+    assert predictor["name"] == predictor["used"] == "retained_energy" and predictor["validated"]
+    assert [(e["dataset"], e["n"], e["spearman"]) for e in predictor["evidence"]] == [
+        ("heldout", 8, -1.0)
+    ]
+    ab, ba = relative_scores("retained_energy", Profile.load(a), Profile.load(b), 2)
+    assert (predictor["relative_a_to_b"], predictor["relative_b_to_a"]) == pytest.approx((ab, ba))
+    text = lens("compare", a, b, "--r", "2", "--evidence", paths["eval"])
+    assert text.returncode == 0, text.stderr  # the evaluation file alone: heldout is B itself
+    words = " ".join(text.stdout.split())
+    assert "by retained_energy" in words and "best-validated predictor among similar" in words
+    without = " ".join(lens("compare", a, b, "--r", "2").stdout.split())
+    assert "no predictor was validated among similar masks (no evaluation loaded)" in without
+    assert_clean_error(
+        lens("compare", a, b, "--r", "2", "--evidence", tmp_path / "nope.json"), "nope.json"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_clean_error(lens("compare", a, b, "--r", "2", "--evidence", empty), "no evaluation")

@@ -178,9 +178,13 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def _kl_terms(x: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """x · log2(x / m) where x > 0, else 0: the terms of KL(x ‖ m)."""
+    """x · log2(x / m) where x > 0, else 0: the terms of KL(x ‖ m).
+
+    x and m broadcast (one signature against a stack of them, as ``lens matrix`` does).
+    """
+    x = np.broadcast_to(x, np.broadcast_shapes(x.shape, m.shape))
     positive = x > 0
-    out = np.zeros_like(x)
+    out = np.zeros(x.shape, dtype=np.result_type(x, m))
     np.divide(x, m, out=out, where=positive)
     np.log2(out, out=out, where=positive)
     np.multiply(x, out, out=out, where=positive)

@@ -198,3 +198,14 @@ def test_proxy_mask_without_sorting_equals_the_stable_sort_with_many_ties():
         np.put_along_axis(expected, order, True, axis=-1)
         assert np.array_equal(m.proxy_mask(p, r), expected), r
         assert (m.proxy_mask(p, r).sum(axis=-1) == r).all()
+
+
+def test_js_divergence_of_one_signature_against_a_stack_broadcasts():
+    """``lens matrix`` compares one signature with all of them in one call: the result
+    equals the pairwise divergences, computed one pair at a time."""
+    rng = np.random.default_rng(3)
+    stack = rng.dirichlet(np.ones(6), size=(5, 3))  # [5 bundles, 3 layers, 6 experts]
+    at_once = m.js_divergence(stack[1][None], stack)
+    one_by_one = np.stack([m.js_divergence(stack[1], other) for other in stack])
+    assert at_once.shape == (5, 3)
+    np.testing.assert_allclose(at_once, one_by_one, rtol=0, atol=1e-15)

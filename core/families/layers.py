@@ -39,7 +39,9 @@ def _num_experts(block: Any, router: Any, experts: Any, family: FamilyAdapter) -
 
     The modules' ``num_experts`` comes first because a router weight can have
     more rows than there are routed experts (Inkling scores its shared expert
-    in the same matrix), and then the rows would be the wrong E.
+    in the same matrix), and then the rows would be the wrong E. A family's own
+    ``num_experts_attr`` comes before both: Zaya's E counts its skip expert, and
+    Doge's block holds the count its embeddings and router do not.
     """
     for owner in (router, block) if family.num_experts_attr else ():
         value = getattr(owner, family.num_experts_attr, None)

@@ -118,7 +118,8 @@ class MaskedRouting:
             self._calls[index] += 1
             if self._dropped is None:
                 return None
-            expected = 2 if layer.family.style == "llama4" else 3  # (scores, logits) for Llama-4
+            # (scores, logits) for Llama-4; the adapter's tuple length otherwise
+            expected = 2 if layer.family.style == "llama4" else layer.family.router_outputs
             if not isinstance(output, tuple) or len(output) != expected:
                 raise LensError(
                     f"{layer.name}: its router returned {type(output).__name__}, not the "

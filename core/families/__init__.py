@@ -13,8 +13,11 @@ from __future__ import annotations
 from core.errors import LensError
 from core.families import (
     afmoe,
+    aria,
     axk1,
+    axk2,
     bailing_hybrid,
+    beam,
     cohere2_moe,
     deepseek_v2,
     deepseek_v3,
@@ -33,6 +36,8 @@ from core.families import (
     hunyuan_v1_moe,
     hy_v3,
     hy_v4,
+    inkling,
+    inkling2,
     jamba,
     kimi_linear,
     kolibri1,
@@ -45,6 +50,7 @@ from core.families import (
     mimo_v2_flash,
     minimax,
     minimax_m2,
+    minimax_m3_vl,
     mixtral,
     nemotron_h,
     olmoe,
@@ -79,6 +85,8 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         mimo_v2_flash,
         solar_open,
         axk1,
+        axk2,
+        beam,
         nemotron_h,
         bailing_hybrid,
         ernie4_5_moe,
@@ -89,6 +97,7 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         jamba,
         minimax,
         minimax_m2,
+        minimax_m3_vl,
         hunyuan_v1_moe,
         hy_v3,
         hy_v4,
@@ -103,6 +112,9 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         llama4,
         gemma4,
         longcat_flash,
+        aria,
+        inkling,
+        inkling2,
     )
 )
 

@@ -64,6 +64,9 @@ class FamilyAdapter:
     collect_doc: str = ""  # what prob_sum / routing record, for the README
     experts_attr: str = "experts"
     logits_index: int = 0  # where the dense [T, E] router logits sit in the router's output
+    #: length of the router's output tuple in the fused style (Inkling also returns its shared
+    #: experts' gammas, a 4th value); masked routing refuses a router that returns another shape
+    router_outputs: int = 3
     #: "logits", or "probs" when the router returns its softmax instead (Gemma-4): prob_sum
     #: is then that output itself, not a softmax of it.
     router_output: str = "logits"

@@ -380,6 +380,7 @@ TINY_SIZES = {
     "num_key_value_heads": 2,
     "head_dim": 8,
     "vocab_size": 128,
+    "unpadded_vocab_size": 128,  # Inkling-2: the unembedding rows actually used
     "num_local_experts": EXPERTS,
     "num_experts": EXPERTS,
     "n_routed_experts": EXPERTS,
@@ -421,8 +422,16 @@ TINY_OVERRIDES: dict[str, dict] = {
     "laguna": {"num_attention_heads_per_layer": [4] * LAYERS},
     "longcat_flash": {"n_routed_experts": EXPERTS - 2, "zero_expert_num": 2},  # E counts both
     "lfm2_moe": {"num_dense_layers": 0, "layer_types": ["conv", "full_attention"]},
-    "gemma4_text": {"enable_moe_block": True, "num_experts": EXPERTS, "top_k_experts": TOP_K},
-    "gemma4": {"enable_moe_block": True, "num_experts": EXPERTS, "top_k_experts": TOP_K},
+    # per_layer_config: {} replaces the default overrides of layers 5, 11, … (absent in a
+    # two-layer model), which a saved config would otherwise fail to load with. The
+    # multimodal "gemma4" gets these on its text_config (its own top level has no MoE keys).
+    "gemma4_text": {
+        "enable_moe_block": True,
+        "num_experts": EXPERTS,
+        "top_k_experts": TOP_K,
+        "per_layer_config": {},
+    },
+    "inkling_text": {"logits_mup_width_multiplier": 1.0},  # logits big enough to see a mask
     "jamba": {
         "attn_layer_period": 1,
         "attn_layer_offset": 0,

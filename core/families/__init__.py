@@ -13,8 +13,11 @@ from __future__ import annotations
 from core.errors import LensError
 from core.families import (
     afmoe,
+    aria,
     axk1,
+    axk2,
     bailing_hybrid,
+    beam,
     cohere2_moe,
     dbrx,
     deepseek_v2,
@@ -38,6 +41,8 @@ from core.families import (
     hunyuan_v1_moe,
     hy_v3,
     hy_v4,
+    inkling,
+    inkling2,
     jamba,
     jetmoe,
     kimi_linear,
@@ -51,6 +56,7 @@ from core.families import (
     mimo_v2_flash,
     minimax,
     minimax_m2,
+    minimax_m3_vl,
     mixtral,
     nemotron_h,
     olmoe,
@@ -86,6 +92,8 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         mimo_v2_flash,
         solar_open,
         axk1,
+        axk2,
+        beam,
         nemotron_h,
         bailing_hybrid,
         ernie4_5_moe,
@@ -96,6 +104,7 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         jamba,
         minimax,
         minimax_m2,
+        minimax_m3_vl,
         hunyuan_v1_moe,
         hy_v3,
         hy_v4,
@@ -117,6 +126,9 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         jetmoe,
         doge,
         zaya,
+        aria,
+        inkling,
+        inkling2,
     )
 )
 

@@ -80,7 +80,9 @@ class FamilyAdapter:
     #: masked routing then returns just the masked logits, which the block routes as always.
     router_returns_logits: bool = False
     #: how many values the router returns (3: logits, weights, index); JetMoE's 5 or Zaya's 4
-    #: are recomputed by its masked routing, or passed through past the first three
+    #: are recomputed by its masked routing, or passed through past the first three; Inkling
+    #: also returns its shared experts' gammas, a 4th value. Masked routing refuses a router
+    #: that returns another shape.
     router_outputs: int = 3
     #: name of a router's token-id → experts table (DeepSeek-V4's ``tid2eid``): a layer whose
     #: router has one is hash-routed, its choice not a function of the router's logits, and

@@ -234,3 +234,38 @@ def softmax_biased_choice_scaled(
     index = torch.topk(choice, k=router.top_k, dim=-1, sorted=False)[1]
     weights = scores.gather(1, index) * router.routed_scaling_factor
     return masked, weights.to(masked.dtype), index
+
+
+def sigmoid_bias_optional_groups(*, unselected: float, scaled: bool) -> MaskedRoute:
+    """A.X K2 and Beam: sigmoid scores + the router's correction bias choose, within the best
+    ``topk_group`` of ``num_group`` groups when the router has groups (A.X K2-Light has none).
+
+    Experts of unselected groups get the selection score ``unselected`` (Beam: −inf; A.X K2:
+    0.0, as its reference code does), and the dropped experts are set to −inf again after
+    that fill, so a 0.0 fill cannot make a dropped expert selectable. Weights are the chosen
+    sigmoid scores, renormalised if ``norm_topk_prob`` (+1e-20), times
+    ``routed_scaling_factor`` if ``scaled`` (Beam scales the block's output instead).
+    """
+
+    def route(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
+        import torch  # lazy: only evaluation runs routing
+
+        scores = logits.sigmoid()
+        choice = (scores + router.e_score_correction_bias).masked_fill(dropped, float("-inf"))
+        groups = router.num_group
+        if groups is not None:
+            experts = choice.shape[-1]
+            per_group = choice.view(-1, groups, experts // groups).topk(2, dim=-1)[0].sum(dim=-1)
+            chosen = torch.topk(per_group, k=router.topk_group, dim=-1, sorted=False)[1]
+            keep = torch.zeros_like(per_group).scatter_(1, chosen, 1).bool()
+            keep = keep.unsqueeze(-1).expand(-1, groups, experts // groups).reshape(-1, experts)
+            choice = choice.masked_fill(~keep, unselected).masked_fill(dropped, float("-inf"))
+        index = torch.topk(choice, k=router.top_k, dim=-1, sorted=False)[1]
+        weights = scores.gather(1, index)
+        if router.norm_topk_prob:
+            weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+        if scaled:
+            weights = weights * router.routed_scaling_factor
+        return logits.masked_fill(dropped, float("-inf")), weights, index
+
+    return route

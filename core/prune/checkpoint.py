@@ -29,20 +29,22 @@ from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY
 from core.io.jsonfile import read_json
 from core.io.safetensors import SafetensorsHeader, TensorEntry, read_header
 
-#: An MoE block: ``layers.{i}.{mlp|…}``, DBRX's ``blocks.{i}.ffn``, or JetMoE's attention
-#: experts ``layers.{i}.self_attention.experts`` (a second MoE layer in the same decoder layer).
+#: An MoE block: ``layers.{i}.{mlp|…}``, DBRX's ``blocks.{i}.ffn``, JetMoE's attention
+#: experts ``layers.{i}.self_attention.experts`` (a second MoE layer in the same decoder
+#: layer), or the decoder layer itself (Gemma-4 keeps its router and experts there).
 _BLOCK = (
-    r"(?P<prefix>(?:.+\.)?(?:layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe|feed_forward|mixer|moe"
-    r"|(?P<attention>self_attention\.experts))|blocks\.(?P<block>\d+)\.ffn))"
+    r"(?P<prefix>(?:.+\.)?(?:layers\.(?P<layer>\d+)(?:\.(?:mlp|block_sparse_moe|feed_forward|mixer"
+    r"|moe|(?P<attention>self_attention\.experts)))?|blocks\.(?P<block>\d+)\.ffn))"
 )
 #: The router's weight/bias (or its inner linear's: Granite ``router.layer``, HunYuan ``gate.wg``,
-#: AFMoE ``router.gate``, LongCat ``router.classifier``), and a correction bias kept in
+#: AFMoE ``router.gate``, LongCat ``router.classifier``, Gemma-4 ``router.proj`` with its
+#: ``router.per_expert_scale``), and a correction bias kept in
 #: the router (DeepSeek-V3; Sarvam's ``expert_bias``), in ``moe_statics`` (ERNIE-4.5, shape
 #: [1, E]) or in the block (MiniMax-M2; LFM2-MoE's ``expert_bias``; Kolibri-1 keeps it in
 #: ``layers.{i}.moe.router`` beside ``mlp``).
 ROUTER_RE = re.compile(
     _BLOCK
-    + r"\.(?:(?:gate|router)(?:\.(?:layer|wg|gate|classifier))?\.(?P<leaf>weight|bias|e_score_correction_bias|expert_bias)"
+    + r"\.(?:(?:gate|router)(?:\.(?:layer|wg|gate|classifier|proj))?\.(?P<leaf>weight|bias|e_score_correction_bias|expert_bias|per_expert_scale)"
     r"|(?:gate\.)?moe_statics\.(?P<statics>e_score_correction_bias)"
     r"|(?P<block_bias>e_score_correction_bias|expert_bias))$"
 )
@@ -77,6 +79,8 @@ class MoeLayer:
     leading_one: set[str] = field(default_factory=set)  # [1, E] tensors read as [E] (ERNIE)
     #: [E·n, …] tensors read as [E, n, …] (DBRX's w1/v1/w2), written back flat
     stacked: set[str] = field(default_factory=set)
+    #: trailing rows of the router weight that score shared experts, kept as they are (Inkling)
+    router_tail: int = 0
 
 
 @dataclass
@@ -231,12 +235,18 @@ def _index(
     if not moe:
         raise LensError(f"{where}: found no MoE layers (no router and expert tensors)")
     num_experts = _expert_count(config, moe, where)
+    keys = moe_config(config)
+    shared = keys.get("n_shared_experts")
     for layer in moe:
         _unstack(layer, num_experts)
-        _check_layer(layer, num_experts, where)
-    keys = moe_config(config)
+        _check_layer(layer, num_experts, where, shared if isinstance(shared, int) else 0)
     top_k = next(
-        (keys[k] for k in (TOP_K_KEY, "moe_k", "moe_topk", "moe_top_k") if k in keys), None
+        (
+            keys[k]
+            for k in (TOP_K_KEY, "moe_k", "moe_topk", "moe_top_k", "top_k_experts")
+            if k in keys
+        ),
+        None,
     )
     return Checkpoint(
         folder=folder,
@@ -313,11 +323,17 @@ def _expert_count(config: dict, layers: list[MoeLayer], where: str) -> int:
     return weight.shape[0]
 
 
-def _check_layer(layer: MoeLayer, num_experts: int, where: str) -> None:
+def _check_layer(layer: MoeLayer, num_experts: int, where: str, shared: int = 0) -> None:
+    """Every router and fused tensor has E rows; a router weight may have ``shared`` more,
+    the rows that score the shared experts (Inkling), which pruning keeps."""
     if "weight" not in layer.router:
         raise LensError(f"{where}: layer {layer.index} has experts but no router weight")
+    weight = layer.router["weight"]
+    if shared > 0 and weight.shape and weight.shape[0] == num_experts + shared:
+        layer.router_tail = shared
     for entry in [*layer.router.values(), *layer.fused.values()]:
-        if not entry.shape or entry.shape[0] != num_experts:
+        rows = num_experts + (layer.router_tail if entry is weight else 0)
+        if not entry.shape or entry.shape[0] != rows:
             raise LensError(
                 f"{where}: {entry.name} has shape {list(entry.shape)}, expected {num_experts} "
                 "experts along dim 0 (config.json's expert count)"

@@ -369,6 +369,8 @@ def _grouping(ckpt: Checkpoint, mask: Mask, top_k: int | None, where: str) -> di
     c of experts in every original group (so that group j of the pruned layer is
     exactly the kept experts of group j), with c ≥ 2 and ``topk_group`` · c ≥ top-k.
     """
+    if "n_group" in ckpt.config and ckpt.config["n_group"] is None:
+        return {}  # a router without groups (A.X K2-Light): nothing to keep consistent
     n_group = int(ckpt.config.get("n_group") or 1)
     topk_group = int(ckpt.config.get("topk_group") or 1)
     small = min(mask.kept_per_layer)
@@ -425,12 +427,16 @@ def _layer_plan(
     plan: dict[str, list[OutTensor]] = {}
     router_bias = layer.router.get("bias")
     for entry in [*layer.router.values(), *layer.fused.values()]:
-        pieces = rows_pieces(entry, ids)
+        # Inkling: the router weight's trailing rows score the shared experts; they stay last.
+        tail = layer.router_tail if entry is layer.router.get("weight") else 0
+        assert not (tail and pad), "uneven masks are refused for routers without a bias"
+        rows = entry.shape[0]
+        pieces = rows_pieces(entry, [*ids, *range(rows - tail, rows)])
         if pad and entry is router_bias:
             pieces.append(fill_piece(_most_negative(entry, where), pad))
         elif pad:
             pieces.append(fill_piece(b"\0", pad * entry.row_bytes()))
-        shape = (width, *entry.shape[1:])
+        shape = (width + tail, *entry.shape[1:])
         if entry.name in layer.leading_one:
             shape = (1, *shape)
         if entry.name in layer.stacked:  # DBRX: [E, n, H] read, [E·n, H] written

@@ -179,8 +179,9 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 def _kl_terms(x: np.ndarray, m: np.ndarray) -> np.ndarray:
     """x · log2(x / m) where x > 0, else 0: the terms of KL(x ‖ m)."""
+    x = np.broadcast_to(x, np.broadcast_shapes(x.shape, m.shape))  # one p against many q
     positive = x > 0
-    out = np.zeros_like(x)
+    out = np.zeros(x.shape, dtype=np.result_type(x, m))
     np.divide(x, m, out=out, where=positive)
     np.log2(out, out=out, where=positive)
     np.multiply(x, out, out=out, where=positive)

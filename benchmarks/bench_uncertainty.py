@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,9 +51,9 @@ RUNNER = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 {body}
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 run({paths!r})
-print(json.dumps({{"seconds": time.perf_counter() - t,
+print(json.dumps({{"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c,
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
@@ -88,6 +89,8 @@ def main() -> None:
                 "compare_s": round(plain["seconds"], 3),
                 "compare_ci_s": round(with_ci["seconds"], 3),
                 "ci_over_compare": round(with_ci["seconds"] / plain["seconds"], 2),
+                "ci_over_compare_cpu": round(with_ci["cpu_seconds"] / plain["cpu_seconds"], 2),
+                "load_average": [round(x, 1) for x in os.getloadavg()],
                 "compare_peak_rss_mb": round(plain["maxrss_mb"], 1),
                 "compare_ci_peak_rss_mb": round(with_ci["maxrss_mb"], 1),
             },

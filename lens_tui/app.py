@@ -13,6 +13,7 @@ imports ``core.collect`` inside its worker, when a run starts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from textual.app import App, ComposeResult, SystemCommand
@@ -311,8 +312,20 @@ class LensApp(App[None]):
         """A or B among ``opened`` whose values fail to read (after a notification), else None."""
         if not selection.profiles:
             return None
-        for profile in dict.fromkeys((selection.profile_a, selection.profile_b)):
-            if profile in opened and not self._read_signature(profile):
+        pair = [
+            p
+            for p in dict.fromkeys((selection.profile_a, selection.profile_b))
+            if p in opened and not p.has_signature
+        ]
+        if not pair:
+            return None
+        # Both at once: numpy releases the GIL while it streams a file, so on two cores
+        # A and B are read in the time of one (most of a frontier-scale cold start).
+        with ThreadPoolExecutor(len(pair)) as pool:
+            failures = list(pool.map(read_signature, pair))
+        for profile, failure in zip(pair, failures):
+            if failure is not None:
+                self.report_unreadable_bundle(failure)
                 return profile
         return None
 

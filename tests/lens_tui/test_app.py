@@ -477,6 +477,8 @@ async def test_matrix_ticks_differ_by_glyph_and_arrows_scroll_with_labels_fixed(
         await pilot.pause()
         await pilot.press("3")
         await pilot.pause()
+        await app.workers.wait_for_complete()  # gamma (neither A nor B) is read on first use
+        await pilot.pause()
         table = app.query_one(MatrixView).table("js_divergence")
         await pilot.press("right")
         await pilot.pause()

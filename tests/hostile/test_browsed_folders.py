@@ -59,10 +59,11 @@ async def test_a_broken_evaluation_in_a_folder_is_a_notification(folder):
     doc["samples"] = True
     (folder / "eval_broken.json").write_text(json.dumps(doc))
     app = build_app([folder])
+    notes = record_notifications(app)  # seen even if it timed out before the check (slow start)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         assert app.is_running
-        messages = [n.message for n in app._notifications]
+        messages = [message for _, message in notes]
         assert any("eval_broken.json" in m and "'samples'" in m for m in messages), messages
 
 

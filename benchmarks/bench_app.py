@@ -15,8 +15,9 @@ the last byte of the terminal output that paints the result:
 - cold start: until the first frame that shows data (the verdict line) has
   been written; this includes interpreter start-up, imports, loading the
   bundles and computing their signatures.
-- keypress: ``+`` / ``-`` change r (recompute every card, the 36-row table,
-  13 sparklines and the layer plot; what is on screen repaints), ``]``
+- keypress: ``+`` changes r, to one not shown before (recompute every card, the
+  per-layer table, 13 sparklines and the layer plot; what is on screen
+  repaints; the intervals worker of the previous r is computing meanwhile), ``]``
   changes the layer (after ``l`` has brought the table and plot into view),
   ``t`` changes τ;
   "repaint done" is the burst of output that follows the key, up to its last
@@ -26,8 +27,9 @@ the last byte of the terminal output that paints the result:
   the two differ by about a frame.
 
 Wall-clock times depend on what else the machine runs, so the CPU time the
-app process spent (from /proc, user + system) is reported beside them; the
-1-minute load average at the start is printed too.
+app process spent (from /proc, user + system) is reported beside them, for
+the whole process and for its main (UI) thread alone, without the intervals
+worker; the 1-minute load average at the start is printed too.
 
 The keypress bundles are the synthetic gpt-oss-120b-shaped ones of
 ``benchmarks/bench_core.py`` (L = 36, E = 128, N = 20,000), built on first use.
@@ -57,6 +59,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_core import make  # noqa: E402
 
 QUIET_S = 0.15
+#: Pause before each ``+``: the intervals worker of the previous r is computing by then.
+GAP_S = 0.3
 
 
 def lens_command() -> list[str]:
@@ -110,9 +114,12 @@ class Terminal:
         raise TimeoutError(f"did not see {marker!r} within {timeout} s; last output: {tail!r}")
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) the app process has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time (user + system) the app process has used so far, all threads."""
+        return _cpu(f"/proc/{self.pid}/stat")
+
+    def ui_cpu_seconds(self) -> float:
+        """CPU time of the app's main thread alone: the UI, without the intervals worker."""
+        return _cpu(f"/proc/{self.pid}/task/{self.pid}/stat")
 
     def drain(self) -> None:
         while select.select([self.fd], [], [], QUIET_S)[0]:
@@ -121,15 +128,17 @@ class Terminal:
             except OSError:
                 return
 
-    def press(self, key: bytes, marker: bytes) -> tuple[float, float, float]:
+    def press(self, key: bytes, marker: bytes) -> tuple[float, float, float, float]:
         """Seconds from writing ``key`` to the last byte of the repaint that shows ``marker``,
-        to the output that first shows ``marker``, and the CPU seconds the app spent."""
+        to the output that first shows ``marker``, and the CPU seconds the app spent
+        (all threads, then the UI thread alone) until that last byte."""
         self.drain()
-        cpu = self.cpu_seconds()
+        cpu, ui_cpu = self.cpu_seconds(), self.ui_cpu_seconds()
         sent = time.perf_counter()
         os.write(self.fd, key)
-        wall = self.read_until(marker) - sent
-        return wall, self.marker_at - sent, self.cpu_seconds() - cpu
+        done = self.read_until(marker)
+        spent, ui_spent = self.cpu_seconds() - cpu, self.ui_cpu_seconds() - ui_cpu
+        return done - sent, self.marker_at - sent, spent, ui_spent
 
     def close(self) -> None:
         try:
@@ -147,6 +156,12 @@ class Terminal:
             os.close(self.fd)
 
 
+def _cpu(stat: str) -> float:
+    """User + system CPU seconds from a /proc ``stat`` file (process or thread)."""
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cold_start(
     paths: list[str], size: tuple[int, int], repeats: int
 ) -> tuple[list[float], list[float]]:
@@ -162,19 +177,29 @@ def cold_start(
     return times, cpu
 
 
+Press = tuple[float, float, float, float]
+
+
 def keypresses(
     paths: list[str], size: tuple[int, int], repeats: int, experts: int = 128
-) -> dict[str, list[tuple[float, float, float]]]:
+) -> dict[str, list[Press]]:
+    """Time ``+`` (every press a new r, never one seen before, so nothing comes from a cache),
+    then ``]`` and ``t`` / ``T``.
+
+    Each ``+`` comes ``GAP_S`` after the previous repaint: by then the
+    previous r's intervals worker has started (it waits 0.15 s for keys to
+    settle) and is computing (seconds at these sizes), so the repaint is timed
+    while intervals compute, as a user pressing ``+`` a few times a second sees it.
+    """
     term = Terminal(["browse", *paths], size)
-    result: dict[str, list[tuple[float, float, float]]] = {"r": [], "layer": [], "tau": []}
+    result: dict[str, list[Press]] = {"r": [], "layer": [], "tau": []}
     try:
         term.read_until(b"verdict", timeout=120)
         r = experts // 4  # the app's starting r
-        for i in range(repeats):
-            step = 1 if i % 2 == 0 else -1
-            r += step
-            key = b"+" if step > 0 else b"-"
-            result["r"].append(term.press(key, f"r={r}".encode()))
+        for _ in range(repeats):
+            r += 1
+            time.sleep(GAP_S)
+            result["r"].append(term.press(b"+", f"r={r}".encode()))
         os.write(term.fd, b"l")  # bring the layer table and plot into view (80x24 scrolls)
         term.drain()
         for layer in range(1, repeats + 1):
@@ -196,6 +221,17 @@ def summary(times: list[float]) -> dict[str, float]:
         "max_ms": round(ms[-1], 1),
         "n": len(ms),
     }
+
+
+def report_presses(
+    report: dict[str, object], prefix: str, size: str, presses: dict[str, list[Press]]
+) -> None:
+    for what, times in presses.items():
+        name = f"{prefix}_{what}_{size}"
+        report[f"{name}_repaint_done"] = summary([done for done, _, _, _ in times])
+        report[f"{name}_new_value_shown"] = summary([shown for _, shown, _, _ in times])
+        report[f"{name}_cpu_time"] = summary([cpu for _, _, cpu, _ in times])
+        report[f"{name}_ui_thread_cpu_time"] = summary([ui for _, _, _, ui in times])
 
 
 def main() -> None:
@@ -238,14 +274,11 @@ def main() -> None:
             subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)
         for key_size_text in args.key_size.split(","):
             key_size = tuple(int(v) for v in key_size_text.split("x"))
-            big_start, _ = cold_start([str(p) for p in big], key_size, 3)
+            big_start, big_cpu = cold_start([str(p) for p in big], key_size, 3)
             report[f"cold_start_120b_shape_{key_size_text}"] = summary(big_start)
+            report[f"cold_start_120b_shape_{key_size_text}_cpu_time"] = summary(big_cpu)
             presses = keypresses([str(p) for p in big], key_size, args.key_repeats)
-            for what, times in presses.items():
-                name = f"keypress_{what}_{key_size_text}"
-                report[f"{name}_repaint_done"] = summary([done for done, _, _ in times])
-                report[f"{name}_new_value_shown"] = summary([shown for _, shown, _ in times])
-                report[f"{name}_cpu_time"] = summary([cpu for _, _, cpu in times])
+            report_presses(report, "keypress", key_size_text, presses)
     if args.frontier is not None:
         frontier = sorted(str(p) for p in args.frontier.glob("*.safetensors"))
         for path in frontier:  # warm the page cache: the bundles are mmap'd, as on a re-open
@@ -253,14 +286,11 @@ def main() -> None:
         report["frontier_bundles"] = len(frontier)
         for key_size_text in args.key_size.split(","):
             key_size = tuple(int(v) for v in key_size_text.split("x"))
-            start, _ = cold_start(frontier, key_size, 3)
+            start, cpu = cold_start(frontier, key_size, args.repeats)
             report[f"cold_start_frontier_{key_size_text}"] = summary(start)
+            report[f"cold_start_frontier_{key_size_text}_cpu_time"] = summary(cpu)
             presses = keypresses(frontier, key_size, args.key_repeats, experts=384)
-            for what, times in presses.items():
-                name = f"frontier_keypress_{what}_{key_size_text}"
-                report[f"{name}_repaint_done"] = summary([done for done, _, _ in times])
-                report[f"{name}_new_value_shown"] = summary([shown for _, shown, _ in times])
-                report[f"{name}_cpu_time"] = summary([cpu for _, _, cpu in times])
+            report_presses(report, "frontier_keypress", key_size_text, presses)
     print(json.dumps(report, indent=2))
 
 

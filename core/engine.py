@@ -35,8 +35,18 @@ class Profile:
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, path: str | Path) -> Profile:
-        return cls(load_bundle(path))
+    def load(cls, path: str | Path, *, defer_value_checks: bool = False) -> Profile:
+        """The bundle at ``path``; ``defer_value_checks`` checks its values on first read.
+
+        Deferring is for opening many bundles of which few are used (the app):
+        see :class:`core.formats.bundle.CheckedOnFirstRead`.
+        """
+        return cls(load_bundle(path, defer_value_checks=defer_value_checks))
+
+    @property
+    def has_signature(self) -> bool:
+        """Whether P_l is computed already (so reading it costs nothing)."""
+        return "prob" in self.__dict__
 
     @property
     def name(self) -> str:

@@ -13,6 +13,7 @@ imports ``core.collect`` inside its worker, when a run starts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from textual.app import App, ComposeResult, SystemCommand
@@ -27,6 +28,7 @@ from core.engine import Profile
 from core.errors import LensError
 from core.formats.bundle import find_bundles
 from core.formats.evaluation import Evaluation, evaluation_files, read_evaluation
+from lens_tui.bundle_reading import failure_line, read_signature
 from lens_tui.messages import BundleCollected, SelectionEdited
 from lens_tui.palette import TypedValues
 from lens_tui.selection import NO_BUNDLES, Selection
@@ -265,17 +267,23 @@ class LensApp(App[None]):
     # ------------------------------------------------------------------ bundles
 
     def load_paths(self, paths: Iterable[Path]) -> int:
-        """Load bundle files and folders of bundles; each bad file becomes a notification.
+        """Open bundle files and folders of bundles; each bad file becomes a notification.
 
         Returns the number of bundles loaded. A corrupt bundle never stops the others.
         The selection changes once, at the end, so the views repaint once.
+
+        Only A's and B's values are read now (checked, and their signatures
+        computed): every other bundle is opened by its header alone and read on
+        first use (the Matrix view, a new A or B), where a corrupt one is
+        reported then. Twelve frontier-scale bundles would otherwise cost
+        seconds of start-up for figures the first frame does not show.
         """
-        loaded = 0
         paths = list(paths)
         selection = self.selection
         for file in evaluation_files(paths):
             selection = self._with_evaluation(selection, file)
         paths = [p for p in paths if p.is_dir() or p.suffix != ".json"]
+        opened: list[Profile] = []
         for path in paths:
             if path.is_dir() and not find_bundles([path]) and not evaluation_files([path]):
                 self.notify(
@@ -283,12 +291,43 @@ class LensApp(App[None]):
                 )
                 continue
             for file in find_bundles([path]):
-                profile = self._read_profile(file)
+                profile = self._read_profile(file, defer_value_checks=True)
                 if profile is not None:
-                    selection, _ = selection.with_profile(profile)
-                    loaded += 1
-        self.selection = self._start_on_a_pair(selection)
-        return loaded
+                    opened.append(profile)
+        while True:  # until A and B read cleanly: a corrupt one is dropped and another taken
+            chosen = selection
+            for profile in opened:
+                chosen, _ = chosen.with_profile(profile)
+            chosen = self._start_on_a_pair(chosen)
+            bad = self._unreadable_pair_member(chosen, opened)
+            if bad is None:
+                break
+            opened.remove(bad)
+        self.selection = chosen
+        return len(opened)
+
+    def _unreadable_pair_member(
+        self, selection: Selection, opened: list[Profile]
+    ) -> Profile | None:
+        """A or B among ``opened`` whose values fail to read (after a notification), else None."""
+        if not selection.profiles:
+            return None
+        pair = [
+            p
+            for p in dict.fromkeys((selection.profile_a, selection.profile_b))
+            if p in opened and not p.has_signature
+        ]
+        if not pair:
+            return None
+        # Both at once: numpy releases the GIL while it streams a file, so on two cores
+        # A and B are read in the time of one (most of a frontier-scale cold start).
+        with ThreadPoolExecutor(len(pair)) as pool:
+            failures = list(pool.map(read_signature, pair))
+        for profile, failure in zip(pair, failures):
+            if failure is not None:
+                self.report_unreadable_bundle(failure)
+                return profile
+        return None
 
     @staticmethod
     def _start_on_a_pair(selection: Selection) -> Selection:
@@ -321,28 +360,18 @@ class LensApp(App[None]):
         self.selection = selection
         return True
 
-    def _read_profile(self, path: Path) -> Profile | None:
-        """The bundle at ``path`` with its signature read, or ``None`` after a notification."""
+    def _read_profile(self, path: Path, *, defer_value_checks: bool = False) -> Profile | None:
+        """The bundle at ``path``, or ``None`` after a notification.
+
+        Its signature is read now (so a bad file fails here) unless
+        ``defer_value_checks``: then only its header is.
+        """
         try:
-            profile = Profile.load(path)
-            profile.prob  # noqa: B018 - read the signature now, so a bad file fails here
-        except LensError as exc:
-            self.notify(
-                str(exc),
-                title="could not load a bundle",
-                severity="error",
-                timeout=15,
-                markup=False,
-            )
-            return None
+            profile = Profile.load(path, defer_value_checks=defer_value_checks)
         except Exception as exc:  # an unreadable file must not take the app down
-            self.notify(
-                f"{path}: {type(exc).__name__}: {exc}",
-                markup=False,
-                title="could not load a bundle",
-                severity="error",
-                timeout=15,
-            )
+            self.report_unreadable_bundle(failure_line(path, exc))
+            return None
+        if not defer_value_checks and not self._read_signature(profile):
             return None
         hashed = profile.bundle.hash_routed_layers
         if hashed:
@@ -355,6 +384,19 @@ class LensApp(App[None]):
                 markup=False,
             )
         return profile
+
+    def _read_signature(self, profile: Profile) -> bool:
+        """Check ``profile``'s values and compute its signature; notify and say False if bad."""
+        failure = read_signature(profile)
+        if failure is not None:
+            self.report_unreadable_bundle(failure)
+        return failure is None
+
+    def report_unreadable_bundle(self, line: str) -> None:
+        """A notification for a bundle that could not be read (at start, or on first use)."""
+        self.notify(
+            line, title="could not load a bundle", severity="error", timeout=15, markup=False
+        )
 
     def add_evaluation(self, path: Path) -> bool:
         """Load one ``lens evaluate`` result for the Predict view; notify on failure."""

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,13 +98,20 @@ class Bundle:
         """Short label for tables and pickers: the file name without suffix."""
         return self.path.name.removesuffix(".safetensors").removesuffix(".pt")
 
+    def shape(self, name: str) -> tuple[int, ...]:
+        """A tensor's shape, without reading (or value-checking) the tensor."""
+        tensors = self.tensors
+        if isinstance(tensors, CheckedOnFirstRead):
+            return tensors.shape(name)
+        return tuple(tensors[name].shape)
+
     @property
     def num_layers(self) -> int:
-        return int(self.tensors["prob_sum"].shape[1])
+        return int(self.shape("prob_sum")[1])
 
     @property
     def num_experts(self) -> int:
-        return int(self.tensors["prob_sum"].shape[2])
+        return int(self.shape("prob_sum")[2])
 
     @property
     def top_k(self) -> int | None:
@@ -128,7 +136,7 @@ class Bundle:
 
     @property
     def num_samples(self) -> int:
-        return int(self.tensors["prob_sum"].shape[0])
+        return int(self.shape("prob_sum")[0])
 
     @property
     def prob_sum(self) -> np.ndarray:
@@ -193,14 +201,67 @@ class Bundle:
         }
 
 
+class CheckedOnFirstRead(Mapping[str, np.ndarray]):
+    """A bundle's tensors whose values are checked the first time any of them is read.
+
+    Why: checking values streams over every tensor (hundreds of MB a bundle at
+    frontier scale), and the app opens a dozen bundles at start of which it
+    shows two. Names, dtypes and shapes are checked at open (they cost nothing);
+    the first read of any tensor runs :func:`check_values` once, so no number is
+    ever computed from an unchecked file, by any path (signatures, resampling,
+    sample analysis). A failed check raises the same :class:`BundleError` on
+    every later read. Thread-safe: a worker and the UI may read at once.
+    """
+
+    def __init__(self, path: Path, tensors: dict[str, np.ndarray], top_k: int) -> None:
+        self._path = path
+        self._raw = tensors
+        self._top_k = top_k
+        self._checked = False
+        self._lock = threading.Lock()
+
+    @property
+    def checked(self) -> bool:
+        """Whether the values have been checked (and passed)."""
+        return self._checked
+
+    def check(self) -> None:
+        """Check the values now (once); raises :class:`BundleError` if they are impossible."""
+        if self._checked:
+            return
+        with self._lock:
+            if not self._checked:
+                check_values(self._path, self._raw, self._top_k)
+                self._checked = True
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._raw[name].shape)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        array = self._raw[name]  # KeyError first: an absent tensor needs no check
+        self.check()
+        return array
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
 # --------------------------------------------------------------------------- reading
 
 
-def load_bundle(path: str | os.PathLike[str]) -> Bundle:
+def load_bundle(path: str | os.PathLike[str], *, defer_value_checks: bool = False) -> Bundle:
     """Load and validate a bundle (``.safetensors``, or the paper's ``.pt``).
 
     Raises :class:`BundleError` with a one-line message naming the file and the
-    problem for anything that is not a valid bundle.
+    problem for anything that is not a valid bundle. With ``defer_value_checks``
+    only the header, names, dtypes and shapes are checked now; the values are
+    checked when a tensor is first read (:class:`CheckedOnFirstRead`).
     """
     path = Path(path)
     if not path.exists():
@@ -214,8 +275,13 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     else:
         metadata, tensors = map_safetensors(path)
     bundle = Bundle(path=path, metadata=metadata, tensors=tensors)
-    for name, sums in validate(bundle).items():
-        bundle._keep(name, sums.total, sums.groups)
+    if defer_value_checks:
+        validate(bundle, values=False)
+        checked = CheckedOnFirstRead(path, tensors, int(metadata["top_k"]))
+        bundle = Bundle(path=path, metadata=metadata, tensors=checked)
+    else:
+        for name, sums in validate(bundle).items():
+            bundle._keep(name, sums.total, sums.groups)
     return bundle
 
 
@@ -232,11 +298,13 @@ def _from_legacy(
 # --------------------------------------------------------------------------- validation
 
 
-def validate(bundle: Bundle) -> dict[str, BlockedSums]:
+def validate(bundle: Bundle, *, values: bool = True) -> dict[str, BlockedSums]:
     """Check a bundle against docs/formats.md §Bundle; raise :class:`BundleError` if it is off.
 
     Returns the sums over samples (and units) of its float statistics (see
     :func:`~core.formats.bundle_values.check_values`), formed by the same pass.
+    ``values=False`` checks all but the values (see :class:`CheckedOnFirstRead`) and
+    returns no sums.
     """
     path, meta, tensors = bundle.path, bundle.metadata, bundle.tensors
     for key in REQUIRED_METADATA:
@@ -288,6 +356,8 @@ def validate(bundle: Bundle) -> dict[str, BlockedSums]:
             )
     if n == 0:
         raise BundleError(f"{path}: bundle holds no samples")
+    if not values:
+        return {}
     return check_values(path, tensors, ints["top_k"])
 
 

@@ -31,6 +31,7 @@ from core.engine import (
 from core.errors import LensError
 from core.predictor_choice import VerdictBasis, verdict_basis
 from lens_tui import evidence as ev
+from lens_tui.intervals_process import CompareIntervals
 from lens_tui.messages import SelectionEdited
 from lens_tui.render import BIVARIATE_LABELS, fmt
 from lens_tui.selection import NO_BUNDLES, Selection
@@ -119,8 +120,8 @@ class CompareView(SelectionView, VerticalScroll):
         self._series: dict[str, list[float | None]] = {}
         self._compared: tuple | None = None
         # Error bars from the background worker: None while they compute (shown as "…").
-        self.intervals: ci.CompareIntervals | None = None
-        self._interval_cache: dict[tuple, ci.CompareIntervals] = {}
+        self.intervals: CompareIntervals | None = None
+        self._interval_cache: dict[tuple, CompareIntervals] = {}
         # What the verdict rests on (lens_tui.evidence); None while the evidence computes.
         self.basis: VerdictBasis | None = None
         self._evidence_running: tuple | None = None
@@ -207,7 +208,7 @@ class CompareView(SelectionView, VerticalScroll):
         self._sparks.set_values({}, None)
         self._table.clear()
         self._shown_cells = []
-        self._layer_ci.update("")
+        update_in_place(self._layer_ci, "")
         self._legend.display = False
         self._plotted = None
         self._plot.clear_plot()
@@ -258,20 +259,11 @@ class CompareView(SelectionView, VerticalScroll):
         if intervals is None:
             verdict_text.append(f" · resampling test {PENDING}", style="dim")
         else:
-            verdict_text.append(f" · {intervals.caption()}", style="dim")
+            verdict_text.append(f" · {ci.caption(intervals)}", style="dim")
         self._set_verdict(verdict_text)
 
     def _set_verdict(self, text: Text) -> None:
-        """Update the verdict; a layout pass (costly: the whole screen) only if its height changes.
-
-        The needed height is Textual's own measure of the new content at the
-        current width, so the verdict is never clipped.
-        """
-        verdict = self._verdict
-        verdict.update(text, layout=False)
-        width, height = verdict.content_size
-        if not width or verdict.get_content_height(self.size, self.app.size, width) != height:
-            verdict.refresh(layout=True)
+        update_in_place(self._verdict, text)
 
     def _show_table(self, num_layers: int) -> None:
         table = self._table
@@ -316,7 +308,7 @@ class CompareView(SelectionView, VerticalScroll):
         """
         layer = self.selected_layer
         if self.comparison is None or not 0 <= layer < len(self._shown_cells):
-            self._layer_ci.update("")
+            update_in_place(self._layer_ci, "")
             return
         line = Text(f"layer {layer}: ", style="bold")
         values = self._shown_cells[layer][1:]
@@ -327,7 +319,7 @@ class CompareView(SelectionView, VerticalScroll):
                 line.append(" · ", style="dim")
             line.append(f"{column.header} ", style=SIDE_COLORS[column.side])
             line.append(f"{value} {text}")
-        self._layer_ci.update(line)
+        update_in_place(self._layer_ci, line)
 
     # ------------------------------------------------------------------ intervals
 
@@ -341,7 +333,7 @@ class CompareView(SelectionView, VerticalScroll):
             return
         self._paint_intervals()
 
-        def done(result: ci.CompareIntervals | None) -> None:
+        def done(result: CompareIntervals | None) -> None:
             if result is None:  # cancelled: a newer job is on its way
                 return
             if len(self._interval_cache) >= 32:  # a small memory of recent selections
@@ -351,7 +343,7 @@ class CompareView(SelectionView, VerticalScroll):
 
         self.run_on_selection(s, ci.compute, done, part=ci.interval_part)
 
-    def _show_intervals(self, result: ci.CompareIntervals) -> None:
+    def _show_intervals(self, result: CompareIntervals) -> None:
         self.intervals = result
         self._paint_intervals()
 
@@ -436,7 +428,7 @@ class CompareView(SelectionView, VerticalScroll):
             self._table.move_cursor(row=layer, scroll=True)
         comparison = self.comparison
         self._legend.display = True
-        plotted = (id(comparison.a), id(comparison.b), layer, comparison.r)
+        plotted = (comparison.a, comparison.b, layer, comparison.r)
         if plotted != self._plotted:  # τ alone does not change the plot: skip the replot
             self._plotted = plotted
             dist = layer_distribution(comparison.a, comparison.b, layer, comparison.r)
@@ -444,7 +436,7 @@ class CompareView(SelectionView, VerticalScroll):
             if legend.plain != self._legend_text:  # one fixed line: no layout pass per key
                 self._legend_text = legend.plain
                 self._legend.update(legend, layout=False)
-            self._plot.show(dist)
+            self._plot.show(dist, key=plotted)
 
     # ------------------------------------------------------------------ events
 
@@ -461,6 +453,25 @@ class CompareView(SelectionView, VerticalScroll):
             self.scroll_home(animate=False)
         else:
             self.scroll_to_widget(self.query_one("#layer-detail"), top=True, animate=False)
+
+
+def update_in_place(static: Static, content: Text | str) -> None:
+    """Update ``static``; a layout pass (costly: the whole screen) only if its height changes.
+
+    ``Static.update`` asks for a layout pass by default, which at 160×48
+    re-renders every widget on screen: most of a new r's repaint (the verdict
+    and the selected layer's line change on every key). A fixed height never
+    needs one; an auto height is compared with Textual's own measure of the
+    new content at the current width, so the text is never clipped.
+    """
+    static.update(content, layout=False)
+    fixed = static.styles.height
+    if fixed is not None and not fixed.is_auto:  # its height does not follow its text
+        return
+    width, height = static.content_size
+    container, viewport = static.container_size, static.app.size
+    if not width or static.get_content_height(container, viewport, width) != height:
+        static.refresh(layout=True)
 
 
 def _bundle_caption(profile: Profile) -> str:

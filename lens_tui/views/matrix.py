@@ -19,10 +19,11 @@ from textual.widgets import DataTable, SelectionList, Static
 from core.engine import Profile
 from core.errors import LensError
 from core.matrix import MATRIX_KEYS, Matrix, matrix
+from lens_tui.bundle_reading import read_signature
 from lens_tui.messages import SelectionEdited
 from lens_tui.render import fmt
 from lens_tui.selection import NO_BUNDLES, Selection
-from lens_tui.views.base import SelectionView
+from lens_tui.views.base import SelectionView, cancelled
 from lens_tui.widgets.ticklist import TickList
 
 TITLES = {
@@ -57,6 +58,18 @@ def hex_color(rgb: tuple[int, ...]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
+def read_signatures(profiles: list[Profile]) -> dict[Profile, str]:
+    """The worker's job: read each profile's signature; the failures, one line each."""
+    failures: dict[Profile, str] = {}
+    for profile in profiles:
+        if cancelled():
+            break
+        failure = read_signature(profile)
+        if failure is not None:
+            failures[profile] = failure
+    return failures
+
+
 class MatrixView(SelectionView, Horizontal):
     """Pick bundles on the left (space toggles); the three matrices of the ticked ones on the right."""
 
@@ -86,6 +99,8 @@ class MatrixView(SelectionView, Horizontal):
         self._r = 1
         self._same: set[int] = set()
         self._model = ""
+        # Bundles whose values failed to read on first use, with the one-line reason.
+        self._failed: dict[Profile, str] = {}
 
     def compose(self) -> ComposeResult:
         yield TickList(id="matrix-bundles")
@@ -148,8 +163,20 @@ class MatrixView(SelectionView, Horizontal):
             of = f" of {self._model}" if self._model else ""
             self.show_message(f"tick at least two bundles{of} (space) for the N-way comparison")
             return
+        profiles = [self._profiles[i] for i in chosen]
+        failed = next((self._failed[p] for p in profiles if p in self._failed), None)
+        if failed is not None:
+            self.show_message(f"{failed} (untick it: space)")
+            return
+        unread = [p for p in profiles if not p.has_signature]
+        if unread and self.selection is not None:
+            # The app opens bundles by header only; their values are read on first use,
+            # here: off the UI thread (seconds for a dozen frontier-scale bundles).
+            self.show_message(f"reading {len(unread)} bundle(s) (checked on first use)…")
+            self.run_on_selection(self.selection, lambda _: read_signatures(unread), self._read)
+            return
         try:
-            result = matrix([self._profiles[i] for i in chosen], self._r)
+            result = matrix(profiles, self._r)
         except LensError as exc:
             self.show_message(str(exc))
             return
@@ -174,6 +201,14 @@ class MatrixView(SelectionView, Horizontal):
         legend.append(" different ", style="on " + hex_color(DIFFERENT_RGB))
         legend.append("  (per matrix; ←/→ scroll)", style="dim")
         self.query_one("#matrix-legend", Static).update(legend)
+
+    def _read(self, failures: dict[Profile, str]) -> None:
+        """The worker has read the signatures: report failures (once each) and redraw."""
+        for profile, line in failures.items():
+            if profile not in self._failed:
+                self._failed[profile] = line
+                self.app.report_unreadable_bundle(line)  # type: ignore[attr-defined]
+        self._redraw()
 
     def action_scroll_tables(self, direction: int) -> None:
         """←/→ scroll every matrix sideways together (the focus stays on the bundle list)."""

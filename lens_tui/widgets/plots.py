@@ -27,18 +27,53 @@ BAND_RGB = (170, 170, 120)
 
 
 class ResultPlot(PlotextPlot):
-    """A plot of one engine result (kept as ``result``), redrawn from scratch on each ``show``."""
+    """A plot of one engine result (kept as ``result``), redrawn from scratch on each ``show``.
+
+    What plotext builds is kept per figure key, size and theme: building it
+    (plotext's canvas, then its ANSI parsed back into rich text) is the
+    costliest part of a repaint, and a widget is rendered again whenever
+    anything around it asks for a repaint. ``show`` of a subclass may pass a
+    ``key`` naming the figure: showing that key again at the same size takes the
+    kept text and skips plotext altogether (r + 1 then r − 1 costs nothing).
+    """
+
+    #: Figures kept per widget (keyed figures only; a few kB of text each).
+    KEPT_FIGURES = 48
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.result: object | None = None
+        self._figure: object = object()  # the shown figure's key; unkeyed: a fresh object
+        self._built: dict[tuple, Text] = {}
 
-    def start(self, result: object | None):
+    def start(self, result: object | None, key: object | None = None):
         """Forget the old figure; returns the widget's own ``plt`` to draw ``result`` on."""
         self.result = result
+        self._figure = object() if key is None else key
         self.plt.clear_data()
         self.plt.clear_figure()
         return self.plt
+
+    def shows_kept(self, result: object, key: object) -> bool:
+        """Show the figure built before for ``key`` at this size, if kept; whether it was."""
+        if self._built_key(key) not in self._built:
+            return False
+        self.result, self._figure = result, key
+        self.refresh()
+        return True
+
+    def _built_key(self, key: object) -> tuple:
+        return (key, self.size.width, self.size.height, self.app.theme)
+
+    def render(self) -> Text:
+        built_key = self._built_key(self._figure)
+        text = self._built.get(built_key)
+        if text is None:
+            text = super().render()  # type: ignore[assignment]
+            if len(self._built) >= self.KEPT_FIGURES:
+                self._built.pop(next(iter(self._built)))
+            self._built[built_key] = text
+        return text
 
     def clear_plot(self, message: str = "") -> None:
         self.start(None).title(message)
@@ -54,8 +89,11 @@ class ExpertPlot(ResultPlot):
 
     result: LayerDistribution | None
 
-    def show(self, dist: LayerDistribution) -> None:
-        plt = self.start(dist)
+    def show(self, dist: LayerDistribution, key: object | None = None) -> None:
+        """Plot ``dist``; ``key`` names it (see :class:`ResultPlot`): the same key, the same figure."""
+        if key is not None and self.shows_kept(dist, key):
+            return
+        plt = self.start(dist, key)
         count = len(dist.prob_a)
         room = max(1, self.size.width - PLOT_MARGIN)
         sort = sorts_experts(count)
@@ -100,7 +138,7 @@ class ExpertPlot(ResultPlot):
     def on_resize(self) -> None:
         # The x ticks and bar style depend on the width, unknown at the first show.
         if self.result is not None:
-            self.show(self.result)
+            self.show(self.result, self._figure)
 
     @staticmethod
     def legend(count: int) -> Text:

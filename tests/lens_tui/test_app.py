@@ -20,6 +20,7 @@ from lens_tui.render import BIVARIATE_LABELS, fmt
 from lens_tui.views.ablation import AblationView
 from lens_tui.views.compare import CARD_LABELS, COLUMNS, CompareView
 from lens_tui.views.compare_intervals import APP_REPLICATES
+from lens_tui.views.compare_intervals import caption as caption_of
 from lens_tui.views.matrix import ALIKE_RGB, DIFFERENT_RGB, MatrixView, hex_color
 from lens_tui.widgets.cards import MetricCard
 from lens_tui.widgets.plots import KEPT_A_MARK, KEPT_B_MARK, AblationPlot, ExpertPlot
@@ -425,7 +426,7 @@ async def test_the_verdict_is_never_clipped_when_its_length_changes(paths):
             none = verdict_basis(choose_predictor([]), a, b, app.r)  # no evaluation loaded
             expected = verdict(compare(a, b, app.r), difference, none)
             painted = [line.strip() for line in screen_text(widget).splitlines()]
-            caption = app.query_one(CompareView).intervals.caption()
+            caption = caption_of(app.query_one(CompareView).intervals)
             assert " ".join(p for p in painted if p) == f"verdict: {expected} · {caption}"
             assert all(painted), "a blank line: the verdict kept the height of a longer text"
             heights.add(widget.size.height)
@@ -477,6 +478,8 @@ async def test_matrix_ticks_differ_by_glyph_and_arrows_scroll_with_labels_fixed(
     async with app.run_test(size=(50, 24)) as pilot:  # narrow: the matrices scroll sideways
         await pilot.pause()
         await pilot.press("3")
+        await pilot.pause()
+        await app.workers.wait_for_complete()  # gamma (neither A nor B) is read on first use
         await pilot.pause()
         table = app.query_one(MatrixView).table("js_divergence")
         await pilot.press("right")

@@ -18,6 +18,7 @@ from core import uncertainty as u
 from core.ablation import ablate_shuffled
 from core.engine import Profile, compare, verdict
 from lens_tui.app import build_app
+from lens_tui.intervals_process import CompareIntervals
 from lens_tui.render import BIVARIATE_LABELS, fmt
 from lens_tui.views import ablation as ablation_view
 from lens_tui.views import compare_intervals as ci
@@ -172,11 +173,11 @@ def test_large_bundles_get_fewer_replicates_and_the_screen_says_so(tmp_path):
             num_samples = 5000
 
     assert ci.replicates_for(Fake, Fake) == ci.LARGE_REPLICATES  # type: ignore[arg-type]
-    result = ci.CompareIntervals(
+    result = CompareIntervals(
         u.bootstrap_compare(small, small, 2, replicates=ci.LARGE_REPLICATES),
         u.permutation_test(small, small, 2, ci.LARGE_REPLICATES),
     )
-    assert "100 replicates" in result.caption() and "fewer" in result.caption()
+    assert "100 replicates" in ci.caption(result) and "fewer" in ci.caption(result)
 
 
 @async_test

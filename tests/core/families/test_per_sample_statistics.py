@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np

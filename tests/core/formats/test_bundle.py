@@ -172,3 +172,39 @@ def test_find_bundles_expands_folders(tmp_path):
     make_bundle(tmp_path / "a.safetensors")
     (tmp_path / "notes.txt").write_text("x")
     assert [p.name for p in find_bundles([tmp_path])] == ["a.safetensors", "b.safetensors"]
+
+
+def test_deferred_value_checks_refuse_a_bad_value_on_first_read_not_at_open(tmp_path):
+    """The app opens many bundles by header; their values are checked when first read."""
+    tensors, meta = _tensors(n=3), _meta()
+    tensors["prob_sum"][2, 1, 3] = np.nan
+    path = tmp_path / "nan.safetensors"
+    _raw_safetensors(path, tensors, meta)
+    with pytest.raises(BundleError, match="prob_sum"):
+        load_bundle(path)
+    bundle = load_bundle(path, defer_value_checks=True)  # the header is fine: opens
+    assert (bundle.num_samples, bundle.num_layers, bundle.num_experts) == (3, 2, 4)
+    assert bundle.has("prob_sum") and not bundle.has("energy_sum")
+    assert bundle.get("energy_sum") is None
+    for read in (lambda: bundle.prob_sum, lambda: bundle.token_count, lambda: bundle.num_tokens):
+        with pytest.raises(BundleError, match="prob_sum") as info:  # every read, every time
+            read()
+        assert str(path) in str(info.value)
+    assert not bundle.tensors.checked
+
+
+def test_deferred_value_checks_still_refuse_a_bad_header_at_open(tmp_path):
+    tensors, meta = _tensors(), _meta(num_layers="3")
+    path = tmp_path / "shape.safetensors"
+    _raw_safetensors(path, tensors, meta)
+    with pytest.raises(BundleError, match="metadata says"):
+        load_bundle(path, defer_value_checks=True)
+
+
+def test_a_deferred_bundle_reads_the_same_values_once_checked(tmp_path):
+    path = make_bundle(tmp_path / "a.safetensors", n=5, layers=2, experts=4)
+    eager, lazy = load_bundle(path), load_bundle(path, defer_value_checks=True)
+    assert not lazy.tensors.checked
+    np.testing.assert_array_equal(lazy.prob_sum, eager.prob_sum)
+    assert lazy.tensors.checked
+    assert lazy.summary() == eager.summary()

@@ -31,6 +31,7 @@ from lens_tui.views.predict import (
 from tests.conftest import make_bundle
 from tests.lens_tui.helpers import async_test, record_notifications, screen_text
 from tests.lens_tui.study_fixture import energy_share_by_hand, write_study
+from tests.lens_tui.test_snapshots import settled
 
 SIZE = (100, 40)
 LAYERS, EXPERTS = 4, 8
@@ -299,13 +300,15 @@ async def test_compare_verdict_says_no_predictor_was_validated(tmp_path):
 
 def test_predict_tests_80x24(snap_compare, tmp_path):
     write_study(tmp_path / "study")
-    assert snap_compare(build_app([tmp_path / "study"]), press=["5", "v"], terminal_size=(80, 24))
+    assert snap_compare(
+        build_app([tmp_path / "study"]), terminal_size=(80, 24), run_before=settled("5", "v")
+    )
 
 
 def test_predict_switched_160x48(snap_compare, tmp_path):
     write_study(tmp_path / "study")
     app = build_app([tmp_path / "study"])
-    assert snap_compare(app, press=["5", "p", "p", "p"], terminal_size=(160, 48))
+    assert snap_compare(app, terminal_size=(160, 48), run_before=settled("5", "p", "p", "p"))
 
 
 def test_rank_cell_formats_rho_interval_p_and_n():

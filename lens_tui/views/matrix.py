@@ -23,6 +23,7 @@ from lens_tui.messages import SelectionEdited
 from lens_tui.render import fmt
 from lens_tui.selection import NO_BUNDLES, Selection
 from lens_tui.views.base import SelectionView
+from lens_tui.widgets.sorting import SORT_BINDINGS, SortableView, TableSort
 from lens_tui.widgets.ticklist import TickList
 
 TITLES = {
@@ -57,7 +58,7 @@ def hex_color(rgb: tuple[int, ...]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
-class MatrixView(SelectionView, Horizontal):
+class MatrixView(SelectionView, SortableView, Horizontal):
     """Pick bundles on the left (space toggles); the three matrices of the ticked ones on the right."""
 
     #: What the help screen says of this view (Markdown, after "**Matrix** — ").
@@ -70,6 +71,7 @@ class MatrixView(SelectionView, Horizontal):
         Binding("left,h", "scroll_tables(-1)", "scroll ←", show=False),
         Binding("pagedown", "scroll_main(1)", "page down", show=False),
         Binding("pageup", "scroll_main(-1)", "page up", show=False),
+        *SORT_BINDINGS,
     ]
 
     #: Keys the bundle list handles itself; help lists them with this view's.
@@ -86,6 +88,10 @@ class MatrixView(SelectionView, Horizontal):
         self._r = 1
         self._same: set[int] = set()
         self._model = ""
+        # One order for the three matrices, each by its own values: the bundles' order
+        # (by number) or one bundle's column (its key is the bundle's index), largest first.
+        self.sorting = TableSort(("name",), "name")
+        self._chosen: list[int] = []
 
     def compose(self) -> ComposeResult:
         yield TickList(id="matrix-bundles")
@@ -160,20 +166,39 @@ class MatrixView(SelectionView, Horizontal):
             if others
             else ""
         )
-        doc = result.to_json()
-        labels = [self._labels[i] for i in chosen]
-        numbers = [i + 1 for i in chosen]
+        self._chosen = chosen
+        self._sort_columns(chosen)
         for key in MATRIX_KEYS:
             self.query_one(f"#title-{key}", Static).update(
                 Text(TITLES[key].format(r=self._r), style="bold")
             )
-            self._fill(self.table(key), key, labels, numbers, doc[key])
+        self._fill_tables()
         legend = Text("colour: ", style="dim")
         legend.append(" alike ", style="on " + hex_color(ALIKE_RGB))
         legend.append(" → ", style="dim")
         legend.append(" different ", style="on " + hex_color(DIFFERENT_RGB))
-        legend.append("  (per matrix; ←/→ scroll)", style="dim")
+        legend.append("  (per matrix; ←/→ scroll; o/O sort)", style="dim")
         self.query_one("#matrix-legend", Static).update(legend)
+
+    def _sort_columns(self, chosen: list[int]) -> None:
+        """The sortable columns for these bundles; a sort by a bundle no longer shown is dropped."""
+        columns = ("name", *(str(i) for i in chosen))
+        old = self.sorting
+        if old.column in columns:
+            self.sorting = TableSort(columns, old.column, old.descending, frozenset(columns[1:]))
+        else:
+            self.sorting = TableSort(columns, "name", largest_first=frozenset(columns[1:]))
+
+    def _fill_tables(self) -> None:
+        result = self.result
+        if result is None:
+            return
+        doc = result.to_json()
+        for key in MATRIX_KEYS:
+            self._fill(self.table(key), key, doc[key])
+
+    def resort(self) -> None:
+        self._fill_tables()
 
     def action_scroll_tables(self, direction: int) -> None:
         """←/→ scroll every matrix sideways together (the focus stays on the bundle list)."""
@@ -185,28 +210,39 @@ class MatrixView(SelectionView, Horizontal):
         main = self.query_one("#matrix-main", VerticalScroll)
         main.scroll_to(y=main.scroll_y + direction * max(1, main.size.height - 2), animate=False)
 
-    @staticmethod
-    def _fill(
-        table: DataTable, key: str, labels: list[str], numbers: list[int], values: list[list]
-    ) -> None:
+    def row_order(self, values: list[list]) -> list[int]:
+        """Positions (in the ticked bundles) of a matrix's rows, top down, in the sort order."""
+        column = self.sorting.column
+        if column == "name":
+            keys = [float(i) for i in self._chosen]
+        else:
+            position = self._chosen.index(int(column))
+            keys = [row[position] for row in values]
+        return [int(i) for i in self.sorting.order(keys)]
+
+    def _fill(self, table: DataTable, key: str, values: list[list]) -> None:
+        """One matrix: a row per ticked bundle in the sort order, its name in the fixed column."""
+        chosen = self._chosen
         table.clear(columns=True)
         off = [
             v for i, row in enumerate(values) for j, v in enumerate(row) if i != j and v is not None
         ]
         lo, hi = (min(off), max(off)) if off else (0.0, 0.0)
-        table.add_column("", key="name")
-        for j, number in enumerate(numbers):
-            table.add_column(f"#{number}", key=str(j))
-        for i, (label, row) in enumerate(zip(labels, values)):
+        table.add_column(self.sorting.label("name", "bundle"), key="name")
+        for index in chosen:
+            table.add_column(self.sorting.label(str(index), f"#{index + 1}"), key=str(index))
+        for i in self.row_order(values):
+            label = self._labels[chosen[i]]
             name = label if len(label) <= ROW_LABEL_CHARS else label[: ROW_LABEL_CHARS - 1] + "…"
-            cells: list[Text] = [Text(f"#{numbers[i]} {name}", no_wrap=True)]
-            for j, value in enumerate(row):
+            cells: list[Text] = [Text(f"#{chosen[i] + 1} {name}", no_wrap=True)]
+            for j, value in enumerate(values[i]):
                 style = "dim" if i == j else heat(value, lo, hi, HIGHER_IS_ALIKE[key])
                 cells.append(Text(fmt(value, key), style=style, justify="right"))
-            table.add_row(*cells, key=str(i))
+            table.add_row(*cells, key=str(chosen[i]))
 
     def show_message(self, message: str) -> None:
         self.result = None
+        self._chosen = []
         self._set_message(message)
         for key in MATRIX_KEYS:
             self.query_one(f"#title-{key}", Static).update("")

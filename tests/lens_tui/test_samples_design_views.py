@@ -80,7 +80,7 @@ async def test_samples_view_lists_every_sample_sorted_and_plots_the_selected_one
         for _ in range(5):
             await pilot.press("o")
         await pilot.pause()
-        assert view.sort_column == "tokens"
+        assert view.sorting.column == "tokens"
         shown = [int(str(table.get_row_at(k)[2]).replace(",", "")) for k in range(table.row_count)]
         assert shown == sorted(shown, reverse=True)
         await pilot.press("O")

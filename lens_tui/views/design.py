@@ -113,7 +113,7 @@ class DesignView(SelectionView, Vertical):
     # ------------------------------------------------------------------ showing
 
     def depends_on(self, selection: Selection) -> object:
-        return (selection.profiles, selection.labels, selection.r)
+        return (selection.profiles, selection.labels, selection.r, selection.name_filter)
 
     def show_selection(self, selection: Selection) -> None:
         if not selection.profiles:
@@ -134,24 +134,27 @@ class DesignView(SelectionView, Vertical):
             ("#design-targets", self._targets),
         ):
             picker = self.query_one(picker_id, SelectionList)
+            shown = selection.shown  # the `/` filter narrows both lists
             with picker.prevent(SelectionList.SelectedChanged):
                 picker.clear_options()
                 picker.add_options(
                     [
-                        (label, i, profile.bundle.path in ticked)
-                        for i, (label, profile) in enumerate(
-                            zip(selection.labels, selection.profiles)
-                        )
+                        (selection.labels[i], i, selection.profiles[i].bundle.path in ticked)
+                        for i in shown
                     ]
                 )
-                if picker.highlighted is None and selection.profiles:
+                if picker.highlighted is None and shown:
                     picker.highlighted = 0
+            name = "candidates" if picker_id == "#design-candidates" else "targets"
+            counted = f" {len(shown)}/{len(selection.profiles)}" if selection.name_filter else ""
+            picker.border_title = f"{name}{counted} (space)"
 
     def _request(self, selection: Selection) -> DesignRequest:
-        paths = [p.bundle.path for p in selection.profiles]
+        """The ticked bundles the filter shows: what the lists show is what the design uses."""
+        paths = {i: selection.profiles[i].bundle.path for i in selection.shown}
         return DesignRequest(
-            tuple(i for i, p in enumerate(paths) if p in self._candidates),
-            tuple(i for i, p in enumerate(paths) if p in self._targets),
+            tuple(i for i, p in paths.items() if p in self._candidates),
+            tuple(i for i, p in paths.items() if p in self._targets),
             self._sequences,
         )
 
@@ -251,10 +254,12 @@ class DesignView(SelectionView, Vertical):
         if selection is None or not selection.profiles:
             return
         chosen = {selection.profiles[i].bundle.path for i in event.selection_list.selected}
+        shown = {selection.profiles[i].bundle.path for i in selection.shown}
+        # The lists hold only what the filter shows: hidden bundles keep their ticks.
         if event.selection_list.id == "design-candidates":
-            self._candidates = chosen
+            self._candidates = (self._candidates - shown) | chosen
         else:
-            self._targets = chosen
+            self._targets = (self._targets - shown) | chosen
         self._start(selection)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

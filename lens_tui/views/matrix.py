@@ -87,6 +87,8 @@ class MatrixView(SelectionView, SortableView, Horizontal):
         self._labels: list[str] = []
         self._r = 1
         self._same: set[int] = set()
+        self._visible: list[int] = []
+        self._ticked: frozenset[int] = frozenset()
         self._model = ""
         # One order for the three matrices, each by its own values: the bundles' order
         # (by number) or one bundle's column (its key is the bundle's index), largest first.
@@ -115,28 +117,37 @@ class MatrixView(SelectionView, SortableView, Horizontal):
         return self.query_one(f"#matrix-{key}", DataTable)
 
     def depends_on(self, selection: Selection) -> object:
-        model = selection.model if selection.profiles else None
-        return (selection.profiles, selection.labels, selection.r, selection.ticked, model)
+        s = selection
+        model = s.model if s.profiles else None
+        return (s.profiles, s.labels, s.r, s.ticked, model, s.name_filter)
 
     def show_selection(self, selection: Selection) -> None:
-        """Offer the loaded bundles for ticking and show the matrices of the ticked ones."""
+        """Offer the bundles the filter shows for ticking and show the matrices of the ticked ones."""
         picker = self.query_one("#matrix-bundles", SelectionList)
         labels = list(selection.labels)
-        if labels != self._labels or set(picker.selected) != selection.ticked:
+        shown = selection.shown
+        if (
+            labels != self._labels
+            or shown != self._visible
+            or set(picker.selected) != selection.ticked & set(shown)
+        ):
             with picker.prevent(SelectionList.SelectedChanged):
                 picker.clear_options()
                 # "#3 name": the list is the legend of the matrices' numbered columns.
                 picker.add_options(
-                    [
-                        (f"#{i + 1} {label}", i, i in selection.ticked)
-                        for i, label in enumerate(labels)
-                    ]
+                    [(f"#{i + 1} {labels[i]}", i, i in selection.ticked) for i in shown]
                 )
-                if labels and picker.highlighted is None:
+                if shown and picker.highlighted is None:
                     picker.highlighted = 0
+        title = "bundles (space)"
+        if selection.name_filter:
+            title = f"bundles {len(shown)}/{len(labels)}"
+        picker.border_title = title
         self._profiles, self._labels, self._r = list(selection.profiles), labels, selection.r
-        # Only the current model's bundles are compared (m switches model).
-        self._same = set(selection.of_model()) if selection.profiles else set()
+        self._visible = shown
+        self._ticked = selection.ticked
+        # Only the current model's bundles the filter shows are compared (m switches model).
+        self._same = set(selection.of_model()) & set(shown) if selection.profiles else set()
         self._model = selection.model if len(selection.models) > 1 else ""
         if not selection.profiles:
             self.show_message(NO_BUNDLES)
@@ -145,14 +156,19 @@ class MatrixView(SelectionView, SortableView, Horizontal):
 
     def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
         event.stop()
-        self.post_message(SelectionEdited(ticked=frozenset(event.selection_list.selected)))
+        # The list holds only the bundles the filter shows: the others keep their ticks.
+        hidden = self._ticked - set(self._visible)
+        self.post_message(SelectionEdited(ticked=hidden | set(event.selection_list.selected)))
 
     def _redraw(self) -> None:
         ticked = self.query_one("#matrix-bundles", SelectionList).selected
         chosen = sorted(i for i in ticked if i in self._same)
         if len(chosen) < 2:
             of = f" of {self._model}" if self._model else ""
-            self.show_message(f"tick at least two bundles{of} (space) for the N-way comparison")
+            shown = " shown by the filter" if len(self._visible) < len(self._labels) else ""
+            self.show_message(
+                f"tick at least two bundles{of}{shown} (space) for the N-way comparison"
+            )
             return
         try:
             result = matrix([self._profiles[i] for i in chosen], self._r)
@@ -177,7 +193,7 @@ class MatrixView(SelectionView, SortableView, Horizontal):
         legend.append(" alike ", style="on " + hex_color(ALIKE_RGB))
         legend.append(" → ", style="dim")
         legend.append(" different ", style="on " + hex_color(DIFFERENT_RGB))
-        legend.append("  (per matrix; ←/→ scroll; o/O sort)", style="dim")
+        legend.append("  (per matrix; ←/→ scroll)", style="dim")
         self.query_one("#matrix-legend", Static).update(legend)
 
     def _sort_columns(self, chosen: list[int]) -> None:

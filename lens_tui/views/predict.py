@@ -24,6 +24,8 @@ from lens_tui.safe_text import printable
 from lens_tui.selection import Selection
 from lens_tui.views.base import SelectionView
 from lens_tui.widgets.plots import ResultPlot
+from lens_tui.widgets.sorting import SORT_BINDINGS, SortableView, TableSort
+from lens_tui.widgets.table import ValueCachedTable
 
 NO_EVALUATIONS = (
     "No evaluation results loaded. Measure what your masks do with `lens evaluate --model M "
@@ -47,6 +49,24 @@ COLUMNS = (  # measured Δ loss beside the mask, so it is on screen at 80 column
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
+
+
+def sort_keys(points: list, header: str) -> list[float | None]:
+    """Each point's value in column ``header``, as a number (names by their alphabetical rank)."""
+    if header == "#":
+        return [float(number) for number in range(1, len(points) + 1)]
+    numeric = {
+        "Δ loss": lambda p: p.loss_increase,
+        "kept": lambda p: p.retained_mass,
+        "worst": lambda p: p.retained_mass_min,
+        "Jacc.": lambda p: p.jaccard,
+        "top-1": lambda p: p.top1_agreement,
+    }
+    if header in numeric:
+        return [numeric[header](p) for p in points]
+    names = [str(getattr(p, {"data": "dataset"}.get(header, header))).casefold() for p in points]
+    rank = {name: float(i) for i, name in enumerate(sorted(set(names)))}
+    return [rank[name] for name in names]
 
 
 def row_cells(number: int, point) -> list[str]:
@@ -74,7 +94,7 @@ class PredictionPlot(ResultPlot):
         self.refresh()
 
 
-class PredictView(SelectionView, Vertical):
+class PredictView(SelectionView, SortableView, Vertical):
     """The predicted-vs-actual table, its rank correlations and the scatter."""
 
     #: What the help screen says of this view (Markdown, after "**Predict** — ").
@@ -117,6 +137,7 @@ class PredictView(SelectionView, Vertical):
         Binding(
             "v", "toggle_layout", "Table/plot", tooltip="Table and plot, plot only, table only"
         ),
+        *SORT_BINDINGS,
     ]
 
     #: The layouts ``v`` steps through: (CSS class, what the footer hint says next).
@@ -125,11 +146,19 @@ class PredictView(SelectionView, Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.report: PredictionReport | None = None
+        # By the table's number (the scatter's marks) until o / O / a header click.
+        self.sorting = TableSort(
+            tuple(header for header, _ in COLUMNS),
+            "#",
+            largest_first=frozenset({"Δ loss", "kept", "worst", "Jacc.", "top-1"}),
+        )
 
     def compose(self) -> ComposeResult:
         yield Static(id="predict-message")
         yield Static(id="predict-summary")
-        yield DataTable(id="predict-table", cursor_type="row", zebra_stripes=True)
+        yield ValueCachedTable(
+            id="predict-table", cursor_type="row", zebra_stripes=True, fixed_columns=1
+        )
         yield Static(id="predict-legend")
         yield PredictionPlot(id="predict-plot")
 
@@ -185,25 +214,41 @@ class PredictView(SelectionView, Vertical):
         summary.append(f"   ({len(report.points)} masks; negative = ordered right)\n", style="dim")
         summary.append(report.verdict)
         self.query_one("#predict-summary", Static).update(summary)
-        table = self.query_one("#predict-table", DataTable)
-        table.clear(columns=True)
-        for header, right in COLUMNS:
-            table.add_column(Text(header, justify="right" if right else "left"), key=header)
-        for number, point in enumerate(report.points, start=1):
-            cells = row_cells(number, point)
-            table.add_row(
-                *(
-                    Text(cell, justify="right" if right else "left", no_wrap=True)
-                    for cell, (_, right) in zip(cells, COLUMNS)
-                ),
-                key=str(number),
-            )
+        self._fill_table(report)
         legend = Text("colour = data: ", style="dim")
         for name, (r, g, b) in dataset_colors(report):
             legend.append(f"■ {name}  ", style=f"rgb({r},{g},{b})")
         legend.append("marks: table # (v)", style="dim")
         self.query_one("#predict-legend", Static).update(legend)
         self.query_one("#predict-plot", PredictionPlot).show(report)
+
+    def _fill_table(self, report: PredictionReport) -> None:
+        """One row per point, in the sort order; the cursor stays on the point it was on."""
+        table = self.query_one("#predict-table", DataTable)
+        kept = None
+        if table.row_count and 0 <= table.cursor_row < table.row_count:
+            kept = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        table.clear(columns=True)
+        for header, right in COLUMNS:
+            justify = "right" if right else "left"
+            table.add_column(self.sorting.label(header, header, justify), key=header)
+        points = list(report.points)
+        order = self.sorting.order(sort_keys(points, self.sorting.column))
+        for i in order:
+            cells = row_cells(int(i) + 1, points[i])
+            table.add_row(
+                *(
+                    Text(cell, justify="right" if right else "left", no_wrap=True)
+                    for cell, (_, right) in zip(cells, COLUMNS)
+                ),
+                key=str(int(i) + 1),
+            )
+        if kept is not None and kept in {str(int(i) + 1) for i in order}:
+            table.move_cursor(row=table.get_row_index(kept), scroll=True)
+
+    def resort(self) -> None:
+        if self.report is not None:
+            self._fill_table(self.report)
 
     def show_message(self, message: str) -> None:
         self.report = None

@@ -113,7 +113,9 @@ async def test_compare_layer_table_sorts_by_key_and_click_and_keeps_the_layer(pa
         doc = compare(Profile.load(paths[0]), Profile.load(paths[1]), app.r).to_json()
         by_layer = {row["layer"]: row for row in doc["layers"]}
         assert app.layer == layer and table.cursor_row == row_of_layer(table, layer)
-        values = [by_layer[int(str(table.get_row_at(i)[0]))]["retained_mass_a_to_b"] for i in range(9)]
+        values = [
+            by_layer[int(str(table.get_row_at(i)[0]))]["retained_mass_a_to_b"] for i in range(9)
+        ]
         assert values == sorted(values)
 
 
@@ -221,3 +223,29 @@ async def test_slash_filters_the_bundle_lists_and_a_b_keys_by_name(paths):
         assert app.focused is not bar.input
         for picker_id in ("#design-candidates", "#design-targets"):
             assert app.query_one(picker_id, SelectionList).option_count == 3
+
+
+@async_test
+async def test_design_table_sorts_by_worst_target_and_by_each_target(paths):
+    app = build_app(paths)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, "7")
+        view = app.query_one("#design-view")
+        doc = view.result.to_json()
+        scores = {"design (mix)": doc["design"], "selection": doc["selection"]}
+        scores |= {("uniform mix" if k == "uniform" else k): v for k, v in doc["baselines"].items()}
+        targets = list(doc["design"]["per_target"])
+        table = app.query_one("#design-table", DataTable)
+
+        def shown_column(value) -> list:
+            rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+            assert sorted(row[0] for row in rows) == sorted(scores)
+            return [value(scores[row[0]]) for row in rows]
+
+        assert header_texts(table)[:2] == ["set", f"worst {DESCENDING}"]
+        worst = shown_column(lambda s: s["value"])
+        assert worst == sorted(worst, reverse=True)
+        await settle(pilot, "o", "O")  # the first target's column, smallest first
+        assert header_texts(table)[2] == f"{targets[0]} {ASCENDING}"
+        first = shown_column(lambda s: s["per_target"][targets[0]])
+        assert first == sorted(first)

@@ -94,6 +94,11 @@ class BundleFilter(Horizontal):
             self.remove_class("-open")
         self.post_message(self.Closed())
 
+    def on_descendant_blur(self) -> None:
+        """Left with Tab or a click and nothing typed: the bar closes as after Escape."""
+        if not self.input.value:
+            self.remove_class("-open")
+
     def action_clear(self) -> None:
         self.post_message(SelectionEdited(name_filter=""))
         self.remove_class("-open")

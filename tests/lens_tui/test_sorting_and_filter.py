@@ -223,6 +223,11 @@ async def test_slash_filters_the_bundle_lists_and_a_b_keys_by_name(paths):
         assert app.focused is not bar.input
         for picker_id in ("#design-candidates", "#design-targets"):
             assert app.query_one(picker_id, SelectionList).option_count == 3
+        # Opened and left with tab, nothing typed: the bar closes again.
+        await settle(pilot, "slash")
+        assert bar.display
+        await settle(pilot, "tab")
+        assert not bar.display and app.selection.name_filter == ""
 
 
 @async_test

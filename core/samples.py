@@ -35,6 +35,7 @@ from core import metrics as m
 from core.engine import LayerDistribution, Profile
 from core.errors import LensError
 from core.formats.bundle import Bundle
+from core.ordering import sort_order
 
 #: Default near-duplicate threshold: JS (bits, mean over layers) between two samples.
 DEFAULT_DUPLICATE_JS = 0.002
@@ -82,12 +83,9 @@ class SampleReport:
         }
         if column not in keys:
             raise LensError(f"unknown sort column {column!r} (use {', '.join(SORT_COLUMNS)})")
-        key = keys[column]
         if descending is None:
             descending = column not in ("index", "example_id")
-        signed = -key if descending else key
-        signed = np.where(np.isnan(signed), np.inf, signed)
-        return np.lexsort((np.arange(len(key)), signed))
+        return sort_order(keys[column], descending)
 
     def to_json(self) -> dict:
         js_mean, js_max = self.js_mean, self.js_max

@@ -36,6 +36,7 @@ from lens_tui.state import SavedState, load_state, save_state
 from lens_tui.views import registry
 from lens_tui.views.base import SelectionView
 from lens_tui.views.registry import ViewSpec
+from lens_tui.widgets.bundle_filter import BundleFilter
 from lens_tui.widgets.controls import ControlBar
 from lens_tui.widgets.scrollbar import use_cell_scrollbars
 
@@ -72,10 +73,10 @@ class LensApp(App[None]):
         Binding("x", "swap", "Swap", tooltip="Swap A and B", show=False),
         Binding(
             "slash",
-            "find",
-            "Find",
-            tooltip="Find a bundle by name (the palette's Set A / Set B entries), a view or a value",
-            show=False,
+            "filter_bundles",
+            "filter",
+            tooltip="Filter bundles by name: the bundle lists and the A/B keys show only matches "
+            "(enter keeps, escape clears)",
         ),
         Binding(
             "e",
@@ -197,6 +198,7 @@ class LensApp(App[None]):
                     view = spec.view(id=spec.widget_id)
                     # Hidden views mount just after the first frame, which keeps start-up fast.
                     yield view if number == 1 else Lazy(view)
+        yield BundleFilter(id="bundle-filter")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -440,22 +442,35 @@ class LensApp(App[None]):
     # ------------------------------------------------------------------ actions
 
     def action_cycle(self, side: str, step: int) -> None:
-        """Next / previous dataset A or B among the bundles of the current model."""
+        """Next / previous dataset A or B among the current model's bundles the filter shows.
+
+        From a bundle the filter hides, ``step`` 1 goes to the first shown, -1 to the last.
+        """
         selection = self.selection
         if not selection.profiles:
             return
-        same = selection.of_model()
+        same = [i for i in selection.of_model() if selection.matches(i)]
+        if not same:
+            self.notify(
+                f"no bundle of {selection.model} matches the filter {selection.name_filter!r}",
+                severity="warning",
+                markup=False,
+            )
+            return
         current = getattr(selection, side)
-        position = same.index(current) if current in same else 0
-        self.selection = selection.replace(**{side: same[(position + step) % len(same)]})
+        if current in same:
+            index = same[(same.index(current) + step) % len(same)]
+        else:
+            index = same[0] if step > 0 else same[-1]
+        self.selection = selection.replace(**{side: index})
 
-    def action_find(self) -> None:
-        """``/``: the palette, to find a bundle by name (its Set A / Set B entries).
+    def action_filter_bundles(self) -> None:
+        """``/``: open the filter bar (``ctrl+p`` is the command palette)."""
+        self._widget("#bundle-filter", BundleFilter).open()
 
-        A separate action, not ``command_palette`` itself: the footer shows the
-        palette's key from the binding of that action, and ``/`` must not take it.
-        """
-        self.action_command_palette()
+    def on_bundle_filter_closed(self, message: BundleFilter.Closed) -> None:
+        """Enter or Escape in the filter: the keys go back to the current view."""
+        self._focus_view(self._active_view().id)
 
     def action_export(self) -> None:
         """Write the current view's result as JSON (``lens … --json``'s document) to a new file."""
@@ -488,6 +503,7 @@ class LensApp(App[None]):
             return
         model = models[(models.index(selection.model) + 1) % len(models)]
         same = selection.of_model(model)
+        same = [i for i in same if selection.matches(i)] or same  # within the filter if it can
         self.selection = selection.replace(a=same[0], b=same[1] if len(same) > 1 else same[0])
         self.notify(f"model {model}: {len(same)} bundle(s)", title="model")
 

@@ -19,6 +19,13 @@ key: there is no run button.
 PALETTE = (
     "`ctrl+p` opens the command palette: switch views, set A, B, r, τ or the layer by name,\n"
     "or type a value: `tau 0.03`, `r 12`, `layer 5`, `b wiki`.\n"
+    "\n"
+    "`/` filters the bundles by name: the Matrix and Design lists and the `a` / `b` keys\n"
+    "offer only the names containing the text (enter keeps the filter, escape clears it).\n"
+    "A and B stay as they are when the filter hides them, marked ⊘.\n"
+    "\n"
+    "Tables sort by any column: `o` the next column, `O` the other way round, or click a\n"
+    "header; ▲ / ▼ marks the sort column. Missing values always come last.\n"
 )
 
 

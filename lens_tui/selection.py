@@ -30,6 +30,12 @@ class Selection:
     ``a`` and ``b`` index ``profiles``; ``ticked`` holds the indexes of the
     bundles the Matrix view compares. :meth:`clamped` keeps every index and r
     in range, and the app applies it to each value it is given.
+
+    ``name_filter`` is the text typed after ``/``: the bundle lists (the Matrix
+    and Design pickers) and the A/B keys offer only the bundles whose label
+    contains it (:attr:`shown`). A and B themselves are kept when the filter
+    hides them, so typing never changes what Compare shows; the control bar
+    marks them, and ``a`` / ``b`` then move into the filtered set.
     """
 
     profiles: tuple[Profile, ...] = ()
@@ -41,6 +47,7 @@ class Selection:
     tau: float = m.DEFAULT_TAU
     layer: int = 0
     ticked: frozenset[int] = field(default_factory=frozenset)
+    name_filter: str = ""
 
     @property
     def profile_a(self) -> Profile:
@@ -67,6 +74,15 @@ class Selection:
     def model(self) -> str:
         """The current model: dataset A's. A and B are always bundles of it."""
         return self.profile_a.bundle.model
+
+    def matches(self, index: int) -> bool:
+        """Whether bundle ``index``'s label contains the filter (case-insensitive; all do without one)."""
+        return self.name_filter.casefold() in self.labels[index].casefold()
+
+    @property
+    def shown(self) -> list[int]:
+        """Indexes of the bundles the filter lets the lists show, in loading order."""
+        return [i for i in range(len(self.profiles)) if self.matches(i)]
 
     def of_model(self, model: str | None = None) -> list[int]:
         """Indexes of the bundles of ``model`` (default: the current one), in loading order."""

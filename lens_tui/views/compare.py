@@ -40,6 +40,7 @@ from lens_tui.views.base import SelectionView
 from lens_tui.widgets.cards import PENDING, MetricCard
 from lens_tui.widgets.colors import A_HEX, B_HEX
 from lens_tui.widgets.plots import ExpertPlot
+from lens_tui.widgets.sorting import SORT_BINDINGS, SortableView, TableSort
 from lens_tui.widgets.sparkline import SparkPanel, SparkSpec
 from lens_tui.widgets.table import ValueCachedTable
 
@@ -89,7 +90,14 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 
-class CompareView(SelectionView, VerticalScroll):
+#: The per-layer table's columns: (key, header); the layer is the row label (fixed column).
+TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("layer", "layer"),
+    *((column.id, column.header) for column in COLUMNS),
+)
+
+
+class CompareView(SelectionView, SortableView, VerticalScroll):
     """A vs B: univariate and bivariate cards, the verdict, sparklines, layer table and plot."""
 
     #: What the help screen says of this view (Markdown, after "**Compare** — ").
@@ -111,6 +119,7 @@ class CompareView(SelectionView, VerticalScroll):
             "Layers ⇅",
             tooltip="Jump to the per-layer table and plot, or back",
         ),
+        *SORT_BINDINGS,
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -126,6 +135,13 @@ class CompareView(SelectionView, VerticalScroll):
         self.basis: VerdictBasis | None = None
         self._evidence_running: tuple | None = None
         self._basis_of: tuple | None = None  # (evidence, comparison) the basis was made for
+        # The layer table starts in layer order; o / O / a header click sort it.
+        self.sorting = TableSort(
+            tuple(key for key, _ in TABLE_COLUMNS),
+            "layer",
+            largest_first=frozenset(column.id for column in COLUMNS),
+        )
+        self.row_layers: list[int] = []  # the layer shown in each row of the table, top down
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="cards"):
@@ -141,7 +157,9 @@ class CompareView(SelectionView, VerticalScroll):
             id="sparks",
         )
         with Container(id="layer-detail"):
-            yield ValueCachedTable(id="layer-table", cursor_type="row", zebra_stripes=True)
+            yield ValueCachedTable(
+                id="layer-table", cursor_type="row", zebra_stripes=True, fixed_columns=1
+            )
             with Vertical(id="plot-box"):
                 yield Static(id="layer-ci")
                 yield Static(id="plot-legend")
@@ -156,12 +174,12 @@ class CompareView(SelectionView, VerticalScroll):
         self._sparks = self.query_one(SparkPanel)
         self._table = self.query_one("#layer-table", ValueCachedTable)
         self._plot = self.query_one(ExpertPlot)
-        self._shown_cells: list[list[str]] = []
+        self._shown_cells: list[list[str]] = []  # by layer
+        self._shown_rows: list[list[str]] = []  # by row of the table
         self._plotted: tuple | None = None
         self._sparks.border_title = "per layer (highlight: selected layer)"
-        for column in ("layer", *COLUMNS):
-            key = column if isinstance(column, str) else column.id
-            self._table.add_column(column if isinstance(column, str) else column.header, key=key)
+        for key, header in TABLE_COLUMNS:
+            self._table.add_column(self.sorting.label(key, header), key=key)
         self._layer_ci = self.query_one("#layer-ci", Static)
         self._legend = self.query_one("#plot-legend", Static)
         self._legend_text = ""
@@ -208,6 +226,8 @@ class CompareView(SelectionView, VerticalScroll):
         self._sparks.set_values({}, None)
         self._table.clear()
         self._shown_cells = []
+        self._shown_rows = []
+        self.row_layers = []
         update_in_place(self._layer_ci, "")
         self._legend.display = False
         self._plotted = None
@@ -266,19 +286,44 @@ class CompareView(SelectionView, VerticalScroll):
         update_in_place(self._verdict, text)
 
     def _show_table(self, num_layers: int) -> None:
+        """Fill the per-layer table in the sort order (layer order unless sorted by a column)."""
         table = self._table
         cells = [self._cells(layer) for layer in range(num_layers)]
-        if len(cells) != len(self._shown_cells):
+        column = self.sorting.column
+        keys = range(num_layers) if column == "layer" else self._series[column]
+        self.row_layers = [int(layer) for layer in self.sorting.order(list(keys))]
+        rows = [cells[layer] for layer in self.row_layers]
+        if len(rows) != len(self._shown_rows):
             table.clear()
-            for index, row in enumerate(cells):
+            for index, row in enumerate(rows):
                 table.add_row(*(Text(c, justify="right") for c in row), key=str(index))
         else:
-            # Same shape: update only what changed, in place, so the cursor stays put.
-            for index, (row, shown) in enumerate(zip(cells, self._shown_cells)):
+            # Same shape: update only what changed, in place (a new r re-sorts only the
+            # rows whose place changed), so unchanged cells are not redrawn.
+            for index, (row, shown) in enumerate(zip(rows, self._shown_rows)):
                 for col, (cell, old) in enumerate(zip(row, shown)):
                     if cell != old:
                         table.update_cell_at(Coordinate(index, col), Text(cell, justify="right"))
         self._shown_cells = cells
+        self._shown_rows = rows
+
+    def resort(self) -> None:
+        """Re-order the table for the new sort; the selected layer stays selected."""
+        self._table.set_column_labels(
+            {key: self.sorting.label(key, header) for key, header in TABLE_COLUMNS}
+        )
+        if self.comparison is None:
+            return
+        self._show_table(self.comparison.num_layers)
+        self._move_cursor_to(self.selected_layer)
+
+    def _move_cursor_to(self, layer: int) -> None:
+        """Put the table's cursor on ``layer``'s row (wherever the sort has put it)."""
+        if layer not in self.row_layers:
+            return
+        row = self.row_layers.index(layer)
+        if self._table.cursor_row != row:
+            self._table.move_cursor(row=row, scroll=True)
 
     def _cells(self, layer: int) -> list[str]:
         return [str(layer)] + [fmt(self._series[c.id][layer], c.key) for c in COLUMNS]
@@ -424,8 +469,7 @@ class CompareView(SelectionView, VerticalScroll):
         self.selected_layer = layer
         self._show_layer_intervals()
         self._sparks.set_values(self._series, layer)
-        if self._table.cursor_row != layer:
-            self._table.move_cursor(row=layer, scroll=True)
+        self._move_cursor_to(layer)
         comparison = self.comparison
         self._legend.display = True
         plotted = (comparison.a, comparison.b, layer, comparison.r)
@@ -444,8 +488,11 @@ class CompareView(SelectionView, VerticalScroll):
         event.stop()
         if event.cursor_row != event.data_table.cursor_row:
             return  # stale: the table was rebuilt or moved again since this was posted
-        if self.comparison is not None and event.cursor_row != self.selected_layer:
-            self.post_message(SelectionEdited(layer=event.cursor_row))
+        if self.comparison is None or not 0 <= event.cursor_row < len(self.row_layers):
+            return
+        layer = self.row_layers[event.cursor_row]
+        if layer != self.selected_layer:
+            self.post_message(SelectionEdited(layer=layer))
 
     def action_toggle_layers(self) -> None:
         self._table.focus(scroll_visible=False)

@@ -30,6 +30,7 @@ from core.formats.mask import write_mask
 from core.textdata import recorded_data_file
 from lens_tui.selection import NO_BUNDLES, Selection
 from lens_tui.views.base import SelectionView
+from lens_tui.widgets.sorting import SORT_BINDINGS, SortableView, TableSort
 
 
 def pct(value: float | None) -> str:
@@ -64,7 +65,7 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-class DesignView(SelectionView, Vertical):
+class DesignView(SelectionView, SortableView, Vertical):
     """Tick candidates and targets; see the mix, the objective against each baseline; write it."""
 
     #: What the help screen says of this view (Markdown, after "**Design** — ").
@@ -79,6 +80,7 @@ class DesignView(SelectionView, Vertical):
     BINDINGS = [
         Binding("w", "write", "Write files", tooltip="Write the mask and calibration file"),
         Binding("escape", "leave_field", "Leave field", show=False),
+        *SORT_BINDINGS,
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -89,6 +91,10 @@ class DesignView(SelectionView, Vertical):
         self._candidates: set[Path] = set()
         self._targets: set[Path] = set()
         self._sequences: int | None = None
+        # The result table: best worst-served target first until o / O / a header click.
+        self.sorting = TableSort(("set", "worst"), "worst", True, frozenset({"worst"}))
+        self._rows: list[tuple[str, dict, str]] = []  # (set, its scores, style)
+        self._target_names: list[str] = []  # the result table's per-target columns
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="design-pickers"):
@@ -113,7 +119,7 @@ class DesignView(SelectionView, Vertical):
     # ------------------------------------------------------------------ showing
 
     def depends_on(self, selection: Selection) -> object:
-        return (selection.profiles, selection.labels, selection.r)
+        return (selection.profiles, selection.labels, selection.r, selection.name_filter)
 
     def show_selection(self, selection: Selection) -> None:
         if not selection.profiles:
@@ -134,24 +140,27 @@ class DesignView(SelectionView, Vertical):
             ("#design-targets", self._targets),
         ):
             picker = self.query_one(picker_id, SelectionList)
+            shown = selection.shown  # the `/` filter narrows both lists
             with picker.prevent(SelectionList.SelectedChanged):
                 picker.clear_options()
                 picker.add_options(
                     [
-                        (label, i, profile.bundle.path in ticked)
-                        for i, (label, profile) in enumerate(
-                            zip(selection.labels, selection.profiles)
-                        )
+                        (selection.labels[i], i, selection.profiles[i].bundle.path in ticked)
+                        for i in shown
                     ]
                 )
-                if picker.highlighted is None and selection.profiles:
+                if picker.highlighted is None and shown:
                     picker.highlighted = 0
+            name = "candidates" if picker_id == "#design-candidates" else "targets"
+            counted = f" {len(shown)}/{len(selection.profiles)}" if selection.name_filter else ""
+            picker.border_title = f"{name}{counted} (space)"
 
     def _request(self, selection: Selection) -> DesignRequest:
-        paths = [p.bundle.path for p in selection.profiles]
+        """The ticked bundles the filter shows: what the lists show is what the design uses."""
+        paths = {i: selection.profiles[i].bundle.path for i in selection.shown}
         return DesignRequest(
-            tuple(i for i, p in enumerate(paths) if p in self._candidates),
-            tuple(i for i, p in enumerate(paths) if p in self._targets),
+            tuple(i for i, p in paths.items() if p in self._candidates),
+            tuple(i for i, p in paths.items() if p in self._targets),
             self._sequences,
         )
 
@@ -210,23 +219,21 @@ class DesignView(SelectionView, Vertical):
             style="bold",
         )
         self._status(status)
-        table = self.query_one("#design-table", DataTable)
-        table.clear(columns=True)
-        targets = list(doc["design"]["per_target"])
-        table.add_column("set", key="set")
-        table.add_column("worst", key="worst")
-        for name in targets:
-            table.add_column(name, key=f"t:{name}")
-
-        def add(label: str, score: dict, style: str = "") -> None:
-            cells = [Text(label, style=style), Text(pct(score["value"]), style=style)]
-            cells += [Text(pct(score["per_target"][t])) for t in targets]
-            table.add_row(*cells, key=label)
-
-        add("design (mix)", doc["design"], "bold")
-        add("selection", doc["selection"], "bold")
-        for name in sorted(baselines, key=lambda n: -(baselines[n]["value"] or 0.0)):
-            add("uniform mix" if name == "uniform" else name, baselines[name])
+        self._target_names = list(doc["design"]["per_target"])
+        self._rows = [
+            ("design (mix)", doc["design"], "bold"),
+            ("selection", doc["selection"], "bold"),
+        ]
+        self._rows += [
+            ("uniform mix" if name == "uniform" else name, score, "")
+            for name, score in baselines.items()
+        ]
+        columns = ("set", "worst", *(f"t:{name}" for name in self._target_names))
+        old = self.sorting
+        column = old.column if old.column in columns else "worst"
+        descending = old.descending if column == old.column else True
+        self.sorting = TableSort(columns, column, descending, frozenset(columns[1:]))
+        self._fill_table()
         weights = doc["design"]["weights"]
         mix = Text("mix: ", style="bold")
         mix.append(
@@ -243,6 +250,33 @@ class DesignView(SelectionView, Vertical):
         )
         self.query_one("#design-mix", Static).update(mix)
 
+    def _fill_table(self) -> None:
+        """The design, the selection and every baseline, one row each, in the sort order."""
+        table = self.query_one("#design-table", DataTable)
+        table.clear(columns=True)
+        targets = self._target_names
+        table.add_column(self.sorting.label("set", "set"), key="set")
+        table.add_column(self.sorting.label("worst", "worst"), key="worst")
+        for name in targets:
+            table.add_column(self.sorting.label(f"t:{name}", name), key=f"t:{name}")
+        column = self.sorting.column
+        if column == "set":
+            names = [label.casefold() for label, _, _ in self._rows]
+            keys: list[float | None] = [float(sorted(names).index(n)) for n in names]
+        elif column == "worst":
+            keys = [score["value"] for _, score, _ in self._rows]
+        else:
+            keys = [score["per_target"][column[2:]] for _, score, _ in self._rows]
+        for i in self.sorting.order(keys):
+            label, score, style = self._rows[int(i)]
+            cells = [Text(label, style=style), Text(pct(score["value"]), style=style)]
+            cells += [Text(pct(score["per_target"][t])) for t in targets]
+            table.add_row(*cells, key=label)
+
+    def resort(self) -> None:
+        if self.result is not None:
+            self._fill_table()
+
     # ------------------------------------------------------------------ events
 
     def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
@@ -251,10 +285,12 @@ class DesignView(SelectionView, Vertical):
         if selection is None or not selection.profiles:
             return
         chosen = {selection.profiles[i].bundle.path for i in event.selection_list.selected}
+        shown = {selection.profiles[i].bundle.path for i in selection.shown}
+        # The lists hold only what the filter shows: hidden bundles keep their ticks.
         if event.selection_list.id == "design-candidates":
-            self._candidates = chosen
+            self._candidates = (self._candidates - shown) | chosen
         else:
-            self._targets = chosen
+            self._targets = (self._targets - shown) | chosen
         self._start(selection)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -24,6 +24,7 @@ from lens_tui.messages import SelectionEdited
 from lens_tui.render import fmt
 from lens_tui.selection import NO_BUNDLES, Selection
 from lens_tui.views.base import SelectionView, cancelled
+from lens_tui.widgets.sorting import SORT_BINDINGS, SortableView, TableSort
 from lens_tui.widgets.ticklist import TickList
 
 TITLES = {
@@ -70,7 +71,7 @@ def read_signatures(profiles: list[Profile]) -> dict[Profile, str]:
     return failures
 
 
-class MatrixView(SelectionView, Horizontal):
+class MatrixView(SelectionView, SortableView, Horizontal):
     """Pick bundles on the left (space toggles); the three matrices of the ticked ones on the right."""
 
     #: What the help screen says of this view (Markdown, after "**Matrix** — ").
@@ -83,6 +84,7 @@ class MatrixView(SelectionView, Horizontal):
         Binding("left,h", "scroll_tables(-1)", "scroll ←", show=False),
         Binding("pagedown", "scroll_main(1)", "page down", show=False),
         Binding("pageup", "scroll_main(-1)", "page up", show=False),
+        *SORT_BINDINGS,
     ]
 
     #: Keys the bundle list handles itself; help lists them with this view's.
@@ -98,9 +100,15 @@ class MatrixView(SelectionView, Horizontal):
         self._labels: list[str] = []
         self._r = 1
         self._same: set[int] = set()
+        self._visible: list[int] = []
+        self._ticked: frozenset[int] = frozenset()
         self._model = ""
         # Bundles whose values failed to read on first use, with the one-line reason.
         self._failed: dict[Profile, str] = {}
+        # One order for the three matrices, each by its own values: the bundles' order
+        # (by number) or one bundle's column (its key is the bundle's index), largest first.
+        self.sorting = TableSort(("name",), "name")
+        self._chosen: list[int] = []
 
     def compose(self) -> ComposeResult:
         yield TickList(id="matrix-bundles")
@@ -124,28 +132,37 @@ class MatrixView(SelectionView, Horizontal):
         return self.query_one(f"#matrix-{key}", DataTable)
 
     def depends_on(self, selection: Selection) -> object:
-        model = selection.model if selection.profiles else None
-        return (selection.profiles, selection.labels, selection.r, selection.ticked, model)
+        s = selection
+        model = s.model if s.profiles else None
+        return (s.profiles, s.labels, s.r, s.ticked, model, s.name_filter)
 
     def show_selection(self, selection: Selection) -> None:
-        """Offer the loaded bundles for ticking and show the matrices of the ticked ones."""
+        """Offer the bundles the filter shows for ticking and show the matrices of the ticked ones."""
         picker = self.query_one("#matrix-bundles", SelectionList)
         labels = list(selection.labels)
-        if labels != self._labels or set(picker.selected) != selection.ticked:
+        shown = selection.shown
+        if (
+            labels != self._labels
+            or shown != self._visible
+            or set(picker.selected) != selection.ticked & set(shown)
+        ):
             with picker.prevent(SelectionList.SelectedChanged):
                 picker.clear_options()
                 # "#3 name": the list is the legend of the matrices' numbered columns.
                 picker.add_options(
-                    [
-                        (f"#{i + 1} {label}", i, i in selection.ticked)
-                        for i, label in enumerate(labels)
-                    ]
+                    [(f"#{i + 1} {labels[i]}", i, i in selection.ticked) for i in shown]
                 )
-                if labels and picker.highlighted is None:
+                if shown and picker.highlighted is None:
                     picker.highlighted = 0
+        title = "bundles (space)"
+        if selection.name_filter:
+            title = f"bundles {len(shown)}/{len(labels)}"
+        picker.border_title = title
         self._profiles, self._labels, self._r = list(selection.profiles), labels, selection.r
-        # Only the current model's bundles are compared (m switches model).
-        self._same = set(selection.of_model()) if selection.profiles else set()
+        self._visible = shown
+        self._ticked = selection.ticked
+        # Only the current model's bundles the filter shows are compared (m switches model).
+        self._same = set(selection.of_model()) & set(shown) if selection.profiles else set()
         self._model = selection.model if len(selection.models) > 1 else ""
         if not selection.profiles:
             self.show_message(NO_BUNDLES)
@@ -154,14 +171,19 @@ class MatrixView(SelectionView, Horizontal):
 
     def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
         event.stop()
-        self.post_message(SelectionEdited(ticked=frozenset(event.selection_list.selected)))
+        # The list holds only the bundles the filter shows: the others keep their ticks.
+        hidden = self._ticked - set(self._visible)
+        self.post_message(SelectionEdited(ticked=hidden | set(event.selection_list.selected)))
 
     def _redraw(self) -> None:
         ticked = self.query_one("#matrix-bundles", SelectionList).selected
         chosen = sorted(i for i in ticked if i in self._same)
         if len(chosen) < 2:
             of = f" of {self._model}" if self._model else ""
-            self.show_message(f"tick at least two bundles{of} (space) for the N-way comparison")
+            shown = " shown by the filter" if len(self._visible) < len(self._labels) else ""
+            self.show_message(
+                f"tick at least two bundles{of}{shown} (space) for the N-way comparison"
+            )
             return
         profiles = [self._profiles[i] for i in chosen]
         failed = next((self._failed[p] for p in profiles if p in self._failed), None)
@@ -187,14 +209,13 @@ class MatrixView(SelectionView, Horizontal):
             if others
             else ""
         )
-        doc = result.to_json()
-        labels = [self._labels[i] for i in chosen]
-        numbers = [i + 1 for i in chosen]
+        self._chosen = chosen
+        self._sort_columns(chosen)
         for key in MATRIX_KEYS:
             self.query_one(f"#title-{key}", Static).update(
                 Text(TITLES[key].format(r=self._r), style="bold")
             )
-            self._fill(self.table(key), key, labels, numbers, doc[key])
+        self._fill_tables()
         legend = Text("colour: ", style="dim")
         legend.append(" alike ", style="on " + hex_color(ALIKE_RGB))
         legend.append(" → ", style="dim")
@@ -210,6 +231,26 @@ class MatrixView(SelectionView, Horizontal):
                 self.app.report_unreadable_bundle(line)  # type: ignore[attr-defined]
         self._redraw()
 
+    def _sort_columns(self, chosen: list[int]) -> None:
+        """The sortable columns for these bundles; a sort by a bundle no longer shown is dropped."""
+        columns = ("name", *(str(i) for i in chosen))
+        old = self.sorting
+        if old.column in columns:
+            self.sorting = TableSort(columns, old.column, old.descending, frozenset(columns[1:]))
+        else:
+            self.sorting = TableSort(columns, "name", largest_first=frozenset(columns[1:]))
+
+    def _fill_tables(self) -> None:
+        result = self.result
+        if result is None:
+            return
+        doc = result.to_json()
+        for key in MATRIX_KEYS:
+            self._fill(self.table(key), key, doc[key])
+
+    def resort(self) -> None:
+        self._fill_tables()
+
     def action_scroll_tables(self, direction: int) -> None:
         """←/→ scroll every matrix sideways together (the focus stays on the bundle list)."""
         for key in MATRIX_KEYS:
@@ -220,28 +261,39 @@ class MatrixView(SelectionView, Horizontal):
         main = self.query_one("#matrix-main", VerticalScroll)
         main.scroll_to(y=main.scroll_y + direction * max(1, main.size.height - 2), animate=False)
 
-    @staticmethod
-    def _fill(
-        table: DataTable, key: str, labels: list[str], numbers: list[int], values: list[list]
-    ) -> None:
+    def row_order(self, values: list[list]) -> list[int]:
+        """Positions (in the ticked bundles) of a matrix's rows, top down, in the sort order."""
+        column = self.sorting.column
+        if column == "name":
+            keys = [float(i) for i in self._chosen]
+        else:
+            position = self._chosen.index(int(column))
+            keys = [row[position] for row in values]
+        return [int(i) for i in self.sorting.order(keys)]
+
+    def _fill(self, table: DataTable, key: str, values: list[list]) -> None:
+        """One matrix: a row per ticked bundle in the sort order, its name in the fixed column."""
+        chosen = self._chosen
         table.clear(columns=True)
         off = [
             v for i, row in enumerate(values) for j, v in enumerate(row) if i != j and v is not None
         ]
         lo, hi = (min(off), max(off)) if off else (0.0, 0.0)
-        table.add_column("", key="name")
-        for j, number in enumerate(numbers):
-            table.add_column(f"#{number}", key=str(j))
-        for i, (label, row) in enumerate(zip(labels, values)):
+        table.add_column(self.sorting.label("name", "bundle"), key="name")
+        for index in chosen:
+            table.add_column(self.sorting.label(str(index), f"#{index + 1}"), key=str(index))
+        for i in self.row_order(values):
+            label = self._labels[chosen[i]]
             name = label if len(label) <= ROW_LABEL_CHARS else label[: ROW_LABEL_CHARS - 1] + "…"
-            cells: list[Text] = [Text(f"#{numbers[i]} {name}", no_wrap=True)]
-            for j, value in enumerate(row):
+            cells: list[Text] = [Text(f"#{chosen[i] + 1} {name}", no_wrap=True)]
+            for j, value in enumerate(values[i]):
                 style = "dim" if i == j else heat(value, lo, hi, HIGHER_IS_ALIKE[key])
                 cells.append(Text(fmt(value, key), style=style, justify="right"))
-            table.add_row(*cells, key=str(i))
+            table.add_row(*cells, key=str(chosen[i]))
 
     def show_message(self, message: str) -> None:
         self.result = None
+        self._chosen = []
         self._set_message(message)
         for key in MATRIX_KEYS:
             self.query_one(f"#title-{key}", Static).update("")

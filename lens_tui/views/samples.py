@@ -32,6 +32,8 @@ from lens_tui.selection import NO_BUNDLES, Selection
 from lens_tui.views.base import SelectionView
 from lens_tui.widgets.colors import A_HEX
 from lens_tui.widgets.sample_plot import SamplePlot
+from lens_tui.widgets.sorting import SORT_BINDINGS, SortableView, TableSort
+from lens_tui.widgets.table import ValueCachedTable
 
 #: Table columns: (sort column of core.samples, header).
 HEADERS = (
@@ -66,7 +68,7 @@ def _report_part(selection: Selection) -> object:
     return (selection.profile_a, selection.r) if selection.profiles else None
 
 
-class SamplesView(SelectionView, Vertical):
+class SamplesView(SelectionView, SortableView, Vertical):
     """Dataset A's samples: a sortable table, the selected one's routing plot and text."""
 
     #: What the help screen says of this view (Markdown, after "**Samples** — ").
@@ -78,16 +80,20 @@ class SamplesView(SelectionView, Vertical):
     selected layer, and its text when the data file is known."""
 
     BINDINGS = [
-        Binding("o", "sort(1)", "Sort by next", group=Binding.Group("sort")),
-        Binding("O", "reverse", "Reverse", group=Binding.Group("sort")),
+        *SORT_BINDINGS,
         Binding("escape", "leave_field", "Leave field", show=False),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.report: SampleReport | None = None
-        self.sort_column = "js_mean"
-        self.descending: bool | None = None  # None: core.samples' default for the column
+        # Identifiers ascending, figures largest first (core.samples' defaults).
+        self.sorting = TableSort(
+            SORT_COLUMNS,
+            "js_mean",
+            descending=True,
+            largest_first=frozenset(SORT_COLUMNS) - {"index", "example_id"},
+        )
         self.order: np.ndarray = np.zeros(0, dtype=np.int64)
         self.selected_sample: int | None = None
         self.data_files: dict[Path, Path] = {}  # bundle path -> data file typed by the user
@@ -99,7 +105,9 @@ class SamplesView(SelectionView, Vertical):
     def compose(self) -> ComposeResult:
         yield Static(id="samples-status")
         with Horizontal(id="samples-main"):
-            yield DataTable(id="samples-table", cursor_type="row", zebra_stripes=True)
+            yield ValueCachedTable(
+                id="samples-table", cursor_type="row", zebra_stripes=True, fixed_columns=1
+            )
             with Vertical(id="samples-side"):
                 yield SamplePlot(id="sample-plot")
                 yield Static(id="sample-text")
@@ -108,7 +116,7 @@ class SamplesView(SelectionView, Vertical):
     def on_mount(self) -> None:
         table = self.query_one("#samples-table", DataTable)
         for key, header in HEADERS:
-            table.add_column(header, key=key)
+            table.add_column(self.sorting.label(key, header), key=key)
         if self.app.read_only:  # type: ignore[attr-defined]
             field = self.query_one("#samples-data", Input)
             field.disabled = True
@@ -167,16 +175,8 @@ class SamplesView(SelectionView, Vertical):
             f"  {report.bundle.num_samples:,} samples · {moving:,} change the top-{report.r} "
             f"mask when left out · {groups:,} near-duplicate groups (JS ≤ {report.dup_js:g})"
         )
-        status.append(f"  sorted by {self._sort_label()} (o / O)", style="dim")
         self._status(status)
         self._fill_table()
-
-    def _sort_label(self) -> str:
-        header = dict(HEADERS)[self.sort_column]
-        descending = self.descending
-        if descending is None:
-            descending = self.sort_column not in ("index", "example_id")
-        return f"{header} {'↓' if descending else '↑'}"
 
     def _fill_table(self) -> None:
         report = self.report
@@ -184,7 +184,7 @@ class SamplesView(SelectionView, Vertical):
             return
         table = self.query_one("#samples-table", DataTable)
         keep = self.selected_sample
-        self.order = report.order(self.sort_column, self.descending)
+        self.order = report.order(self.sorting.column, self.sorting.descending)
         table.clear()
         table.add_rows(
             [[Text(c, justify="right") for c in sample_cells(report, i)] for i in self.order]
@@ -266,17 +266,6 @@ class SamplesView(SelectionView, Vertical):
             self.selected_sample = index
             self._show_sample()
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        event.stop()
-        key = str(event.column_key.value)
-        column = key if key in SORT_COLUMNS else None
-        if column is None:
-            return
-        if column == self.sort_column:
-            self.action_reverse()
-        else:
-            self.sort_by(column)
-
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         if self._profile is None or self.app.read_only:  # type: ignore[attr-defined]
@@ -293,26 +282,14 @@ class SamplesView(SelectionView, Vertical):
         self._show_sample()
 
     def sort_by(self, column: str, descending: bool | None = None) -> None:
-        if column not in SORT_COLUMNS:
-            raise LensError(f"unknown sort column {column!r}")
-        self.sort_column, self.descending = column, descending
-        if self.report is not None and self._profile is not None:
-            label = self._status_label()
-            self._show_report(self.report, label)
+        """Sort the table by ``column`` (one of ``core.samples.SORT_COLUMNS``)."""
+        self.sorting.sort_by(column, descending)
+        self.resort()
 
-    def _status_label(self) -> str:
-        selection = self.selection
-        return selection.label_a if selection is not None and selection.profiles else ""
-
-    def action_sort(self, step: int) -> None:
-        index = SORT_COLUMNS.index(self.sort_column)
-        self.sort_by(SORT_COLUMNS[(index + step) % len(SORT_COLUMNS)])
-
-    def action_reverse(self) -> None:
-        current = self.descending
-        if current is None:
-            current = self.sort_column not in ("index", "example_id")
-        self.sort_by(self.sort_column, not current)
+    def resort(self) -> None:
+        table = self.query_one("#samples-table", ValueCachedTable)
+        table.set_column_labels({key: self.sorting.label(key, header) for key, header in HEADERS})
+        self._fill_table()
 
     def action_leave_field(self) -> None:
         self.query_one("#samples-table", DataTable).focus()

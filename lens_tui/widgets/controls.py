@@ -33,9 +33,11 @@ def selection_line(selection: Selection) -> Text:
         text.append(f"{selection.model} ", style="bold")
         text.append("(m) ", style="dim")
     text.append(" A ", style=f"bold reverse {A_HEX}")
-    text.append(f" {selection.label_a}  ", style=f"bold {A_HEX}")
+    text.append(f" {selection.label_a} ", style=f"bold {A_HEX}")
+    _mark_filtered_out(text, selection, selection.a)
     text.append(" B ", style=f"bold reverse {B_HEX}")
-    text.append(f" {selection.label_b}  ", style=f"bold {B_HEX}")
+    text.append(f" {selection.label_b} ", style=f"bold {B_HEX}")
+    _mark_filtered_out(text, selection, selection.b)
     text.append("r ", style="dim")
     text.append(f"{selection.r}", style="bold")
     text.append(f"/{a.num_experts}  ", style="dim")
@@ -45,3 +47,8 @@ def selection_line(selection: Selection) -> Text:
     text.append(f"{selection.layer}", style="bold")
     text.append(f"/{a.num_layers - 1}", style="dim")
     return text
+
+
+def _mark_filtered_out(text: Text, selection: Selection, index: int) -> None:
+    """After A's or B's name: ``⊘`` when the ``/`` filter hides it (it stays A or B)."""
+    text.append("⊘  " if not selection.matches(index) else " ", style="yellow")

@@ -4,17 +4,20 @@
 so changing r (which alters 3 of the 14 per-layer columns) re-rendered every
 visible cell, which dominated the cost of a keypress on 36-layer bundles.
 This subclass adds a cache keyed by what a cell shows (its text and style)
-and how it is drawn, so unchanged cells are reused across updates.
+and how it is drawn, so unchanged cells are reused across updates. It can
+also relabel its headers in place (the sort marker ``▲``/``▼`` moves between
+columns), which ``DataTable`` offers no way to do.
 """
 
 from __future__ import annotations
 
 from rich.style import Style
-from rich.text import Text
+from rich.text import Text, TextType
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
+from textual.widgets._data_table import ColumnKey, default_cell_formatter
 
 
 class ValueCachedTable(DataTable):
@@ -31,6 +34,32 @@ class ValueCachedTable(DataTable):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._content_cache: LRUCache[tuple, list] = LRUCache(8192)
+
+    def set_column_labels(self, labels: dict[str, TextType]) -> None:
+        """Relabel columns by key, refitting each column's width to its new header and cells."""
+        console = self.app.console
+        changed = False
+        for key, label in labels.items():
+            column = self.columns.get(ColumnKey(key))
+            if column is None:
+                continue
+            text = Text(label) if isinstance(label, str) else label
+            if column.label == text:
+                continue
+            column.label = text
+            widths = [console.measure(text).maximum]
+            widths += [
+                console.measure(default_cell_formatter(cell, wrap=False)).maximum
+                for cell in self.get_column(key)
+            ]
+            column.content_width = max(widths)
+            changed = True
+        if changed:
+            # What DataTable.add_column does after changing a column: re-measure, re-render.
+            self._require_update_dimensions = True
+            self._update_count += 1
+            self._clear_caches()
+            self.refresh()
 
     def _render_cell(
         self,

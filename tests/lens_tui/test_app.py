@@ -370,6 +370,12 @@ async def test_help_lists_every_binding_and_closes(paths):
             "| everywhere | `<` | r − E/16 (coarse) |",
             "| everywhere | `tab` | Move the focus to the next panel or table |",
             "| matrix | `space` | Tick or untick the highlighted bundle |",
+            "| everywhere | `/` | Filter bundles by name",
+            "| compare | `o` | Sort the table by the next column |",
+            "| compare | `O` | Reverse the table's order |",
+            "| matrix | `o` | Sort the table by the next column |",
+            "| samples | `o` | Sort the table by the next column |",
+            "| predict | `o` | Sort the table by the next column |",
         ):
             assert row in shown
         assert "_sign" not in shown and "question_mark" not in shown
@@ -387,6 +393,7 @@ async def test_help_lists_every_binding_and_closes(paths):
         first_elsewhere = wheres.index("everywhere")
         assert set(wheres[:first_elsewhere]) == {"matrix"}
         assert "| matrix | `space` |" in "\n".join(rows[:first_elsewhere])
+        assert "| matrix | `o` |" in "\n".join(rows[:first_elsewhere])
         assert rows[first_elsewhere].startswith("| everywhere | `q` |")
 
 
@@ -591,11 +598,11 @@ async def test_e_exports_the_current_view_as_the_cli_json(paths, tmp_path, monke
 
 
 @async_test
-async def test_slash_finds_a_bundle_by_name(paths):
+async def test_the_palette_finds_a_bundle_by_name(paths):
     app = build_app(paths)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await pilot.press("slash")
+        await pilot.press("ctrl+p")  # "/" filters the bundle lists (test_sorting_and_filter)
         await pilot.pause()
         await pilot.press(*"set b gam")
         await pilot.pause(0.3)

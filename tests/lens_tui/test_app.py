@@ -375,7 +375,7 @@ async def test_help_lists_every_binding_and_closes(paths):
             "| compare | `O` | Reverse the table's order |",
             "| matrix | `o` | Sort the table by the next column |",
             "| samples | `o` | Sort the table by the next column |",
-            "| predict | `o` | Sort the table by the next column |",
+            "| predict | `p` |",
         ):
             assert row in shown
         assert "_sign" not in shown and "question_mark" not in shown

@@ -526,7 +526,10 @@ async def test_the_app_remembers_a_b_r_tau_and_the_view_between_runs(paths, tmp_
 
     app = build_app([paths[0].parent])
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        for _ in range(50):  # the restored tab activates through the message queue
+            await pilot.pause(0.05)
+            if app.query_one("#views").active == "ablation":
+                break
         assert (app.a, app.b, app.r, app.tau) == (2, 1, 3, 0.02)
         assert app.query_one("#views").active == "ablation"
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from core.errors import LensError
 from core.families.base import FamilyAdapter
+from core.families.routing import scored_bias_top_k, scored_weights
 
 
 def masked_routing(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
@@ -33,23 +34,17 @@ def masked_routing(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -
     scaled as the model does. Hash layers: the table's own choice, refused if it could
     name a dropped expert.
     """
-    import torch  # lazy: only evaluation runs routing
-
-    scores = router.score_fn(logits)
-    if hasattr(router, "tid2eid"):
-        if bool(dropped.any()):
-            raise LensError(
-                "DeepSeek-V4 hash-routed layers choose experts from a token-id table "
-                "(tid2eid), which a mask cannot reroute: keep every expert in those layers "
-                "(the bundle's hash_routed_layers)"
-            )
-        index = router.tid2eid[inputs[1].reshape(-1)].long()
-    else:
-        choice = (scores + router.e_score_correction_bias).masked_fill(dropped, float("-inf"))
-        index = torch.topk(choice, router.top_k, dim=-1, sorted=False).indices
-    weights = scores.gather(1, index)
-    weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
-    return logits.masked_fill(dropped, float("-inf")), weights * router.routed_scaling_factor, index
+    if not hasattr(router, "tid2eid"):
+        return scored_bias_top_k(router, logits, dropped, inputs)
+    if bool(dropped.any()):
+        raise LensError(
+            "DeepSeek-V4 hash-routed layers choose experts from a token-id table "
+            "(tid2eid), which a mask cannot reroute: keep every expert in those layers "
+            "(the bundle's hash_routed_layers)"
+        )
+    index = router.tid2eid[inputs[1].reshape(-1)].long()
+    weights = scored_weights(router, router.score_fn(logits), index)
+    return logits.masked_fill(dropped, float("-inf")), weights, index
 
 
 ADAPTER = FamilyAdapter(

@@ -20,7 +20,7 @@ ADAPTER = FamilyAdapter(
     masked_routing_doc="sigmoid scores; dropped experts' selection score at −inf; top-k; weights "
     "renormalised and scaled",
     prune=PruneSpec(
-        layouts="per-expert, router `router.gate`, `expert_bias`; shared experts untouched",
+        layouts="per-expert, router `gate`, `e_score_correction_bias`; shared experts untouched",
         router_bias=False,
         untouched="the shared experts",
     ),

@@ -3,23 +3,8 @@ bias choose the top-k; weights are the chosen scores renormalised, times the rou
 
 from __future__ import annotations
 
-from typing import Any
-
 from core.families.base import FamilyAdapter, PruneSpec
-
-
-def scored_bias_top_k(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
-    """Top-k of ``score_fn(logits)`` + correction bias with dropped experts at −inf; weights
-    are the chosen scores over their sum (+1e-20), times ``routed_scaling_factor``."""
-    import torch  # lazy: only evaluation runs routing
-
-    scores = router.score_fn(logits)
-    choice = (scores + router.e_score_correction_bias).masked_fill(dropped, float("-inf"))
-    index = torch.topk(choice, router.top_k, dim=-1, sorted=False).indices
-    weights = scores.gather(1, index)
-    weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
-    return logits.masked_fill(dropped, float("-inf")), weights * router.routed_scaling_factor, index
-
+from core.families.routing import scored_bias_top_k
 
 ADAPTER = FamilyAdapter(
     name="inkling2",

@@ -269,3 +269,21 @@ def sigmoid_bias_optional_groups(*, unselected: float, scaled: bool) -> MaskedRo
         return logits.masked_fill(dropped, float("-inf")), weights, index
 
     return route
+
+
+def scored_weights(router: Any, scores: Any, index: Any) -> Any:
+    """The chosen experts' scores over their sum (+1e-20), times ``routed_scaling_factor``."""
+    weights = scores.gather(1, index)
+    weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+    return weights * router.routed_scaling_factor
+
+
+def scored_bias_top_k(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -> tuple:
+    """Top-k of ``score_fn(logits)`` + correction bias with dropped experts at −inf; weights
+    from :func:`scored_weights` (Inkling-2, DeepSeek-V4's learned layers)."""
+    import torch  # lazy: only evaluation runs routing
+
+    scores = router.score_fn(logits)
+    choice = (scores + router.e_score_correction_bias).masked_fill(dropped, float("-inf"))
+    index = torch.topk(choice, router.top_k, dim=-1, sorted=False).indices
+    return logits.masked_fill(dropped, float("-inf")), scored_weights(router, scores, index), index

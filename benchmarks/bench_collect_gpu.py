@@ -390,6 +390,17 @@ def run_streaming(
     return ModeResult(STREAM, tokens, seconds, peak, above, stats)
 
 
+def _progress(result: ModeResult) -> None:
+    """One line on stderr per finished mode: a long GPU run shows where it is."""
+    peak = "" if result.peak_bytes is None else f", peak {result.peak_bytes / 2**30:.1f} GiB"
+    print(
+        f"{result.mode}: {result.tokens} tokens in {result.seconds:.1f} s "
+        f"({result.tokens_per_s:,.0f} tokens/s{peak})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def _median_round(runs: list[ModeResult]) -> ModeResult:
     """The round of median time, with the highest peak memory of all rounds."""
     ordered = sorted(runs, key=lambda r: r.seconds)
@@ -428,6 +439,7 @@ def run_benchmark(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, M
     for round_index in range(args.repeats):  # modes interleaved: drift hits them alike
         for mode in MODES:
             rounds[mode].append(run_mode(mode, model, batches, device, warmup=round_index == 0))
+            _progress(rounds[mode][-1])
     parameters = sum(p.numel() for p in model.parameters())
     attn, experts = (
         model.config._attn_implementation,
@@ -441,9 +453,10 @@ def run_benchmark(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, M
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             tokens = sum(len(seq) for batch in batches for seq in batch)
-            rounds[STREAM] = [
-                run_streaming(args, folder, data, tokens, device) for _ in range(args.repeats)
-            ]
+            rounds[STREAM] = []
+            for _ in range(args.repeats):
+                rounds[STREAM].append(run_streaming(args, folder, data, tokens, device))
+                _progress(rounds[STREAM][-1])
     results = {mode: _median_round(runs) for mode, runs in rounds.items()}
     plain = results["plain"]
     modes = {}

@@ -29,12 +29,12 @@ from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY
 from core.io.jsonfile import read_json
 from core.io.safetensors import SafetensorsHeader, TensorEntry, read_header
 
-#: An MoE block: ``layers.{i}.{mlp|…}``, DBRX's ``blocks.{i}.ffn``, JetMoE's attention
+#: An MoE block: ``layers.{i}.{mlp|…}`` (DeepSeek-V4 saves ``layers.{i}.ffn``), DBRX's ``blocks.{i}.ffn``, JetMoE's attention
 #: experts ``layers.{i}.self_attention.experts`` (a second MoE layer in the same decoder
 #: layer), or the decoder layer itself (Gemma-4 keeps its router and experts there).
 _BLOCK = (
     r"(?P<prefix>(?:.+\.)?(?:layers\.(?P<layer>\d+)(?:\.(?:mlp|block_sparse_moe|feed_forward|mixer"
-    r"|moe|(?P<attention>self_attention\.experts)))?|blocks\.(?P<block>\d+)\.ffn))"
+    r"|moe|ffn|(?P<attention>self_attention\.experts)))?|blocks\.(?P<block>\d+)\.ffn))"
 )
 #: The router's weight/bias (or its inner linear's: Granite ``router.layer``, HunYuan ``gate.wg``,
 #: AFMoE ``router.gate``, LongCat ``router.classifier``, Gemma-4 ``router.proj`` with its

@@ -271,10 +271,12 @@ def mask_command(
         console.print(f"  keeps {share} of the routing mass of {shown(path)} (mean over layers)")
     hashed = _hash_routed(mask).get("hash_routed_layers")
     if hashed:
-        console.print(
-            f"  MoE layers {', '.join(map(str, hashed))} are hash-routed (a token-id table picks "
-            "their experts): kept whole"
+        which = (
+            f"layers {', '.join(map(str, hashed))} are"
+            if len(hashed) > 1
+            else f"layer {hashed[0]} is"
         )
+        console.print(f"  MoE {which} hash-routed (a token-id table picks the experts): kept whole")
 
 
 def _hash_routed(mask: Mask) -> dict:

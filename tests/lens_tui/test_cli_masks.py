@@ -61,7 +61,7 @@ def test_mask_keeps_hash_routed_layers_whole_and_says_so(tmp_path):
     bundle = hash_routed_bundle(tmp_path / "v4.safetensors", [0, 2])
     out = lens("mask", bundle.path, "--r", "3", "--out", tmp_path / "m.json")
     assert out.returncode == 0, out.stderr
-    assert "MoE layers 0, 2 are hash-routed (a token-id table picks their experts): kept whole" in (
+    assert "MoE layers 0, 2 are hash-routed (a token-id table picks the experts): kept whole" in (
         out.stdout
     )
     doc = json.loads((tmp_path / "m.json").read_text())

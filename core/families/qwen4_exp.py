@@ -26,7 +26,8 @@ ADAPTER = FamilyAdapter(
     masked_routing_doc="softmax over all E (float32), top-k, renormalised if `norm_topk_prob`, "
     "cast back",
     prune=PruneSpec(
-        layouts="fused `gate_up_proj`/`down_proj`; shared expert and its gate untouched",
+        layouts="per-expert `gate_proj`/`up_proj`/`down_proj` as saved; shared expert and its gate "
+        "untouched",
         router_bias=False,
         untouched="the shared expert",
     ),

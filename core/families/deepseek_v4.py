@@ -43,8 +43,8 @@ def masked_routing(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -
     if not hasattr(router, "tid2eid"):
         return scored_bias_top_k(router, logits, dropped, inputs)
     if bool(dropped.any()):
-        layer = "a hash-routed layer"
-        raise LensError(ADAPTER.hash_layer_refusal(layer, int((~dropped).sum()), dropped.numel()))
+        kept = int((~dropped).sum())
+        raise LensError(ADAPTER.hash_layer_refusal("this layer", kept, dropped.numel()))
     index = router.tid2eid[inputs[1].reshape(-1)].long()
     weights = scored_weights(router, router.score_fn(logits), index)
     return logits.masked_fill(dropped, float("-inf")), weights, index

@@ -82,7 +82,7 @@ def make_mask(
         orders = expert_orders(criterion, bundles, aimer, naee)
     num_layers, num_experts = orders.layer.shape
     top_k, model_name = _model_identity(bundles, naee if criterion == "naee" else aimer)
-    hashed = hash_routed_layers(bundles)
+    hashed = hash_routed_layers(bundles, aimer if criterion == "aimer" else None)
     if r is not None:
         if top_k and 1 <= r < top_k:
             raise LensError(
@@ -126,13 +126,15 @@ def make_mask(
     )
 
 
-def hash_routed_layers(bundles: Sequence[Bundle]) -> list[int]:
-    """MoE layers any bundle lists as hash-routed (DeepSeek-V4), which masks keep whole.
+def hash_routed_layers(bundles: Sequence[Bundle], aimer: AimerScores | None = None) -> list[int]:
+    """MoE layers any bundle (or the ``aimer`` checkpoint) lists as hash-routed (DeepSeek-V4),
+    which masks keep whole.
 
     A token-id table picks those layers' experts, so no mask can reroute them:
     evaluation and pruning accept only masks keeping every expert there.
     """
-    return sorted({i for bundle in bundles for i in bundle.hash_routed_layers})
+    found = {i for bundle in bundles for i in bundle.hash_routed_layers}
+    return sorted(found | set(aimer.hash_routed_layers if aimer is not None else ()))
 
 
 def _select_global_around(orders: Orders, total: int, floor: int, hashed: list[int]) -> np.ndarray:

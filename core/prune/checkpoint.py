@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import LensError
-from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY
+from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY, FamilyAdapter
 from core.io.jsonfile import read_json
 from core.io.safetensors import SafetensorsHeader, TensorEntry, read_header
 
@@ -101,6 +101,18 @@ class Checkpoint:
     @property
     def weight_bytes(self) -> int:
         return sum(p.stat().st_size for p in (s.path for s in self.shards))
+
+    def hash_routed_layers(self, family: FamilyAdapter | None) -> list[int]:
+        """MoE layers (mask rows) whose router holds ``family``'s token-id → experts table.
+
+        DeepSeek-V4 saves it beside the router weight (``ffn.gate.tid2eid``); such a
+        layer's experts are named by the table, so masks must keep it whole.
+        """
+        if family is None or not family.hash_table_attr:
+            return []
+        names = {name for shard in self.shards for name in shard.tensors}
+        suffix = f".{family.router_attr}.{family.hash_table_attr}"
+        return [i for i, layer in enumerate(self.layers) if layer.prefix + suffix in names]
 
     def expert_entries(self) -> set[str]:
         """Names of every router and expert tensor of the MoE layers."""

@@ -343,12 +343,9 @@ def _check_hash_routed_layers(
     saved beside the router weight) naming experts by their original ids, so only a
     layer kept whole stays what the model computes; it is then copied unchanged.
     """
-    if not family.hash_table_attr:
-        return
-    names = {name for shard in ckpt.shards for name in shard.tensors}
-    for number, (layer, ids) in enumerate(zip(ckpt.layers, mask.layers)):
-        table = f"{layer.prefix}.{family.router_attr}.{family.hash_table_attr}"
-        if table in names and len(ids) != ckpt.num_experts:
+    for number in ckpt.hash_routed_layers(family):
+        layer, ids = ckpt.layers[number], mask.layers[number]
+        if len(ids) != ckpt.num_experts:
             refusal = family.hash_layer_refusal(
                 f"MoE layer {number} (decoder layer {layer.index})", len(ids), ckpt.num_experts
             )

@@ -157,3 +157,15 @@ def test_a_mask_dropping_experts_of_the_hash_layer_is_refused_in_one_line(model,
     with pytest.raises(LensError, match="MoE layer 0 .decoder layer 0. is hash-routed") as info:
         prune_checkpoint(tmp_path / "source", mask, tmp_path / "out")
     assert "\n" not in str(info.value) and not (tmp_path / "out").exists()
+
+
+def test_an_aimer_mask_keeps_the_checkpoints_hash_routed_layer_whole(model, tmp_path):
+    """AIMER reads only the checkpoint: its hash-routed layer is found from the saved table."""
+    from core.masks.make import make_mask
+    from core.prune.aimer import aimer_checkpoint_scores
+
+    model.save_pretrained(str(tmp_path / "source"))
+    scores = aimer_checkpoint_scores(tmp_path / "source")
+    assert scores.hash_routed_layers == (0,)
+    mask = make_mask("aimer", aimer=scores, r=4)
+    assert mask.kept_per_layer == [8, 4] and mask.to_json()["hash_routed_layers"] == [0]

@@ -45,7 +45,8 @@ TOKENS = [
     [5, 17, 99, 3, 120, 41, 7, 7, 110, 33, 64, 12],
     [101, 8, 8, 90, 14, 30, 6, 77, 50, 21, 3, 44],
 ]
-#: Each layer keeps half the experts of the tiny model's 8 (two of each group of four).
+#: Each layer keeps half the experts of the tiny model's 8 (two of each group of four); a
+#: hash-routed layer keeps all of them.
 KEPT = ([0, 2, 5, 7], [1, 3, 4, 6])
 #: Router-side tensors that bias *selection*: set to −inf for dropped experts in the reference.
 SELECTION_BIASES = (
@@ -243,7 +244,17 @@ def check_evaluate(model, layers) -> str:
 
 
 def _kept(layers) -> list[list[int]]:
-    return [list(KEPT[i % 2]) for i in range(len(layers))]
+    """:data:`KEPT` per layer, except every expert of a hash-routed layer (a token-id table
+    picks its experts, which no mask can reroute: DeepSeek-V4's ``tid2eid``)."""
+    return [
+        list(range(layer.num_experts)) if _hash_routed(layer) else list(KEPT[i % 2])
+        for i, layer in enumerate(layers)
+    ]
+
+
+def _hash_routed(layer) -> bool:
+    """Whether the layer's router holds a token-id → experts table, seen on the model itself."""
+    return any(name.endswith("tid2eid") for name, _ in layer.router.named_buffers())
 
 
 def check_prune(model, layers, folder: Path) -> str:

@@ -465,8 +465,9 @@ TINY_OVERRIDES: dict[str, dict] = {
 }
 
 #: Per-type keyword arguments given to the config class itself, for configs whose sizes are
-#: fixed when it is built (nested DBRX sub-configs, dots3's per-layer configs), so shrinking
-#: the attributes afterwards would not reach them.
+#: fixed when it is built (nested DBRX sub-configs, dots3's per-layer configs, Qwen4-Exp's
+#: indexer, which its config validates as a whole), so shrinking the attributes afterwards
+#: would not reach them.
 TINY_CONFIG_KWARGS: dict[str, dict] = {
     "dbrx": {
         "d_model": HIDDEN,
@@ -503,6 +504,59 @@ TINY_CONFIG_KWARGS: dict[str, dict] = {
         "pad_token_id": 0,
         "bos_token_id": 1,
         "eos_token_id": 2,
+    },
+    # Gated-DeltaNet + indexed (QSA) attention with hyper-connection streams: the indexer has
+    # no defaults (the model always builds one) and the streams' low rank is 320 by default.
+    "qwen4_exp_text": {
+        "vocab_size": 128,
+        "hidden_size": HIDDEN,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "linear_num_key_heads": 2,
+        "linear_num_value_heads": 2,
+        "linear_key_head_dim": 8,
+        "linear_value_head_dim": 8,
+        "moe_intermediate_size": 16,
+        "shared_expert_intermediate_size": 16,
+        "num_experts": EXPERTS,
+        "num_experts_per_tok": TOP_K,
+        "layer_types": ["linear_attention", "indexed_attention"],
+        "hc_count": 2,
+        "hc_lowrank": 8,
+        "indexer_n_heads": 2,
+        "indexer_kv_heads": 1,
+        "indexer_head_dim": 8,
+        "indexer_budget": 4,
+        "indexer_compress_ratio": 2,
+        "pad_token_id": 0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    },
+}
+# The multimodal wrappers: their causal LM is the text model alone, built from ``text_config``
+# (the towers' configs must still validate: dots3.note's adapters must output the text width,
+# and its default vision tower lists per-layer experts for layers a one-layer tower lacks).
+TINY_CONFIG_KWARGS["qwen4_exp"] = {"text_config": TINY_CONFIG_KWARGS["qwen4_exp_text"]}
+TINY_CONFIG_KWARGS["dots3_note"] = {
+    "text_config": TINY_CONFIG_KWARGS["dots3_note_text"],
+    "vision_config": {
+        "hidden_size": HIDDEN,
+        "adapter_in_dim": HIDDEN,
+        "adapter_out_dim": HIDDEN,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "intermediate_size": 32,
+        "mlp_layer_types": ["dense"],
+    },
+    "audio_config": {
+        "hidden_size": HIDDEN,
+        "adapter_input_size": HIDDEN,
+        "adapter_out_dim": HIDDEN,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "intermediate_size": 32,
     },
 }
 

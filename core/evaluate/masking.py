@@ -91,6 +91,12 @@ class MaskedRouting:
                 raise LensError(
                     f"mask shape {keep.shape} does not match the model's {expected} (layers, experts)"
                 )
+            for i, layer in enumerate(self.layers):
+                if layer.family.hash_routed(layer.router) and not keep[i].all():
+                    refusal = layer.family.hash_layer_refusal(
+                        f"MoE layer {i}", int(keep[i].sum()), layer.num_experts
+                    )
+                    raise LensError(f"{self.model_name}: {refusal}")
             short = [i for i, layer in enumerate(self.layers) if keep[i].sum() < layer.top_k]
             if short:
                 raise LensError(

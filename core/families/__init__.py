@@ -65,6 +65,7 @@ from core.families import (
     qwen3_5_moe,
     qwen3_moe,
     qwen3_next,
+    qwen4_exp,
     solar_open,
     zaya,
 )
@@ -80,6 +81,7 @@ ADAPTERS: tuple[FamilyAdapter, ...] = tuple(
         qwen3_moe,
         qwen3_next,
         qwen3_5_moe,
+        qwen4_exp,
         olmoe,
         deepseek_v2,
         deepseek_v3,

@@ -35,7 +35,9 @@ class PruneSpec:
     """What ``lens prune`` slices and rewrites for a family, and what it refuses."""
 
     layouts: str  # checkpoint layouts sliced, for docs
-    router_bias: bool  # a router bias lets padding experts be made unreachable (uneven masks)
+    #: a router bias lets padding experts be made unreachable (uneven masks): GPT-OSS's, or
+    #: DeepSeek-V4's correction bias, which its checkpoints save as the router's ``bias``
+    router_bias: bool
     grouped_routing: bool = False  # DeepSeek-V3: n_group / topk_group must stay consistent
     untouched: str = ""  # what pruning leaves alone, for messages and docs
     uneven: str = "refused"  # what happens to masks keeping different counts per layer, for docs
@@ -86,7 +88,8 @@ class FamilyAdapter:
     router_outputs: int = 3
     #: name of a router's token-id → experts table (DeepSeek-V4's ``tid2eid``): a layer whose
     #: router has one is hash-routed, its choice not a function of the router's logits, and
-    #: may name one expert twice for a token (capture then counts each slot).
+    #: may name one expert twice for a token (capture then counts each slot). Masks must keep
+    #: every expert of such a layer (evaluation and pruning refuse others, naming the layer).
     hash_table_attr: str = ""
     #: ``observe(layer, hooks, sink)``: the family's own capture hooks, for routers and experts
     #: without the common interface (JetMoE, Doge, Zaya). Installed with ``hooks``
@@ -103,6 +106,17 @@ class FamilyAdapter:
     def hash_routed(self, router: Any) -> bool:
         """Whether ``router`` chooses experts from a token-id table rather than its logits."""
         return bool(self.hash_table_attr) and hasattr(router, self.hash_table_attr)
+
+    def hash_layer_refusal(self, layer: str, kept: int, experts: int) -> str:
+        """The one line refusing a mask that keeps ``kept`` of ``experts`` in the hash-routed
+        ``layer``, and what works instead (evaluation and pruning both say it)."""
+        return (
+            f"{layer} is hash-routed and the mask keeps {kept} of its {experts} experts: "
+            f"{self.label} picks that layer's experts from a token-id table "
+            f"({self.hash_table_attr}) that a mask cannot reroute; keep every expert in "
+            "hash-routed layers and prune only the learned-router ones (lens mask does so for "
+            "bundles listing hash_routed_layers)"
+        )
 
     def locate(self, block: Any) -> tuple[Any, Any] | None:
         """``(router, experts)`` of one MoE block of this family, or ``None`` if absent.

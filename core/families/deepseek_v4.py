@@ -13,8 +13,13 @@ bundle's ``hash_routed_layers`` metadata, and counts each slot, so a table row t
 names one expert twice (the model then runs it twice) counts it twice.
 
 A mask cannot reroute a hash-routed layer (its table names the experts), so masks
-must keep every expert there; and since a config holds one expert count for all
-layers, such masks cannot be written as a checkpoint: pruning is refused.
+keep every expert there (``lens mask`` does so by itself for bundles that list
+``hash_routed_layers``) and prune only the learned-router layers; evaluation and
+pruning refuse a mask that drops experts in a hash-routed layer, naming the layer.
+A config holds one expert count for all layers, so ``lens prune`` writes every
+layer with all E slots: hash-routed layers untouched, learned layers with their
+kept experts first and zero experts after them whose correction bias (saved as
+``gate.bias``) is the most negative finite value, so the router never selects them.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors import LensError
-from core.families.base import FamilyAdapter
+from core.families.base import FamilyAdapter, PruneSpec
 from core.families.routing import scored_bias_top_k, scored_weights
 
 
@@ -31,17 +36,15 @@ def masked_routing(router: Any, logits: Any, dropped: Any, inputs: tuple = ()) -
 
     Learned layers: dropped experts' *selection* score at −inf (their score plus the
     correction bias would otherwise stay selectable), top-k, weights renormalised and
-    scaled as the model does. Hash layers: the table's own choice, refused if it could
-    name a dropped expert.
+    scaled as the model does. Hash layers: the table's own choice. A mask dropping
+    experts there is refused, naming the layer, by :class:`~core.evaluate.masking.MaskedRouting`
+    before any forward; the check here guards other callers.
     """
     if not hasattr(router, "tid2eid"):
         return scored_bias_top_k(router, logits, dropped, inputs)
     if bool(dropped.any()):
-        raise LensError(
-            "DeepSeek-V4 hash-routed layers choose experts from a token-id table "
-            "(tid2eid), which a mask cannot reroute: keep every expert in those layers "
-            "(the bundle's hash_routed_layers)"
-        )
+        kept = int((~dropped).sum())
+        raise LensError(ADAPTER.hash_layer_refusal("this layer", kept, dropped.numel()))
     index = router.tid2eid[inputs[1].reshape(-1)].long()
     weights = scored_weights(router, router.score_fn(logits), index)
     return logits.masked_fill(dropped, float("-inf")), weights, index
@@ -63,10 +66,14 @@ ADAPTER = FamilyAdapter(
     masked_routing=masked_routing,
     masked_routing_doc="learned layers: dropped experts' selection score at −inf, top-k, "
     "renormalised and scaled; hash-routed layers must keep every expert",
-    no_prune_reason="its hash-routed layers pick experts from a token-id table that a mask "
-    "cannot reroute, so masks keep every expert there and differ in count from the other "
-    "layers, which a config (one expert count) cannot hold; lens evaluate applies masks that "
-    "keep the hash-routed layers whole in memory",
+    prune=PruneSpec(
+        layouts="per-expert `ffn.experts.N.w1/w2/w3`, `ffn.gate.bias` (the correction bias); "
+        "hash-routed layers (`ffn.gate.tid2eid`) copied unchanged",
+        router_bias=True,
+        untouched="the hash-routed layers and the shared experts",
+        uneven="hash-routed layers keep all E; learned layers padded to E with zero experts "
+        "whose correction bias is the most negative value (never selected)",
+    ),
     hash_table_attr="tid2eid",
     stream_refusal="its hyper-connection streams are merged by an hc_head outside the decoder "
     "layers, which streaming does not load; collect without --stream-layers",

@@ -15,5 +15,6 @@ ADAPTER = deepseek_v3_style(
     label="dots3 (text)",
     block_classes=("Dots3NoteTextMoE",),
     model_types=("dots3_note_text", "dots3_note"),
-    layouts="fused `gate_up_proj`/`down_proj`, `e_score_correction_bias`; shared experts untouched",
+    layouts="per-expert `gate_proj`/`up_proj`/`down_proj` as saved, `e_score_correction_bias`; "
+    "shared experts untouched",
 )

@@ -110,12 +110,15 @@ class AimerScores:
     """A checkpoint's calibration-free AIMER scores, computed by :mod:`core.prune.aimer`.
 
     ``scores`` is ``[L, E]`` (higher kept); ``model`` names the checkpoint in
-    the mask file and ``top_k`` is its routing top-k from ``config.json``.
+    the mask file and ``top_k`` is its routing top-k from ``config.json``;
+    ``hash_routed_layers`` are the MoE layers a token-id table routes
+    (DeepSeek-V4), which masks keep whole.
     """
 
     model: str
     scores: np.ndarray
     top_k: int | None = None
+    hash_routed_layers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

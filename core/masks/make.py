@@ -2,7 +2,10 @@
 
 A global budget keeps R experts in total: first every layer's best ``floor``
 experts (``floor`` = the model's top-k, so each layer can still route), then
-the best remaining (layer, expert) pairs by the global order. Scores are
+the best remaining (layer, expert) pairs by the global order. Layers a
+bundle lists as hash-routed (DeepSeek-V4's token-id-table layers) are kept
+whole, with either kind of budget, and listed in the mask's
+``hash_routed_layers``. Scores are
 compared across layers as they are (``mass``, ``frequency`` and ``gate`` are
 per-token shares that sum to the same total in every layer; activation-based
 scores are larger where activations are). The criteria are in
@@ -15,6 +18,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
+
+import numpy as np
 
 from core import __version__
 from core import metrics as m
@@ -77,12 +82,14 @@ def make_mask(
         orders = expert_orders(criterion, bundles, aimer, naee)
     num_layers, num_experts = orders.layer.shape
     top_k, model_name = _model_identity(bundles, naee if criterion == "naee" else aimer)
+    hashed = hash_routed_layers(bundles, aimer if criterion == "aimer" else None)
     if r is not None:
         if top_k and 1 <= r < top_k:
             raise LensError(
                 f"r={r} is below the model's top-k of {top_k}: every layer must keep at least top-k experts"
             )
         selected = select_per_layer(orders, int(r), int(groups))
+        selected[hashed] = True
         budget_doc = {"kind": "per_layer", "r": int(r)}
         if groups > 1:
             budget_doc["groups"] = int(groups)
@@ -96,7 +103,7 @@ def make_mask(
                 "keep at least top-k experts"
             )
         assert budget is not None
-        selected = select_global(orders, int(budget), floor)
+        selected = _select_global_around(orders, int(budget), floor, hashed)
         budget_doc = {"kind": "global", "total": int(budget), "min_per_layer": floor}
     return Mask(
         model=model_name,
@@ -112,10 +119,51 @@ def make_mask(
         budget=budget_doc,
         extra={
             **({"naee": naee.metadata} if criterion == "naee" and naee and naee.metadata else {}),
+            **({"hash_routed_layers": hashed} if hashed else {}),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "tool_version": __version__,
         },
     )
+
+
+def hash_routed_layers(bundles: Sequence[Bundle], aimer: AimerScores | None = None) -> list[int]:
+    """MoE layers any bundle (or the ``aimer`` checkpoint) lists as hash-routed (DeepSeek-V4),
+    which masks keep whole.
+
+    A token-id table picks those layers' experts, so no mask can reroute them:
+    evaluation and pruning accept only masks keeping every expert there.
+    """
+    found = {i for bundle in bundles for i in bundle.hash_routed_layers}
+    return sorted(found | set(aimer.hash_routed_layers if aimer is not None else ()))
+
+
+def _select_global_around(orders: Orders, total: int, floor: int, hashed: list[int]) -> np.ndarray:
+    """:func:`select_global` over the learned-router layers, the ``hashed`` ones kept whole.
+
+    ``total`` still counts every kept expert, the hash-routed layers' E each included.
+    """
+    if not hashed:
+        return select_global(orders, total, floor)
+    num_layers, num_experts = orders.layer.shape
+    learned = [i for i in range(num_layers) if i not in set(hashed)]
+    whole = len(hashed) * num_experts
+    low, high = whole + len(learned) * floor, num_layers * num_experts
+    if not low <= total <= high:
+        raise LensError(
+            f"budget={total} is outside {low}..{high}: hash-routed layers {hashed} keep all "
+            f"{num_experts} experts ({whole}), the other {len(learned)} layers at least "
+            f"{floor} (top-k) and at most {num_experts} each"
+        )
+    position = {layer: row for row, layer in enumerate(learned)}
+    flat = [
+        position[int(i) // num_experts] * num_experts + int(i) % num_experts
+        for i in orders.flat
+        if int(i) // num_experts in position
+    ]
+    sub = Orders(layer=orders.layer[learned], flat=np.asarray(flat, dtype=np.int64))
+    selected = np.ones((num_layers, num_experts), dtype=bool)
+    selected[learned] = select_global(sub, total - whole, floor)
+    return selected
 
 
 def _model_identity(

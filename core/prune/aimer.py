@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import LensError
+from core.families import BY_MODEL_TYPE
 from core.io.safetensors import COPY_CHUNK, TensorEntry
 from core.masks.criteria import AimerScores
 from core.prune.checkpoint import Checkpoint, MoeLayer, read_config
@@ -69,9 +70,17 @@ def aimer_checkpoint_scores(model: str | Path) -> AimerScores:
     and pass the result to :func:`core.masks.make.make_mask`.
     """
     scores = aimer_scores(model).scores
-    top_k = read_config(model).get("num_experts_per_tok")
+    config = read_config(model)
+    top_k = config.get("num_experts_per_tok")
     valid = isinstance(top_k, int) and not isinstance(top_k, bool)
-    return AimerScores(model=str(model), scores=scores, top_k=top_k if valid else None)
+    family = BY_MODEL_TYPE.get(str(config.get("model_type")))
+    hashed = Checkpoint.open(model).hash_routed_layers(family)  # headers only
+    return AimerScores(
+        model=str(model),
+        scores=scores,
+        top_k=top_k if valid else None,
+        hash_routed_layers=tuple(hashed),
+    )
 
 
 def _accumulate_layer(

@@ -25,16 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import LensError
-from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY
+from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY, FamilyAdapter
 from core.io.jsonfile import read_json
 from core.io.safetensors import SafetensorsHeader, TensorEntry, read_header
 
-#: An MoE block: ``layers.{i}.{mlp|…}``, DBRX's ``blocks.{i}.ffn``, JetMoE's attention
+#: An MoE block: ``layers.{i}.{mlp|…}`` (DeepSeek-V4 saves ``layers.{i}.ffn``), DBRX's ``blocks.{i}.ffn``, JetMoE's attention
 #: experts ``layers.{i}.self_attention.experts`` (a second MoE layer in the same decoder
 #: layer), or the decoder layer itself (Gemma-4 keeps its router and experts there).
 _BLOCK = (
     r"(?P<prefix>(?:.+\.)?(?:layers\.(?P<layer>\d+)(?:\.(?:mlp|block_sparse_moe|feed_forward|mixer"
-    r"|moe|(?P<attention>self_attention\.experts)))?|blocks\.(?P<block>\d+)\.ffn))"
+    r"|moe|ffn|(?P<attention>self_attention\.experts)))?|blocks\.(?P<block>\d+)\.ffn))"
 )
 #: The router's weight/bias (or its inner linear's: Granite ``router.layer``, HunYuan ``gate.wg``,
 #: AFMoE ``router.gate``, LongCat ``router.classifier``, Gemma-4 ``router.proj`` with its
@@ -101,6 +101,18 @@ class Checkpoint:
     @property
     def weight_bytes(self) -> int:
         return sum(p.stat().st_size for p in (s.path for s in self.shards))
+
+    def hash_routed_layers(self, family: FamilyAdapter | None) -> list[int]:
+        """MoE layers (mask rows) whose router holds ``family``'s token-id → experts table.
+
+        DeepSeek-V4 saves it beside the router weight (``ffn.gate.tid2eid``); such a
+        layer's experts are named by the table, so masks must keep it whole.
+        """
+        if family is None or not family.hash_table_attr:
+            return []
+        names = {name for shard in self.shards for name in shard.tensors}
+        suffix = f".{family.router_attr}.{family.hash_table_attr}"
+        return [i for i, layer in enumerate(self.layers) if layer.prefix + suffix in names]
 
     def expert_entries(self) -> set[str]:
         """Names of every router and expert tensor of the MoE layers."""

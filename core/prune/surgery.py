@@ -16,9 +16,12 @@ complete.
 
 Masks that keep different numbers of experts per layer cannot be expressed
 in transformers' configs (one expert count for all layers). For families
-whose router has a bias (GPT-OSS), short layers are padded to the largest
-count with zero experts whose router bias is the most negative finite value,
-so they are never selected; other families refuse such masks.
+whose router has a bias (GPT-OSS; DeepSeek-V4, whose checkpoints save the
+correction bias as the router's ``bias``), short layers are padded to the
+largest count with zero experts whose router bias is the most negative finite
+value, so they are never selected; other families refuse such masks.
+DeepSeek-V4's hash-routed layers must be kept whole (their token-id table names
+experts by id) and are then copied unchanged.
 """
 
 from __future__ import annotations
@@ -156,6 +159,7 @@ def prune_checkpoint(
     )
     if not allow_other_model:
         _check_model_name(mask, model, ckpt, where)
+    _check_hash_routed_layers(ckpt, family, mask, where)
     kept = mask.kept_per_layer
     width = max(kept)
     if min(kept) != width and not prune.router_bias:
@@ -330,6 +334,24 @@ def _check_model_name(mask: Mask, model: str | Path, ckpt: Checkpoint, where: st
         )
 
 
+def _check_hash_routed_layers(
+    ckpt: Checkpoint, family: FamilyAdapter, mask: Mask, where: str
+) -> None:
+    """Refuse a mask dropping experts in a hash-routed layer (DeepSeek-V4), naming the layer.
+
+    Such a layer's router holds a token-id table (the adapter's ``hash_table_attr``,
+    saved beside the router weight) naming experts by their original ids, so only a
+    layer kept whole stays what the model computes; it is then copied unchanged.
+    """
+    for number in ckpt.hash_routed_layers(family):
+        layer, ids = ckpt.layers[number], mask.layers[number]
+        if len(ids) != ckpt.num_experts:
+            refusal = family.hash_layer_refusal(
+                f"MoE layer {number} (decoder layer {layer.index})", len(ids), ckpt.num_experts
+            )
+            raise LensError(f"{where}: {refusal}")
+
+
 # --------------------------------------------------------------------------- config
 
 
@@ -426,6 +448,11 @@ def _layer_plan(
     pad = width - len(ids)
     plan: dict[str, list[OutTensor]] = {}
     router_bias = layer.router.get("bias")
+    if pad and router_bias is None:  # zero padding experts would be selectable
+        raise LensError(
+            f"{where}: layer {layer.index} keeps {len(ids)} of {width} experts but its router has "
+            "no bias to make padding experts unreachable; keep the same number in every layer"
+        )
     for entry in [*layer.router.values(), *layer.fused.values()]:
         # Inkling: the router weight's trailing rows score the shared experts; they stay last.
         tail = layer.router_tail if entry is layer.router.get("weight") else 0

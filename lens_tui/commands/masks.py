@@ -252,6 +252,7 @@ def mask_command(
                     "kept_per_layer": mask.kept_per_layer,
                     "total_kept": mask.total_kept,
                     "retained_mass": kept,
+                    **_hash_routed(mask),
                 },
                 allow_nan=False,
             )
@@ -268,6 +269,20 @@ def mask_command(
     for path, value in kept.items():
         share = "—" if value is None else f"{value:.1%}"
         console.print(f"  keeps {share} of the routing mass of {shown(path)} (mean over layers)")
+    hashed = _hash_routed(mask).get("hash_routed_layers")
+    if hashed:
+        which = (
+            f"layers {', '.join(map(str, hashed))} are"
+            if len(hashed) > 1
+            else f"layer {hashed[0]} is"
+        )
+        console.print(f"  MoE {which} hash-routed (a token-id table picks the experts): kept whole")
+
+
+def _hash_routed(mask: Mask) -> dict:
+    """``{"hash_routed_layers": [...]}`` when the mask kept such layers whole, else nothing."""
+    hashed = mask.extra.get("hash_routed_layers")
+    return {"hash_routed_layers": hashed} if hashed else {}
 
 
 def _write(out: Path, mask: Mask, out_format: str, model: str | None) -> None:

@@ -55,6 +55,22 @@ def test_mask_writes_the_spec_file_and_reports_json(bundles, tmp_path):
     }
 
 
+def test_mask_keeps_hash_routed_layers_whole_and_says_so(tmp_path):
+    from tests.core.masks.test_make import hash_routed_bundle
+
+    bundle = hash_routed_bundle(tmp_path / "v4.safetensors", [0, 2])
+    out = lens("mask", bundle.path, "--r", "3", "--out", tmp_path / "m.json")
+    assert out.returncode == 0, out.stderr
+    assert "MoE layers 0, 2 are hash-routed (a token-id table picks the experts): kept whole" in (
+        out.stdout
+    )
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert [len(ids) for ids in doc["layers"]] == [8, 3, 8]
+    assert doc["hash_routed_layers"] == [0, 2]
+    out = lens("mask", bundle.path, "--r", "3", "--out", tmp_path / "j.json", "--json")
+    assert json.loads(out.stdout)["hash_routed_layers"] == [0, 2]
+
+
 def test_mask_with_a_global_budget(bundles, tmp_path):
     a, _, _ = bundles
     out = lens("mask", a, "--budget", "13", "--out", tmp_path / "g.json", "--json")

@@ -95,14 +95,77 @@ def test_masks_keeping_the_hash_layer_whole_equal_the_reference(model):
     assert (masked - reference).abs().max() <= 1e-6
 
 
+def test_evaluate_and_prune_equal_the_reference(model, tmp_path):
+    """The census's masks keep the hash-routed layer whole and halve the learned one."""
+    _, problem, layers = census.check_collect(model)
+    assert problem == ""
+    assert census._kept(layers)[0] == list(range(layers[0].num_experts))
+    assert census.check_evaluate(model, layers) == ""
+    assert census.check_prune(model, layers, tmp_path) == ""
+
+
+def test_the_pruned_checkpoint_keeps_the_hash_layer_and_pads_the_learned_one(model, tmp_path):
+    """Hash layer bytes unchanged; the learned layer's kept experts first, then zero experts
+    whose saved correction bias (``gate.bias``) is the most negative float32; the reloaded
+    model's logits equal the in-memory masked model's."""
+    from safetensors.numpy import load_file
+    from transformers import AutoModelForCausalLM
+
+    layers = find_moe_layers(model)
+    experts = layers[0].num_experts
+    kept = [list(range(experts)), [1, 2, 5, 6]]
+    keep = np.zeros((2, experts), dtype=bool)
+    for i, ids in enumerate(kept):
+        keep[i, ids] = True
+    with torch.no_grad(), MaskedRouting(layers, "v4") as routing:
+        routing.use(keep)
+        masked = census._logits(model)
+    model.save_pretrained(str(tmp_path / "source"))
+    mask = Mask(str(tmp_path / "source"), experts, "test", [], kept)
+    result = prune_checkpoint(tmp_path / "source", mask, tmp_path / "out")
+    assert result.padded_per_layer == [0, experts - 4] and result.num_experts_after == experts
+    before = load_file(str(tmp_path / "source" / "model.safetensors"))
+    after = load_file(str(tmp_path / "out" / "model.safetensors"))
+    for name, value in before.items():
+        if ".layers.0." in name:  # the hash-routed layer, table included
+            assert np.array_equal(after[name], value), name
+    bias = after["model.layers.1.ffn.gate.bias"]
+    assert np.array_equal(bias[:4], before["model.layers.1.ffn.gate.bias"][kept[1]])
+    assert (bias[4:] == np.finfo(np.float32).min).all()
+    for new, old in enumerate(kept[1]):
+        name = "model.layers.1.ffn.experts.{}.w1.weight"
+        assert np.array_equal(after[name.format(new)], before[name.format(old)])
+    assert not after["model.layers.1.ffn.experts.7.w2.weight"].any()
+    pruned = AutoModelForCausalLM.from_pretrained(str(tmp_path / "out"), dtype=torch.float32)
+    assert (census._logits(pruned.eval()) - masked).abs().max() <= 1e-5
+
+
 def test_a_mask_dropping_experts_of_the_hash_layer_is_refused_in_one_line(model, tmp_path):
     layers = find_moe_layers(model)
-    with pytest.raises(LensError, match="hash-routed") as info:
-        census.check_evaluate(model, layers)
-    assert "\n" not in str(info.value)
+    experts = layers[0].num_experts
+    keep = np.ones((2, experts), dtype=bool)
+    keep[0, 3] = False
+    with MaskedRouting(layers, "v4") as routing, pytest.raises(LensError) as info:
+        routing.use(keep)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "MoE layer 0 is hash-routed and the mask keeps 7 of its 8 experts" in message
+    assert "keep every expert in hash-routed layers" in message
     model.save_pretrained(str(tmp_path / "source"))
-    every = list(range(layers[0].num_experts))
-    mask = Mask(str(tmp_path / "source"), len(every), "test", [], [every, every])
-    with pytest.raises(LensError, match="cannot prune DeepSeek-V4.*token-id table") as info:
+    every = list(range(experts))
+    mask = Mask(str(tmp_path / "source"), experts, "test", [], [every[:4], every])
+    with pytest.raises(LensError, match="MoE layer 0 .decoder layer 0. is hash-routed") as info:
         prune_checkpoint(tmp_path / "source", mask, tmp_path / "out")
     assert "\n" not in str(info.value) and not (tmp_path / "out").exists()
+
+
+def test_an_aimer_mask_keeps_the_checkpoints_hash_routed_layer_whole(model, tmp_path):
+    """AIMER reads only the checkpoint: its hash-routed layer is found from the saved table."""
+    from core.masks.make import make_mask
+    from core.prune.aimer import aimer_checkpoint_scores
+
+    model.save_pretrained(str(tmp_path / "source"))
+    scores = aimer_checkpoint_scores(tmp_path / "source")
+    assert scores.hash_routed_layers == (0,)
+    mask = make_mask("aimer", aimer=scores, r=4)
+    assert mask.kept_per_layer == [8, 4] and mask.to_json()["hash_routed_layers"] == [0]

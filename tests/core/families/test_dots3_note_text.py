@@ -1,4 +1,5 @@
-"""dots3 (dots3.note's language model): DeepSeek-V3's sigmoid, grouped, biased routing."""
+"""dots3 (dots3.note's language model, alone or in its multimodal wrapper): DeepSeek-V3's
+sigmoid, grouped, biased routing."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from scripts import families_census as census  # noqa: E402
 from tests.core.families import handmade  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def model():
-    return handmade.tiny("dots3_note_text")
+@pytest.fixture(scope="module", params=["dots3_note_text", "dots3_note"])
+def model(request):
+    """The text model, and the multimodal dots3.note whose causal LM is that text model."""
+    return handmade.tiny(request.param)
 
 
 def route(layer, x, token_ids):

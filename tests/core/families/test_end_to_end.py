@@ -26,7 +26,8 @@ from tests.tiny_models import build_tiny_model_of_type  # noqa: E402
 
 #: (model_type, family): sigmoid-grouped, softmax (+shared, always renormalised, not
 #: renormalised), sigmoid with a block-level bias, softmax + [1, E] bias with per-expert
-#: weights, logits top-k (Granite's saved layout), and a Mamba hybrid.
+#: weights, logits top-k (Granite's saved layout), a Mamba hybrid, and Qwen4-Exp's
+#: hyper-connection streams around a Qwen3-Next block.
 CASES = [
     ("glm4_moe", "glm4_moe"),
     ("qwen3_next", "qwen3_next"),
@@ -38,6 +39,7 @@ CASES = [
     ("nemotron_h", "nemotron_h"),
     ("llama4_text", "llama4"),
     ("lfm2_moe", "lfm2_moe"),
+    ("qwen4_exp_text", "qwen4_exp"),
 ]
 
 

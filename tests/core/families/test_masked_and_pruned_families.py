@@ -1,4 +1,5 @@
-"""PhiMoE, Gemma-4, Aria, A.X K2, Beam, MiniMax-M3-VL and Inkling(-2): evaluate and prune.
+"""PhiMoE, Gemma-4, Aria, A.X K2, Beam, MiniMax-M3-VL, Inkling(-2), Qwen4-Exp, dots3.note and
+DeepSeek-V4: evaluate and prune.
 
 For each type: capture leaves the logits bitwise unchanged; the in-memory
 masked model equals the census's adapter-free *reference* (dropped experts'
@@ -38,6 +39,9 @@ CASES = [
     ("inkling_text", "inkling", True),
     ("inkling2_text", "inkling2", False),
     ("inkling2_loop_text", "inkling2", False),
+    ("qwen4_exp", "qwen4_exp", False),
+    ("dots3_note", "dots3_note_text", False),
+    ("deepseek_v4", "deepseek_v4", False),
 ]
 FULL = os.environ.get("LENS_FAMILY_MATRIX") == "full"
 

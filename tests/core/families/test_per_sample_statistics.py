@@ -54,7 +54,7 @@ CHOICE: dict[str, str] = {
             "gpt_oss", "mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "qwen3_5_moe", "olmoe",
             "deepseek_v2", "granitemoe", "granitemoeshared", "granitemoe_swa", "phimoe", "jamba",
             "minimax", "hunyuan_v1_moe", "flex_olmo", "mellum", "lara_mini", "cohere2_moe",
-            "llama4", "gemma4", "aria",
+            "llama4", "gemma4", "aria", "qwen4_exp",
         ),
         "logits",
     ),  # top-k of the logits (= of their softmax; PhiMoE's sparsemixer: best, then best of rest)
@@ -94,6 +94,7 @@ REPRESENTATIVE = (
     "kolibri1",  # logits + bias
     "glm4_moe",  # grouped sigmoid + bias
     "beam",  # grouped, scale on the block output
+    "qwen4_exp",  # a multimodal wrapper's text model, hyper-connection streams around the block
 )
 #: Names a correction bias goes by, in the router or the block.
 BIAS_NAMES = ("e_score_correction_bias", "expert_bias")

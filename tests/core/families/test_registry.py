@@ -45,15 +45,20 @@ def test_lookups_are_unambiguous():
             assert BY_MODEL_TYPE[model_type] is adapter
 
 
-def test_only_gpt_oss_prunes_uneven_masks_and_prunable_families_mask_in_memory():
+def test_only_biased_routers_prune_uneven_masks_and_prunable_families_mask_in_memory():
     """Evaluation checks its masked routing against lens prune, so every prunable family masks
     in memory; only LongCat-Flash and Zaya (zero-computation / skip experts pruning cannot
-    express) and DeepSeek-V4 (hash-routed layers kept whole) mask without pruning."""
+    express) mask without pruning. Uneven masks are padded only where a router bias makes the
+    padding unreachable: GPT-OSS's, and DeepSeek-V4's correction bias (saved as ``gate.bias``),
+    whose hash-routed layers keep all E while the learned ones are pruned."""
     prunable = {a.name for a in ADAPTERS if a.prune is not None}
     maskable = {a.name for a in ADAPTERS if a.masked_routing is not None}
-    assert maskable - prunable == {"longcat_flash", "zaya", "deepseek_v4"}
+    assert maskable - prunable == {"longcat_flash", "zaya"}
     assert {"gpt_oss", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3"} <= prunable
-    assert [a.name for a in ADAPTERS if a.prune and a.prune.router_bias] == ["gpt_oss"]
+    assert [a.name for a in ADAPTERS if a.prune and a.prune.router_bias] == [
+        "gpt_oss",
+        "deepseek_v4",
+    ]
     # Families pruned with group-consistency checks are exactly those with group-limited routing.
     from core.families.routing import sigmoid_grouped_top_k, softmax_greedy_scaled
 

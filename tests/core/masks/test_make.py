@@ -514,3 +514,45 @@ def test_masks_and_formats_stay_below_prune_evaluate_collect_and_torch():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+# --------------------------------------------------------------------------- hash-routed layers
+
+
+def hash_routed_bundle(path: Path, layers: list[int], seed: int = 5):
+    """A loaded 6-sample bundle (L × E, Dirichlet routing) whose metadata lists ``layers`` as
+    hash-routed, as lens collect writes it for DeepSeek-V4."""
+    from core.formats.bundle import bundle_metadata, write_bundle
+
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(1, 30, size=6)
+    prob = rng.dirichlet(np.full(E, 0.4), size=(6, L)) * tokens[:, None, None]
+    meta = bundle_metadata(
+        model="tiny-v4",
+        dataset=path.stem,
+        num_layers=L,
+        num_experts=E,
+        top_k=K,
+        hash_routed_layers=json.dumps(layers),
+    )
+    tensors = {"prob_sum": prob, "token_count": tokens, "example_ids": np.arange(6)}
+    return load_bundle(write_bundle(path, tensors, meta))
+
+
+def test_hash_routed_layers_are_kept_whole_with_either_budget(tmp_path):
+    bundle = hash_routed_bundle(tmp_path / "v4.safetensors", [1])
+    scores = [[naive_score("mass", [bundle], l, e) for e in range(E)] for l in range(L)]
+    mask = make_mask("mass", [bundle], r=3)
+    assert mask.layers == [naive_top(scores[0], 3), list(range(E)), naive_top(scores[2], 3)]
+    assert mask.to_json()["hash_routed_layers"] == [1]
+    total = E + 2 * K + 3  # the hash-routed layer's E count towards the budget
+    mask = make_mask("mass", [bundle], budget=total)
+    learned = naive_global([scores[0], scores[2]], total - E, K)
+    assert mask.layers == [learned[0], list(range(E)), learned[1]]
+    assert mask.total_kept == total
+    with pytest.raises(LensError, match=r"budget=11 is outside 12\.\.24: hash-routed layers \[1\]"):
+        make_mask("mass", [bundle], budget=E + 2 * K - 1)
+
+
+def test_a_bundle_without_hash_routed_layers_writes_no_such_key(bundles):
+    assert "hash_routed_layers" not in make_mask("mass", bundles, r=3).to_json()

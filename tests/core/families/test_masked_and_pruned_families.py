@@ -165,3 +165,8 @@ def test_longcat_keeps_any_zero_computation_experts_and_rewrites_both_counts(tmp
     message = str(error.value)
     assert "\n" not in message and "same number of routed experts" in message
     assert not (tmp_path / "other").exists()
+
+    from core.prune.aimer import aimer_scores  # zero-computation experts have no weights to score
+
+    with pytest.raises(LensError, match="aimer scores experts by their weights.*zero-computation"):
+        aimer_scores(tmp_path / "source")

@@ -37,7 +37,7 @@ CASES = [
     ("inkling_text", "inkling", True),
     ("inkling2_text", "inkling2", False),
     ("inkling2_loop_text", "inkling2", False),
-    ("longcat_flash", "longcat_flash", True),
+    ("longcat_flash", "longcat_flash", False),  # CI: the LongCat test below
 ]
 FULL = os.environ.get("LENS_FAMILY_MATRIX") == "full"
 
@@ -154,6 +154,7 @@ def test_longcat_keeps_any_zero_computation_experts_and_rewrites_both_counts(tmp
     assert len(layers) == 2
     routed = model.config.n_routed_experts
     assert (routed, model.config.zero_expert_num, layers[0].num_experts) == (6, 2, 8)
+    assert census.check_evaluate(model, layers) == ""
     kept = [[1, 4, 6, 7], [0, 5, 6, 7]]
     assert handmade.pruned_minus_masked(model, layers, tmp_path, kept) <= 1e-5
     config = json.loads((tmp_path / "pruned" / "config.json").read_text())

@@ -11,6 +11,12 @@ MoE layers are found from tensor names, the same way for every family:
 - per-expert tensors (Mixtral ``w1/w2/w3``, Qwen/OLMoE/DeepSeek
   ``gate_proj/up_proj/down_proj``, FP8 scales): ``….experts.{e}.{name}``.
 
+A family whose tensors do not all have E rows names a layout in its adapter
+(:mod:`core.families.layouts`: LongCat-Flash's zero-computation experts, Zaya's
+skip class, Doge's product keys, whose router is ``router_gate`` and experts
+``down_embed``/``up_embed``); its rows are checked against that instead, and
+:attr:`Checkpoint.num_experts` is then the mask's E, identity experts included.
+
 Shared experts (``shared_expert``, ``shared_experts``, ``shared_expert_gate``)
 and everything else are left as they are. Layers numbered at or above
 ``num_hidden_layers`` (DeepSeek-V3's multi-token-prediction layer, which

@@ -6,7 +6,11 @@ kept experts, in ascending id order: fused ``[E, …]`` tensors by dim 0
 (including GPT-OSS's biases and MXFP4 blocks and scales), per-expert tensors
 by renaming ``experts.{old}.`` to ``experts.{new}.``. The config's expert count
 becomes the number kept; everything else (attention, embeddings, shared
-experts, the tokenizer, the generation config) is copied unchanged.
+experts, the tokenizer, the generation config) is copied unchanged. Families
+with a layout (:mod:`core.families.layouts`) say instead which rows each
+tensor keeps, which masks their config can express, and the new counts
+(LongCat-Flash: routed and zero-computation; Zaya: routed, its skip row last;
+Doge: a square sub-grid of its product keys).
 
 Weights are processed shard by shard and tensor by tensor as byte ranges
 (:mod:`core.io.safetensors`): no tensor is decoded and memory stays at

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import re
 import sys
 import tempfile
@@ -156,6 +157,21 @@ def check_collect(model) -> tuple[str, str, list]:
     return family, "", layers
 
 
+def _output_drop(weight, drop, kept):
+    """Which of the router linear's outputs to set to −inf: the dropped experts' columns, or
+    for a product-key router (2·√E outputs, expert i·√E + j scoring key i + key j) the keys
+    no kept expert uses, in both halves; for a kept sub-grid I × I that leaves exactly the
+    kept experts selectable."""
+    import torch
+
+    keys = math.isqrt(len(drop))
+    if len(weight) == len(drop) or len(weight) != 2 * keys:
+        return drop
+    used = {e // keys for e in kept} | {e % keys for e in kept}
+    unused = torch.tensor([i not in used for i in range(keys)])
+    return torch.cat([unused, unused])
+
+
 @contextlib.contextmanager
 def reference_mask(model, layers, kept):
     """The model with dropped experts' router logits at −inf, independent of the adapters.
@@ -186,7 +202,7 @@ def reference_mask(model, layers, kept):
         drop = torch.ones(experts, dtype=torch.bool)
         drop[list(kept[i])] = False
         if weight is not None:
-            by_weight[id(weight)] = (i, drop)
+            by_weight[id(weight)] = (i, _output_drop(weight, drop, kept[i]))
     calls = [0] * len(layers)
     saved = []
 
@@ -244,11 +260,26 @@ def check_evaluate(model, layers) -> str:
 
 
 def _kept(layers) -> list[list[int]]:
-    """:data:`KEPT` per layer, except every expert of a hash-routed layer (a token-id table
-    picks its experts, which no mask can reroute: DeepSeek-V4's ``tid2eid``)."""
+    """:data:`KEPT` per layer, adapted where the family's pruned checkpoint cannot express it:
+    every expert of a hash-routed layer (a token-id table picks its experts, which no mask can
+    reroute: DeepSeek-V4's ``tid2eid``); a skip class that a pruned model always scores (Zaya)
+    is kept in place of the last kept routed expert; product keys (Doge, √E keys) keep the
+    sub-grid of the keys among KEPT."""
+    from core.families.layouts import IdentityExperts, ProductKeys
+
+    prune = layers[0].family.prune
+    layout = prune.layout if prune is not None else None
+    experts = layers[0].num_experts
+    kept = [list(KEPT[i % 2]) for i in range(len(layers))]
+    if isinstance(layout, IdentityExperts) and not layout.count_key:
+        skip = list(range(experts - layout.fixed, experts))
+        kept = [[*ids[: len(ids) - len(skip)], *skip] for ids in kept]
+    if isinstance(layout, ProductKeys):
+        keys = math.isqrt(experts)
+        kept = [[i * keys + j for i in ids if i < keys for j in ids if j < keys] for ids in kept]
     return [
-        list(range(layer.num_experts)) if _hash_routed(layer) else list(KEPT[i % 2])
-        for i, layer in enumerate(layers)
+        list(range(layer.num_experts)) if _hash_routed(layer) else ids
+        for layer, ids in zip(layers, kept, strict=True)
     ]
 
 

@@ -11,8 +11,11 @@ and takes the top-k inside the router's forward), and temporarily editing a
 bias only works for families that have one.
 
 How each family routes with a mask is its adapter's ``masked_routing``
-(:mod:`core.families`); families without one are refused with one line:
-their routers differ in ways a wrong guess would silently get wrong.
+(:mod:`core.families`); a family whose block selects inside its own forward
+(Doge) has a ``masked_block`` instead, and the hook sits on the block and
+returns the block's output recomputed with the mask. Families with neither are
+refused with one line: their routers differ in ways a wrong guess would
+silently get wrong.
 """
 
 from __future__ import annotations
@@ -31,17 +34,18 @@ from core.model.hooks import HookSet
 def check_supported(layers: Sequence[MoeLayer], model_name: str) -> None:
     """Refuse a model whose MoE family we cannot mask in memory."""
     family = layers[0].family
-    if family.masked_routing is None and family.no_mask_reason:
+    if family.masks_in_memory:
+        return
+    if family.no_mask_reason:
         raise LensError(
             f"{model_name}: evaluating masks in memory is not supported for {family.label}: "
             f"{family.no_mask_reason}"
         )
-    if family.masked_routing is None:
-        supported = ", ".join(a.name for a in ADAPTERS if a.masked_routing is not None)
-        raise LensError(
-            f"{model_name}: evaluating masks in memory is not supported for the {family.name!r} "
-            f"MoE family (supported: {supported})"
-        )
+    supported = ", ".join(a.name for a in ADAPTERS if a.masks_in_memory)
+    raise LensError(
+        f"{model_name}: evaluating masks in memory is not supported for the {family.name!r} "
+        f"MoE family (supported: {supported})"
+    )
 
 
 class MaskedRouting:
@@ -74,7 +78,10 @@ class MaskedRouting:
 
     def _attach(self, hooks: HookSet) -> None:
         for layer in self.layers:
-            hooks.forward_hook(layer.router, self._hook(layer))
+            if layer.family.masked_block is not None:  # Doge: the block selects inside
+                hooks.forward_hook(layer.block, self._block_hook(layer))
+            else:
+                hooks.forward_hook(layer.router, self._hook(layer))
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -120,6 +127,19 @@ class MaskedRouting:
             tensor = torch.as_tensor(self._dropped[index], device=device)
             self._on_device[key] = tensor
         return tensor
+
+    def _block_hook(self, layer: MoeLayer) -> Callable:
+        recompute = layer.family.masked_block
+        assert recompute is not None
+        index = layer.index
+
+        def hook(module: Any, args: Any, output: Any) -> Any:
+            self._calls[index] += 1
+            if self._dropped is None:
+                return None
+            return recompute(module, args, output, self._dropped_on(index, args[0].device))
+
+        return hook
 
     def _hook(self, layer: MoeLayer) -> Callable:
         route = layer.family.masked_routing

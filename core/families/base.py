@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.families.layouts import ExpertLayout
+
 #: Config keys that may hold the routed expert count; pruning updates every one present.
 EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
 #: Config key of the number of experts each token is routed to.
@@ -43,6 +45,9 @@ class PruneSpec:
     uneven: str = "refused"  # what happens to masks keeping different counts per layer, for docs
     expert_count_keys: tuple[str, ...] = EXPERT_COUNT_KEYS
     top_k_key: str = TOP_K_KEY
+    #: tensors that do not all have one row per masked expert (LongCat's zero-computation
+    #: experts, Zaya's skip class, Doge's product keys): :mod:`core.families.layouts`
+    layout: ExpertLayout | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,10 @@ class FamilyAdapter:
     router_output: str = "logits"
     style: str = "fused"
     masked_routing: MaskedRoute | None = None  # None: evaluate refuses to mask in memory
+    #: ``masked_block(block, args, output, dropped[E]) -> output``: the block's output recomputed
+    #: with the dropped experts unselectable, for a block that selects inside its own forward
+    #: with no router output to rewrite (Doge); returned by a forward hook on the block.
+    masked_block: Callable[[Any, Any, Any, Any], Any] | None = None
     masked_routing_doc: str = ""  # how masked routing is recomputed, for the README
     prune: PruneSpec | None = None  # None: lens prune refuses the family
     no_prune_reason: str = ""  # why it is refused and what works instead, for the one-line error
@@ -102,6 +111,11 @@ class FamilyAdapter:
     num_experts_attr: str = ""
     #: why evaluation cannot mask this family in memory and what works instead (one line)
     no_mask_reason: str = ""
+
+    @property
+    def masks_in_memory(self) -> bool:
+        """Whether lens evaluate can apply masks to a loaded model of this family."""
+        return self.masked_routing is not None or self.masked_block is not None
 
     def hash_routed(self, router: Any) -> bool:
         """Whether ``router`` chooses experts from a token-id table rather than its logits."""

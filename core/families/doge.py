@@ -15,17 +15,25 @@ tokens of the batch, so routing depends on the batch's layout. Collection record
 what the model did with the batch it ran (``routing`` says so); batch size 1 with
 no padding gives each sample its own routing.
 
-Neither evaluation nor pruning handles it: the selection happens inside the block's
-forward with no module boundary where a dropped expert could be excluded, and the
-product keys address experts as a √E × √E grid that a smaller expert count cannot
-keep.
+Its selection happens inside the block's forward, with no router output that
+masked routing could rewrite, so evaluation recomputes the *block*: a forward hook
+takes the router output the block computed, scores all E experts X[i] + Y[j] (the
+dense logits above), sets the dropped ones to −inf, takes the top-k and mixes the
+chosen embeddings and the shared MLP as the block does (:func:`masked_block`). Any
+subset of experts can be masked this way.
+
+Pruning keeps the product-key structure: the router's X and Y keys come from the
+same 2·√E rows whichever token a half belongs to, so a pruned router keeps the same
+keys I in both halves and a pruned layer is the sub-grid I × I of experts
+(:class:`~core.families.layouts.ProductKeys`); other masks are refused in one line.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.families.base import FamilyAdapter
+from core.families.base import FamilyAdapter, PruneSpec
+from core.families.layouts import ProductKeys
 
 
 def dense_logits(block: Any, router_logits: Any) -> Any:
@@ -73,6 +81,32 @@ def observe(layer: Any, hooks: Any, sink: Any) -> None:
     hooks.forward_hook(block, block_hook)
 
 
+def masked_block(block: Any, args: tuple, output: tuple, dropped: Any) -> tuple:
+    """The block's ``(hidden, router_logits)`` with the dropped experts never chosen.
+
+    The router output is the block's own (its batch-wide ``view(2, B·S, √E)`` split
+    included); the top-k is taken over the E dense scores with the dropped ones at −inf
+    rather than over the product keys, which is the same choice for an unmasked layer.
+    The shared MLP is recomputed from the block's input, as the block computes it.
+    """
+    import torch  # lazy: only evaluation runs this
+
+    hidden = args[0]
+    bsz, seq_len, _ = hidden.shape
+    router_logits = output[1]
+    scores = dense_logits(block, router_logits).masked_fill(dropped, float("-inf"))
+    top, index = scores.topk(block.top_k, dim=-1)
+    weights = torch.softmax(top, dim=-1)
+    if block.norm_topk_prob:
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    down, up = block.down_embed(index), block.up_embed(index)
+    mixed = torch.matmul(down, hidden.view(bsz * seq_len, -1, 1)).view(bsz * seq_len, -1)
+    mixed = block.act_fn(mixed) * weights
+    experts = torch.matmul(mixed.view(bsz * seq_len, 1, -1), up).view(bsz, seq_len, -1)
+    shared = block.down_proj(block.act_fn(block.gate_proj(hidden)) * block.up_proj(hidden))
+    return shared + experts, router_logits
+
+
 ADAPTER = FamilyAdapter(
     name="doge",
     label="Doge (CDMoE)",
@@ -87,9 +121,15 @@ ADAPTER = FamilyAdapter(
     "the block used it, softmax over k; ‖y‖ = |act(down·x)|·‖up‖; the shared MLP not recorded",
     num_experts_attr="num_experts",
     observe=observe,
-    no_mask_reason="its product-key router picks the top-k inside the block's forward, with no "
-    "module boundary where dropped experts could be excluded; compare masks with lens mask "
-    "and the bundle's statistics instead",
-    no_prune_reason="its product keys address experts as a √E × √E grid (expert i·√E + j), "
-    "which a smaller expert count cannot keep",
+    masked_block=masked_block,
+    masked_routing_doc="the block recomputed: all E product-key sums X[i] + Y[j] with dropped "
+    "experts at −inf; top-k; softmax over k; shared MLP as the block computes it",
+    prune=PruneSpec(
+        layouts="product keys: `router_gate` rows of the kept keys I in both halves, "
+        "`down_embed`/`up_embed` rows of the kept experts; a layer must keep a square sub-grid "
+        "I × I of keys",
+        router_bias=False,
+        uneven="refused (one √E for every layer)",
+        layout=ProductKeys(),
+    ),
 )

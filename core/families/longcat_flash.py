@@ -3,14 +3,22 @@
 Its router (``router.classifier``) scores ``n_routed_experts + zero_expert_num``
 experts; the zero-computation ones return their input unchanged. The bundle's
 E counts both (ids ≥ ``n_routed_experts`` are the identity experts), so a mask
-can drop either kind. Pruning refuses it: its fused ``gate_up_proj`` has a row
-per expert of both kinds while ``down_proj`` has only the routed ones, and the
-config cannot say which zero-computation experts were kept.
+can drop either kind.
+
+Pruning slices the router's ``classifier`` rows and correction bias by the kept
+ids, and the experts the same way: saved per expert (the released layout,
+zero-computation experts holding an unused ``gate_proj``/``up_proj`` and no
+``down_proj``), kept experts are renumbered in order; fused, ``gate_up_proj`` (a
+row for every expert of both kinds) is sliced by the kept ids and ``down_proj``
+(routed experts only) by the kept routed ids. Zero-computation experts hold no weights, so which ones a layer keeps does
+not matter, only how many: the config's ``n_routed_experts`` and ``zero_expert_num``
+become the kept counts of each kind, which must be the same in every layer.
 """
 
 from __future__ import annotations
 
-from core.families.base import FamilyAdapter
+from core.families.base import FamilyAdapter, PruneSpec
+from core.families.layouts import IdentityExperts
 from core.families.routing import softmax_biased_choice_scaled
 
 ADAPTER = FamilyAdapter(
@@ -26,7 +34,14 @@ ADAPTER = FamilyAdapter(
     masked_routing=softmax_biased_choice_scaled,
     masked_routing_doc="softmax of the masked logits; dropped experts' selection score at −inf; "
     "top-k; weights scaled (zero-computation experts can be dropped too)",
-    no_prune_reason="its fused gate_up_proj has a row for every routed and zero-computation "
-    "expert but down_proj only for the routed ones, and the config cannot say which "
-    "zero-computation experts were kept; lens evaluate applies such masks in memory",
+    prune=PruneSpec(
+        layouts="per-expert (zero-computation experts without `down_proj`) or fused; router "
+        "`router.classifier` and `e_score_correction_bias` sliced over routed + "
+        "zero-computation experts (fused `down_proj` over the routed ones); `n_routed_experts` "
+        "and `zero_expert_num` rewritten",
+        router_bias=False,
+        uneven="refused, and every layer must keep the same number of routed experts "
+        "(one count of each kind in the config)",
+        layout=IdentityExperts(label="zero-computation experts", count_key="zero_expert_num"),
+    ),
 )

@@ -27,7 +27,7 @@ def _rows(kind: str) -> tuple[list[str], list[list[str]]]:
         rows = [[a.label, a.prune.layouts, a.prune.uneven] for a in adapters if a.prune]
     elif kind == "evaluate":
         header = ["family", "routing recomputed from the masked logits"]
-        rows = [[a.label, a.masked_routing_doc] for a in adapters if a.masked_routing]
+        rows = [[a.label, a.masked_routing_doc] for a in adapters if a.masks_in_memory]
     else:
         raise ValueError(f"unknown table kind {kind!r} (one of {', '.join(KINDS)})")
     return header, rows

@@ -12,13 +12,20 @@ experts), so its use is visible: ``prob_sum`` is the softmax over all E + 1 clas
 and a slot that skipped is recorded as expert E with weight 0 and ‖y‖ = 0 — not as
 expert 0, which the model did not run for it. Which slots skipped is the router's own
 choice recomputed from its logits and biases (the same operations it performs).
+
+Pruning slices the router's ``out_proj`` rows and ``balancing_biases`` by the kept
+ids, the skip class's row staying last, and the experts' fused tensors by the kept
+routed ids; ``num_experts`` becomes the routed count kept. A pruned Zaya always scores
+its skip class, so a mask must keep it (id E) in every layer. The router state passed
+between layers lives before ``out_proj`` and does not depend on the expert count.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.families.base import FamilyAdapter
+from core.families.base import FamilyAdapter, PruneSpec
+from core.families.layouts import IdentityExperts
 
 
 def _choice(router: Any, logits: Any) -> Any:
@@ -107,7 +114,10 @@ ADAPTER = FamilyAdapter(
     masked_routing=masked_routing,
     masked_routing_doc="softmax of the masked logits; dropped classes' biased score at −inf; "
     "top-k; skip slots handed on as expert 0 with weight 0, as the model does",
-    no_prune_reason="its router scores a skip expert after the E routed ones and carries a "
-    "router state between layers, a layout lens prune does not slice; lens evaluate applies "
-    "masks in memory",
+    prune=PruneSpec(
+        layouts="fused; router `gate.router_mlp.out_proj` and `gate.balancing_biases` sliced, "
+        "the skip class's row kept last (masks must keep the skip expert)",
+        router_bias=False,
+        layout=IdentityExperts(label="skip expert", fixed=1),
+    ),
 )

@@ -23,6 +23,7 @@ import numpy as np
 
 from core.errors import LensError
 from core.families import BY_MODEL_TYPE
+from core.families.layouts import IdentityExperts
 from core.io.safetensors import COPY_CHUNK, TensorEntry
 from core.masks.criteria import AimerScores
 from core.prune.checkpoint import Checkpoint, MoeLayer, read_config
@@ -47,6 +48,11 @@ class AimerResult:
 def aimer_scores(model: str | Path | Checkpoint) -> AimerResult:
     """AIMER scores of every expert of every MoE layer of ``model`` (folder or hub id)."""
     ckpt = model if isinstance(model, Checkpoint) else Checkpoint.open(model)
+    if isinstance(ckpt.layout, IdentityExperts):
+        raise LensError(
+            f"{ckpt.folder}: aimer scores experts by their weights, and this model's router also "
+            f"scores {ckpt.layout.label} that have none; use a calibration criterion (a bundle)"
+        )
     num_layers, num_experts = len(ckpt.layers), ckpt.num_experts
     abs_sum = np.zeros((num_layers, num_experts))
     sq_sum = np.zeros((num_layers, num_experts))

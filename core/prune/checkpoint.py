@@ -11,6 +11,12 @@ MoE layers are found from tensor names, the same way for every family:
 - per-expert tensors (Mixtral ``w1/w2/w3``, Qwen/OLMoE/DeepSeek
   ``gate_proj/up_proj/down_proj``, FP8 scales): ``….experts.{e}.{name}``.
 
+A family whose tensors do not all have E rows names a layout in its adapter
+(:mod:`core.families.layouts`: LongCat-Flash's zero-computation experts, Zaya's
+skip class, Doge's product keys, whose router is ``router_gate`` and experts
+``down_embed``/``up_embed``); its rows are checked against that instead, and
+:attr:`Checkpoint.num_experts` is then the mask's E, identity experts included.
+
 Shared experts (``shared_expert``, ``shared_experts``, ``shared_expert_gate``)
 and everything else are left as they are. Layers numbered at or above
 ``num_hidden_layers`` (DeepSeek-V3's multi-token-prediction layer, which
@@ -25,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import LensError
+from core.families import BY_MODEL_TYPE
 from core.families.base import EXPERT_COUNT_KEYS, TOP_K_KEY, FamilyAdapter
+from core.families.layouts import ExpertLayout
 from core.io.jsonfile import read_json
 from core.io.safetensors import SafetensorsHeader, TensorEntry, read_header
 
@@ -38,18 +46,23 @@ _BLOCK = (
 )
 #: The router's weight/bias (or its inner linear's: Granite ``router.layer``, HunYuan ``gate.wg``,
 #: AFMoE ``router.gate``, LongCat ``router.classifier``, Gemma-4 ``router.proj`` with its
-#: ``router.per_expert_scale``), and a correction bias kept in
+#: ``router.per_expert_scale``, Zaya's last layer ``gate.router_mlp.out_proj`` and its
+#: ``gate.balancing_biases``; Doge's product-key ``router_gate``), and a correction bias kept in
 #: the router (DeepSeek-V3; Sarvam's ``expert_bias``), in ``moe_statics`` (ERNIE-4.5, shape
 #: [1, E]) or in the block (MiniMax-M2; LFM2-MoE's ``expert_bias``; Kolibri-1 keeps it in
 #: ``layers.{i}.moe.router`` beside ``mlp``).
 ROUTER_RE = re.compile(
     _BLOCK
-    + r"\.(?:(?:gate|router)(?:\.(?:layer|wg|gate|classifier|proj))?\.(?P<leaf>weight|bias|e_score_correction_bias|expert_bias|per_expert_scale)"
+    + r"\.(?:(?:gate|router|router_gate)(?:\.(?:layer|wg|gate|classifier|proj|router_mlp\.out_proj))?"
+    r"\.(?P<leaf>weight|bias|e_score_correction_bias|expert_bias|per_expert_scale|balancing_biases)"
     r"|(?:gate\.)?moe_statics\.(?P<statics>e_score_correction_bias)"
     r"|(?P<block_bias>e_score_correction_bias|expert_bias))$"
 )
-#: Granite-MoE's saved layout: fused ``[E, …]`` expert weights beside the router.
-GRANITE_RE = re.compile(_BLOCK + r"\.(?P<leaf>(?:input|output)_linear\.weight)$")
+#: Fused ``[E, …]`` expert weights beside the router, not under ``experts``: Granite-MoE's
+#: ``input_linear``/``output_linear``, Doge's ``down_embed``/``up_embed``.
+BLOCK_EXPERTS_RE = re.compile(
+    _BLOCK + r"\.(?P<leaf>(?:(?:input|output)_linear|(?:down|up)_embed)\.weight)$"
+)
 EXPERT_RE = re.compile(_BLOCK + r"\.experts\.(?:(?P<expert>\d+)\.)?(?P<leaf>[A-Za-z_].*)$")
 LAYER_RE = re.compile(r"(?:^|\.)layers\.(?P<layer>\d+)\.")
 
@@ -90,9 +103,12 @@ class Checkpoint:
     shards: list[SafetensorsHeader]
     has_index: bool
     layers: list[MoeLayer]  # MoE layers in order: mask layer l is layers[l]
-    num_experts: int
+    num_experts: int  # a mask's E: the config's count, plus identity experts a layout scores
     top_k: int | None
     beyond: list[str]  # tensors of layers >= num_hidden_layers (e.g. DeepSeek's MTP layer)
+    #: the family's layout when not every tensor has one row per expert (LongCat, Zaya, Doge)
+    layout: ExpertLayout | None = None
+    routed_experts: int = 0  # the config's expert count (num_experts without a layout)
 
     @property
     def model_type(self) -> str:
@@ -234,7 +250,7 @@ def _index(
                 entry = _squeezed(entry)  # [1, E]: sliced along E like a vector
                 layer.leading_one.add(entry.name)
             layer.router[leaf] = entry
-        elif match := GRANITE_RE.match(name):
+        elif match := BLOCK_EXPERTS_RE.match(name):
             _layer(layers, match).fused[match["leaf"]] = entry
         elif match := EXPERT_RE.match(name):
             layer = _layer(layers, match)
@@ -246,12 +262,17 @@ def _index(
     where = str(folder)
     if not moe:
         raise LensError(f"{where}: found no MoE layers (no router and expert tensors)")
-    num_experts = _expert_count(config, moe, where)
+    routed = _expert_count(config, moe, where)
+    family = BY_MODEL_TYPE.get(str(config.get("model_type")))
+    layout = family.prune.layout if family is not None and family.prune is not None else None
     keys = moe_config(config)
     shared = keys.get("n_shared_experts")
     for layer in moe:
-        _unstack(layer, num_experts)
-        _check_layer(layer, num_experts, where, shared if isinstance(shared, int) else 0)
+        if layout is None:
+            _unstack(layer, routed)
+            _check_layer(layer, routed, where, shared if isinstance(shared, int) else 0)
+        else:
+            _check_layout(layer, layout, config, routed, where)
     top_k = next(
         (
             keys[k]
@@ -266,9 +287,11 @@ def _index(
         shards=shards,
         has_index=has_index,
         layers=moe,
-        num_experts=num_experts,
+        num_experts=routed if layout is None else layout.mask_experts(config, routed),
         top_k=int(top_k) if isinstance(top_k, int) else None,
         beyond=sorted(beyond),
+        layout=layout,
+        routed_experts=routed,
     )
 
 
@@ -333,6 +356,33 @@ def _expert_count(config: dict, layers: list[MoeLayer], where: str) -> int:
     if weight is None:
         raise LensError(f"{where}: config.json has no expert count and no router weight was found")
     return weight.shape[0]
+
+
+def _check_layout(
+    layer: MoeLayer, layout: ExpertLayout, config: dict, routed: int, where: str
+) -> None:
+    """Every router and fused tensor has a row count the family's layout expects, and
+    per-expert tensors (LongCat's saved layout) exist for every routed or every masked id;
+    LongCat's zero-computation experts are saved with ``gate_proj``/``up_proj`` only."""
+    if "weight" not in layer.router:
+        raise LensError(f"{where}: layer {layer.index} has experts but no router weight")
+    if not layer.fused and not layer.per_expert:
+        raise LensError(f"{where}: layer {layer.index} has a router but no expert tensors")
+    counts = layout.row_counts(config, routed, False)
+    if layer.per_expert and sorted(layer.per_expert) not in [list(range(n)) for n in counts]:
+        raise LensError(
+            f"{where}: layer {layer.index} has per-expert tensors for {len(layer.per_expert)} "
+            f"experts, expected ids 0..n - 1 for n in {sorted(counts)}"
+        )
+    for router, entries in ((True, layer.router.values()), (False, layer.fused.values())):
+        for entry in entries:
+            allowed = layout.row_counts(config, routed, router)
+            if not entry.shape or entry.shape[0] not in allowed:
+                raise LensError(
+                    f"{where}: {entry.name} has shape {list(entry.shape)}, expected "
+                    f"{' or '.join(map(str, sorted(allowed)))} rows for config.json's {routed} "
+                    "experts"
+                )
 
 
 def _check_layer(layer: MoeLayer, num_experts: int, where: str, shared: int = 0) -> None:

@@ -6,7 +6,11 @@ kept experts, in ascending id order: fused ``[E, …]`` tensors by dim 0
 (including GPT-OSS's biases and MXFP4 blocks and scales), per-expert tensors
 by renaming ``experts.{old}.`` to ``experts.{new}.``. The config's expert count
 becomes the number kept; everything else (attention, embeddings, shared
-experts, the tokenizer, the generation config) is copied unchanged.
+experts, the tokenizer, the generation config) is copied unchanged. Families
+with a layout (:mod:`core.families.layouts`) say instead which rows each
+tensor keeps, which masks their config can express, and the new counts
+(LongCat-Flash: routed and zero-computation; Zaya: routed, its skip row last;
+Doge: a square sub-grid of its product keys).
 
 Weights are processed shard by shard and tensor by tensor as byte ranges
 (:mod:`core.io.safetensors`): no tensor is decoded and memory stays at
@@ -162,6 +166,8 @@ def prune_checkpoint(
     _check_hash_routed_layers(ckpt, family, mask, where)
     kept = mask.kept_per_layer
     width = max(kept)
+    if ckpt.layout is not None:  # LongCat, Zaya, Doge: which masks their config can express
+        ckpt.layout.check(ckpt.config, ckpt.routed_experts, mask.layers, where)
     if min(kept) != width and not prune.router_bias:
         raise LensError(
             f"{where}: layers keep different numbers of experts ({min(kept)} to {width}); "
@@ -370,8 +376,12 @@ def _new_config(
         raise LensError(
             f"{ckpt.folder}/config.json: no expert count ({', '.join(prune.expert_count_keys)})"
         )
+    count, extra = width, {}
+    if ckpt.layout is not None:  # the routed count, and LongCat's zero-computation count
+        count, extra = ckpt.layout.new_counts(ckpt.config, ckpt.routed_experts, mask.layers)
     for key in keys:
-        moe[key] = width
+        moe[key] = count
+    moe.update(extra)
     if top_k is not None:
         moe[prune.top_k_key] = top_k
     if prune.grouped_routing:
@@ -425,7 +435,7 @@ def _plan(
     """Per input shard: its metadata and the output tensors made from its tensors."""
     replaced: dict[str, list[OutTensor]] = {}
     for layer, ids in zip(ckpt.layers, mask.layers):
-        replaced.update(_layer_plan(layer, ids, width, where))
+        replaced.update(_layer_plan(layer, ids, width, where, _rows_of(ckpt, ids)))
     dropped = set(ckpt.beyond)
     plan = []
     for shard in ckpt.shards:
@@ -442,8 +452,22 @@ def _plan(
     return plan
 
 
+#: ``rows(entry, router) -> the rows of entry kept``, for one layer's kept ids
+RowsOf = Callable[[TensorEntry, bool], list[int]]
+
+
+def _rows_of(ckpt: Checkpoint, ids: list[int]) -> RowsOf | None:
+    """The family layout's rows for a layer keeping ``ids``; ``None``: one row per expert."""
+    layout = ckpt.layout
+    if layout is None:
+        return None
+    return lambda entry, router: layout.rows(
+        ckpt.config, ckpt.routed_experts, entry.shape[0], ids, router
+    )
+
+
 def _layer_plan(
-    layer: MoeLayer, ids: list[int], width: int, where: str
+    layer: MoeLayer, ids: list[int], width: int, where: str, rows_of: RowsOf | None = None
 ) -> dict[str, list[OutTensor]]:
     pad = width - len(ids)
     plan: dict[str, list[OutTensor]] = {}
@@ -453,17 +477,22 @@ def _layer_plan(
             f"{where}: layer {layer.index} keeps {len(ids)} of {width} experts but its router has "
             "no bias to make padding experts unreachable; keep the same number in every layer"
         )
+    routers = {entry.name for entry in layer.router.values()}
     for entry in [*layer.router.values(), *layer.fused.values()]:
         # Inkling: the router weight's trailing rows score the shared experts; they stay last.
         tail = layer.router_tail if entry is layer.router.get("weight") else 0
         assert not (tail and pad), "uneven masks are refused for routers without a bias"
         rows = entry.shape[0]
-        pieces = rows_pieces(entry, [*ids, *range(rows - tail, rows)])
+        kept = [*ids, *range(rows - tail, rows)]
+        if rows_of is not None:
+            assert not pad, "uneven masks are refused for families with a layout"
+            kept = rows_of(entry, entry.name in routers)
+        pieces = rows_pieces(entry, kept)
         if pad and entry is router_bias:
             pieces.append(fill_piece(_most_negative(entry, where), pad))
         elif pad:
             pieces.append(fill_piece(b"\0", pad * entry.row_bytes()))
-        shape = (width + tail, *entry.shape[1:])
+        shape = (len(kept) + pad, *entry.shape[1:])
         if entry.name in layer.leading_one:
             shape = (1, *shape)
         if entry.name in layer.stacked:  # DBRX: [E, n, H] read, [E·n, H] written
@@ -474,7 +503,8 @@ def _layer_plan(
             for entry in tensors.values():
                 plan[entry.name] = []  # dropped unless kept below
         for new, old in enumerate(ids):
-            for entry in layer.per_expert[old].values():
+            # a layout's identity experts may have no tensors of their own
+            for entry in layer.per_expert.get(old, {}).values():
                 name = entry.name.replace(f".experts.{old}.", f".experts.{new}.", 1)
                 plan[entry.name].append(
                     OutTensor(name, entry.dtype, entry.shape, (copy_piece(entry),))

@@ -474,7 +474,7 @@ def _test_text(test: RankTest | None) -> str:
 
 
 evaluate_command.help = (evaluate_command.help or "").replace(
-    "FAMILIES", ", ".join(a.label for a in ADAPTERS if a.masked_routing is not None)
+    "FAMILIES", ", ".join(a.label for a in ADAPTERS if a.masks_in_memory)
 )
 
 COMMANDS = [evaluate_command, predict_command]

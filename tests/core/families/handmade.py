@@ -135,3 +135,44 @@ def swiglu_expert(gate_up: torch.Tensor, down: torch.Tensor, x: torch.Tensor) ->
     """y = down · (silu(gate) ⊙ up) for gate_up ``[2I, H]`` (gate then up) and down ``[H, I]``."""
     gate, up = (gate_up.float() @ x).chunk(2)
     return down.float() @ (torch.nn.functional.silu(gate) * up)
+
+
+def pruned_minus_masked(model, layers, folder, kept=None) -> float:
+    """max |logits of lens prune's checkpoint − logits of the in-memory masked model|.
+
+    ``kept``: ids per layer (the census's mask by default). The pruned checkpoint must
+    load into its real class with no missing, unexpected or mismatched keys, and the mask
+    must change the logits (or the comparison would prove nothing).
+    """
+    from transformers import AutoModelForCausalLM
+
+    from core.evaluate.masking import MaskedRouting
+    from core.formats.mask import Mask
+    from core.prune.surgery import prune_checkpoint
+    from scripts import families_census as census
+
+    kept = kept or census._kept(layers)
+    keep = np.zeros((len(layers), layers[0].num_experts), dtype=bool)
+    for i, ids in enumerate(kept):
+        keep[i, ids] = True
+    with MaskedRouting(layers, "test") as routing:
+        routing.use(keep)
+        masked = census._logits(model)
+    assert (masked - census._logits(model)).abs().max() > 1e-4  # the mask matters here
+    source, out = folder / "source", folder / "pruned"
+    model.save_pretrained(str(source))
+    mask = Mask(
+        model=str(source),
+        num_experts=layers[0].num_experts,
+        criterion="test",
+        sources=[],
+        layers=[list(ids) for ids in kept],
+    )
+    prune_checkpoint(source, mask, out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pruned, info = AutoModelForCausalLM.from_pretrained(
+            str(out), dtype=torch.float32, output_loading_info=True
+        )
+    assert not any(info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    return (census._logits(pruned.eval()) - masked).abs().max().item()

@@ -1,5 +1,5 @@
-"""PhiMoE, Gemma-4, Aria, A.X K2, Beam, MiniMax-M3-VL, Inkling(-2), Qwen4-Exp, dots3.note and
-DeepSeek-V4: evaluate and prune.
+"""PhiMoE, Gemma-4, Aria, A.X K2, Beam, MiniMax-M3-VL, Inkling(-2), Qwen4-Exp, dots3.note,
+DeepSeek-V4 and LongCat-Flash: evaluate and prune.
 
 For each type: capture leaves the logits bitwise unchanged; the in-memory
 masked model equals the census's adapter-free *reference* (dropped experts'
@@ -14,17 +14,16 @@ import dataclasses
 import os
 import warnings
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from core.errors import LensError  # noqa: E402
-from core.evaluate.masking import MaskedRouting  # noqa: E402
 from core.formats.mask import Mask  # noqa: E402
 from core.prune.surgery import prune_checkpoint  # noqa: E402
 from scripts import families_census as census  # noqa: E402
+from tests.core.families import handmade  # noqa: E402
 from tests.tiny_models import build_tiny_model_of_type, tiny_config_for_type  # noqa: E402
 
 #: (model_type, family, run in CI)
@@ -42,6 +41,7 @@ CASES = [
     ("qwen4_exp", "qwen4_exp", False),
     ("dots3_note", "dots3_note_text", False),
     ("deepseek_v4", "deepseek_v4", False),
+    ("longcat_flash", "longcat_flash", False),  # CI: the LongCat test below
 ]
 FULL = os.environ.get("LENS_FAMILY_MATRIX") == "full"
 
@@ -68,37 +68,6 @@ def _build(model_type: str, **config_overrides):
         return model.eval()
 
 
-def _pruned_minus_masked(model, layers, folder, kept=None) -> float:
-    """max |logits of lens prune's checkpoint − logits of the in-memory masked model|."""
-    from transformers import AutoModelForCausalLM
-
-    kept = kept or census._kept(layers)
-    keep = np.zeros((len(layers), layers[0].num_experts), dtype=bool)
-    for i, ids in enumerate(kept):
-        keep[i, ids] = True
-    with MaskedRouting(layers, "test") as routing:
-        routing.use(keep)
-        masked = census._logits(model)
-    assert (masked - census._logits(model)).abs().max() > 1e-4  # the mask matters here
-    source, out = folder / "source", folder / "pruned"
-    model.save_pretrained(str(source))
-    mask = Mask(
-        model=str(source),
-        num_experts=layers[0].num_experts,
-        criterion="test",
-        sources=[],
-        layers=[list(ids) for ids in kept],
-    )
-    prune_checkpoint(source, mask, out)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pruned, info = AutoModelForCausalLM.from_pretrained(
-            str(out), dtype=torch.float32, output_loading_info=True
-        )
-    assert not any(info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
-    return (census._logits(pruned.eval()) - masked).abs().max().item()
-
-
 @pytest.mark.parametrize(
     "model_type,family",
     [
@@ -117,7 +86,7 @@ def test_masked_model_equals_the_reference_and_the_pruned_checkpoint(tmp_path, m
     found, problem, layers = census.check_collect(model)
     assert (found, problem) == (family, "")
     assert census.check_evaluate(model, layers) == ""
-    assert _pruned_minus_masked(model, layers, tmp_path) <= 1e-5
+    assert handmade.pruned_minus_masked(model, layers, tmp_path) <= 1e-5
 
 
 def test_axk2_with_groups_prunes_to_its_masked_model(tmp_path):
@@ -127,7 +96,7 @@ def test_axk2_with_groups_prunes_to_its_masked_model(tmp_path):
     _, problem, layers = census.check_collect(model)
     assert problem == ""
     assert layers[0].router.num_group == 2
-    assert _pruned_minus_masked(model, layers, tmp_path) <= 1e-5
+    assert handmade.pruned_minus_masked(model, layers, tmp_path) <= 1e-5
 
 
 def test_uneven_masks_are_refused_with_one_line(tmp_path):
@@ -173,3 +142,36 @@ def test_the_reference_catches_a_wrong_masked_routing(model_type, wrong):
     family = dataclasses.replace(layers[0].family, masked_routing=route)
     layers = [dataclasses.replace(layer, family=family) for layer in layers]
     assert "differ from the reference" in census.check_evaluate(model, layers)
+
+
+def test_longcat_keeps_any_zero_computation_experts_and_rewrites_both_counts(tmp_path):
+    """LongCat-Flash: 6 routed experts (ids 0-5) and 2 zero-computation ones (6, 7). A mask
+    keeping 2 routed + 2 identity experts per layer (the census's keeps 3 + 1) prunes to a
+    config saying so; a mask splitting the kinds differently per layer is refused in one line
+    (the config holds one count of each)."""
+    import json
+
+    from core.families.layers import find_moe_layers
+
+    model = _build("longcat_flash", num_layers=2)  # the tiny model has one
+    layers = find_moe_layers(model)
+    assert len(layers) == 2
+    routed = model.config.n_routed_experts
+    assert (routed, model.config.zero_expert_num, layers[0].num_experts) == (6, 2, 8)
+    assert census.check_evaluate(model, layers) == ""
+    kept = [[1, 4, 6, 7], [0, 5, 6, 7]]
+    assert handmade.pruned_minus_masked(model, layers, tmp_path, kept) <= 1e-5
+    config = json.loads((tmp_path / "pruned" / "config.json").read_text())
+    assert (config["n_routed_experts"], config["zero_expert_num"]) == (2, 2)
+
+    uneven = Mask(str(tmp_path / "source"), 8, "test", [], [[0, 1, 2, 6], [0, 1, 6, 7]])
+    with pytest.raises(LensError) as error:
+        prune_checkpoint(tmp_path / "source", uneven, tmp_path / "other")
+    message = str(error.value)
+    assert "\n" not in message and "same number of routed experts" in message
+    assert not (tmp_path / "other").exists()
+
+    from core.prune.aimer import aimer_scores  # zero-computation experts have no weights to score
+
+    with pytest.raises(LensError, match="aimer scores experts by their weights.*zero-computation"):
+        aimer_scores(tmp_path / "source")

@@ -17,7 +17,7 @@ from core.families import ADAPTERS, BY_BLOCK_CLASS, BY_MODEL_TYPE, by_name, for_
 from core.families.base import FamilyAdapter
 
 #: Modules of the package that are not one family's adapter.
-NOT_FAMILIES = {"base", "routing", "layers", "tables", "generic"}
+NOT_FAMILIES = {"base", "routing", "layers", "layouts", "tables", "generic"}
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -47,13 +47,15 @@ def test_lookups_are_unambiguous():
 
 def test_only_biased_routers_prune_uneven_masks_and_prunable_families_mask_in_memory():
     """Evaluation checks its masked routing against lens prune, so every prunable family masks
-    in memory; only LongCat-Flash and Zaya (zero-computation / skip experts pruning cannot
-    express) mask without pruning. Uneven masks are padded only where a router bias makes the
-    padding unreachable: GPT-OSS's, and DeepSeek-V4's correction bias (saved as ``gate.bias``),
-    whose hash-routed layers keep all E while the learned ones are pruned."""
+    in memory. Uneven masks are padded only where a router bias makes the padding unreachable:
+    GPT-OSS's, and DeepSeek-V4's correction bias (saved as ``gate.bias``), whose hash-routed
+    layers keep all E while the learned ones are pruned."""
     prunable = {a.name for a in ADAPTERS if a.prune is not None}
-    maskable = {a.name for a in ADAPTERS if a.masked_routing is not None}
-    assert maskable - prunable == {"longcat_flash", "zaya"}
+    maskable = {a.name for a in ADAPTERS if a.masks_in_memory}
+    assert maskable == prunable
+    with_layout = {a.name for a in ADAPTERS if a.prune is not None and a.prune.layout}
+    assert with_layout == {"longcat_flash", "zaya", "doge"}
+    assert [a.name for a in ADAPTERS if a.masked_block] == ["doge"]
     assert {"gpt_oss", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3"} <= prunable
     assert [a.name for a in ADAPTERS if a.prune and a.prune.router_bias] == [
         "gpt_oss",
@@ -66,7 +68,8 @@ def test_only_biased_routers_prune_uneven_masks_and_prunable_families_mask_in_me
     for adapter in ADAPTERS:
         if adapter.prune is not None:
             # A.X K2 and Beam: the factory's routing, grouped when the router has groups
-            optional = "sigmoid_bias_optional_groups" in adapter.masked_routing.__qualname__
+            route = adapter.masked_routing or adapter.masked_block
+            optional = "sigmoid_bias_optional_groups" in route.__qualname__
             grouped = adapter.masked_routing in group_limited or optional
             assert adapter.prune.grouped_routing == grouped, adapter.name
 
@@ -76,8 +79,6 @@ def test_pruning_refuses_a_model_type_without_prune_support_in_one_line():
     for model_type in ("qwen2", "llama"):
         with pytest.raises(LensError, match=f"model_type '{model_type}' is not supported"):
             for_model_type(model_type, "m")
-    with pytest.raises(LensError, match="cannot prune Doge .*'doge'.*grid"):  # says why
-        for_model_type("doge", "m")
 
 
 def test_the_package_imports_without_torch():

@@ -29,7 +29,7 @@ def test_tables_list_one_row_per_adapter_that_supports_the_tool():
     assert [r.split(" | ")[0][2:] for r in rows["prune"]] == [
         a.label for a in ADAPTERS if a.prune is not None
     ]
-    assert len(rows["evaluate"]) == sum(a.masked_routing is not None for a in ADAPTERS)
+    assert len(rows["evaluate"]) == sum(a.masks_in_memory for a in ADAPTERS)
 
 
 def test_a_stale_table_is_detected_and_regenerated():

@@ -82,13 +82,54 @@ def test_capture_equals_the_hand_written_routing(model):
     handmade.assert_matches(sums, expected)
 
 
-def test_evaluate_equals_the_reference_and_prune_refuses_in_one_line(model, tmp_path):
-    _, problem, layers = census.check_collect(model)
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """A Zaya saved and loaded back, with routed balancing biases near −1 so that some tokens
+    skip. transformers' loader always resets the skip class's bias to −1 (ZayaRouter's
+    ``_init_weights`` writes it unguarded), so a model with another skip bias in memory is
+    not what its checkpoint, or a pruned one, loads as: the comparison starts from disk."""
+    from transformers import AutoModelForCausalLM
+
+    model = handmade.tiny("zaya")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            biases = layer.mlp.gate.balancing_biases
+            biases[:-1] = -1.0 + 0.01 * torch.rand(len(biases) - 1, generator=generator)
+    folder = tmp_path_factory.mktemp("zaya")
+    model.save_pretrained(str(folder))
+    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+
+
+def test_evaluate_equals_the_reference_and_the_pruned_checkpoint(loaded, tmp_path):
+    """The census's mask keeps the skip class (id E) in place of a routed expert; the pruned
+    checkpoint's logits equal the masked model's, its router rows and biases are the kept
+    ones with the skip class's last, and num_experts is the routed count kept. A mask that
+    drops the skip class, which a pruned Zaya always scores, is refused in one line."""
+    import json
+
+    _, problem, layers = census.check_collect(loaded)
     assert problem == ""
-    assert census.check_evaluate(model, layers) == ""
-    model.save_pretrained(str(tmp_path / "source"))
-    every = list(range(layers[0].num_experts))
-    mask = Mask(str(tmp_path / "source"), len(every), "test", [], [every, every])
-    with pytest.raises(LensError, match="cannot prune Zaya.*skip expert") as info:
+    skip = layers[0].num_experts - 1
+    _, sums = handmade.capture(loaded)
+    assert sums["topk_count"][:, :, skip].sum() > 0  # some tokens skip
+    assert census.check_evaluate(loaded, layers) == ""
+    kept = [[0, 2, 5, skip], [1, 3, 6, skip]]
+    assert handmade.pruned_minus_masked(loaded, layers, tmp_path, kept) <= 1e-5
+    config = json.loads((tmp_path / "pruned" / "config.json").read_text())
+    assert config["num_experts"] == 3
+    from safetensors import safe_open
+
+    gate = loaded.model.layers[1].mlp.gate
+    with safe_open(str(tmp_path / "pruned" / "model.safetensors"), "pt") as f:
+        biases = f.get_tensor("model.layers.1.mlp.gate.balancing_biases")
+        out_proj = f.get_tensor("model.layers.1.mlp.gate.router_mlp.out_proj.weight")
+    assert torch.equal(biases, gate.balancing_biases[kept[1]])
+    assert torch.equal(out_proj, gate.router_mlp.out_proj.weight[kept[1]])
+
+    every = list(range(skip + 1))
+    mask = Mask(str(tmp_path / "source"), skip + 1, "test", [], [every, every[:-1]])
+    with pytest.raises(LensError, match="layer 1 drops the skip expert") as info:
         prune_checkpoint(tmp_path / "source", mask, tmp_path / "out")
     assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()

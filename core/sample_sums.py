@@ -5,22 +5,32 @@ the signature P_l(S)), and ``--ci`` needs the sums of its resampling units
 (blocks of consecutive sequences, :mod:`core.uncertainty`). Reading a 350 MB
 tensor costs more than anything done to a block once it is in cache, so one
 pass (:func:`blocked_sums`) forms both and lets the value checks on load look
-at each block on the way (issues 14 and 15). The order of the float64 sums is
-defined here and only here:
+at each block on the way (issues 14 and 15). The order of the sums is defined
+here and only here:
 
 - the samples fall into units (:func:`unit_bounds`): each sample when a bundle
   has at most :data:`MAX_UNITS`, else :data:`MAX_UNITS` runs of consecutive
   samples whose sizes differ by at most one;
 - single-sample units: blocks of :func:`block_samples` samples are each
   reduced in float64 (numpy adds the rows one after another) and the block
-  sums are added in order; a bundle that fits one block (the shipped
+  sums are added in order; such a bundle that fits one block (the shipped
   ``sample_stats/``) is summed exactly as ``np.add.reduce(x, axis=0,
   dtype=float64)``;
-- larger units: each unit is reduced in float64 (in cache-sized pieces, added
-  in order) and the unit sums are added in order; the units' sums are kept as
-  float32 for the bootstrap (rounded once from float64).
+- larger units: each unit is reduced in float32, rows added one after
+  another, in runs of at most :func:`run_samples` samples (a unit longer than
+  that: its runs' float32 sums added in float64, in order); the unit sums are
+  added in float64, in order, and kept as float32 for the bootstrap.
 
-Blocked summation also bounds the rounding error by ~(N/b + b)·u instead of N·u.
+Why float32 inside a run: the float64 reduce of a float32 block goes through
+numpy's casting buffers and costs about 4× the float32 reduce of the same
+block in cache; at N = 20,000 (L = 36, E = 128) it made loading with the
+value checks 1.8× the read-and-sum floor instead of about 1.3×
+(benchmarks/RESULTS.md, "Value checks on load"). A run of r ≤ 32 float32
+terms (all ≥ 0: the checks refuse negatives) is off by at most (r − 1)·2^-24
+≈ 1.8e-6 of its sum, below the precision of the statistics themselves (each
+entry is a float32 sum over its sample's tokens, off by up to T·2^-24), and the
+float64 sum over the N/r runs adds ~(N/r)·2^-53. Above :data:`MAX_UNITS`
+sequences a bundle is large, so those are the bundles that need the speed.
 """
 
 from __future__ import annotations
@@ -36,6 +46,9 @@ SUM_BLOCK_BYTES = 1 << 19
 #: Above this many sequences, a bundle is resampled in this many blocks of
 #: consecutive sequences instead of sequence by sequence (docs/uncertainty.md).
 MAX_UNITS = 1000
+#: At most this many samples are added in float32 before the sum goes to
+#: float64 (units larger than one sample; see the module docstring).
+FLOAT32_RUN = 32
 
 #: Called with (first sample index, block) for every block the pass reads.
 Visit = Callable[[int, np.ndarray], None]
@@ -45,6 +58,11 @@ def block_samples(array: np.ndarray) -> int:
     """Samples per block of ``array`` (``[N, ...]``): about :data:`SUM_BLOCK_BYTES`."""
     per_sample = max(1, int(np.prod(array.shape[1:])) * array.dtype.itemsize)
     return max(1, SUM_BLOCK_BYTES // per_sample)
+
+
+def run_samples(array: np.ndarray) -> int:
+    """Samples per float32 run of a unit: :data:`FLOAT32_RUN`, or fewer to fit a block."""
+    return min(block_samples(array), FLOAT32_RUN)
 
 
 def group_bounds(n: int, groups: int) -> np.ndarray:
@@ -80,7 +98,8 @@ def blocked_sums(
 ) -> BlockedSums:
     """Σ_n of ``array`` and the sums of its groups ``bounds`` (default :func:`unit_bounds`).
 
-    ``visit`` sees every block while it is in cache (the value checks). The
+    ``visit`` sees every block right after its sum, while it is still in cache
+    (the value checks; a visit that raises ends the pass). The
     total's order depends on the groups, so the default units give the
     engine's one order; other bounds (tests of other unit counts) only serve
     their group sums.
@@ -96,24 +115,28 @@ def blocked_sums(
     if int(np.diff(bounds).max()) == 1:  # single samples: blocks of `step` samples
         for start in range(0, n, step):
             block = array[start : start + step]
+            _add_block(total, part, block, first=start == 0)
             if visit is not None:
                 visit(start, block)
-            _add_block(total, part, block, first=start == 0)
         return BlockedSums(total, None)
     groups = np.empty((len(bounds) - 1, total.size), dtype=np.float32) if keep_groups else None
+    run = run_samples(array)
+    # One run's sum: float32 for the float32 statistics (float64 for wider input).
+    piece = np.empty(array.shape[1:], dtype=np.result_type(array.dtype, np.float32))
     unit = np.empty_like(total)
     for g, (begin, end) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
-        for start in range(begin, end, step):  # a unit larger than a block: pieces, in order
-            block = array[start : min(end, start + step)]
+        for start in range(begin, end, run):  # a unit longer than a run: runs, in order
+            block = array[start : min(end, start + run)]
+            np.add.reduce(block, axis=0, dtype=piece.dtype, out=piece)  # rows in order
             if visit is not None:
                 visit(start, block)
-            _add_block(unit, part, block, first=start == begin)
+            if start == begin:
+                unit[...] = piece
+            else:
+                unit += piece
         if groups is not None:
             groups[g] = unit.reshape(-1)
-        if g == 0:
-            total[...] = unit
-        else:
-            total += unit
+        total += unit  # 0 + u_0 = u_0 exactly
     return BlockedSums(total, groups)
 
 

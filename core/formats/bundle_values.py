@@ -50,6 +50,11 @@ BF16_REL = 2.0**-8
 #: NaN or ±Inf (exponent all ones): 0x7F800000 is +Inf.
 _FIRST_BAD_BITS = np.uint32(0x7F800000)
 
+#: The BLAS row sums take at most this many bytes per call: OpenBLAS splits a
+#: larger matrix-vector product over threads, which on a loaded machine spin
+#: and cost more CPU time than the product itself.
+_ROW_SUM_BYTES = 1 << 19
+
 FLOAT_STATISTICS = (
     "prob_sum",
     "energy_sum",
@@ -136,15 +141,20 @@ def _check_floats(
     ones = np.ones(num_experts, dtype=np.float32)
     row_sums = np.empty((n * num_layers,), dtype=np.float32) if rows_sum_to_tokens else None
 
+    rows_per_call = max(1, _ROW_SUM_BYTES // (num_experts * array.dtype.itemsize))
+
     def visit(start: int, block: np.ndarray) -> None:
         if block.view(np.uint32).max(initial=0) >= _FIRST_BAD_BITS:
             _raise_first_bad_float(path, name, block, start)
         if row_sums is not None:  # [b·L] float32, BLAS
-            np.matmul(
-                block.reshape(-1, num_experts),
-                ones,
-                out=row_sums[start * num_layers : (start + len(block)) * num_layers],
-            )
+            rows = block.reshape(-1, num_experts)
+            out = row_sums[start * num_layers : (start + len(block)) * num_layers]
+            for first in range(0, len(rows), rows_per_call):
+                np.matmul(
+                    rows[first : first + rows_per_call],
+                    ones,
+                    out=out[first : first + rows_per_call],
+                )
 
     sums = blocked_sums(array, visit=visit, keep_groups=name in UNIT_STATISTICS)
     if row_sums is not None:

@@ -124,10 +124,21 @@ def blocked_sums(
     # One run's sum: float32 for the float32 statistics (float64 for wider input).
     piece = np.empty(array.shape[1:], dtype=np.result_type(array.dtype, np.float32))
     unit = np.empty_like(total)
+    direct = groups is not None and piece.dtype == groups.dtype
     for g, (begin, end) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
-        for start in range(begin, end, run):  # a unit longer than a run: runs, in order
+        if end - begin <= run:  # one run: its float32 sum is the unit's sum, stored as is
+            block = array[begin:end]
+            out = groups[g].reshape(piece.shape) if direct else piece
+            np.add.reduce(block, axis=0, dtype=piece.dtype, out=out)  # rows in order
+            if visit is not None:
+                visit(begin, block)
+            if groups is not None and not direct:
+                groups[g] = out.reshape(-1)
+            total += out  # 0 + u_0 = u_0 exactly
+            continue
+        for start in range(begin, end, run):  # runs, their sums added in float64, in order
             block = array[start : min(end, start + run)]
-            np.add.reduce(block, axis=0, dtype=piece.dtype, out=piece)  # rows in order
+            np.add.reduce(block, axis=0, dtype=piece.dtype, out=piece)
             if visit is not None:
                 visit(start, block)
             if start == begin:
@@ -136,7 +147,7 @@ def blocked_sums(
                 unit += piece
         if groups is not None:
             groups[g] = unit.reshape(-1)
-        total += unit  # 0 + u_0 = u_0 exactly
+        total += unit
     return BlockedSums(total, groups)
 
 

@@ -18,10 +18,10 @@ first bad index. What must hold (docs/formats.md §Reading and writing):
 
 Speed: the tensors are memory-mapped and read once, in blocks of samples
 that stay in cache, by the one pass of :mod:`core.sample_sums` that also forms
-what every reader needs first: the float64 sums over samples (the numerator of
-the signature P_l(S)) and, for ``prob_sum`` and ``energy_sum``, the sums of the
-resampling units of ``--ci``. The checks are that pass's ``visit``: per block
-one integer max of the float bits (a set sign bit or an all-ones exponent
+what every reader needs first: the sums over samples (the numerator of the
+signature P_l(S)) and, for ``prob_sum`` and ``energy_sum``, the sums of the
+resampling units of ``--ci``. The checks are that pass's ``visit``, run on
+each block right after its sum brought it into cache: per block one integer max of the float bits (a set sign bit or an all-ones exponent
 means negative, NaN or Inf) and one BLAS matrix-vector product (the row sums,
 compared with ``token_count`` once at the end through each sample's smallest
 and largest row). Only when a check fails does the slow exact search for the
@@ -133,9 +133,9 @@ def _check_floats(
     """Finite and ≥ 0 everywhere; with ``rows_sum_to_tokens``, Σ_e = token_count per (n, l).
 
     Runs as the ``visit`` of :func:`~core.sample_sums.blocked_sums`, so the
-    statistic is read from memory once: the bits max brings a block into
-    cache, the float64 sums and the BLAS row sums find it there. The row sums
-    are compared with ``token_count`` once at the end (few calls per block).
+    statistic is read from memory once: the block's sum brings it into cache,
+    the bits max and the BLAS row sums find it there. The row sums are
+    compared with ``token_count`` once at the end (few calls per block).
     """
     n, num_layers, num_experts = array.shape
     ones = np.ones(num_experts, dtype=np.float32)

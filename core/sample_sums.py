@@ -19,7 +19,9 @@ here and only here:
 - larger units: each unit is reduced in float32, rows added one after
   another, in runs of at most :func:`run_samples` samples (a unit longer than
   that: its runs' float32 sums added in float64, in order); the unit sums are
-  added in float64, in order, and kept as float32 for the bootstrap.
+  added in float64, in order, and kept as float32 for the bootstrap (if a
+  float32 run overflows, values near the float32 maximum, the tensor is summed
+  again with float64 runs: no finite input gives an infinite sum).
 
 Why float32 inside a run: the float64 reduce of a float32 block goes through
 numpy's casting buffers and costs about 4× the float32 reduce of the same
@@ -120,13 +122,33 @@ def blocked_sums(
                 visit(start, block)
         return BlockedSums(total, None)
     groups = np.empty((len(bounds) - 1, total.size), dtype=np.float32) if keep_groups else None
-    run = run_samples(array)
-    # One run's sum: float32 for the float32 statistics (float64 for wider input).
-    piece = np.empty(array.shape[1:], dtype=np.result_type(array.dtype, np.float32))
+    # float32 runs for the float32 statistics (float64 for wider input).
+    run_dtype = np.result_type(array.dtype, np.float32)
+    _unit_sums(array, bounds, run_samples(array), run_dtype, visit, total, groups)
+    if run_dtype == np.float32 and not np.isfinite(total).all():
+        # Finite values so large that a float32 run overflowed (float64 cannot, for
+        # float32 terms), or NaN/Inf in data no visit checked: the same order in
+        # float64, so that no value that passed the checks gives an infinite sum.
+        total[...] = 0
+        _unit_sums(array, bounds, run_samples(array), np.dtype(np.float64), None, total, groups)
+    return BlockedSums(total, groups)
+
+
+def _unit_sums(
+    array: np.ndarray,
+    bounds: np.ndarray,
+    run: int,
+    run_dtype: np.dtype,
+    visit: Visit | None,
+    total: np.ndarray,
+    groups: np.ndarray | None,
+) -> None:
+    """Add the groups' sums to ``total`` (and store them in ``groups``), in runs of ``run``."""
+    piece = np.empty(array.shape[1:], dtype=run_dtype)  # one run's sum
     unit = np.empty_like(total)
     direct = groups is not None and piece.dtype == groups.dtype
     for g, (begin, end) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
-        if end - begin <= run:  # one run: its float32 sum is the unit's sum, stored as is
+        if end - begin <= run:  # one run: its sum is the unit's sum (stored as is if float32)
             block = array[begin:end]
             out = groups[g].reshape(piece.shape) if direct else piece
             np.add.reduce(block, axis=0, dtype=piece.dtype, out=out)  # rows in order
@@ -148,7 +170,6 @@ def blocked_sums(
         if groups is not None:
             groups[g] = unit.reshape(-1)
         total += unit
-    return BlockedSums(total, groups)
 
 
 def _add_block(acc: np.ndarray, part: np.ndarray, block: np.ndarray, first: bool) -> None:

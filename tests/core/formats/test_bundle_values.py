@@ -153,6 +153,37 @@ def test_a_unit_longer_than_a_float32_run_adds_its_runs_in_float64(tmp_path):
     assert np.array_equal(kept, np.array(units, dtype=np.float32).reshape(MAX_UNITS, -1))
 
 
+def test_values_near_the_float32_maximum_do_not_overflow_a_float32_run(tmp_path):
+    """3e38 + 3e38 overflows float32: those sums are formed with float64 runs instead."""
+    n = 2 * MAX_UNITS + 7  # units of 3 samples (the first 7) and 2
+    big = np.full((n, 3, 8), 3e38, dtype=np.float32)
+    big[::5] = 1.0  # not all equal, so the order shows
+    path = make_bundle(
+        tmp_path / "a.safetensors", n=n, layers=3, experts=8, extra={"energy_sum": big}
+    )
+    bundle = load_bundle(path)
+    sizes = [3] * 7 + [2] * (MAX_UNITS - 7)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    units = [_hand_sum(big[s : s + k]) for s, k in zip(starts, sizes)]
+    expected = units[0]
+    for unit in units[1:]:
+        expected = expected + unit
+    total = bundle.total("energy_sum")
+    assert np.isfinite(total).all()
+    assert np.array_equal(total, expected)
+    # prob_sum's own float32 runs are unaffected by the other tensor's fallback.
+    prob = np.asarray(bundle.prob_sum)
+    assert np.array_equal(bundle.total("prob_sum"), _sum_units32(prob, sizes))
+
+
+def _sum_units32(array: np.ndarray, sizes: list[int]) -> np.ndarray:
+    units = _hand_units(array, sizes, FLOAT32_RUN)
+    expected = units[0]
+    for unit in units[1:]:
+        expected = expected + unit
+    return expected
+
+
 def test_profile_signature_comes_from_the_sums_formed_on_load(tmp_path):
     path = make_bundle(tmp_path / "a.safetensors", n=40, layers=3, experts=8)
     profile = Profile.load(path)

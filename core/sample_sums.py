@@ -26,8 +26,9 @@ here and only here:
 Why float32 inside a run: the float64 reduce of a float32 block goes through
 numpy's casting buffers and costs about 4× the float32 reduce of the same
 block in cache; at N = 20,000 (L = 36, E = 128) it made loading with the
-value checks 1.8× the read-and-sum floor instead of about 1.3×
-(benchmarks/RESULTS.md, "Value checks on load"). A run of r ≤ 32 float32
+value checks cost 1.8–2.1× the read-and-sum floor's CPU time, float32 runs
+1.46–1.70× (a loaded 2-core machine; benchmarks/RESULTS.md, "Value checks on
+load: one pass, float32 runs"). A run of r ≤ 32 float32
 terms (all ≥ 0: the checks refuse negatives) is off by at most (r − 1)·2^-24
 ≈ 1.8e-6 of its sum, below the precision of the statistics themselves (each
 entry is a float32 sum over its sample's tokens, off by up to T·2^-24), and the

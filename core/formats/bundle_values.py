@@ -21,12 +21,13 @@ that stay in cache, by the one pass of :mod:`core.sample_sums` that also forms
 what every reader needs first: the sums over samples (the numerator of the
 signature P_l(S)) and, for ``prob_sum`` and ``energy_sum``, the sums of the
 resampling units of ``--ci``. The checks are that pass's ``visit``, run on
-each block right after its sum brought it into cache: per block one integer max of the float bits (a set sign bit or an all-ones exponent
-means negative, NaN or Inf) and one BLAS matrix-vector product (the row sums,
-compared with ``token_count`` once at the end through each sample's smallest
-and largest row). Only when a check fails does the slow exact search for the
-first bad index run. Never a full copy of a tensor. Issue 14's target: load +
-compare within 1.5× of reading and summing ``prob_sum`` alone
+each block right after its sum brought it into cache: per block one integer
+max of the float bits (a set sign bit or an all-ones exponent means negative,
+NaN or Inf) and one BLAS matrix-vector product (the row sums, compared with
+``token_count`` once at the end through each sample's smallest and largest
+row). Only when a check fails does the slow exact search for the first bad
+index run. Never a full copy of a tensor. Issue 14's target: load + compare
+within 1.5× of reading and summing ``prob_sum`` alone
 (benchmarks/RESULTS.md).
 """
 

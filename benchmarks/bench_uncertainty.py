@@ -7,8 +7,8 @@ Run by hand (not part of the test suite):
 Target (issue 15): 200 bootstrap replicates of both sets plus 200 permutations
 in at most 3x the time of the plain comparison. Both stages load the bundles
 and build the JSON document the command prints, each in a fresh subprocess
-(page cache warm, best of ``--repeats``), exactly as ``bench_core.py`` times
-``compare``.
+(page cache warm, best of ``--repeats``, with ``bench_core.best_run``; since
+2026-11-30 ``bench_core.py`` itself reports medians of interleaved runs).
 """
 
 from __future__ import annotations

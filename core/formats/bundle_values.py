@@ -18,15 +18,16 @@ first bad index. What must hold (docs/formats.md §Reading and writing):
 
 Speed: the tensors are memory-mapped and read once, in blocks of samples
 that stay in cache, by the one pass of :mod:`core.sample_sums` that also forms
-what every reader needs first: the float64 sums over samples (the numerator of
-the signature P_l(S)) and, for ``prob_sum`` and ``energy_sum``, the sums of the
-resampling units of ``--ci``. The checks are that pass's ``visit``: per block
-one integer max of the float bits (a set sign bit or an all-ones exponent
-means negative, NaN or Inf) and one BLAS matrix-vector product (the row sums,
-compared with ``token_count`` once at the end through each sample's smallest
-and largest row). Only when a check fails does the slow exact search for the
-first bad index run. Never a full copy of a tensor. Issue 14's target: load +
-compare within 1.5× of reading and summing ``prob_sum`` alone
+what every reader needs first: the sums over samples (the numerator of the
+signature P_l(S)) and, for ``prob_sum`` and ``energy_sum``, the sums of the
+resampling units of ``--ci``. The checks are that pass's ``visit``, run on
+each block right after its sum brought it into cache: per block one integer
+max of the float bits (a set sign bit or an all-ones exponent means negative,
+NaN or Inf) and one BLAS matrix-vector product (the row sums, compared with
+``token_count`` once at the end through each sample's smallest and largest
+row). Only when a check fails does the slow exact search for the first bad
+index run. Never a full copy of a tensor. Issue 14's target: load + compare
+within 1.5× of reading and summing ``prob_sum`` alone
 (benchmarks/RESULTS.md).
 """
 
@@ -49,6 +50,11 @@ BF16_REL = 2.0**-8
 #: float32 bit patterns at or above this (as uint32) are negative (sign bit),
 #: NaN or ±Inf (exponent all ones): 0x7F800000 is +Inf.
 _FIRST_BAD_BITS = np.uint32(0x7F800000)
+
+#: The BLAS row sums take at most this many bytes per call: OpenBLAS splits a
+#: larger matrix-vector product over threads, which on a loaded machine spin
+#: and cost more CPU time than the product itself.
+_ROW_SUM_BYTES = 1 << 19
 
 FLOAT_STATISTICS = (
     "prob_sum",
@@ -128,23 +134,28 @@ def _check_floats(
     """Finite and ≥ 0 everywhere; with ``rows_sum_to_tokens``, Σ_e = token_count per (n, l).
 
     Runs as the ``visit`` of :func:`~core.sample_sums.blocked_sums`, so the
-    statistic is read from memory once: the bits max brings a block into
-    cache, the float64 sums and the BLAS row sums find it there. The row sums
-    are compared with ``token_count`` once at the end (few calls per block).
+    statistic is read from memory once: the block's sum brings it into cache,
+    the bits max and the BLAS row sums find it there. The row sums are
+    compared with ``token_count`` once at the end (few calls per block).
     """
     n, num_layers, num_experts = array.shape
     ones = np.ones(num_experts, dtype=np.float32)
     row_sums = np.empty((n * num_layers,), dtype=np.float32) if rows_sum_to_tokens else None
 
+    rows_per_call = max(1, _ROW_SUM_BYTES // (num_experts * array.dtype.itemsize))
+
     def visit(start: int, block: np.ndarray) -> None:
         if block.view(np.uint32).max(initial=0) >= _FIRST_BAD_BITS:
             _raise_first_bad_float(path, name, block, start)
         if row_sums is not None:  # [b·L] float32, BLAS
-            np.matmul(
-                block.reshape(-1, num_experts),
-                ones,
-                out=row_sums[start * num_layers : (start + len(block)) * num_layers],
-            )
+            rows = block.reshape(-1, num_experts)
+            out = row_sums[start * num_layers : (start + len(block)) * num_layers]
+            for first in range(0, len(rows), rows_per_call):
+                np.matmul(
+                    rows[first : first + rows_per_call],
+                    ones,
+                    out=out[first : first + rows_per_call],
+                )
 
     sums = blocked_sums(array, visit=visit, keep_groups=name in UNIT_STATISTICS)
     if row_sums is not None:

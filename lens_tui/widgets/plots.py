@@ -71,9 +71,13 @@ class ResultPlot(PlotextPlot):
         self.plt.clear_figure()
         return self.plt
 
+    def is_kept(self, key: object) -> bool:
+        """Whether the figure ``key`` is built at this size (showing it again costs nothing)."""
+        return self._built_key(key) in self._built
+
     def shows_kept(self, result: object, key: object) -> bool:
         """Show the figure built before for ``key`` at this size, if kept; whether it was."""
-        if self._built_key(key) not in self._built:
+        if not self.is_kept(key):
             return False
         self.result, self._figure = result, key
         self.refresh()

@@ -15,15 +15,18 @@ import numpy as np
 import pytest
 from textual import _compositor
 from textual.visual import Visual, visualize
+from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
 import core.sample_sums
 import core.uncertainty
 from core.engine import LayerDistribution
 from lens_tui.app import build_app
+from lens_tui.render import BIVARIATE_LABELS
 from lens_tui.views.compare import CompareView
 from lens_tui.widgets.plots import AblationPlot, ExpertPlot
-from tests.lens_tui.helpers import async_test, write_bundles
+from lens_tui.widgets.sorting import ASCENDING, DESCENDING
+from tests.lens_tui.helpers import async_test, screen_text, write_bundles
 
 SIZE = (160, 48)
 
@@ -174,3 +177,21 @@ async def test_chart_rows_from_plotext_cells_equal_its_ansi_text(paths, size):
         ablation = app.query_one(AblationPlot)
         if ablation.result is not None:
             assert line_api_strips(ablation) == ansi_path_strips(ablation)
+
+
+@async_test
+async def test_the_painted_header_follows_the_sort_marker(paths):
+    """Header cells are cached by their text: a moved sort marker must still repaint."""
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("l")
+        await pilot.pause()
+        table = app.query_one("#layer-table", DataTable)
+        header = screen_text(table).splitlines()[0]
+        assert f"layer {ASCENDING}" in header
+        await pilot.press("o")  # sort by the next column (JS), largest first
+        await pilot.pause()
+        header = screen_text(table).splitlines()[0]
+        assert f"layer {ASCENDING}" not in header
+        assert f"{BIVARIATE_LABELS['js_divergence']} {DESCENDING}" in header

@@ -121,7 +121,12 @@ class LensApp(App[None]):
     ]
 
     #: Everything the views show; replaced (never mutated) on each change, clamped on assignment.
-    selection: reactive[Selection] = reactive(Selection, init=False, always_update=False)
+    #: ``repaint=False``: a reactive of the App otherwise repaints the whole screen on every
+    #: change (every widget re-rendered at 160×48 for a new r); the views and the control bar
+    #: watch it and refresh just what they change.
+    selection: reactive[Selection] = reactive(
+        Selection, init=False, always_update=False, repaint=False
+    )
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Static
 from core import metrics as m
 from core.engine import (
     Comparison,
+    LayerDistribution,
     Profile,
     Side,
     compare,
@@ -300,10 +301,12 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         else:
             # Same shape: update only what changed, in place (a new r re-sorts only the
             # rows whose place changed), so unchanged cells are not redrawn.
-            for index, (row, shown) in enumerate(zip(rows, self._shown_rows)):
-                for col, (cell, old) in enumerate(zip(row, shown)):
-                    if cell != old:
-                        table.update_cell_at(Coordinate(index, col), Text(cell, justify="right"))
+            table.update_cells_at(
+                (Coordinate(index, col), Text(cell, justify="right"))
+                for index, (row, shown) in enumerate(zip(rows, self._shown_rows))
+                for col, (cell, old) in enumerate(zip(row, shown))
+                if cell != old
+            )
         self._shown_cells = cells
         self._shown_rows = rows
 
@@ -480,6 +483,13 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
             if legend.plain != self._legend_text:  # one fixed line: no layout pass per key
                 self._legend_text = legend.plain
                 self._legend.update(legend, layout=False)
+            if self._plot.is_kept(plotted):
+                self._plot.show(dist, key=plotted)
+            else:  # a new chart: the numbers paint first, plotext draws in the next frame
+                self.call_after_refresh(self._show_plot, dist, plotted)
+
+    def _show_plot(self, dist: LayerDistribution, plotted: tuple) -> None:
+        if plotted == self._plotted:  # not a stale chart of a selection since replaced
             self._plot.show(dist, key=plotted)
 
     # ------------------------------------------------------------------ events

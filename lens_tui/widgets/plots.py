@@ -7,9 +7,17 @@ results the engine computed and refreshes. No metric is computed here.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
-from rich.text import Text
+import plotext._utility as plotext_utility
+from rich.ansi import AnsiDecoder
+from rich.style import Style as RichStyle
+from rich.text import Span, Text
+from textual.content import Content
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.visual import Visual
 from textual_plotext import PlotextPlot
 
 from core.ablation import Ablation
@@ -29,12 +37,18 @@ BAND_RGB = (170, 170, 120)
 class ResultPlot(PlotextPlot):
     """A plot of one engine result (kept as ``result``), redrawn from scratch on each ``show``.
 
-    What plotext builds is kept per figure key, size and theme: building it
-    (plotext's canvas, then its ANSI parsed back into rich text) is the
-    costliest part of a repaint, and a widget is rendered again whenever
-    anything around it asks for a repaint. ``show`` of a subclass may pass a
-    ``key`` naming the figure: showing that key again at the same size takes the
-    kept text and skips plotext altogether (r + 1 then r − 1 costs nothing).
+    Drawn line by line (Textual's line API): only the rows on screen are turned
+    into strips. At 160×48 the Compare view shows two rows of the expert chart
+    until ``l`` scrolls it into view, and a new r used to convert all of it.
+    The rows come straight from plotext's cell matrix (markers and colours)
+    rather than from its ANSI text parsed back by rich: that round trip cost
+    more than plotext's own drawing. The cells and styles are the same
+    (``tests/lens_tui/test_widgets.py`` checks the two paths agree).
+
+    What is built is kept per figure key, size and theme: ``show`` of a
+    subclass may pass a ``key`` naming the figure, and showing that key again
+    at the same size takes the kept rows and skips plotext altogether
+    (r + 1 then r − 1 costs nothing).
     """
 
     #: Figures kept per widget (keyed figures only; a few kB of text each).
@@ -44,7 +58,10 @@ class ResultPlot(PlotextPlot):
         super().__init__(id=id)
         self.result: object | None = None
         self._figure: object = object()  # the shown figure's key; unkeyed: a fresh object
-        self._built: dict[tuple, Text] = {}
+        self._built: dict[tuple, list[Text]] = {}
+        # (built key, style) -> the strips of the figure's top rows, as many as shown so far
+        self._strips: dict[tuple, list[Strip]] = {}
+        self._rows_wanted = 0
 
     def start(self, result: object | None, key: object | None = None):
         """Forget the old figure; returns the widget's own ``plt`` to draw ``result`` on."""
@@ -54,9 +71,13 @@ class ResultPlot(PlotextPlot):
         self.plt.clear_figure()
         return self.plt
 
+    def is_kept(self, key: object) -> bool:
+        """Whether the figure ``key`` is built at this size (showing it again costs nothing)."""
+        return self._built_key(key) in self._built
+
     def shows_kept(self, result: object, key: object) -> bool:
         """Show the figure built before for ``key`` at this size, if kept; whether it was."""
-        if self._built_key(key) not in self._built:
+        if not self.is_kept(key):
             return False
         self.result, self._figure = result, key
         self.refresh()
@@ -65,19 +86,97 @@ class ResultPlot(PlotextPlot):
     def _built_key(self, key: object) -> tuple:
         return (key, self.size.width, self.size.height, self.app.theme)
 
-    def render(self) -> Text:
+    def rows(self) -> list[Text]:
+        """The current figure, one rich ``Text`` per screen row, built by plotext if not kept."""
         built_key = self._built_key(self._figure)
-        text = self._built.get(built_key)
-        if text is None:
-            text = super().render()  # type: ignore[assignment]
+        rows = self._built.get(built_key)
+        if rows is None:
+            rows = self._build_rows()
             if len(self._built) >= self.KEPT_FIGURES:
-                self._built.pop(next(iter(self._built)))
-            self._built[built_key] = text
-        return text
+                forgotten = next(iter(self._built))
+                self._built.pop(forgotten)
+                self._strips = {k: v for k, v in self._strips.items() if k[0] != forgotten}
+            self._built[built_key] = rows
+        return rows
+
+    def _build_rows(self) -> list[Text]:
+        """What ``PlotextPlot.render`` draws, read from plotext's matrix instead of its ANSI text."""
+        width, height = self.size
+        plt = self._plot
+        plt.plotsize(width, height)  # the same set-up as PlotextPlot.render
+        plt._set_size(width, height)
+        plt.theme(self._get_plotext_theme_name(self.app.theme))
+        plt._set_sizes()
+        plt._build_matrix()
+        if plt.monitor.fast_plot:  # plotext's own fast path keeps only text: parse it as before
+            return Text.from_ansi(plt.monitor.matrix.get_canvas()).split(allow_blank=True)
+        return matrix_rows(plt.monitor.matrix)
+
+    def render(self) -> Text:
+        """The whole figure as one text (for what reads a widget's render; the screen uses lines)."""
+        return Text("\n").join(self.rows())
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # How far down the screen shows this widget: render_line builds rows that far at once.
+        self._rows_wanted = crop.bottom
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        style = self.visual_style
+        key = (self._built_key(self._figure), style, self.text_selection)
+        strips = self._strips.get(key)
+        rows = self.rows()
+        shown = min(len(rows), self.size.height)
+        if strips is None or len(strips) <= y < shown:
+            count = min(shown, max(y + 1, self._rows_wanted))
+            # The top rows through the same conversion as a widget's render(): the same
+            # cells, styles and offsets as the whole figure's first rows.
+            content = Content.from_rich_text(Text("\n").join(rows[:count]), self.app.console)
+            strips = Visual.to_strips(self, content, width, count, style)
+            self._strips[key] = strips
+        if y < len(strips):
+            return strips[y]
+        return Strip.blank(width, style.rich_style)
 
     def clear_plot(self, message: str = "") -> None:
         self.start(None).title(message)
         self.refresh()
+
+
+def matrix_rows(matrix) -> list[Text]:
+    """plotext's cell matrix as rich text, top row first: what ``Text.from_ansi`` of its canvas gives.
+
+    plotext's canvas starts each run of cells with one colour set with that
+    set's ANSI codes and ends it with a reset; a run of cells here is the same
+    run, styled as rich's decoder styles those codes. The final empty line of
+    the canvas (after its last newline) is kept.
+    """
+    rows = []
+    for row in range(matrix.rows - 1, -1, -1):
+        colors_row = list(zip(matrix.fullground[row], matrix.style[row], matrix.background[row]))
+        markers = matrix.marker[row]
+        plain, spans, begin, at = [], [], 0, 0
+        for col in range(1, len(colors_row) + 1):
+            if col == len(colors_row) or colors_row[col] != colors_row[begin]:
+                run = "".join(markers[begin:col])
+                style = _run_style(*colors_row[begin])
+                if style is not None and run:
+                    spans.append(Span(at, at + len(run), style))
+                plain.append(run)
+                at += len(run)
+                begin = col
+        rows.append(Text("".join(plain), spans=spans))
+    rows.append(Text())
+    return rows
+
+
+@lru_cache(maxsize=1024)
+def _run_style(fullground, style, background) -> RichStyle | None:
+    """The rich style of one colour set, decoded from the codes plotext writes for it."""
+    codes = plotext_utility.colors_to_ansi(fullground, style, background)
+    decoded = AnsiDecoder().decode_line(codes + "x")
+    return decoded.spans[0].style if decoded.spans else None  # type: ignore[return-value]
 
 
 class ExpertPlot(ResultPlot):

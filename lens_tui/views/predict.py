@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from rich.text import Text, TextType
+from rich.text import Text
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -338,11 +338,11 @@ class PredictView(SelectionView, SortableView, Vertical, can_focus=True):
         """
         self._layout = (self._layout + 1) % len(self.LAYOUTS)
         self._apply_layout()
-        shown = {"-tests-only": "#predict-tests", "-table-only": "#predict-table"}
-        target = shown.get(self.LAYOUTS[self._layout], "#predict-table")
-        if self.LAYOUTS[self._layout] == "-plot-only":
+        layout = self.LAYOUTS[self._layout]
+        if layout == "-plot-only":
             self.focus(scroll_visible=False)
         else:
+            target = "#predict-tests" if layout == "-tests-only" else "#predict-table"
             self.query_one(target, DataTable).focus(scroll_visible=False)
 
     def _apply_layout(self) -> None:
@@ -530,26 +530,15 @@ class PredictView(SelectionView, SortableView, Vertical, can_focus=True):
 
         A switch of x or a new sort must not lose the row the user is on: it
         stays selected wherever the order puts it (or on the same line, if gone).
-        The columns stay when they are the same ones, relabelled in place:
-        ``DataTable`` measures new columns only once idle, after it has drawn
-        them at their headers' widths, and a table of the same size is not
-        redrawn then, so rebuilt columns stayed cut (``held``, ``retained_``).
         """
         cursor = table.cursor_row
         kept = None
         if 0 <= cursor < table.row_count:
             kept = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        labels: dict[str, TextType] = {
-            header: sort.label(header, header, "right" if right else "left")
-            for header, right in columns
-        }
-        if [column.key.value for column in table.ordered_columns] == list(labels):
-            table.set_column_labels(labels)
-            table.clear()
-        else:
-            table.clear(columns=True)
-            for header, label in labels.items():
-                table.add_column(label, key=header)
+        table.clear(columns=True)
+        for header, right in columns:
+            justify = "right" if right else "left"
+            table.add_column(sort.label(header, header, justify), key=header)
         for i in sort.order(sort_keys):
             cells, key = rows[int(i)], keys[int(i)]
             table.add_row(

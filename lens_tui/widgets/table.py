@@ -61,6 +61,21 @@ class ValueCachedTable(DataTable):
             self._clear_caches()
             self.refresh()
 
+    def _update_dimensions(self, new_rows) -> None:
+        """Measure new rows as ``DataTable`` does, and redraw if a column's width changed.
+
+        ``DataTable`` measures rows added since the last idle only then, after it
+        may have drawn them at the old widths (a table rebuilt with new columns: at
+        their headers' widths), and its line cache is not keyed by the widths, so a
+        table whose size stayed the same kept showing cells cut short.
+        """
+        before = [column.get_render_width(self) for column in self.ordered_columns]
+        super()._update_dimensions(new_rows)
+        if [column.get_render_width(self) for column in self.ordered_columns] != before:
+            self._update_count += 1
+            self._clear_caches()
+            self.refresh()
+
     def _render_cell(
         self,
         row_index: int,

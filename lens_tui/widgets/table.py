@@ -11,13 +11,15 @@ columns), which ``DataTable`` offers no way to do.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rich.style import Style
 from rich.text import Text, TextType
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
-from textual.widgets._data_table import ColumnKey, default_cell_formatter
+from textual.widgets._data_table import ColumnKey, RowKey, default_cell_formatter
 
 
 class ValueCachedTable(DataTable):
@@ -61,7 +63,7 @@ class ValueCachedTable(DataTable):
             self._clear_caches()
             self.refresh()
 
-    def _update_dimensions(self, new_rows) -> None:
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
         """Measure new rows as ``DataTable`` does, and redraw if a column's width changed.
 
         ``DataTable`` measures rows added since the last idle only then, after it

@@ -11,10 +11,11 @@ columns), which ``DataTable`` offers no way to do.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from rich.style import Style
 from rich.text import Text, TextType
+from textual._two_way_dict import TwoWayDict
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.coordinate import Coordinate
@@ -62,6 +63,19 @@ class ValueCachedTable(DataTable):
             self._update_count += 1
             self._clear_caches()
             self.refresh()
+
+    def order_rows(self, keys: Sequence[str]) -> None:
+        """Show the rows in this order of their keys, as they are (no cell is measured anew).
+
+        A new sort reorders what is shown: rebuilding the rows would measure every
+        cell again, and ``DataTable.sort`` sees only the cells' values, not the keys.
+        """
+        by_value = {key.value: key for key in self.rows}
+        if sorted(by_value) != sorted(keys):
+            raise ValueError("order_rows needs every row's key exactly once")
+        self._row_locations = TwoWayDict({by_value[key]: i for i, key in enumerate(keys)})
+        self._update_count += 1  # what DataTable.sort does after reordering
+        self.refresh()
 
     def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
         """Measure new rows as ``DataTable`` does, and redraw if a column's width changed.

@@ -429,6 +429,12 @@ async def test_predict_tests_table_sorts_on_its_own_and_o_follows_the_table_in_v
         tests.move_cursor(row=3)
         await settle(pilot, "enter")
         assert view.predictor == rows[keys.index(cursor_key(tests))][1].name
+        # Refilled for the new x, the table shows whole cells, not cut at the headers' widths
+        # (DataTable measures new rows only once idle, after drawing them).
+        top = round(tests.scroll_y)
+        for row in range(3):
+            line = " ".join(screen_lines(app)[tests.region.y + 1 + row].split())
+            assert " ".join(str(c) for c in tests.get_row_at(top + row)).strip() in line
 
         # The plot alone: no table to sort, so o / O are off (and not in the footer).
         await settle(pilot, "v")

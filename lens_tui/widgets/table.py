@@ -11,7 +11,7 @@ columns), which ``DataTable`` offers no way to do.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from rich.style import Style
 from rich.text import Text, TextType
@@ -20,7 +20,8 @@ from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
-from textual.widgets._data_table import ColumnKey, RowKey, default_cell_formatter
+from textual.widgets._data_table import ColumnKey, default_cell_formatter
+from textual.widgets.data_table import RowKey
 
 
 class ValueCachedTable(DataTable):
@@ -64,7 +65,7 @@ class ValueCachedTable(DataTable):
             self._clear_caches()
             self.refresh()
 
-    def order_rows(self, keys: Sequence[str]) -> None:
+    def order_rows(self, keys: list[str]) -> None:
         """Show the rows in this order of their keys, as they are (no cell is measured anew).
 
         A new sort reorders what is shown: rebuilding the rows would measure every

@@ -429,12 +429,6 @@ async def test_predict_tests_table_sorts_on_its_own_and_o_follows_the_table_in_v
         tests.move_cursor(row=3)
         await settle(pilot, "enter")
         assert view.predictor == rows[keys.index(cursor_key(tests))][1].name
-        # Refilled for the new x, the table shows whole cells, not cut at the headers' widths
-        # (DataTable measures new rows only once idle, after drawing them).
-        top = round(tests.scroll_y)
-        for row in range(3):
-            line = " ".join(screen_lines(app)[tests.region.y + 1 + row].split())
-            assert " ".join(str(c) for c in tests.get_row_at(top + row)).strip() in line
 
         # The plot alone: no table to sort, so o / O are off (and not in the footer).
         await settle(pilot, "v")
@@ -450,3 +444,27 @@ async def test_predict_tests_table_sorts_on_its_own_and_o_follows_the_table_in_v
         await settle(pilot, "v", "o")
         assert marked(tests) == [f"criterion mass {DESCENDING}"]
         assert marked(masks) == [f"data {ASCENDING}"]
+
+
+def assert_whole_cells_shown(app, table: DataTable) -> None:
+    """The first rows on screen show every cell whole (collapsed spaces aside)."""
+    top = round(table.scroll_y)
+    for row in range(3):
+        line = " ".join(screen_lines(app)[table.region.y + 1 + row].split())
+        cells = " ".join(" ".join(str(c) for c in table.get_row_at(top + row)).split())
+        assert cells in line, line
+
+
+@async_test
+async def test_predict_tables_refilled_for_a_new_x_show_whole_cells(study):
+    """DataTable measures new rows once idle, after drawing them at the headers' widths; a
+    table of the same size was not redrawn then (cells cut: 'heldou', 'retained_')."""
+    app = build_app([study])
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot, "5")
+        tests = app.query_one("#predict-tests", DataTable)
+        tests.focus()
+        await settle(pilot, "p")
+        assert app.query_one(PredictView).predictor == PREDICTORS[1]
+        assert_whole_cells_shown(app, tests)
+        assert_whole_cells_shown(app, app.query_one("#predict-table", DataTable))

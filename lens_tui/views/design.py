@@ -30,7 +30,7 @@ from core.formats.mask import write_mask
 from core.textdata import recorded_data_file
 from lens_tui.selection import NO_BUNDLES, Selection
 from lens_tui.views.base import SelectionView
-from lens_tui.widgets.sorting import SORT_BINDINGS, SortableView, TableSort
+from lens_tui.widgets.sorting import SORT_BINDINGS, SortableView, TableSort, text_keys
 
 
 def pct(value: float | None) -> str:
@@ -229,10 +229,7 @@ class DesignView(SelectionView, SortableView, Vertical):
             for name, score in baselines.items()
         ]
         columns = ("set", "worst", *(f"t:{name}" for name in self._target_names))
-        old = self.sorting
-        column = old.column if old.column in columns else "worst"
-        descending = old.descending if column == old.column else True
-        self.sorting = TableSort(columns, column, descending, frozenset(columns[1:]))
+        self.sorting = self.sorting.over(columns, "worst", frozenset(columns[1:]))
         self._fill_table()
         weights = doc["design"]["weights"]
         mix = Text("mix: ", style="bold")
@@ -261,8 +258,7 @@ class DesignView(SelectionView, SortableView, Vertical):
             table.add_column(self.sorting.label(f"t:{name}", name), key=f"t:{name}")
         column = self.sorting.column
         if column == "set":
-            names = [label.casefold() for label, _, _ in self._rows]
-            keys: list[float | None] = [float(sorted(names).index(n)) for n in names]
+            keys = text_keys([label for label, _, _ in self._rows])
         elif column == "worst":
             keys = [score["value"] for _, score, _ in self._rows]
         else:

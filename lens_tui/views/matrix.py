@@ -234,11 +234,7 @@ class MatrixView(SelectionView, SortableView, Horizontal):
     def _sort_columns(self, chosen: list[int]) -> None:
         """The sortable columns for these bundles; a sort by a bundle no longer shown is dropped."""
         columns = ("name", *(str(i) for i in chosen))
-        old = self.sorting
-        if old.column in columns:
-            self.sorting = TableSort(columns, old.column, old.descending, frozenset(columns[1:]))
-        else:
-            self.sorting = TableSort(columns, "name", largest_first=frozenset(columns[1:]))
+        self.sorting = self.sorting.over(columns, "name", frozenset(columns[1:]))
 
     def _fill_tables(self) -> None:
         result = self.result

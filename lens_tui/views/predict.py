@@ -9,7 +9,10 @@ bootstrap interval and permutation p, over all masks and within each group
 predictor against the loss increase; ``p`` / ``P`` (or the palette) switch
 which predictor is on the x axis. It also says which predictor the Compare
 verdict uses (:mod:`core.predictor_choice`), from the same report
-(:mod:`lens_tui.evidence`). No number is computed here.
+(:mod:`lens_tui.evidence`). Both tables sort like every table of the app
+(:mod:`lens_tui.widgets.sorting`), each in its own order: ``o`` / ``O`` sort
+the focused one (the masks table unless the tests table has the focus or is
+the only one shown), a header click the clicked one. No number is computed here.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from textual.widgets import DataTable, Static
 
 from core.engine import Profile
 from core.formats.evaluation import Evaluation
-from core.predict import PredictionReport, matching_profile
+from core.predict import Point, PredictionReport, matching_profile
 from core.predictor_choice import PredictorChoice
 from core.predictors import PREDICTORS
 from core.rank_tests import RankTest
@@ -42,6 +45,8 @@ from lens_tui.safe_text import printable
 from lens_tui.selection import Selection
 from lens_tui.views.base import SelectionView
 from lens_tui.widgets.plots import ResultPlot
+from lens_tui.widgets.sorting import SORT_BINDINGS, SortableView, TableSort, text_keys
+from lens_tui.widgets.table import ValueCachedTable
 
 NO_EVALUATIONS = (
     "No evaluation results loaded. Measure what your masks do with `lens evaluate --model M "
@@ -62,6 +67,36 @@ COLUMNS = (  # measured Δ loss and the plotted x beside the mask, on screen at 
     ("top-1", True),
     ("criterion", False),
 )
+
+
+#: The masks table's figures: sorted largest first when first chosen (names and # ascending).
+MASK_FIGURES = frozenset({"Δ loss", "x", "kept", "worst", "Jacc.", "top-1"})
+#: The tests table's identifying columns (its ρ columns, one per group, follow them).
+TEST_NAMES = ("data", "predictor")
+
+
+def mask_sort_keys(
+    points: list[Point], column: str, predictor: str = DEFAULT_PREDICTOR
+) -> list[float | None]:
+    """Each point's value in the masks table's ``column``, as a sort key.
+
+    ``#`` is the point's number (the scatter's mark), a figure its value
+    (None where unknown: last either way), a name its alphabetical rank.
+    """
+    if column == "#":
+        return [float(number) for number in range(1, len(points) + 1)]
+    figures = {
+        "Δ loss": lambda p: p.loss_increase,
+        "x": lambda p: x_value(p, predictor),
+        "kept": lambda p: p.retained_mass,
+        "worst": lambda p: p.retained_mass_min,
+        "Jacc.": lambda p: p.jaccard,
+        "top-1": lambda p: p.top1_agreement,
+    }
+    if column in figures:
+        return [figures[column](p) for p in points]
+    names = {"data": "dataset", "mask": "mask", "criterion": "criterion"}
+    return text_keys([str(getattr(p, names[column])) for p in points])
 
 
 def _pct(value: float | None) -> str:
@@ -115,6 +150,25 @@ def report_groups(report: PredictionReport) -> list[str]:
     return sorted(found, key=lambda g: g != "same_data")
 
 
+def rank_sort_keys(report: PredictionReport, column: str) -> list[float | None]:
+    """Each tests-table row's value in ``column``, as a sort key (rows as :func:`rank_rows`).
+
+    Names sort by their alphabetical rank; a ρ column by ρ (a test without
+    ρ, or a group the evaluation lacks, last either way).
+    """
+    rows = [(e, t) for e in report.evaluations for t in e.predictors]
+    if column == "data":
+        return text_keys([e.dataset for e, _ in rows])
+    if column == "predictor":
+        return text_keys([t.name for _, t in rows])
+    if column == "all masks":
+        tests = [t.overall for _, t in rows]
+    else:
+        group = {group_header(g): g for g in report_groups(report)}[column]
+        tests = [t.groups.get(group) for _, t in rows]
+    return [None if test is None else test.spearman for test in tests]
+
+
 def rank_rows(
     report: PredictionReport, predictor: str, choice: PredictorChoice | None
 ) -> list[list[str]]:
@@ -160,7 +214,7 @@ class PredictionPlot(ResultPlot):
         super().clear_plot(message)
 
 
-class PredictView(SelectionView, Vertical):
+class PredictView(SelectionView, SortableView, Vertical, can_focus=True):
     """The predictors' rank tests, the masks table and the scatter of one predictor."""
 
     #: What the help screen says of this view (Markdown, after "**Predict** — ").
@@ -171,7 +225,8 @@ class PredictView(SelectionView, Vertical):
     each group (masks from the evaluated data's own group, masks of one
     criterion); the masks table; and the scatter of one predictor (`p` / `P`
     or the palette's "Predict x:" entries switch it; ▶ marks it, ✓ marks the
-    predictor the Compare verdict uses, if one is validated)."""
+    predictor the Compare verdict uses, if one is validated). Both tables
+    sort: `o` / `O` the focused one, or click a header."""
 
     DEFAULT_CSS = """
     PredictView {
@@ -237,6 +292,7 @@ class PredictView(SelectionView, Vertical):
             group=Binding.Group("x", compact=True),
             tooltip="Plot the previous predictor on the x axis",
         ),
+        *SORT_BINDINGS,
     ]
 
     #: The layouts ``v`` steps through (CSS classes; "" shows everything).
@@ -248,12 +304,21 @@ class PredictView(SelectionView, Vertical):
         self.choice: PredictorChoice | None = None  # what the Compare verdict uses
         self.predictor = DEFAULT_PREDICTOR  # on the scatter's x axis
         self._note = ""  # what is said of evaluations without a loaded bundle
+        # One order per table (their columns differ): the tests in the report's order
+        # (by data, ties in predictor order), the masks by number (the scatter's marks).
+        # The tests table's ρ columns are set per report (its groups), in _fill_tables.
+        self.sorts = {
+            "predict-tests": TableSort(TEST_NAMES, "data"),
+            "predict-table": TableSort(
+                tuple(header for header, _ in COLUMNS), "#", largest_first=MASK_FIGURES
+            ),
+        }
 
     def compose(self) -> ComposeResult:
         yield Static(id="predict-message")
         yield Static(id="predict-summary")
-        yield DataTable(id="predict-tests", cursor_type="row", zebra_stripes=True)
-        yield DataTable(id="predict-table", cursor_type="row", zebra_stripes=True)
+        yield ValueCachedTable(id="predict-tests", cursor_type="row", zebra_stripes=True)
+        yield ValueCachedTable(id="predict-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="predict-legend")
         yield PredictionPlot(id="predict-plot")
 
@@ -266,11 +331,18 @@ class PredictView(SelectionView, Vertical):
     # ------------------------------------------------------------------ keys and palette
 
     def action_toggle_layout(self) -> None:
+        """The next layout; the focus goes to what it shows (the view itself on the plot alone).
+
+        A hidden table loses the focus, and with nothing focused in the view its
+        keys (``v``, ``p``, ``o``) would no longer reach it.
+        """
         self._layout = (self._layout + 1) % len(self.LAYOUTS)
         self._apply_layout()
-        shown = {"-tests-only": "#predict-tests", "-table-only": "#predict-table"}
-        target = shown.get(self.LAYOUTS[self._layout])
-        if target:
+        layout = self.LAYOUTS[self._layout]
+        if layout == "-plot-only":
+            self.focus(scroll_visible=False)
+        else:
+            target = "#predict-tests" if layout == "-tests-only" else "#predict-table"
             self.query_one(target, DataTable).focus(scroll_visible=False)
 
     def _apply_layout(self) -> None:
@@ -278,6 +350,32 @@ class PredictView(SelectionView, Vertical):
             self.remove_class(name)
         if self.LAYOUTS[self._layout]:
             self.add_class(self.LAYOUTS[self._layout])
+        self.refresh_bindings()  # o / O are off while no table is shown
+
+    def table_sort(self, table: DataTable | None = None) -> TableSort | None:
+        """The clicked table's sort; for ``o`` / ``O``, the sort of the table in view.
+
+        That is the only table shown, else the focused one, else the masks
+        table (its numbers are the scatter's marks); none on the plot alone
+        or before a report is shown.
+        """
+        if self.report is None:
+            return None
+        if table is not None:
+            return self.sorts.get(table.id or "")
+        layout = self.LAYOUTS[self._layout]
+        if layout == "-plot-only":
+            return None
+        if layout == "-tests-only":
+            return self.sorts["predict-tests"]
+        focused = self.screen.focused
+        if layout == "" and focused is not None and focused.id == "predict-tests":
+            return self.sorts["predict-tests"]
+        return self.sorts["predict-table"]
+
+    def resort(self) -> None:
+        if self.report is not None:
+            self._fill_tables(self.report, self.predictor, rebuild=False)
 
     def action_step_predictor(self, step: int) -> None:
         """Plot the next (``step`` 1) or previous (−1) predictor of :data:`PREDICTORS`."""
@@ -356,6 +454,7 @@ class PredictView(SelectionView, Vertical):
         self.choice = evidence.choice
         self._note = note
         self._paint()
+        self.refresh_bindings()
 
     def _paint(self) -> None:
         report = self.report
@@ -363,24 +462,7 @@ class PredictView(SelectionView, Vertical):
         predictor = self.predictor
         self._set_message(self._note)
         self.query_one("#predict-summary", Static).update(self._summary(report, predictor))
-        self._fill(
-            self.query_one("#predict-tests", DataTable),
-            [
-                ("", False),
-                ("data", False),
-                ("predictor", False),
-                ("all masks", False),
-                *((group_header(g), False) for g in report_groups(report)),
-            ],
-            rank_rows(report, predictor, self.choice),
-            [f"{e.evaluation}\x00{t.name}" for e in report.evaluations for t in e.predictors],
-        )
-        self._fill(
-            self.query_one("#predict-table", DataTable),
-            list(COLUMNS),
-            [row_cells(n, point, predictor) for n, point in enumerate(report.points, start=1)],
-            [str(n) for n in range(1, len(report.points) + 1)],
-        )
+        self._fill_tables(report, predictor)
         legend = Text("colour = data: ", style="dim")
         for name, (r, g, b) in dataset_colors(report, predictor):
             legend.append(f"■ {name}  ", style=f"rgb({r},{g},{b})")
@@ -410,25 +492,83 @@ class PredictView(SelectionView, Vertical):
         summary.append(report.verdict)
         return summary
 
+    def _fill_tables(self, report: PredictionReport, predictor: str, rebuild: bool = True) -> None:
+        """Both tables, each in its sort order (the tests table's ρ columns: one per group).
+
+        ``rebuild`` False: only the order changed, so rows are reordered, not refilled.
+        """
+        groups = tuple(group_header(g) for g in report_groups(report))
+        tests = self.sorts["predict-tests"].over(
+            (*TEST_NAMES, "all masks", *groups), "data", frozenset(("all masks", *groups))
+        )
+        self.sorts["predict-tests"] = tests
+        self._fill(
+            self.query_one("#predict-tests", ValueCachedTable),
+            [("", False), *((name, False) for name in tests.columns)],
+            rank_rows(report, predictor, self.choice),
+            [f"{e.evaluation}\x00{t.name}" for e in report.evaluations for t in e.predictors],
+            tests,
+            rank_sort_keys(report, tests.column),
+            rebuild,
+        )
+        masks = self.sorts["predict-table"]
+        self._fill(
+            self.query_one("#predict-table", ValueCachedTable),
+            list(COLUMNS),
+            [row_cells(n, point, predictor) for n, point in enumerate(report.points, start=1)],
+            [str(n) for n in range(1, len(report.points) + 1)],
+            masks,
+            mask_sort_keys(report.points, masks.column, predictor),
+            rebuild,
+        )
+
     @staticmethod
     def _fill(
-        table: DataTable, columns: list[tuple[str, bool]], rows: list[list[str]], keys: list[str]
+        table: ValueCachedTable,
+        columns: list[tuple[str, bool]],
+        rows: list[list[str]],
+        keys: list[str],
+        sort: TableSort,
+        sort_keys: list[float | None],
+        rebuild: bool = True,
     ) -> None:
-        """Refill ``table``, keeping the cursor on its row (a switch of x must not move it)."""
+        """Fill ``table`` in ``sort``'s order, the cursor kept on its row's key.
+
+        A switch of x or a new sort must not lose the row the user is on: it
+        stays selected wherever the order puts it (or on the same line, if gone).
+        Without ``rebuild``, rows already shown are only reordered and the headers
+        relabelled: at hundreds of masks, refilling cost a sort key ~0.1 s.
+        """
         cursor = table.cursor_row
-        table.clear(columns=True)
-        for header, right in columns:
-            table.add_column(Text(header, justify="right" if right else "left"), key=header)
-        for cells, key in zip(rows, keys):
-            table.add_row(
-                *(
-                    Text(cell, justify="right" if right else "left", no_wrap=True)
-                    for cell, (_, right) in zip(cells, columns)
-                ),
-                key=key,
-            )
+        kept = None
+        if 0 <= cursor < table.row_count:
+            kept = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        labels = {
+            header: sort.label(header, header, "right" if right else "left")
+            for header, right in columns
+        }
+        order = [keys[int(i)] for i in sort.order(sort_keys)]
+        shown_columns = [column.key.value for column in table.ordered_columns]
+        shown_rows = sorted(str(row.key.value) for row in table.ordered_rows)
+        if not rebuild and shown_columns == list(labels) and shown_rows == sorted(keys):
+            table.set_column_labels(dict(labels))
+            table.order_rows(order)
+        else:
+            table.clear(columns=True)
+            for header, label in labels.items():
+                table.add_column(label, key=header)
+            cells_of = dict(zip(keys, rows))
+            for key in order:
+                table.add_row(
+                    *(
+                        Text(cell, justify="right" if right else "left", no_wrap=True)
+                        for cell, (_, right) in zip(cells_of[key], columns)
+                    ),
+                    key=key,
+                )
         if rows:
-            table.move_cursor(row=min(cursor, len(rows) - 1), scroll=False)
+            row = table.get_row_index(kept) if kept in keys else min(cursor, len(rows) - 1)
+            table.move_cursor(row=row, scroll=kept in keys)
 
     def show_message(self, message: str) -> None:
         self.report = None
@@ -439,6 +579,7 @@ class PredictView(SelectionView, Vertical):
         self.query_one("#predict-table", DataTable).clear(columns=True)
         self.query_one("#predict-legend", Static).update("")
         self.query_one("#predict-plot", PredictionPlot).clear_plot()
+        self.refresh_bindings()
 
     def _set_message(self, message: str) -> None:
         box = self.query_one("#predict-message", Static)

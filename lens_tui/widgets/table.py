@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from rich.style import Style
 from rich.text import Text, TextType
+from textual._two_way_dict import TwoWayDict
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.coordinate import Coordinate
@@ -28,6 +29,7 @@ from textual.widgets._data_table import (
     ColumnKey,
     default_cell_formatter,
 )
+from textual.widgets.data_table import RowKey
 
 
 class ValueCachedTable(DataTable):
@@ -104,6 +106,34 @@ class ValueCachedTable(DataTable):
         if changed:
             # What DataTable.add_column does after changing a column: re-measure, re-render.
             self._require_update_dimensions = True
+            self._update_count += 1
+            self._clear_caches()
+            self.refresh()
+
+    def order_rows(self, keys: list[str]) -> None:
+        """Show the rows in this order of their keys, as they are (no cell is measured anew).
+
+        A new sort reorders what is shown: rebuilding the rows would measure every
+        cell again, and ``DataTable.sort`` sees only the cells' values, not the keys.
+        """
+        by_value = {key.value: key for key in self.rows}
+        if sorted(by_value) != sorted(keys):
+            raise ValueError("order_rows needs every row's key exactly once")
+        self._row_locations = TwoWayDict({by_value[key]: i for i, key in enumerate(keys)})
+        self._update_count += 1  # what DataTable.sort does after reordering
+        self.refresh()
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        """Measure new rows as ``DataTable`` does, and redraw if a column's width changed.
+
+        ``DataTable`` measures rows added since the last idle only then, after it
+        may have drawn them at the old widths (a table rebuilt with new columns: at
+        their headers' widths), and its line cache is not keyed by the widths, so a
+        table whose size stayed the same kept showing cells cut short.
+        """
+        before = [column.get_render_width(self) for column in self.ordered_columns]
+        super()._update_dimensions(new_rows)
+        if [column.get_render_width(self) for column in self.ordered_columns] != before:
             self._update_count += 1
             self._clear_caches()
             self.refresh()

@@ -376,6 +376,8 @@ async def test_help_lists_every_binding_and_closes(paths):
             "| matrix | `o` | Sort the table by the next column |",
             "| samples | `o` | Sort the table by the next column |",
             "| predict | `p` |",
+            "| predict | `o` | Sort the table by the next column |",
+            "| predict | `O` | Reverse the table's order |",
         ):
             assert row in shown
         assert "_sign" not in shown and "question_mark" not in shown

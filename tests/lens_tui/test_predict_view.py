@@ -221,7 +221,9 @@ async def test_tests_table_lists_every_predictor_and_group_and_marks_x_and_the_v
         await pilot.pause()
         tests = app.query_one("#predict-tests", DataTable)
         headers = [str(c.label) for c in tests.columns.values()]
-        assert headers == ["", "data", "predictor", "all masks", "same data", "criterion mass"]
+        # In the report's order, by data (▲: the sort column; Predict's sorting is tested in
+        # test_sorting_and_filter), each evaluation's predictors in PREDICTORS' order.
+        assert headers == ["", "data ▲", "predictor", "all masks", "same data", "criterion mass"]
         rows = {str(tests.get_row_at(i)[2]): [str(c) for c in tests.get_row_at(i)]
                 for i in range(tests.row_count)}  # fmt: skip
         assert list(rows) == list(PREDICTORS)

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from textual.widgets import DataTable, SelectionList
 
 from core.engine import Profile, compare
+from core.formats.evaluation import read_evaluation, write_evaluation
 from core.matrix import MATRIX_KEYS, matrix
+from core.predict import predict_vs_actual
+from core.predictors import PREDICTORS
 from lens_tui.app import build_app
 from lens_tui.render import fmt
 from lens_tui.views.compare import COLUMNS
+from lens_tui.views.predict import COLUMNS as COLUMNS_PREDICT
+from lens_tui.views.predict import PredictView, rank_cell, row_cells
 from lens_tui.widgets.bundle_filter import BundleFilter
-from lens_tui.widgets.sorting import ASCENDING, DESCENDING, TableSort
+from lens_tui.widgets.sorting import ASCENDING, DESCENDING, TableSort, text_keys
 from tests.lens_tui.helpers import async_test, write_bundles
+from tests.lens_tui.study_fixture import write_study
 from tests.lens_tui.test_layout import screen_lines
 
 SIZE = (160, 40)
@@ -228,3 +236,235 @@ async def test_design_table_sorts_by_worst_target_and_by_each_target(paths):
         assert header_texts(table)[2] == f"{targets[0]} {ASCENDING}"
         first = shown_column(lambda s: s["per_target"][targets[0]])
         assert first == sorted(first)
+
+
+def test_text_keys_rank_names_case_insensitively_and_over_keeps_a_column_still_there():
+    names = ["m10", "M2", "m1", "m2", "b"]
+    order = TableSort(("name",), "name").order(text_keys(names)).tolist()
+    # By hand: b < m1 < m10 < m2 (as text, case folded); M2 and m2 tie, kept in row order.
+    assert [names[i] for i in order] == ["b", "m1", "m10", "M2", "m2"]
+    sort = TableSort(("name", "x", "y"), "name", largest_first=frozenset({"x", "y"}))
+    sort.sort_by("x")
+    sort.reverse()  # x, smallest first: kept as it is while x is still a column
+    kept = sort.over(("name", "x"), "name", frozenset({"x"}))
+    assert (kept.column, kept.descending, kept.columns) == ("x", False, ("name", "x"))
+    back = kept.over(("name", "y"), "y", frozenset({"y"}))  # x gone: y, largest first
+    assert (back.column, back.descending) == ("y", True)
+
+
+# ---------------------------------------------------------------------- Predict's two tables
+
+
+def sorted_by_rule(values: list, descending: bool) -> list[int]:
+    """Row positions in the app's order, spelled out: values by value (Python's stable sort,
+    so ties keep their positions either way), then the missing ones in position order."""
+    present = [i for i, v in enumerate(values) if v is not None]
+    missing = [i for i, v in enumerate(values) if v is None]
+    return sorted(present, key=lambda i: values[i], reverse=descending) + missing
+
+
+@pytest.fixture
+def study(tmp_path):
+    """The predictor study, plus an evaluation of its masks but m10 on the other bundle's
+    data (reversed losses): two data, masks named m0…m10 (m10 sorts before m2 as text), and
+    only 2 masks calibrated on calib, too few for that evaluation's same-data ρ."""
+    paths = write_study(tmp_path / "study")
+    heldout = read_evaluation(paths["eval"])
+    masks = [
+        dataclasses.replace(r, loss_increase=0.5 - r.loss_increase, top1_agreement=0.8 + i / 100)
+        for i, r in enumerate(heldout.masks[:-1])
+    ]
+    other = dataclasses.replace(heldout, data="calib.txt", dataset="calib", masks=masks)
+    write_evaluation(tmp_path / "study" / "calib-eval.json", other)
+    return tmp_path / "study"
+
+
+def mask_value(point, column: str, predictor: str):
+    """The masks table's ``column`` of ``point`` as it sorts (names case-folded)."""
+    return {
+        "data": lambda: point.dataset.casefold(),
+        "mask": lambda: point.mask.casefold(),
+        "Δ loss": lambda: point.loss_increase,
+        "x": lambda: point.predictors.get(predictor),
+        "kept": lambda: point.retained_mass,
+        "worst": lambda: point.retained_mass_min,
+        "Jacc.": lambda: point.jaccard,
+        "top-1": lambda: point.top1_agreement,
+        "criterion": lambda: point.criterion.casefold(),
+    }[column]()
+
+
+def row_keys(table: DataTable) -> list[str]:
+    return [str(row.key.value) for row in table.ordered_rows]
+
+
+def cursor_key(table: DataTable) -> str:
+    return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+
+def marked(table: DataTable) -> list[str]:
+    return [h for h in header_texts(table) if h.endswith((ASCENDING, DESCENDING))]
+
+
+@async_test
+async def test_predict_masks_table_sorts_by_every_column_and_follows_x(study):
+    app = build_app([study])
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot, "5")
+        view = app.query_one(PredictView)
+        table = app.query_one("#predict-table", DataTable)
+        assert app.focused is table
+        report = predict_vs_actual(list(app.evaluations), list(app.profiles))
+        points = report.points
+        assert len(points) == 21 and {p.dataset for p in points} == {"calib", "heldout"}
+        numbers = list(range(1, len(points) + 1))
+        assert header_texts(table)[0] == f"# {ASCENDING}" and row_keys(table) == list(
+            map(str, numbers)
+        )
+        table.move_cursor(row=6)
+        await pilot.pause()
+        selected = cursor_key(table)
+
+        def check(column: str, descending: bool) -> None:
+            shown = [int(key) for key in row_keys(table)]
+            for position, number in enumerate(shown):  # each row keeps its own cells
+                cells = [str(c) for c in table.get_row_at(position)]
+                assert cells == row_cells(number, points[number - 1], view.predictor)
+            if column == "#":
+                values = list(numbers)
+            else:
+                values = [mask_value(p, column, view.predictor) for p in points]
+            assert shown == [i + 1 for i in sorted_by_rule(values, descending)], column
+            marker = DESCENDING if descending else ASCENDING
+            assert marked(table) == [f"{column} {marker}"]
+            assert cursor_key(table) == selected  # the selected mask stays selected
+
+        # o steps through every column: names and # ascending, figures largest first.
+        figures = {"Δ loss", "x", "kept", "worst", "Jacc.", "top-1"}
+        for column in [h for h, _ in COLUMNS_PREDICT][1:] + ["#"]:
+            await settle(pilot, "o")
+            check(column, column in figures)
+        await settle(pilot, "O")
+        check("#", True)
+        await click_header(pilot, table, "Δ loss")
+        check("Δ loss", True)
+        await click_header(pilot, table, "Δ loss")
+        check("Δ loss", False)
+        # Sorted by x, the next predictor on x re-sorts the rows by its own values.
+        await click_header(pilot, table, "x")
+        check("x", True)
+        before = row_keys(table)
+        await settle(pilot, "p")
+        assert view.predictor != "retained_mass"
+        check("x", True)
+        assert row_keys(table) != before
+        # The tests table was never touched: still in its first order.
+        assert marked(app.query_one("#predict-tests", DataTable)) == [f"data {ASCENDING}"]
+
+
+@async_test
+async def test_predict_tests_table_sorts_on_its_own_and_o_follows_the_table_in_view(study):
+    app = build_app([study])
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot, "5")
+        view = app.query_one(PredictView)
+        tests = app.query_one("#predict-tests", DataTable)
+        masks = app.query_one("#predict-table", DataTable)
+        report = predict_vs_actual(list(app.evaluations), list(app.profiles))
+        rows = [(e, t) for e in report.evaluations for t in e.predictors]
+        keys = [f"{e.evaluation}\x00{t.name}" for e, t in rows]
+        assert len(rows) == 2 * len(PREDICTORS)
+        groups = {"all masks": None, "same data": "same_data", "criterion mass": "criterion:mass"}
+
+        def rho(test) -> float | None:
+            return None if test is None else test.spearman
+
+        def values(column: str) -> list:
+            if column == "data":
+                return [e.dataset.casefold() for e, _ in rows]
+            if column == "predictor":
+                return [t.name.casefold() for _, t in rows]
+            if column == "all masks":
+                return [rho(t.overall) for _, t in rows]
+            return [rho(t.groups.get(groups[column])) for _, t in rows]
+
+        def check(column: str, descending: bool) -> None:
+            shown = row_keys(tests)
+            assert shown == [keys[i] for i in sorted_by_rule(values(column), descending)], column
+            for position, key in enumerate(shown):  # each row keeps its own cells
+                evaluation, test = rows[keys.index(key)]
+                cells = [str(c) for c in tests.get_row_at(position)]
+                assert cells[1:4] == [evaluation.dataset, test.name, rank_cell(test.overall)]
+            marker = DESCENDING if descending else ASCENDING
+            assert marked(tests) == [f"{column} {marker}"]
+            assert marked(masks) == [f"# {ASCENDING}"]  # the masks keep their own order
+
+        # At first: by data (calib before heldout), each evaluation's predictors in order.
+        check("data", False)
+        # A missing ρ (the calib evaluation's 2 same-data masks are too few) sorts last.
+        assert None in values("same data") and None not in values("all masks")
+        tests.focus()
+        await settle(pilot)
+        for column, descending in (
+            ("predictor", False),
+            ("all masks", True),
+            ("same data", True),
+            ("criterion mass", True),
+            ("data", False),
+        ):
+            await settle(pilot, "o")
+            check(column, descending)
+        await settle(pilot, "O")
+        check("data", True)
+        await click_header(pilot, tests, "same data")
+        check("same data", True)
+        await click_header(pilot, tests, "same data")
+        check("same data", False)
+        # What the screen shows of the new first row: whole cells, not cut at the headers'
+        # widths (a table rebuilt in place was drawn before its columns were measured).
+        evaluation, test = rows[keys.index(row_keys(tests)[0])]
+        line = " ".join(screen_lines(app)[tests.region.y + 1].split())
+        assert f"{evaluation.dataset} {test.name} {rank_cell(test.overall)}" in line
+        # Enter still plots the predictor of the row it is on, wherever the sort put it.
+        tests.move_cursor(row=3)
+        await settle(pilot, "enter")
+        assert view.predictor == rows[keys.index(cursor_key(tests))][1].name
+
+        # The plot alone: no table to sort, so o / O are off (and not in the footer).
+        await settle(pilot, "v")
+        assert view.LAYOUTS[view._layout] == "-plot-only"
+        assert not {"o", "O"} & set(app.screen.active_bindings)
+        await settle(pilot, "o")
+        check("same data", False)
+        # The tests alone: o sorts them; the masks alone: o sorts the masks.
+        await settle(pilot, "v")
+        assert {"o", "O"} <= set(app.screen.active_bindings)
+        await settle(pilot, "o")
+        assert marked(tests) == [f"criterion mass {DESCENDING}"]
+        await settle(pilot, "v", "o")
+        assert marked(tests) == [f"criterion mass {DESCENDING}"]
+        assert marked(masks) == [f"data {ASCENDING}"]
+
+
+def assert_whole_cells_shown(app, table: DataTable) -> None:
+    """The first rows on screen show every cell whole (collapsed spaces aside)."""
+    top = round(table.scroll_y)
+    for row in range(3):
+        line = " ".join(screen_lines(app)[table.region.y + 1 + row].split())
+        cells = " ".join(" ".join(str(c) for c in table.get_row_at(top + row)).split())
+        assert cells in line, line
+
+
+@async_test
+async def test_predict_tables_refilled_for_a_new_x_show_whole_cells(study):
+    """DataTable measures new rows once idle, after drawing them at the headers' widths; a
+    table of the same size was not redrawn then (cells cut: 'heldou', 'retained_')."""
+    app = build_app([study])
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot, "5")
+        tests = app.query_one("#predict-tests", DataTable)
+        tests.focus()
+        await settle(pilot, "p")
+        assert app.query_one(PredictView).predictor == PREDICTORS[1]
+        assert_whole_cells_shown(app, tests)
+        assert_whole_cells_shown(app, app.query_one("#predict-table", DataTable))

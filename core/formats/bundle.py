@@ -162,6 +162,7 @@ class Bundle:
 
     def total(self, name: str) -> np.ndarray:
         """Σ over samples of the ``[N, L, E]`` statistic ``name``, ``[L, E]`` float64 (cached)."""
+        self._adopt_checked_sums()
         if name not in self.totals:
             self._keep(name, blocked_sums(self.tensors[name], keep_groups=False).total)
         return self.totals[name]
@@ -172,10 +173,25 @@ class Bundle:
         ``None`` when the units are single samples (at most
         :data:`~core.sample_sums.MAX_UNITS`): the rows are their own sums.
         """
+        self._adopt_checked_sums()
         if name not in self.units:
             sums = blocked_sums(self.tensors[name])
             self._keep(name, sums.total, sums.groups)
         return self.units[name]
+
+    def _adopt_checked_sums(self) -> None:
+        """Keep the sums that a deferred value check formed (it reads every float statistic).
+
+        Why: the check and the sums are one pass over the data; summing again
+        after a deferred check would read each bundle twice (at frontier scale,
+        most of the app's cold start).
+        """
+        tensors = self.tensors
+        if not isinstance(tensors, CheckedOnFirstRead):
+            return
+        for name, sums in tensors.take_sums().items():
+            if name not in self.totals:
+                self._keep(name, sums.total, sums.groups)
 
     def _keep(self, name: str, total: np.ndarray, units: np.ndarray | None = None) -> None:
         """Cache sums read-only: every reader shares them, nobody edits them in place."""
@@ -218,6 +234,7 @@ class CheckedOnFirstRead(Mapping[str, np.ndarray]):
         self._raw = tensors
         self._top_k = top_k
         self._checked = False
+        self._sums: dict[str, BlockedSums] = {}  # formed by the check, until the bundle keeps them
         self._lock = threading.Lock()
 
     @property
@@ -231,8 +248,20 @@ class CheckedOnFirstRead(Mapping[str, np.ndarray]):
             return
         with self._lock:
             if not self._checked:
-                check_values(self._path, self._raw, self._top_k)
+                self._sums = check_values(self._path, self._raw, self._top_k)
                 self._checked = True
+
+    def take_sums(self) -> dict[str, BlockedSums]:
+        """Check (once), then hand over the sums the check formed on its way, once.
+
+        See :func:`~core.formats.bundle_values.check_values`. The :class:`Bundle`
+        keeps them (:meth:`Bundle.total`); later calls return an empty dict, so
+        the sums are never held twice.
+        """
+        self.check()
+        with self._lock:
+            sums, self._sums = self._sums, {}
+        return sums
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._raw[name].shape)

@@ -208,3 +208,36 @@ def test_a_deferred_bundle_reads_the_same_values_once_checked(tmp_path):
     np.testing.assert_array_equal(lazy.prob_sum, eager.prob_sum)
     assert lazy.tensors.checked
     assert lazy.summary() == eager.summary()
+
+
+@pytest.mark.parametrize("n", [5, 1_003])  # single-sample units, and blocks of sequences (--ci)
+def test_a_deferred_bundle_is_read_once_for_its_check_and_its_sums(tmp_path, monkeypatch, n):
+    """The value check and the sums are one pass (the app's cold start reads A and B so)."""
+    import core.formats.bundle_values as bundle_values
+    import core.sample_sums as sample_sums
+
+    path = make_bundle(tmp_path / "a.safetensors", n=n, layers=2, experts=4, energy=True)
+    eager = load_bundle(path)
+    passes: list[tuple[int, ...]] = []
+    real = sample_sums.blocked_sums
+
+    def counting(array, *args, **kwargs):
+        passes.append(tuple(array.shape))
+        return real(array, *args, **kwargs)
+
+    monkeypatch.setattr(bundle_values, "blocked_sums", counting)
+    monkeypatch.setattr("core.formats.bundle.blocked_sums", counting)
+    lazy = load_bundle(path, defer_value_checks=True)
+    assert passes == []  # opening reads no values
+    for name in ("prob_sum", "energy_sum"):
+        np.testing.assert_array_equal(lazy.total(name), eager.total(name))
+        units, expected = lazy.unit_sums(name), eager.unit_sums(name)
+        assert (units is None) == (expected is None)
+        if expected is not None:
+            np.testing.assert_array_equal(units, expected)
+    # One pass per float statistic, all by the check; none after it.
+    assert sorted(passes) == [(n, 2, 4), (n, 2, 4)]
+    # By hand: the float64 sum over samples (the check found the file sound).
+    np.testing.assert_allclose(
+        lazy.total("prob_sum"), np.asarray(eager.prob_sum, np.float64).sum(0)
+    )

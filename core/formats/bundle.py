@@ -227,6 +227,12 @@ class CheckedOnFirstRead(Mapping[str, np.ndarray]):
     ever computed from an unchecked file, by any path (signatures, resampling,
     sample analysis). A failed check raises the same :class:`BundleError` on
     every later read. Thread-safe: a worker and the UI may read at once.
+
+    The check's pass also forms the sums over samples (:meth:`Bundle.total`), but
+    not the resampling units' sums: the app (the reader that defers) computes
+    its intervals in a child process that reads the files itself, and at
+    frontier scale the units would hold ~94 MB a bundle for nothing.
+    :meth:`Bundle.unit_sums` forms them on first use.
     """
 
     def __init__(self, path: Path, tensors: dict[str, np.ndarray], top_k: int) -> None:
@@ -248,7 +254,7 @@ class CheckedOnFirstRead(Mapping[str, np.ndarray]):
             return
         with self._lock:
             if not self._checked:
-                self._sums = check_values(self._path, self._raw, self._top_k)
+                self._sums = check_values(self._path, self._raw, self._top_k, unit_sums=False)
                 self._checked = True
 
     def take_sums(self) -> dict[str, BlockedSums]:

@@ -19,7 +19,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,11 +187,8 @@ class Bundle:
         most of the app's cold start).
         """
         tensors = self.tensors
-        if not isinstance(tensors, CheckedOnFirstRead):
-            return
-        for name, sums in tensors.take_sums().items():
-            if name not in self.totals:
-                self._keep(name, sums.total, sums.groups)
+        if isinstance(tensors, CheckedOnFirstRead):
+            tensors.hand_over_sums(self._keep)
 
     def _keep(self, name: str, total: np.ndarray, units: np.ndarray | None = None) -> None:
         """Cache sums read-only: every reader shares them, nobody edits them in place."""
@@ -257,17 +254,18 @@ class CheckedOnFirstRead(Mapping[str, np.ndarray]):
                 self._sums = check_values(self._path, self._raw, self._top_k, unit_sums=False)
                 self._checked = True
 
-    def take_sums(self) -> dict[str, BlockedSums]:
-        """Check (once), then hand over the sums the check formed on its way, once.
+    def hand_over_sums(self, keep: Callable[[str, np.ndarray, np.ndarray | None], None]) -> None:
+        """Check (once), then pass the sums the check formed on its way to ``keep``, once.
 
-        See :func:`~core.formats.bundle_values.check_values`. The :class:`Bundle`
-        keeps them (:meth:`Bundle.total`); later calls return an empty dict, so
-        the sums are never held twice.
+        See :func:`~core.formats.bundle_values.check_values`; the :class:`Bundle`
+        keeps them (:meth:`Bundle.total`). Under the lock, so a second thread
+        asking for a total meanwhile waits for them instead of summing again.
         """
         self.check()
         with self._lock:
-            sums, self._sums = self._sums, {}
-        return sums
+            for name, sums in self._sums.items():
+                keep(name, sums.total, sums.groups)
+            self._sums = {}
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._raw[name].shape)

@@ -28,13 +28,7 @@ from core.engine import Profile
 from core.errors import LensError
 from core.formats.bundle import find_bundles
 from core.formats.evaluation import Evaluation, evaluation_files, read_evaluation
-from lens_tui.bundle_reading import (
-    drop_read_ahead,
-    failure_line,
-    first_pair,
-    open_profile,
-    read_signature,
-)
+from lens_tui.bundle_reading import failure_line, read_signature
 from lens_tui.messages import BundleCollected, SelectionEdited
 from lens_tui.palette import TypedValues
 from lens_tui.selection import NO_BUNDLES, Selection
@@ -304,12 +298,13 @@ class LensApp(App[None]):
             chosen = selection
             for profile in opened:
                 chosen, _ = chosen.with_profile(profile)
-            chosen = first_pair(chosen, remembered)
+            chosen = self._start_on_a_pair(chosen)
+            if remembered is not None:
+                chosen = self._remembered_pair(chosen, remembered)
             bad = self._unreadable_pair_member(chosen, opened)
             if bad is None:
                 break
             opened.remove(bad)
-        drop_read_ahead()  # what ``lens browse`` read ahead is taken by now, or was a wrong guess
         self.selection = chosen
         return len(opened)
 
@@ -336,6 +331,31 @@ class LensApp(App[None]):
                 return profile
         return None
 
+    @staticmethod
+    def _remembered_pair(selection: Selection, saved: SavedState) -> Selection:
+        """A and B as the last run left them, for those of its bundles loaded now."""
+        paths = [str(Path(p.bundle.path).resolve()) for p in selection.profiles]
+        changes = {
+            side: paths.index(wanted)
+            for side in ("a", "b")
+            if (wanted := getattr(saved, side)) in paths
+        }
+        return selection.replace(**changes) if changes else selection
+
+    @staticmethod
+    def _start_on_a_pair(selection: Selection) -> Selection:
+        """Start on a model with two bundles or more when A's is alone (``lens browse x sample/``).
+
+        A lone bundle of another model would otherwise open the app on A vs A.
+        """
+        if not selection.profiles or len(selection.of_model()) > 1:
+            return selection
+        groups = [selection.of_model(model) for model in selection.models]
+        larger = max(groups, key=len)
+        if len(larger) < 2:
+            return selection
+        return selection.replace(a=larger[0], b=larger[1])
+
     def add_bundle(self, path: Path, *, select: bool = True) -> bool:
         """Load one bundle into the set (replacing one with the same path); notify on failure.
 
@@ -360,8 +380,7 @@ class LensApp(App[None]):
         ``defer_value_checks``: then only its header is.
         """
         try:
-            # Deferred: perhaps opened, and being read, by ``lens browse``'s read_ahead.
-            profile = open_profile(path) if defer_value_checks else Profile.load(path)
+            profile = Profile.load(path, defer_value_checks=defer_value_checks)
         except Exception as exc:  # an unreadable file must not take the app down
             self.report_unreadable_bundle(failure_line(path, exc))
             return None

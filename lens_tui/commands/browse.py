@@ -38,11 +38,6 @@ def browse_command(paths: tuple[Path, ...], read_only: bool) -> None:
       lens browse sample_stats/
       lens browse c4.safetensors zh.safetensors code.safetensors
     """
-    from lens_tui.bundle_reading import read_ahead
-    from lens_tui.state import load_state
-
-    # A and B are read while textual and the views import (their reads release the GIL).
-    read_ahead(paths, remembered=None if read_only else load_state())
     from lens_tui.app import build_app  # textual loads only when the app opens
 
     build_app(list(paths), read_only=read_only).run()

@@ -27,11 +27,7 @@ def default_paths() -> tuple[list[Path], str | None]:
 
 
 def run_default() -> None:
-    from lens_tui.bundle_reading import read_ahead
-    from lens_tui.state import load_state
-
-    paths, notice = default_paths()
-    read_ahead(paths, remembered=load_state())  # A and B read while the app imports
     from lens_tui.app import build_app  # textual loads only when the app opens
 
+    paths, notice = default_paths()
     build_app(paths, notice=notice).run()

@@ -209,21 +209,17 @@ class LensApp(App[None]):
     def on_mount(self) -> None:
         if self._notice:
             self.notify(self._notice, title="no bundles", severity="warning", timeout=15)
-        self.load_paths(self._initial_paths)
+        # A served app belongs to no one: it neither reads nor writes state.
+        saved = SavedState() if self.read_only else load_state()
+        self.load_paths(self._initial_paths, remembered=saved)
         self._focus_view(self.views[0].id)
-        if not self.read_only:  # a served app belongs to no one: it neither reads nor writes state
-            self._restore_state(load_state())
+        self._restore_state(saved)
 
     # ------------------------------------------------------------------ remembered state
 
     def _restore_state(self, saved: SavedState) -> None:
-        """Apply what the last run remembered, as far as it fits the bundles loaded now."""
-        paths = [str(Path(p.bundle.path).resolve()) for p in self.selection.profiles]
+        """Apply the remembered r, τ and view (A and B were chosen as the bundles loaded)."""
         changes: dict[str, object] = {}
-        for side in ("a", "b"):
-            wanted = getattr(saved, side)
-            if wanted in paths:
-                changes[side] = paths.index(wanted)
         if saved.r is not None and self.selection.profiles:
             changes["r"] = saved.r  # clamped to 1..E by the selection
         if saved.tau is not None and 0 < saved.tau < 1:
@@ -273,7 +269,7 @@ class LensApp(App[None]):
 
     # ------------------------------------------------------------------ bundles
 
-    def load_paths(self, paths: Iterable[Path]) -> int:
+    def load_paths(self, paths: Iterable[Path], *, remembered: SavedState | None = None) -> int:
         """Open bundle files and folders of bundles; each bad file becomes a notification.
 
         Returns the number of bundles loaded. A corrupt bundle never stops the others.
@@ -284,6 +280,8 @@ class LensApp(App[None]):
         first use (the Matrix view, a new A or B), where a corrupt one is
         reported then. Twelve frontier-scale bundles would otherwise cost
         seconds of start-up for figures the first frame does not show.
+        ``remembered`` A and B (the last run's, when loaded again) are chosen
+        before anything is read, so a restart reads those two, not four.
         """
         paths = list(paths)
         selection = self.selection
@@ -306,6 +304,8 @@ class LensApp(App[None]):
             for profile in opened:
                 chosen, _ = chosen.with_profile(profile)
             chosen = self._start_on_a_pair(chosen)
+            if remembered is not None:
+                chosen = self._remembered_pair(chosen, remembered)
             bad = self._unreadable_pair_member(chosen, opened)
             if bad is None:
                 break
@@ -335,6 +335,17 @@ class LensApp(App[None]):
                 self.report_unreadable_bundle(failure)
                 return profile
         return None
+
+    @staticmethod
+    def _remembered_pair(selection: Selection, saved: SavedState) -> Selection:
+        """A and B as the last run left them, for those of its bundles loaded now."""
+        paths = [str(Path(p.bundle.path).resolve()) for p in selection.profiles]
+        changes = {
+            side: paths.index(wanted)
+            for side in ("a", "b")
+            if (wanted := getattr(saved, side)) in paths
+        }
+        return selection.replace(**changes) if changes else selection
 
     @staticmethod
     def _start_on_a_pair(selection: Selection) -> Selection:

@@ -7,31 +7,55 @@ no user ever sees a traceback for bad input.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from core import __version__
 from core.errors import LensError
-from lens_tui.commands import (
-    analysis,
-    browse,
-    collect,
-    evaluate,
-    masks,
-    merge,
-    prune,
-    samples,
-)
 from lens_tui.commands.default import run_default
 from lens_tui.safe_text import printable
 
 #: Exit status for user errors (bad file, bad argument). Click uses 2 for usage errors.
 EXIT_USER_ERROR = 1
 
+#: Each command's module in :mod:`lens_tui.commands` (it lists its commands in ``COMMANDS``).
+#: A module, and what it imports (the collection runner, sixty family adapters,
+#: pruning), loads only when one of its commands runs or help lists them all, so
+#: ``lens browse`` starts without them.
+COMMAND_MODULES = {
+    "stats": "analysis",
+    "compare": "analysis",
+    "ablate": "analysis",
+    "matrix": "analysis",
+    "browse": "browse",
+    "serve": "browse",
+    "collect": "collect",
+    "index": "collect",
+    "merge": "merge",
+    "mask": "masks",
+    "masks-compare": "masks",
+    "prune": "prune",
+    "evaluate": "evaluate",
+    "predict-vs-actual": "evaluate",
+    "samples": "samples",
+    "design": "samples",
+}
+
 
 class LensGroup(click.Group):
-    """A click group that reports :class:`LensError` as one clean line."""
+    """A click group that reports :class:`LensError` as one clean line; commands load on use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if module is None:
+            return None
+        commands = importlib.import_module(f"lens_tui.commands.{module}").COMMANDS
+        return next(command for command in commands if command.name == cmd_name)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -71,16 +95,6 @@ def cli(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is None:
         run_default()
-
-
-def _register() -> None:
-    """Attach every command module's commands to the group."""
-    for module in (analysis, browse, collect, merge, masks, prune, evaluate, samples):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,6 +162,7 @@ class Bundle:
 
     def total(self, name: str) -> np.ndarray:
         """Σ over samples of the ``[N, L, E]`` statistic ``name``, ``[L, E]`` float64 (cached)."""
+        self._adopt_checked_sums()
         if name not in self.totals:
             self._keep(name, blocked_sums(self.tensors[name], keep_groups=False).total)
         return self.totals[name]
@@ -172,10 +173,22 @@ class Bundle:
         ``None`` when the units are single samples (at most
         :data:`~core.sample_sums.MAX_UNITS`): the rows are their own sums.
         """
+        self._adopt_checked_sums()
         if name not in self.units:
             sums = blocked_sums(self.tensors[name])
             self._keep(name, sums.total, sums.groups)
         return self.units[name]
+
+    def _adopt_checked_sums(self) -> None:
+        """Keep the sums that a deferred value check formed (it reads every float statistic).
+
+        Why: the check and the sums are one pass over the data; summing again
+        after a deferred check would read each bundle twice (at frontier scale,
+        most of the app's cold start).
+        """
+        tensors = self.tensors
+        if isinstance(tensors, CheckedOnFirstRead):
+            tensors.hand_over_sums(self._keep)
 
     def _keep(self, name: str, total: np.ndarray, units: np.ndarray | None = None) -> None:
         """Cache sums read-only: every reader shares them, nobody edits them in place."""
@@ -211,6 +224,12 @@ class CheckedOnFirstRead(Mapping[str, np.ndarray]):
     ever computed from an unchecked file, by any path (signatures, resampling,
     sample analysis). A failed check raises the same :class:`BundleError` on
     every later read. Thread-safe: a worker and the UI may read at once.
+
+    The check's pass also forms the sums over samples (:meth:`Bundle.total`), but
+    not the resampling units' sums: the app (the reader that defers) computes
+    its intervals in a child process that reads the files itself, and at
+    frontier scale the units would hold ~94 MB a bundle for nothing.
+    :meth:`Bundle.unit_sums` forms them on first use.
     """
 
     def __init__(self, path: Path, tensors: dict[str, np.ndarray], top_k: int) -> None:
@@ -218,6 +237,7 @@ class CheckedOnFirstRead(Mapping[str, np.ndarray]):
         self._raw = tensors
         self._top_k = top_k
         self._checked = False
+        self._sums: dict[str, BlockedSums] = {}  # formed by the check, until the bundle keeps them
         self._lock = threading.Lock()
 
     @property
@@ -231,8 +251,21 @@ class CheckedOnFirstRead(Mapping[str, np.ndarray]):
             return
         with self._lock:
             if not self._checked:
-                check_values(self._path, self._raw, self._top_k)
+                self._sums = check_values(self._path, self._raw, self._top_k, unit_sums=False)
                 self._checked = True
+
+    def hand_over_sums(self, keep: Callable[[str, np.ndarray, np.ndarray | None], None]) -> None:
+        """Check (once), then pass the sums the check formed on its way to ``keep``, once.
+
+        See :func:`~core.formats.bundle_values.check_values`; the :class:`Bundle`
+        keeps them (:meth:`Bundle.total`). Under the lock, so a second thread
+        asking for a total meanwhile waits for them instead of summing again.
+        """
+        self.check()
+        with self._lock:
+            for name, sums in self._sums.items():
+                keep(name, sums.total, sums.groups)
+            self._sums = {}
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._raw[name].shape)

@@ -86,13 +86,13 @@ UNIT_STATISTICS = ("prob_sum", "energy_sum")
 
 
 def check_values(
-    path: Path, tensors: Mapping[str, np.ndarray], top_k: int
+    path: Path, tensors: Mapping[str, np.ndarray], top_k: int, *, unit_sums: bool = True
 ) -> dict[str, BlockedSums]:
     """Refuse impossible statistics (see the module docstring); raises :class:`BundleError`.
 
     Returns the :func:`~core.sample_sums.blocked_sums` of every float
-    statistic it checked (unit sums only for :data:`UNIT_STATISTICS`), formed
-    in the same pass over the data.
+    statistic it checked (unit sums only for :data:`UNIT_STATISTICS`, and only
+    with ``unit_sums``), formed in the same pass over the data.
     """
     token_count = np.asarray(tensors["token_count"])
     _check_counts(path, token_count, "token_count")
@@ -110,7 +110,13 @@ def check_values(
         for name in FLOAT_STATISTICS:
             if name in tensors:
                 totals[name] = _check_floats(
-                    path, name, tensors[name], token_count, tolerance, name == "prob_sum"
+                    path,
+                    name,
+                    tensors[name],
+                    token_count,
+                    tolerance,
+                    rows_sum_to_tokens=name == "prob_sum",
+                    keep_units=unit_sums and name in UNIT_STATISTICS,
                 )
     if "topk_count" in tensors:
         _check_topk(path, tensors["topk_count"], token_count, top_k)
@@ -129,7 +135,9 @@ def _check_floats(
     array: np.ndarray,
     token_count: np.ndarray,
     tolerance: np.ndarray,
+    *,
     rows_sum_to_tokens: bool,
+    keep_units: bool,
 ) -> BlockedSums:
     """Finite and ≥ 0 everywhere; with ``rows_sum_to_tokens``, Σ_e = token_count per (n, l).
 
@@ -157,7 +165,7 @@ def _check_floats(
                     out=out[first : first + rows_per_call],
                 )
 
-    sums = blocked_sums(array, visit=visit, keep_groups=name in UNIT_STATISTICS)
+    sums = blocked_sums(array, visit=visit, keep_groups=keep_units)
     if row_sums is not None:
         _check_row_sums(path, row_sums.reshape(n, num_layers), token_count, tolerance)
     return sums

@@ -534,6 +534,8 @@ async def test_the_app_remembers_a_b_r_tau_and_the_view_between_runs(paths, tmp_
                 break
         assert (app.a, app.b, app.r, app.tau) == (2, 1, 3, 0.02)
         assert app.query_one("#views").active == "ablation"
+        # The remembered A and B were the ones read at start: alpha (the default A) was not.
+        assert [p.has_signature for p in app.selection.profiles] == [False, True, True]
 
     # Only the bundles loaded now count: with beta alone, A and B fall back; r and τ stay.
     app = build_app([paths[1]])

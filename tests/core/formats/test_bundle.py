@@ -208,3 +208,85 @@ def test_a_deferred_bundle_reads_the_same_values_once_checked(tmp_path):
     np.testing.assert_array_equal(lazy.prob_sum, eager.prob_sum)
     assert lazy.tensors.checked
     assert lazy.summary() == eager.summary()
+
+
+@pytest.mark.parametrize("n", [5, 1_003])  # single-sample units, and blocks of sequences (--ci)
+def test_a_deferred_bundle_is_read_once_for_its_check_and_its_sums(tmp_path, monkeypatch, n):
+    """The value check and the sums are one pass (the app's cold start reads A and B so).
+
+    The units' sums of ``--ci`` are formed later, on first use: the app that defers
+    computes its intervals in another process.
+    """
+    import core.formats.bundle_values as bundle_values
+    import core.sample_sums as sample_sums
+
+    path = make_bundle(tmp_path / "a.safetensors", n=n, layers=2, experts=4, energy=True)
+    eager = load_bundle(path)
+    passes: list[tuple[int, ...]] = []
+    real = sample_sums.blocked_sums
+
+    def counting(array, *args, **kwargs):
+        passes.append(tuple(array.shape))
+        return real(array, *args, **kwargs)
+
+    monkeypatch.setattr(bundle_values, "blocked_sums", counting)
+    monkeypatch.setattr("core.formats.bundle.blocked_sums", counting)
+    lazy = load_bundle(path, defer_value_checks=True)
+    assert passes == []  # opening reads no values
+    for name in ("prob_sum", "energy_sum"):
+        np.testing.assert_array_equal(lazy.total(name), eager.total(name))
+    assert passes == [(n, 2, 4), (n, 2, 4)]  # one pass per float statistic, the check's
+    # By hand: the float64 sum over samples.
+    by_hand = np.asarray(eager.prob_sum, np.float64).sum(axis=0)
+    np.testing.assert_allclose(lazy.total("prob_sum"), by_hand, rtol=1e-12)
+    for name in ("prob_sum", "energy_sum"):
+        units, expected = lazy.unit_sums(name), eager.unit_sums(name)
+        assert (units is None) == (expected is None) == (n <= 1_000)
+        if expected is not None:
+            np.testing.assert_array_equal(units, expected)
+    assert len(passes) == (2 if n <= 1_000 else 4)  # units of sequences: a pass each, on use
+
+
+def test_threads_asking_a_deferred_bundle_for_a_total_at_once_share_one_pass(tmp_path, monkeypatch):
+    """The app's Matrix worker and its UI thread may both ask for a new A's signature."""
+    import threading
+    import time
+
+    import core.formats.bundle_values as bundle_values
+    import core.sample_sums as sample_sums
+    from core.formats.bundle import Bundle
+
+    path = make_bundle(tmp_path / "a.safetensors", n=400, layers=3, experts=8, energy=True)
+    passes: list[tuple[int, ...]] = []
+    real = sample_sums.blocked_sums
+
+    def counting(array, *args, **kwargs):
+        passes.append(tuple(array.shape))
+        return real(array, *args, **kwargs)
+
+    monkeypatch.setattr(bundle_values, "blocked_sums", counting)
+    monkeypatch.setattr("core.formats.bundle.blocked_sums", counting)
+    keep = Bundle._keep
+
+    def slow_keep(self, *args):  # widens the moment between the check and its sums being kept
+        time.sleep(0.05)
+        keep(self, *args)
+
+    monkeypatch.setattr(Bundle, "_keep", slow_keep)
+    lazy = load_bundle(path, defer_value_checks=True)
+    start = threading.Barrier(4)
+    results = []
+
+    def ask() -> None:
+        start.wait()
+        results.append(lazy.total("prob_sum"))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(passes) == 2  # prob_sum and energy_sum, by the one check
+    expected = np.asarray(lazy.prob_sum, np.float64).sum(axis=0)
+    for total in results:
+        np.testing.assert_allclose(total, expected, rtol=1e-12)

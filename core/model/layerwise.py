@@ -114,8 +114,10 @@ class LayerwiseModel:
         else:
             dtype = getattr(torch, options.dtype)
         self.dtype = dtype
-        # Freed activations must leave the process, not wait in the heap (see the module).
-        return_memory_promptly()
+        if self.device.type == "cpu":
+            # Freed activations must leave the process, not wait in the heap (see the
+            # module); on an accelerator they never were in the process's heap.
+            return_memory_promptly()
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype, **remote_code(options))
         model.eval()

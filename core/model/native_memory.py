@@ -9,11 +9,15 @@ what the process keeps after that is up to the C allocators underneath:
   is freed. After the first layer's tensors are freed, every activation of a
   batch (a few MiB each) comes from the heap instead, and the heap keeps what
   was freed for reuse: batches of different lengths fragment it, and a
-  streamed run's resident size grew by about a second batch of activations
-  (30–40 MiB on the benchmark's model). A fixed threshold
+  streamed run's peak resident size was 25–50 MiB higher than its live
+  memory on the benchmark's model. A fixed threshold
   (:func:`return_memory_promptly`) keeps large blocks in their own mappings,
-  given back the moment they are freed; the price is that their pages are
-  faulted in afresh (+10–30 % CPU time of a streamed run on CPU, measured).
+  given back the moment they are freed. Their pages are faulted in afresh
+  for every batch, and mapping many small blocks costs system calls: at
+  128 KiB a streamed run on CPU took +20–30 % CPU time for 7 MiB less peak
+  than at 1 MiB, where the cost was within the noise (measured, see
+  ``benchmarks/RESULTS.md``). Activations above 32 MiB, as in real models,
+  are mapped afresh whatever the threshold.
 - MKL keeps the work buffers of its matrix products for reuse (its "fast
   memory manager"): tens of MiB of address space, a few MiB of it resident.
   :func:`release_freed_memory` frees them between layers, with the heap's
@@ -34,8 +38,9 @@ from typing import Any
 
 #: ``M_MMAP_THRESHOLD`` of glibc's ``mallopt``.
 _M_MMAP_THRESHOLD = -3
-#: glibc's initial threshold; setting it explicitly turns the adaptive raise off.
-MMAP_THRESHOLD = 128 * 1024
+#: Blocks from this size up get their own mapping (glibc starts at 128 KiB); setting
+#: it explicitly also turns glibc's adaptive raise off.
+MMAP_THRESHOLD = 1024 * 1024
 
 
 @cache
@@ -90,10 +95,10 @@ def _mkl() -> Any:
 
 
 def return_memory_promptly() -> None:
-    """Keep glibc's mmap threshold fixed at 128 KiB for the rest of the process.
+    """Hold glibc's mmap threshold at :data:`MMAP_THRESHOLD` for the rest of the process.
 
     glibc has no call that turns its adaptive threshold back on, so this
-    lasts; it is the threshold every process starts with, held there.
+    lasts; it is set only by streamed runs on CPU.
     """
     libc = _libc()
     if libc is not None:

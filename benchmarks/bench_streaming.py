@@ -98,6 +98,7 @@ def child(model: str, data: str, out: str, stream: bool, batch_size: int, max_le
 
     from core.collect.config import CollectConfig
     from core.collect.runner import run_collection
+    from core.model.native_memory import mkl_buffer_bytes
 
     page = os.sysconf("SC_PAGE_SIZE")
 
@@ -142,6 +143,7 @@ def child(model: str, data: str, out: str, stream: bool, batch_size: int, max_le
                 "run_peak": peak[0] - start_rss,
                 "seconds": seconds,
                 "cpu_seconds": cpu_seconds,
+                "mkl_buffer_bytes": mkl_buffer_bytes(),  # what MKL still caches at the end
             }
         )
     )

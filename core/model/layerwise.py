@@ -18,7 +18,9 @@ whole-model forward.
 Weights are read by name prefix, each target tensor allocated once and every
 checkpoint tensor read (and, for MXFP4/FP8 checkpoints, decoded) straight into
 its slice (:mod:`core.model.layer_weights`), so loading a layer needs little
-more than the layer. torch and transformers are imported lazily.
+more than the layer. Freed layers and activations go back to the system at
+once rather than waiting in glibc's heap or MKL's buffer cache
+(:mod:`core.model.native_memory`). torch and transformers are imported lazily.
 """
 
 from __future__ import annotations
@@ -32,27 +34,8 @@ from core.families.layers import MoeLayer, find_moe_layers
 from core.model.batching import backbone_of
 from core.model.layer_weights import CheckpointTensors, WeightLoader, quantisation_of
 from core.model.loading import load_model_config, remote_code, resolve_device
+from core.model.native_memory import release_freed_memory, return_memory_promptly
 from core.model.options import ModelOptions
-
-
-def release_freed_memory() -> None:
-    """Ask glibc to return freed heap pages to the system (a no-op elsewhere).
-
-    Without it, the allocator keeps a freed layer's pages for reuse, and
-    fragmentation across layers of different tensor shapes made a streamed
-    run's resident memory creep up by ~10 MB per layer of a 25 MB-layer model.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim(0)
 
 
 class _Stop(Exception):
@@ -131,6 +114,10 @@ class LayerwiseModel:
         else:
             dtype = getattr(torch, options.dtype)
         self.dtype = dtype
+        if self.device.type == "cpu":
+            # Freed activations must leave the process, not wait in the heap (see the
+            # module); on an accelerator they never were in the process's heap.
+            return_memory_promptly()
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype, **remote_code(options))
         model.eval()

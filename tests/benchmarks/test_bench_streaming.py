@@ -4,14 +4,15 @@ A 12-layer checkpoint whose expert weights dominate (one layer ≈ 25 MB, the
 checkpoint ≈ 300 MB). The whole-model run must need at least most of the
 checkpoint above the baseline (so the measurement can tell the two apart);
 the streamed run at most two layers' weights plus one batch of activations
-(expert intermediates included) plus 16 MiB of slack — far below the
+(expert intermediates included), with no further slack — far below the
 checkpoint. Loading needs one layer (each tensor is allocated once and the
-checkpoint is read into it); the second layer's worth absorbs what the CPU
-math library keeps after the first forward (MKL's buffer cache) and glibc's
-retention on a machine where other processes run too. Measured here: 2.3
-layers' worth above the baseline, against a bound of 3.4. The speed ratio is
-reported by the benchmark, not asserted here: on a shared 2-core machine
-single timings swing by 2×.
+checkpoint is read into it) and running adds one batch of activations, which
+leave the process when freed (``core.model.native_memory``); the second
+layer's worth absorbs MKL's work buffers and allocator noise. Measured here:
+52 MiB = 2.1 layers above the baseline, against a bound of 67.5 MiB = 2.7
+layers (before glibc's threshold was held: 57 MiB against 83.5 MiB with 16 MiB
+of slack). The speed ratio is reported by the benchmark, not asserted here: on
+a shared 2-core machine single timings swing by 2×.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_streaming.py"
-MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,7 @@ def test_streamed_peak_memory_is_about_two_layers_not_the_checkpoint(bench, tmp_
     # intermediates [B·S·k, 2I] of the fused experts (float32).
     tokens = args.batch_size * args.max_length
     activations = tokens * (2 * args.hidden + 2 * 2 * args.intermediate) * 4 * 2
-    slack = 16 * MIB  # allocator and Python objects
     streamed, whole = results["stream_over_baseline"], results["whole_over_baseline"]
     assert whole > 0.8 * checkpoint, results  # the measurement sees a resident checkpoint
-    assert streamed <= 2 * layer + activations + slack, results
+    assert streamed <= 2 * layer + activations, results
     assert streamed < 0.5 * checkpoint, results

@@ -236,9 +236,10 @@ def test_a_deferred_bundle_is_read_once_for_its_check_and_its_sums(tmp_path, mon
     for name in ("prob_sum", "energy_sum"):
         np.testing.assert_array_equal(lazy.total(name), eager.total(name))
     assert passes == [(n, 2, 4), (n, 2, 4)]  # one pass per float statistic, the check's
-    # By hand: the float64 sum over samples.
+    # By hand: the float64 sum over samples; above 1,000 samples the sums run in float32 runs
+    # of at most 32 samples (docs/formats.md), each within 31 * 2**-24 relative of exact.
     by_hand = np.asarray(eager.prob_sum, np.float64).sum(axis=0)
-    np.testing.assert_allclose(lazy.total("prob_sum"), by_hand, rtol=1e-12)
+    np.testing.assert_allclose(lazy.total("prob_sum"), by_hand, rtol=1e-12 if n <= 1_000 else 2e-6)
     for name in ("prob_sum", "energy_sum"):
         units, expected = lazy.unit_sums(name), eager.unit_sums(name)
         assert (units is None) == (expected is None) == (n <= 1_000)

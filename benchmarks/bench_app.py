@@ -194,7 +194,11 @@ Press = tuple[float, float, float, float]
 
 
 def keypresses(
-    paths: list[str], size: tuple[int, int], repeats: int, experts: int = 128
+    paths: list[str],
+    size: tuple[int, int],
+    repeats: int,
+    experts: int = 128,
+    gap_s: float = GAP_S,
 ) -> dict[str, list[Press]]:
     """Time ``+`` (every press a new r, never one seen before, so nothing comes from a cache),
     then ``]`` and ``t`` / ``T``.
@@ -211,7 +215,7 @@ def keypresses(
         r = experts // 4  # the app's starting r
         for _ in range(repeats):
             r += 1
-            time.sleep(GAP_S)
+            time.sleep(gap_s)
             result["r"].append(term.press(b"+", f"r={r}".encode()))
         os.write(term.fd, b"l")  # bring the layer table and plot into view (80x24 scrolls)
         term.drain()
@@ -263,6 +267,13 @@ def main() -> None:
         "--key-size", default="80x24,160x48", help="terminal sizes, comma-separated"
     )
     parser.add_argument("--key-repeats", type=int, default=20)
+    parser.add_argument(
+        "--key-gap",
+        type=float,
+        default=GAP_S,
+        help=f"seconds between a repaint and the next + (default {GAP_S}: the previous r's "
+        "intervals are computing; longer gaps let them land and paint before the key)",
+    )
     parser.add_argument("--dir", type=Path, default=Path("/tmp/lens-bench"))
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument(
@@ -291,7 +302,9 @@ def main() -> None:
             big_start, big_cpu = cold_start([str(p) for p in big], key_size, 3)
             report[f"cold_start_120b_shape_{key_size_text}"] = summary(big_start)
             report[f"cold_start_120b_shape_{key_size_text}_cpu_time"] = summary(big_cpu)
-            presses = keypresses([str(p) for p in big], key_size, args.key_repeats)
+            presses = keypresses(
+                [str(p) for p in big], key_size, args.key_repeats, gap_s=args.key_gap
+            )
             report_presses(report, "keypress", key_size_text, presses)
     if args.frontier is not None:
         frontier = sorted(str(p) for p in args.frontier.glob("*.safetensors"))
@@ -303,7 +316,9 @@ def main() -> None:
             start, cpu = cold_start(frontier, key_size, args.repeats)
             report[f"cold_start_frontier_{key_size_text}"] = summary(start)
             report[f"cold_start_frontier_{key_size_text}_cpu_time"] = summary(cpu)
-            presses = keypresses(frontier, key_size, args.key_repeats, experts=384)
+            presses = keypresses(
+                frontier, key_size, args.key_repeats, experts=384, gap_s=args.key_gap
+            )
             report_presses(report, "frontier_keypress", key_size_text, presses)
     print(json.dumps(report, indent=2))
 

@@ -326,7 +326,9 @@ class RouterCapture:
     @staticmethod
     def _unit_norms(experts: Any, hidden: Any, selection: Any, layer: MoeLayer) -> Any:
         """‖y‖ ``[T, k]`` of the experts in ``selection``: the experts module's own forward,
-        one slot at a time, with unit weights (read-only; the model's output is untouched)."""
+        once per slot with weight 1 on that slot and 0 on the others (read-only; the model's
+        output is untouched). All k slots are passed, as in :meth:`_per_slot_hook`: some
+        implementations (LongCat-Flash's) cannot run with k = 1."""
         import torch  # lazy: optional dependency (the collect extra)
 
         if experts is None or hidden is None:
@@ -337,9 +339,9 @@ class RouterCapture:
         forward = type(experts).forward
         norms = []
         for slot in range(selection.shape[1]):
-            one = selection[:, slot : slot + 1]
-            unit = torch.ones(one.shape, dtype=hidden.dtype, device=hidden.device)
-            norms.append(forward(experts, hidden, one, unit).float().norm(dim=-1).reshape(-1))
+            unit = torch.zeros(selection.shape, dtype=hidden.dtype, device=hidden.device)
+            unit[:, slot] = 1
+            norms.append(forward(experts, hidden, selection, unit).float().norm(dim=-1).reshape(-1))
         return torch.stack(norms, dim=1)
 
     def _routing_pre_hook(self, layer: MoeLayer) -> Callable:

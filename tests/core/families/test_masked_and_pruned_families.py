@@ -175,3 +175,24 @@ def test_longcat_keeps_any_zero_computation_experts_and_rewrites_both_counts(tmp
 
     with pytest.raises(LensError, match="aimer scores experts by their weights.*zero-computation"):
         aimer_scores(tmp_path / "source")
+
+
+def test_longcat_collects_where_reaps_literal_top_k_differs_from_its_choice(monkeypatch):
+    """With a correction bias the model's choice and REAP's literal top-k of the softmax
+    differ, so capture computes the literal experts' norms itself; LongCat-Flash's experts
+    cannot run one slot alone, so every slot is passed with a one-hot weight. It crashed
+    ("not enough values to unpack") before."""
+    from core.collect.capture import RouterCapture
+
+    calls = []
+    real = RouterCapture._unit_norms
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(RouterCapture, "_unit_norms", staticmethod(counting))
+    model = _build("longcat_flash", num_layers=2)
+    family, problem, _ = census.check_collect(model)
+    assert (family, problem) == ("longcat_flash", "")
+    assert calls  # the literal path ran

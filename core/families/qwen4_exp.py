@@ -9,27 +9,21 @@ ordinary block; the shared expert and its gate are outside the routed experts.
 
 from __future__ import annotations
 
-from core.families.base import FamilyAdapter, PruneSpec
-from core.families.routing import softmax_top_k
+from dataclasses import replace
 
-ADAPTER = FamilyAdapter(
+from core.families.qwen3_next import ADAPTER as QWEN3_NEXT
+
+# Routes and masks as Qwen3-Next; its names, saved layout and streaming differ.
+ADAPTER = replace(
+    QWEN3_NEXT,
     name="qwen4_exp",
     label="Qwen4-Exp",
-    router_attr="gate",
     block_classes=("Qwen4ExpTextSparseMoeBlock",),
     model_types=("qwen4_exp", "qwen4_exp_text"),
-    router_doc="`mlp.gate`",
-    routing="softmax top-k, plus a gated shared expert",
-    collect_doc="softmax over E, top-k (renormalised if `norm_topk_prob`); the shared expert is "
-    "not recorded",
-    masked_routing=softmax_top_k(always_renorm=False, cast=True),
-    masked_routing_doc="softmax over all E (float32), top-k, renormalised if `norm_topk_prob`, "
-    "cast back",
-    prune=PruneSpec(
-        layouts="per-expert `gate_proj`/`up_proj`/`down_proj` as saved; shared expert and its gate "
-        "untouched",
-        router_bias=False,
-        untouched="the shared expert",
+    prune=replace(
+        QWEN3_NEXT.prune,
+        layouts="per-expert `gate_proj`/`up_proj`/`down_proj` as saved; shared expert and its "
+        "gate untouched",
     ),
     stream_refusal="its hyper-connection streams are merged outside the decoder layers, which "
     "streaming does not load; collect without --stream-layers",

@@ -288,8 +288,9 @@ def _hash_routed(layer) -> bool:
     return any(name.endswith("tid2eid") for name, _ in layer.router.named_buffers())
 
 
-def check_prune(model, layers, folder: Path) -> str:
-    """``lens prune`` of the saved model loads cleanly and equals the reference (1e-5)."""
+def prune_and_reload(model, layers, folder: Path, kept: list[list[int]], criterion: str):
+    """Save ``model`` under ``folder/source``, ``lens prune`` it keeping ``kept`` per layer into
+    ``folder/pruned``, and load that back: ``(pruned model, transformers' loading info)``."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -301,14 +302,21 @@ def check_prune(model, layers, folder: Path) -> str:
     mask = Mask(
         model=str(source),
         num_experts=layers[0].num_experts,
-        criterion="census",
+        criterion=criterion,
         sources=[],
-        layers=_kept(layers),
+        layers=[list(ids) for ids in kept],
     )
     prune_checkpoint(source, mask, out)
-    pruned, info = AutoModelForCausalLM.from_pretrained(
-        str(out), dtype=torch.float32, output_loading_info=True
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AutoModelForCausalLM.from_pretrained(
+            str(out), dtype=torch.float32, output_loading_info=True
+        )
+
+
+def check_prune(model, layers, folder: Path) -> str:
+    """``lens prune`` of the saved model loads cleanly and equals the reference (1e-5)."""
+    pruned, info = prune_and_reload(model, layers, folder, _kept(layers), "census")
     bad = [k for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(k)]
     if bad:
         return f"pruned checkpoint loads with {bad[0]}: {sorted(info[bad[0]])[:2]}"

@@ -144,11 +144,8 @@ def pruned_minus_masked(model, layers, folder, kept=None) -> float:
     load into its real class with no missing, unexpected or mismatched keys, and the mask
     must change the logits (or the comparison would prove nothing).
     """
-    from transformers import AutoModelForCausalLM
 
     from core.evaluate.masking import MaskedRouting
-    from core.formats.mask import Mask
-    from core.prune.surgery import prune_checkpoint
     from scripts import families_census as census
 
     kept = kept or census._kept(layers)
@@ -159,20 +156,6 @@ def pruned_minus_masked(model, layers, folder, kept=None) -> float:
         routing.use(keep)
         masked = census._logits(model)
     assert (masked - census._logits(model)).abs().max() > 1e-4  # the mask matters here
-    source, out = folder / "source", folder / "pruned"
-    model.save_pretrained(str(source))
-    mask = Mask(
-        model=str(source),
-        num_experts=layers[0].num_experts,
-        criterion="test",
-        sources=[],
-        layers=[list(ids) for ids in kept],
-    )
-    prune_checkpoint(source, mask, out)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pruned, info = AutoModelForCausalLM.from_pretrained(
-            str(out), dtype=torch.float32, output_loading_info=True
-        )
+    pruned, info = census.prune_and_reload(model, layers, folder, kept, "test")
     assert not any(info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
     return (census._logits(pruned.eval()) - masked).abs().max().item()

@@ -12,6 +12,8 @@ imports ``core.collect`` inside its worker, when a run starts.
 
 from __future__ import annotations
 
+import gc
+
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -214,6 +216,7 @@ class LensApp(App[None]):
         self.load_paths(self._initial_paths, remembered=saved)
         self._focus_view(self.views[0].id)
         self._restore_state(saved)
+        self.call_after_refresh(gc.freeze)
 
     # ------------------------------------------------------------------ remembered state
 

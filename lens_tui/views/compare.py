@@ -284,7 +284,10 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         self._set_verdict(verdict_text)
 
     def _set_verdict(self, text: Text) -> None:
-        update_in_place(self._verdict, text)
+        # Grow only: the verdict is one line longer while the resampling test
+        # computes or once it has landed, so following its height exactly would
+        # cost two whole-screen layout passes on every new r.
+        update_in_place(self._verdict, text, grow_only=True)
 
     def _show_table(self, num_layers: int) -> None:
         """Fill the per-layer table in the sort order (layer order unless sorted by a column)."""
@@ -512,14 +515,16 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
             self.scroll_to_widget(self.query_one("#layer-detail"), top=True, animate=False)
 
 
-def update_in_place(static: Static, content: Text | str) -> None:
+def update_in_place(static: Static, content: Text | str, *, grow_only: bool = False) -> None:
     """Update ``static``; a layout pass (costly: the whole screen) only if its height changes.
 
     ``Static.update`` asks for a layout pass by default, which at 160×48
     re-renders every widget on screen: most of a new r's repaint (the verdict
     and the selected layer's line change on every key). A fixed height never
     needs one; an auto height is compared with Textual's own measure of the
-    new content at the current width, so the text is never clipped.
+    new content at the current width, so the text is never clipped. With
+    ``grow_only`` a shorter text keeps the taller height (blank lines below it)
+    until the next layout pass for another reason (a resize, a view switch).
     """
     static.update(content, layout=False)
     fixed = static.styles.height
@@ -527,7 +532,11 @@ def update_in_place(static: Static, content: Text | str) -> None:
         return
     width, height = static.content_size
     container, viewport = static.container_size, static.app.size
-    if not width or static.get_content_height(container, viewport, width) != height:
+    if not width:
+        static.refresh(layout=True)
+        return
+    needed = static.get_content_height(container, viewport, width)
+    if needed > height or (needed < height and not grow_only):
         static.refresh(layout=True)
 
 

@@ -13,7 +13,6 @@ imports ``core.collect`` inside its worker, when a run starts.
 from __future__ import annotations
 
 import gc
-
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path

@@ -122,6 +122,7 @@ def collect_streaming(
     padder.device = model.device
     shapes = [(len(b), max(lengths[i] for i in b)) for b in batches]
     store = HiddenStore(partial.folder, writer, shapes, model.model.config.hidden_size, model.dtype)
+    model.map_large_blocks(max(store.sizes, default=0))
     num_layers = len(model.moe_layers)
     moe_first = model.moe_layers[0]
     names = RouterCapture([replace(moe_first, index=0)], energy=config.energy).names

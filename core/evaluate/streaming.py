@@ -82,6 +82,7 @@ def evaluate_streaming(
             HiddenStore(Path(work), f"v{v}", shapes, hidden, model.dtype) for v in range(variants)
         ]
         _check_disk(stores)
+        model.map_large_blocks(max(stores[0].sizes, default=0))
         model.prepare()
         _report(progress, "evaluating", 0, len(usable), 0, 0.0, f"embedding {len(usable)} samples")
         model.load_embeddings()

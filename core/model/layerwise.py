@@ -34,7 +34,11 @@ from core.families.layers import MoeLayer, find_moe_layers
 from core.model.batching import backbone_of
 from core.model.layer_weights import CheckpointTensors, WeightLoader, quantisation_of
 from core.model.loading import load_model_config, remote_code, resolve_device
-from core.model.native_memory import release_freed_memory, return_memory_promptly
+from core.model.native_memory import (
+    mapping_threshold,
+    release_freed_memory,
+    return_memory_promptly,
+)
 from core.model.options import ModelOptions
 
 
@@ -114,10 +118,6 @@ class LayerwiseModel:
         else:
             dtype = getattr(torch, options.dtype)
         self.dtype = dtype
-        if self.device.type == "cpu":
-            # Freed activations must leave the process, not wait in the heap (see the
-            # module); on an accelerator they never were in the process's heap.
-            return_memory_promptly()
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype, **remote_code(options))
         model.eval()
@@ -178,6 +178,17 @@ class LayerwiseModel:
                 f"({len(left)} tensors of {prefix.rstrip('.')} not found)"
             )
         module.to(torch.device(self.device))
+
+    def map_large_blocks(self, hidden_state_bytes: int) -> None:
+        """On CPU, give blocks wider than a batch's hidden states their own mappings.
+
+        Freed activations must leave the process, not wait in the heap (see
+        :func:`~core.model.native_memory.mapping_threshold`); on an accelerator
+        they never were in the process's heap. Call it before the first layer
+        is read, with the largest batch's hidden-state bytes.
+        """
+        if self.device.type == "cpu":
+            return_memory_promptly(mapping_threshold(hidden_state_bytes))
 
     def load_layer(self, index: int) -> Any:
         layer = self._real_layers[index]

@@ -14,10 +14,12 @@ what the process keeps after that is up to the C allocators underneath:
   (:func:`return_memory_promptly`) keeps large blocks in their own mappings,
   given back the moment they are freed. Their pages are faulted in afresh
   for every batch, and mapping many small blocks costs system calls: at
-  128 KiB a streamed run on CPU took +20–30 % CPU time for 7 MiB less peak
-  than at 1 MiB, where the cost was within the noise (measured, see
-  ``benchmarks/RESULTS.md``). Activations above 32 MiB, as in real models,
-  are mapped afresh whatever the threshold.
+  128 KiB a streamed run on CPU took +20–30 % CPU time, and at 1 MiB, where
+  the benchmark's hidden states (1 MiB a batch) were mapped too, +33 %. The
+  threshold is therefore set from the batch (:func:`mapping_threshold`):
+  blocks of a batch's hidden states stay in the heap and are reused, wider
+  ones are mapped. Activations above 32 MiB, as in real models, are mapped
+  afresh whatever the threshold.
 - MKL keeps the work buffers of its matrix products for reuse (its "fast
   memory manager"): tens of MiB of address space, a few MiB of it resident.
   :func:`release_freed_memory` frees them between layers, with the heap's
@@ -38,9 +40,11 @@ from typing import Any
 
 #: ``M_MMAP_THRESHOLD`` of glibc's ``mallopt``.
 _M_MMAP_THRESHOLD = -3
-#: Blocks from this size up get their own mapping (glibc starts at 128 KiB); setting
-#: it explicitly also turns glibc's adaptive raise off.
+#: Blocks from this size up get their own mapping at the least (glibc starts at
+#: 128 KiB); setting a threshold explicitly also turns glibc's adaptive raise off.
 MMAP_THRESHOLD = 1024 * 1024
+#: glibc's own ceiling for its adaptive threshold (64-bit): larger blocks are always mapped.
+MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 
 
 @cache
@@ -94,15 +98,33 @@ def _mkl() -> Any:
     return None
 
 
-def return_memory_promptly() -> None:
-    """Hold glibc's mmap threshold at :data:`MMAP_THRESHOLD` for the rest of the process.
+def mapping_threshold(hidden_state_bytes: int) -> int:
+    """The size from which blocks get their own mapping, for batches of this hidden-state size.
+
+    Twice one batch's hidden states (the largest batch's), within
+    [:data:`MMAP_THRESHOLD`, :data:`MMAP_THRESHOLD_MAX`]. Hidden-state-shaped
+    tensors are the most frequent allocations of a layer call (the residual
+    stream, norms, attention's output, the router's input): from the heap they
+    are reused in place, batch after batch. Wider blocks (MLP and expert
+    intermediates, attention scores) get their own mappings, which leave the
+    process when freed instead of fragmenting the heap. Measured on the
+    benchmark's model (hidden states of 1 MiB per batch, one thread,
+    interleaved runs): a threshold of 1 MiB put the hidden states in mappings
+    too and cost 1.33 × the whole model's CPU time; 2 MiB, 1.13 ×, for 3–10 MiB
+    more peak; 4 MiB, 1.17 × and 11–16 MiB more (``benchmarks/RESULTS.md``).
+    """
+    return min(MMAP_THRESHOLD_MAX, max(MMAP_THRESHOLD, 2 * hidden_state_bytes))
+
+
+def return_memory_promptly(threshold: int = MMAP_THRESHOLD) -> None:
+    """Hold glibc's mmap threshold at ``threshold`` (see :func:`mapping_threshold`).
 
     glibc has no call that turns its adaptive threshold back on, so this
     lasts; it is set only by streamed runs on CPU.
     """
     libc = _libc()
     if libc is not None:
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        libc.mallopt(_M_MMAP_THRESHOLD, threshold)
 
 
 def mkl_buffer_bytes() -> int | None:

@@ -99,6 +99,48 @@ async def test_a_new_r_updates_part_of_the_screen_not_all_of_it(paths, monkeypat
     assert full == []
 
 
+@async_test
+async def test_new_r_values_and_their_intervals_need_no_layout_pass(paths, monkeypatch):
+    """A layout pass re-renders the whole screen (~50 ms at 160×48).
+
+    The verdict gains or loses a line as the resampling test computes and
+    lands; sized to its text both ways, it cost two passes on every new r.
+    """
+    from textual.screen import Screen
+
+    layouts: list[int] = []
+    monkeypatch.setattr(Screen, "_refresh_layout", counting(Screen._refresh_layout, layouts))
+    app = build_app(paths)
+    async with app.run_test(size=(80, 24)) as pilot:  # narrow: the verdict wraps
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("plus")  # the verdict may grow once, to its taller form
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        layouts.clear()
+        for _ in range(3):
+            await pilot.press("plus")  # "resampling test …" while the intervals compute
+            await pilot.pause()
+            await app.workers.wait_for_complete()  # then the test's caption
+            await pilot.pause()
+        assert app.query_one(CompareView).intervals is not None
+    assert layouts == []
+
+
+@async_test
+async def test_the_start_up_objects_are_frozen_out_of_the_garbage_collectors_passes(paths):
+    """A full collection walked every object of the loaded app: 80 ms inside a keypress."""
+    import gc
+
+    gc.unfreeze()
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.pause()
+        assert gc.get_freeze_count() > 0
+    gc.unfreeze()
+
+
 def counting(function, calls: list):
     def counted(*args, **kwargs):
         calls.append(1)

@@ -243,3 +243,26 @@ def test_killed_after_its_chunk_before_finishing_reruns_cleanly(
     run_collection(_config(model, text_file, out, stream_layers=True))
     whole = run_collection(_config(model, text_file, tmp_path / "whole.safetensors"))
     assert_same_bundle(whole, out)
+
+
+def test_the_mapping_threshold_follows_the_largest_batchs_hidden_states(
+    tiny_model, text_file, tmp_path, monkeypatch
+):
+    """Blocks wider than one batch's hidden states get their own mappings on CPU (see
+    ``core.model.native_memory.mapping_threshold``): the run passes the largest batch's size."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from core.model import layerwise
+
+    asked: list[int] = []
+    original = layerwise.mapping_threshold
+    monkeypatch.setattr(
+        layerwise, "mapping_threshold", lambda size: asked.append(size) or original(size)
+    )
+    model = tiny_model("qwen3_moe")
+    run_collection(_config(model, text_file, tmp_path / "s.safetensors", stream_layers=True))
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    lengths = sorted((min(24, len(tokenizer(text)["input_ids"])) for text in TEXTS), reverse=True)
+    hidden = AutoConfig.from_pretrained(model).hidden_size
+    # batch size 3, longest first: the first batch is the largest, 3 × its longest × hidden × 4 bytes
+    assert asked == [3 * lengths[0] * hidden * 4]

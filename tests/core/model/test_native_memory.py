@@ -92,3 +92,55 @@ def test_no_op_without_glibc(monkeypatch):
         native_memory.release_freed_memory()
     finally:
         native_memory._libc.cache_clear()
+
+
+def test_the_threshold_is_twice_the_hidden_states_within_glibcs_range():
+    assert native_memory.mapping_threshold(1 * MIB) == 2 * MIB
+    assert native_memory.mapping_threshold(3 * MIB) == 6 * MIB
+    assert native_memory.mapping_threshold(4096) == MIB  # never below 1 MiB
+    assert native_memory.mapping_threshold(90 * MIB) == 32 * MIB  # glibc's own ceiling
+
+
+SIZES_SCRIPT = """
+import ctypes, json
+from core.model.native_memory import mapping_threshold, return_memory_promptly
+
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+
+def rss():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * 4096
+
+def kept_after_freeing(size, count):
+    blocks = [libc.malloc(size) for _ in range(count)]
+    for block in blocks:
+        ctypes.memset(block, 1, size)
+    before_free = rss()
+    for block in blocks:
+        libc.free(block)
+    return before_free - rss()
+
+return_memory_promptly(mapping_threshold(1 << 20))  # hidden states of 1 MiB a batch
+# Wider blocks first: glibc serves any request from free heap space that fits before it
+# maps anything, so freed hidden-state blocks would hold one of them.
+wide_released = kept_after_freeing(6 << 20, 4)  # 24 MiB of wider intermediates
+hidden_released = kept_after_freeing(1 << 20, 8)  # 8 MiB of hidden-state blocks
+print(json.dumps({"hidden_released": hidden_released, "wide_released": wide_released}))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
+def test_hidden_state_blocks_stay_for_reuse_and_wider_blocks_leave_when_freed():
+    done = subprocess.run(
+        [sys.executable, "-c", SIZES_SCRIPT],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    released = json.loads(done.stdout)
+    assert released["wide_released"] > 20 * MIB, released  # their own mappings, unmapped
+    assert released["hidden_released"] < 2 * MIB, released  # kept in the heap, reused

@@ -184,6 +184,7 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         self._layer_ci = self.query_one("#layer-ci", Static)
         self._legend = self.query_one("#plot-legend", Static)
         self._legend_text = ""
+        self._verdict_shown: Text | None = None
 
     # ------------------------------------------------------------------ showing
 
@@ -284,6 +285,9 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         self._set_verdict(verdict_text)
 
     def _set_verdict(self, text: Text) -> None:
+        if text == self._verdict_shown:  # asked again on a new r, by each worker's result
+            return
+        self._verdict_shown = text
         # Grow only: the verdict is one line longer while the resampling test
         # computes or once it has landed, so following its height exactly would
         # cost two whole-screen layout passes on every new r.

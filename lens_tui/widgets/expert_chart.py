@@ -113,7 +113,7 @@ def expert_columns(count: int, columns: int, split: int | None = None) -> Column
     """
     start = np.full(columns, -1, dtype=np.int64)
     stop = np.full(columns, -1, dtype=np.int64)
-    splits = split is not None and 0 < split < count
+    at = split if split is not None and 0 < split < count else None
     slot = columns / count
     if slot >= 2:
         width = max(1, min(math.floor(slot) - 1, round(BAR_SHARE * slot)))
@@ -122,15 +122,14 @@ def expert_columns(count: int, columns: int, split: int | None = None) -> Column
         experts = np.repeat(np.arange(count), width)
         start[cols], stop[cols] = experts, experts + 1
         # The next bar starts ≥ floor(slot) ≥ width + 1 columns on: this column is a gap.
-        boundary = int(left[split - 1] + width) if splits else None  # type: ignore[index]
-        return Columns(start, stop, boundary)
-    if not splits or columns < 3:
+        return Columns(start, stop, None if at is None else int(left[at - 1] + width))
+    if at is None or columns < 3:
         _spread(start, stop, 0, columns, 0, count)
         return Columns(start, stop, None)
     data = columns - 1
-    first = min(max(1, round(data * split / count)), data - 1)  # type: ignore[operator]
-    _spread(start, stop, 0, first, 0, split)  # type: ignore[arg-type]
-    _spread(start, stop, first + 1, columns, split, count)  # type: ignore[arg-type]
+    first = min(max(1, round(data * at / count)), data - 1)
+    _spread(start, stop, 0, first, 0, at)
+    _spread(start, stop, first + 1, columns, at, count)
     return Columns(start, stop, first)
 
 
@@ -218,10 +217,10 @@ def chart_rows(
 
     blank = np.full(columns, " ", dtype="<U1")
     rows: list[tuple[str, Text]] = [("title", centred(title or chart_title(dist, sort), width))]
-    if (height - FIXED_ROWS) % 2 and height > FIXED_ROWS:
+    if height - FIXED_ROWS - 2 * up > 0:  # an odd row over: under the title
         rows.append(("spacer", Text()))
-    mark_a = np.where(marks_a, KEPT_A_MARK, " ") if not sort else blank.copy()
-    rows.append(("mark_a", plot_row(mark_a.astype("<U1"), A_STYLE)))
+    mark_a = blank if sort else np.where(marks_a, KEPT_A_MARK, " ")
+    rows.append(("mark_a", plot_row(mark_a, A_STYLE)))
     for k in range(up, 0, -1):
         cells = np.where(
             heights_a >= 2 * k, FULL, np.where(heights_a == 2 * k - 1, LOWER_HALF, " ")
@@ -236,8 +235,8 @@ def chart_rows(
         )
         label = labels.get(k, "")
         rows.append(("bar", plot_row(cells, B_STYLE, label, "┤" if label else "│")))
-    rows.append(("mark_b", plot_row(np.where(marks_b, KEPT_B_MARK, " ").astype("<U1"), B_STYLE)))
-    axis, ticks = x_axis(layout, count, margin, width)
+    rows.append(("mark_b", plot_row(np.where(marks_b, KEPT_B_MARK, " "), B_STYLE)))
+    axis, ticks = x_axis(layout, centres, count, margin, width)
     rows += [("axis", axis), ("ticks", ticks)]
     xlabel = "rank by P_l(A) (not expert number)" if sort else "expert"
     rows.append(("xlabel", Text(" " * (margin + max(0, (columns - len(xlabel)) // 2)) + xlabel)))
@@ -272,12 +271,16 @@ def y_labels(top: float, up: int) -> dict[int, str]:
 
 
 def centred(text: str, width: int) -> Text:
-    if len(text) > width:
-        return Text(text[: max(0, width - 1)] + "…")
-    return Text(" " * ((width - len(text)) // 2) + text)
+    """``text`` centred in ``width`` cells, cut short with … if it is wider."""
+    line = Text(text)
+    line.truncate(width, overflow="ellipsis")
+    line.pad_left(max(0, (width - line.cell_len) // 2))
+    return line
 
 
-def x_axis(layout: Columns, count: int, margin: int, width: int) -> tuple[Text, Text]:
+def x_axis(
+    layout: Columns, centres: np.ndarray, count: int, margin: int, width: int
+) -> tuple[Text, Text]:
     """The x axis (└──┬──) and its integer tick labels, each centred under its expert's columns.
 
     A label that would touch the one before it is left out, with its tick mark.
@@ -286,7 +289,6 @@ def x_axis(layout: Columns, count: int, margin: int, width: int) -> tuple[Text, 
     axis = ["─"] * columns
     labels = [" "] * width
     end = -1  # one past the last label placed
-    centres = centre_columns(layout)
     for x in integer_ticks(count, columns):
         centre = int(np.flatnonzero(centres & (layout.start <= x) & (x < layout.stop))[0])
         label = str(x)

@@ -65,6 +65,7 @@ def test_the_project_keeps_every_contract(tmp_path: Path) -> None:
         ("core/predict.py", "import core.evaluate.runner", "neither torch nor transformers"),
         ("core/ablation.py", "import rich", "no terminal or web UI library"),
         ("core/collect/runner.py", "import click", "no terminal or web UI library"),
+        ("lens_tui/widgets/expert_chart.py", "import textual.widget", "numpy and rich only"),
     ],
 )
 def test_a_forbidden_import_breaks_the_check(

@@ -1,1 +1,1 @@
-"""Reusable widgets of the app: metric cards, sparkline rows, plotext panels."""
+"""Reusable widgets of the app: metric cards, sparkline rows, chart panels."""

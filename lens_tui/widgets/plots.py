@@ -1,7 +1,9 @@
-"""plotext panels: one layer's expert distributions, and the ablation curves.
+"""The app's chart panels: one layer's expert distributions, and the ablation curves.
 
-Each widget owns its own ``plt`` (textual-plotext); ``show`` replots from
-results the engine computed and refreshes. No metric is computed here.
+The expert chart is laid out cell by cell by :mod:`lens_tui.widgets.expert_chart`
+(it redraws on every key); the other panels are plotext figures, each widget
+owning its own ``plt`` (textual-plotext). ``show`` draws results the engine
+computed and refreshes. No metric is computed here.
 """
 
 from __future__ import annotations
@@ -9,94 +11,72 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-import numpy as np
 import plotext._utility as plotext_utility
 from rich.ansi import AnsiDecoder
+from rich.segment import Segment
 from rich.style import Style as RichStyle
 from rich.text import Span, Text
 from textual.content import Content
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.visual import Visual
+from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
 from core.ablation import Ablation
 from core.engine import LayerDistribution
-from lens_tui.widgets.colors import A_HEX, A_RGB, B_HEX, B_RGB
+from lens_tui.widgets.colors import A_HEX, A_RGB, B_HEX, B_RGB, GRID_RGB
+from lens_tui.widgets.expert_chart import (
+    KEPT_A_MARK,
+    KEPT_B_MARK,
+    centred,
+    chart_rows,
+    sorts_experts,
+)
 
-KEPT_A_MARK = "▼"
-KEPT_B_MARK = "▲"
-GRID_RGB = (120, 120, 120)
-#: Columns of a plot that the y tick labels and the frame take.
-PLOT_MARGIN = 8
-#: Above this many experts the expert chart is sorted by mass (see ``sorts_experts``).
-SORT_ABOVE = 128
 BAND_RGB = (170, 170, 120)
 
 
 class ResultPlot(PlotextPlot):
-    """A plot of one engine result (kept as ``result``), redrawn from scratch on each ``show``.
+    """A plotext plot of one engine result (kept as ``result``), redrawn from scratch on each ``show``.
 
     Drawn line by line (Textual's line API): only the rows on screen are turned
-    into strips. At 160×48 the Compare view shows two rows of the expert chart
-    until ``l`` scrolls it into view, and a new r used to convert all of it.
-    The rows come straight from plotext's cell matrix (markers and colours)
-    rather than from its ANSI text parsed back by rich: that round trip cost
-    more than plotext's own drawing. The cells and styles are the same
-    (``tests/lens_tui/test_widgets.py`` checks the two paths agree).
-
-    What is built is kept per figure key, size and theme: ``show`` of a
-    subclass may pass a ``key`` naming the figure, and showing that key again
-    at the same size takes the kept rows and skips plotext altogether
-    (r + 1 then r − 1 costs nothing).
+    into strips. The rows come straight from plotext's cell matrix (markers
+    and colours) rather than from its ANSI text parsed back by rich: that round
+    trip cost more than plotext's own drawing. The cells and styles are the
+    same (``tests/lens_tui/test_key_repaint.py`` checks the two paths agree).
+    The figure is built once per size and theme, until the next ``show``.
     """
-
-    #: Figures kept per widget (keyed figures only; a few kB of text each).
-    KEPT_FIGURES = 48
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.result: object | None = None
-        self._figure: object = object()  # the shown figure's key; unkeyed: a fresh object
+        self._figure: object = object()  # a fresh object per figure: what is built belongs to it
         self._built: dict[tuple, list[Text]] = {}
         # (built key, style) -> the strips of the figure's top rows, as many as shown so far
         self._strips: dict[tuple, list[Strip]] = {}
         self._rows_wanted = 0
 
-    def start(self, result: object | None, key: object | None = None):
+    def start(self, result: object | None):
         """Forget the old figure; returns the widget's own ``plt`` to draw ``result`` on."""
         self.result = result
-        self._figure = object() if key is None else key
+        self._figure = object()
+        self._built, self._strips = {}, {}
         self.plt.clear_data()
         self.plt.clear_figure()
         return self.plt
 
-    def is_kept(self, key: object) -> bool:
-        """Whether the figure ``key`` is built at this size (showing it again costs nothing)."""
-        return self._built_key(key) in self._built
-
-    def shows_kept(self, result: object, key: object) -> bool:
-        """Show the figure built before for ``key`` at this size, if kept; whether it was."""
-        if not self.is_kept(key):
-            return False
-        self.result, self._figure = result, key
-        self.refresh()
-        return True
-
-    def _built_key(self, key: object) -> tuple:
-        return (key, self.size.width, self.size.height, self.app.theme)
+    def _built_key(self) -> tuple:
+        return (self._figure, self.size.width, self.size.height, self.app.theme)
 
     def rows(self) -> list[Text]:
-        """The current figure, one rich ``Text`` per screen row, built by plotext if not kept."""
-        built_key = self._built_key(self._figure)
+        """The current figure, one rich ``Text`` per screen row, built by plotext if not yet."""
+        built_key = self._built_key()
         rows = self._built.get(built_key)
         if rows is None:
             rows = self._build_rows()
-            if len(self._built) >= self.KEPT_FIGURES:
-                forgotten = next(iter(self._built))
-                self._built.pop(forgotten)
-                self._strips = {k: v for k, v in self._strips.items() if k[0] != forgotten}
-            self._built[built_key] = rows
+            self._built = {built_key: rows}  # another size or theme: the old rows are no use
+            self._strips = {}
         return rows
 
     def _build_rows(self) -> list[Text]:
@@ -124,7 +104,7 @@ class ResultPlot(PlotextPlot):
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         style = self.visual_style
-        key = (self._built_key(self._figure), style, self.text_selection)
+        key = (self._built_key(), style, self.text_selection)
         strips = self._strips.get(key)
         rows = self.rows()
         shown = min(len(rows), self.size.height)
@@ -179,65 +159,90 @@ def _run_style(fullground, style, background) -> RichStyle | None:
     return decoded.spans[0].style if decoded.spans else None  # type: ignore[return-value]
 
 
-class ExpertPlot(ResultPlot):
+class ExpertPlot(Widget):
     """P_l(A) as bars up and P_l(B) as bars down, with the experts each top-r mask keeps marked.
 
     A mirrored ("butterfly") chart keeps both distributions fully visible even
     with 128 experts in 80 columns; the y labels show magnitudes on both sides.
+    The rows come from :func:`chart_rows` (numpy, no plotext): a figure costs
+    well under a millisecond, so a new (layer, r) draws it in the same frame as
+    the numbers and nothing is kept beyond the figure shown. Drawn line by line
+    (Textual's line API): only the rows on screen become strips (at 160×48 the
+    Compare view shows two rows of the chart until ``l`` scrolls it into view).
     """
 
-    result: LayerDistribution | None
+    DEFAULT_CSS = """
+    ExpertPlot {
+        width: 1fr;
+        height: 1fr;
+        background: $surface;
+    }
+    """
 
-    def show(self, dist: LayerDistribution, key: object | None = None) -> None:
-        """Plot ``dist``; ``key`` names it (see :class:`ResultPlot`): the same key, the same figure."""
-        if key is not None and self.shows_kept(dist, key):
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.result: LayerDistribution | None = None
+        self._figure: object = None  # the shown figure's key (None: unkeyed)
+        self._title: str | None = None  # set: replaces the chart's own title
+        self._rows: list[Text] | None = None  # the figure at ``_rows_size``
+        self._rows_size: tuple[int, int] = (0, 0)
+        self._strips: dict[int, Strip] = {}  # by row, for ``_strips_style``
+        self._strips_style: RichStyle | None = None
+
+    def show(
+        self, dist: LayerDistribution, key: object | None = None, title: str | None = None
+    ) -> None:
+        """Draw ``dist``; the same ``key`` as the figure shown means the same figure: no redraw.
+
+        ``title`` replaces the chart's own (the Samples view names its sample).
+        """
+        if key is not None and key == self._figure and self.result is not None:
             return
-        plt = self.start(dist, key)
-        count = len(dist.prob_a)
-        room = max(1, self.size.width - PLOT_MARGIN)
-        sort = sorts_experts(count)
-        order = np.argsort(-dist.prob_a, kind="stable") if sort else np.arange(count)
-        prob_a, prob_b = dist.prob_a[order], dist.prob_b[order]
-        kept_a_mask, kept_b_mask = dist.kept_a[order], dist.kept_b[order]
-        xs = list(range(count))
-        up, down = prob_a.tolist(), (-prob_b).tolist()
-        if 2 * count <= self.size.width:
-            plt.bar(xs, up, color=A_RGB, width=0.7, marker="hd")
-            plt.bar(xs, down, color=B_RGB, width=0.7, marker="hd")
-        else:
-            # Too many experts for bars wider than a column: one-column bars (stems) draw
-            # the same picture ~5x faster than plotext's rectangles.
-            plt.scatter(xs, up, color=A_RGB, marker="█", fillx=True)
-            plt.scatter(xs, down, color=B_RGB, marker="█", fillx=True)
-        top = float(max(np.max(dist.prob_a), np.max(dist.prob_b), 1e-12))
-        kept_a = np.flatnonzero(kept_a_mask).tolist()
-        kept_b = np.flatnonzero(kept_b_mask).tolist()
-        if sort:
-            # A's kept experts are the first r of this order: one boundary line says it.
-            plt.vline(dist.r - 0.5, GRID_RGB)
-        elif kept_a:
-            plt.scatter(kept_a, [top * 1.12] * len(kept_a), marker=KEPT_A_MARK, color=A_RGB)
-        if kept_b:
-            plt.scatter(kept_b, [-top * 1.12] * len(kept_b), marker=KEPT_B_MARK, color=B_RGB)
-        plt.ylim(-top * 1.18, top * 1.18)
-        ticks = [-top, -top / 2, 0.0, top / 2, top]
-        plt.yticks(ticks, [f"{abs(t):.3f}" for t in ticks])
-        plt.xlim(-0.5, count - 0.5)
-        plt.xticks(integer_ticks(count, room))
-        if sort:
-            plt.title(
-                f"layer {dist.layer}: {count} experts sorted by P_l(A); left of | = A's top {dist.r}"
-            )
-            plt.xlabel("rank by P_l(A) (not expert number)")
-        else:
-            plt.title(f"layer {dist.layer}: P_l(A) up, P_l(B) down; marks: kept at r = {dist.r}")
-            plt.xlabel("expert")
+        self.result, self._figure, self._title = dist, key, title
+        self._forget()
+
+    def clear_plot(self, message: str = "") -> None:
+        """No chart: ``message`` (if any) where the title goes."""
+        self.result, self._figure, self._title = None, None, message
+        self._forget()
+
+    def _forget(self) -> None:
+        self._rows = None
+        self._strips = {}
         self.refresh()
 
-    def on_resize(self) -> None:
-        # The x ticks and bar style depend on the width, unknown at the first show.
-        if self.result is not None:
-            self.show(self.result, self._figure)
+    def rows(self) -> list[Text]:
+        """The current figure at the current size, one rich ``Text`` per screen row."""
+        size = (self.size.width, self.size.height)
+        if self._rows is None or self._rows_size != size:
+            width, height = size
+            if self.result is None:
+                rows = [centred(self._title or "", width)] if height else []
+                self._rows = rows + [Text() for _ in range(height - len(rows))]
+            else:
+                self._rows = chart_rows(self.result, width, height, self._title)
+            self._rows_size = size
+            self._strips = {}
+        return self._rows
+
+    def render(self) -> Text:
+        """The whole figure as one text (for what reads a widget's render; the screen uses lines)."""
+        return Text("\n").join(self.rows())
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        style = self.visual_style.rich_style
+        rows = self.rows()
+        if style != self._strips_style:  # a new theme or background
+            self._strips, self._strips_style = {}, style
+        strip = self._strips.get(y)
+        if strip is None:
+            if y < len(rows):
+                strip = row_strip(rows[y], style).crop_extend(0, width, style)
+            else:
+                strip = Strip.blank(width, style)
+            self._strips[y] = strip
+        return strip
 
     @staticmethod
     def legend(count: int) -> Text:
@@ -251,32 +256,27 @@ class ExpertPlot(ResultPlot):
         return legend
 
 
-def sorts_experts(count: int) -> bool:
-    """Whether a layer of ``count`` experts is drawn sorted by P_l(A) rather than by number.
+def row_strip(row: Text, base: RichStyle) -> Strip:
+    """``row`` as a strip over ``base`` (the widget's colours): what ``row.render`` gives, faster.
 
-    Up to 128 experts, one stem per expert still reads in 80 columns; at 384
-    (DeepSeek-V3, Kimi-K2) several experts share a column and the chart by
-    number is a solid block, while sorted by mass it shows the distribution's
-    shape, A's top-r boundary and where B's kept experts fall in A's ranking.
+    A chart row has a few spans (axis, bars, boundary), later ones over earlier
+    ones as rich applies them; one segment per run between span edges. rich's
+    own render of a row took three times as long (a third of a figure's cost).
     """
-    return count > SORT_ABOVE
-
-
-def integer_ticks(count: int, room: int) -> list[int]:
-    """Whole-number ticks 0 … count-1 at a round spacing (1, 2, 5, 10, …), one per ≥ 6 columns.
-
-    Experts are numbered: a tick at 7.8 names no expert.
-    """
-    wanted = max(1, room // 6)
-    spacing = next(
-        step
-        for step in (m * 10**p for p in range(8) for m in (1, 2, 5))
-        if math.ceil(count / step) <= wanted
-    )
-    ticks = list(range(0, count, spacing))
-    if count - 1 - ticks[-1] >= spacing / 2:  # the last expert, unless it would crowd a tick
-        ticks.append(count - 1)
-    return ticks
+    plain, spans = row.plain, row.spans
+    if row.style:
+        base = base + (RichStyle.parse(row.style) if isinstance(row.style, str) else row.style)
+    edges = sorted({0, len(plain), *(s.start for s in spans), *(s.end for s in spans)})
+    segments = []
+    for start, end in zip(edges, edges[1:]):
+        if end > len(plain):
+            break
+        style = base
+        for span in spans:
+            if span.start <= start and end <= span.end:
+                style = style + span.style
+        segments.append(Segment(plain[start:end], style))
+    return Strip(segments, row.cell_len)
 
 
 class AblationPlot(ResultPlot):

@@ -14,8 +14,5 @@ class SamplePlot(ExpertPlot):
     """
 
     def show_sample(self, dist: LayerDistribution, index: int) -> None:
-        self.show(dist)
-        self.plt.title(
-            f"sample {index}, layer {dist.layer}: sample up, dataset down; marks: top {dist.r}"
-        )
-        self.refresh()
+        title = f"sample {index}, layer {dist.layer}: sample up, dataset down; marks: top {dist.r}"
+        self.show(dist, title=title)

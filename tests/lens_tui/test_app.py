@@ -23,7 +23,8 @@ from lens_tui.views.compare_intervals import APP_REPLICATES
 from lens_tui.views.compare_intervals import caption as caption_of
 from lens_tui.views.matrix import ALIKE_RGB, DIFFERENT_RGB, MatrixView, hex_color
 from lens_tui.widgets.cards import MetricCard
-from lens_tui.widgets.plots import KEPT_A_MARK, KEPT_B_MARK, AblationPlot, ExpertPlot
+from lens_tui.widgets.expert_chart import KEPT_A_MARK, KEPT_B_MARK
+from lens_tui.widgets.plots import AblationPlot, ExpertPlot
 from lens_tui.widgets.sparkline import BARS, SparkPanel
 from tests.conftest import make_bundle
 from tests.lens_tui.helpers import (

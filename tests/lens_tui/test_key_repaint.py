@@ -2,16 +2,16 @@
 
 A new r must repaint its point values at once while the intervals compute.
 These tests pin the reasons it can: no per-sample work on the UI thread, a
-partial screen update (not a full one), and an expert chart that converts only
-the rows on screen, read from plotext's cells with the same result as its
-ANSI text. Timings are in ``benchmarks/bench_app.py`` and ``benchmarks/RESULTS.md``.
+partial screen update (not a full one), an expert chart drawn in the same
+frame that converts only the rows on screen, and plotext panels read from
+plotext's cells with the same result as its ANSI text. Timings are in
+``benchmarks/bench_app.py`` and ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
 
 import threading
 
-import numpy as np
 import pytest
 from textual import _compositor
 from textual.visual import Visual, visualize
@@ -20,7 +20,6 @@ from textual_plotext import PlotextPlot
 
 import core.sample_sums
 import core.uncertainty
-from core.engine import LayerDistribution
 from lens_tui.app import build_app
 from lens_tui.render import BIVARIATE_LABELS
 from lens_tui.views.compare import CompareView
@@ -161,18 +160,26 @@ async def test_the_expert_chart_converts_only_the_rows_on_screen(paths):
         on_screen = plot.region.intersection(app.screen.region).height
         assert 0 < on_screen < plot.size.height
         # The rows the compositor asked for (up to the view's bottom edge), not the whole chart.
-        assert 0 < len(shown_strips(plot)) <= on_screen
+        assert 0 < len(plot._strips) <= on_screen
         await pilot.press("l")  # the table and chart scroll into view: all of it is converted
         await pilot.pause()
         view = app.query_one(CompareView)
         assert plot.region.intersection(view.region).height == plot.size.height
-        assert len(shown_strips(plot)) == plot.size.height
+        assert sorted(plot._strips) == list(range(plot.size.height))
 
 
-def shown_strips(plot: ExpertPlot) -> list:
-    """The strips converted so far for the figure on screen."""
-    figure = plot._built_key(plot._figure)
-    return next(strips for key, strips in plot._strips.items() if key[0] == figure)
+@async_test
+async def test_a_new_layer_draws_its_chart_at_once_not_a_frame_later(paths):
+    """The chart is cheap: ``show_layer`` draws it before the frame that paints the numbers."""
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        view = app.query_one(CompareView)
+        plot = app.query_one(ExpertPlot)
+        for layer in (2, 1):
+            view.show_layer(layer)  # no pause: nothing has been painted since
+            assert plot.result is not None and plot.result.layer == layer
+            assert f"layer {layer}:" in plot.rows()[0].plain
 
 
 def ansi_path_strips(plot: PlotextPlot) -> list[list]:
@@ -189,36 +196,19 @@ def line_api_strips(plot: PlotextPlot) -> list[list]:
     return [list(plot.render_line(y)) for y in range(plot.size.height)]
 
 
-def distribution(experts: int, r: int, seed: int) -> LayerDistribution:
-    rng = np.random.default_rng(seed)
-    prob_a, prob_b = (rng.dirichlet(np.full(experts, 0.3)) for _ in range(2))
-    kept_a = np.zeros(experts, bool)
-    kept_a[np.argsort(-prob_a, kind="stable")[:r]] = True
-    kept_b = np.zeros(experts, bool)
-    kept_b[np.argsort(-prob_b, kind="stable")[:r]] = True
-    return LayerDistribution(
-        layer=1, r=r, prob_a=prob_a, prob_b=prob_b, kept_a=kept_a, kept_b=kept_b
-    )
-
-
 @pytest.mark.parametrize("size", [(160, 48), (80, 24), (100, 30)])
 @async_test
-async def test_chart_rows_from_plotext_cells_equal_its_ansi_text(paths, size):
-    """Every cell and style of the charts, by number (8, 40 experts) and sorted (384)."""
+async def test_plotext_rows_from_its_cells_equal_its_ansi_text(paths, size):
+    """Every cell and style of the ablation curves (braille lines and a band)."""
     app = build_app(paths)
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
-        await pilot.press("l")
+        await pilot.press("2")
+        await app.workers.wait_for_complete()
         await pilot.pause()
-        plot = app.query_one(ExpertPlot)
-        for experts, r, seed in ((8, 2, 0), (40, 10, 1), (384, 96, 2)):
-            plot.show(distribution(experts, r, seed), key=("test", experts))
-            assert line_api_strips(plot) == ansi_path_strips(plot), experts
-        await pilot.press("2")  # the ablation curves draw braille lines and a band
-        await pilot.pause(0.5)
         ablation = app.query_one(AblationPlot)
-        if ablation.result is not None:
-            assert line_api_strips(ablation) == ansi_path_strips(ablation)
+        assert ablation.result is not None
+        assert line_api_strips(ablation) == ansi_path_strips(ablation)
 
 
 @async_test

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lens_tui.widgets.plots import integer_ticks, round_ticks, sorts_experts
+from lens_tui.widgets.expert_chart import integer_ticks, sorts_experts
+from lens_tui.widgets.plots import round_ticks
 from lens_tui.widgets.sparkline import BARS, SparkPanel, SparkSpec, bar_levels, bins, most_unusual
 from tests.lens_tui.helpers import async_test
 

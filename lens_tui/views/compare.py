@@ -287,10 +287,12 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         if text == self._verdict_shown:  # asked again on a new r, by each worker's result
             return
         self._verdict_shown = text
-        # Grow only: the verdict is one line longer while the resampling test
-        # computes or once it has landed, so following its height exactly would
-        # cost two whole-screen layout passes on every new r.
-        update_in_place(self._verdict, text, grow_only=True)
+        # While a worker's part is pending ("…") the verdict may grow but not shrink:
+        # following that interim text's height exactly cost two whole-screen layout
+        # passes on every new r (one at the key, one when the test landed). The
+        # finished verdict is fitted exactly, so no blank line stays under it.
+        pending = self.comparison is not None and (self.intervals is None or self.basis is None)
+        update_in_place(self._verdict, text, grow_only=pending)
 
     def _show_table(self, num_layers: int) -> None:
         """Fill the per-layer table in the sort order (layer order unless sorted by a column)."""

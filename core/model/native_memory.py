@@ -15,7 +15,8 @@ what the process keeps after that is up to the C allocators underneath:
   given back the moment they are freed. Their pages are faulted in afresh
   for every batch, and mapping many small blocks costs system calls: at
   128 KiB a streamed run on CPU took +20–30 % CPU time, and at 1 MiB, where
-  the benchmark's hidden states (1 MiB a batch) were mapped too, +33 %. The
+  the benchmark's hidden states (1 MiB a batch) were mapped too, about
+  +10 % more than with them in the heap. The
   threshold is therefore set from the batch (:func:`mapping_threshold`):
   blocks of a batch's hidden states stay in the heap and are reused, wider
   ones are mapped. Activations above 32 MiB, as in real models, are mapped
@@ -108,10 +109,11 @@ def mapping_threshold(hidden_state_bytes: int) -> int:
     are reused in place, batch after batch. Wider blocks (MLP and expert
     intermediates, attention scores) get their own mappings, which leave the
     process when freed instead of fragmenting the heap. Measured on the
-    benchmark's model (hidden states of 1 MiB per batch, one thread,
-    interleaved runs): a threshold of 1 MiB put the hidden states in mappings
-    too and cost 1.33 × the whole model's CPU time; 2 MiB, 1.13 ×, for 3–10 MiB
-    more peak; 4 MiB, 1.17 × and 11–16 MiB more (``benchmarks/RESULTS.md``).
+    benchmark's model (hidden states of 1 MiB a batch, one thread, medians
+    of interleaved stream/whole pairs on a quiet machine): a fixed 1 MiB, which
+    mapped the hidden states too, cost 1.24–1.33 × the whole model's CPU time;
+    twice the hidden states (2 MiB there), 1.13–1.21 ×, for 5–10 MiB more
+    peak (``benchmarks/RESULTS.md``).
     """
     return min(MMAP_THRESHOLD_MAX, max(MMAP_THRESHOLD, 2 * hidden_state_bytes))
 

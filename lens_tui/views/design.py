@@ -31,6 +31,7 @@ from core.textdata import recorded_data_file
 from lens_tui.selection import NO_BUNDLES, Selection
 from lens_tui.views.base import SelectionView
 from lens_tui.widgets.sorting import SORT_BINDINGS, SortableView, TableSort, text_keys
+from lens_tui.widgets.table import ValueCachedTable
 
 
 def pct(value: float | None) -> str:
@@ -108,7 +109,7 @@ class DesignView(SelectionView, SortableView, Vertical):
             yield Label("mask")
             yield Input(id="design-mask-out", value="calib-mask.json")
         yield Static(id="design-status")
-        yield DataTable(id="design-table", cursor_type="none", zebra_stripes=True)
+        yield ValueCachedTable(id="design-table", cursor_type="none", zebra_stripes=True)
         yield Static(id="design-mix")
         yield Static(id="design-written")
 

@@ -25,6 +25,7 @@ from lens_tui.render import fmt
 from lens_tui.selection import NO_BUNDLES, Selection
 from lens_tui.views.base import SelectionView, cancelled
 from lens_tui.widgets.sorting import SORT_BINDINGS, SortableView, TableSort
+from lens_tui.widgets.table import ValueCachedTable
 from lens_tui.widgets.ticklist import TickList
 
 TITLES = {
@@ -117,7 +118,7 @@ class MatrixView(SelectionView, SortableView, Horizontal):
             for key in MATRIX_KEYS:
                 yield Static(id=f"title-{key}", classes="matrix-title")
                 # The row labels stay put while the numbers scroll sideways.
-                yield DataTable(
+                yield ValueCachedTable(
                     id=f"matrix-{key}",
                     cursor_type="none",
                     classes="matrix-table",

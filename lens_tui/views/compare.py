@@ -131,6 +131,8 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         # Error bars from the background worker: None while they compute (shown as "…").
         self.intervals: CompareIntervals | None = None
         self._interval_cache: dict[tuple, CompareIntervals] = {}
+        # The last intervals shown, by (A, B, τ): their univariate parts hold at every r.
+        self._univariate: tuple[tuple | None, CompareIntervals] | None = None
         # What the verdict rests on (lens_tui.evidence); None while the evidence computes.
         self.basis: VerdictBasis | None = None
         self._evidence_running: tuple | None = None
@@ -341,17 +343,19 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
 
     def _layer_intervals(self, layer: int) -> list[str]:
         """Each column's interval text for ``layer``: ``[lo, hi]``, or "…" while computing."""
-        intervals = self.intervals
-        if intervals is None:
-            return [PENDING] * len(COLUMNS)
+        intervals, univariate = self.intervals, self._univariate_intervals()
         sources = {
-            "": intervals.ci.bivariate,
-            "a": intervals.ci.univariate_a,
-            "b": intervals.ci.univariate_b,
+            "": None if intervals is None else intervals.ci.bivariate,
+            "a": None if univariate is None else univariate.ci.univariate_a,
+            "b": None if univariate is None else univariate.ci.univariate_b,
         }
         texts = []
         for column in COLUMNS:
-            bars = sources[column.side].layers.get(column.key)
+            source = sources[column.side]
+            if source is None:
+                texts.append(PENDING)
+                continue
+            bars = source.layers.get(column.key)
             texts.append(ci.interval_text(None if bars is None else bars[layer], column.key))
         return texts
 
@@ -401,7 +405,29 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
 
     def _show_intervals(self, result: CompareIntervals) -> None:
         self.intervals = result
+        self._univariate = (self._univariate_key(), result)
         self._paint_intervals()
+
+    def _univariate_key(self) -> tuple | None:
+        """What the univariate intervals depend on: A, B and τ (not r)."""
+        compared = self._compared
+        return None if compared is None else (compared[0], compared[1], compared[5])
+
+    def _univariate_intervals(self) -> CompareIntervals | None:
+        """The intervals whose univariate parts hold for the selection, even while r's compute.
+
+        The univariate metrics do not depend on r, and the bootstrap draws the
+        same replicates at every r (one seed, the same resampling units), so
+        another r's intervals of the same A, B and τ are this r's, number for
+        number: the A and B cards keep them instead of going back to "…" (and
+        are not redrawn) on every new r.
+        """
+        if self.intervals is not None:
+            return self.intervals
+        kept = self._univariate
+        if kept is not None and kept[0] == self._univariate_key():
+            return kept[1]
+        return None
 
     def _paint_intervals(self) -> None:
         """Cards, verdict and the selected row from ``self.intervals`` ("…" when unknown)."""
@@ -409,10 +435,11 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         comparison = self.comparison
         if comparison is None:
             return
+        univariate = self._univariate_intervals()
         for side in ("a", "b"):
             texts = {CARD_LABELS[k]: PENDING for k in m.UNIVARIATE_KEYS}
-            if intervals is not None:
-                source = intervals.ci.univariate_a if side == "a" else intervals.ci.univariate_b
+            if univariate is not None:
+                source = univariate.ci.univariate_a if side == "a" else univariate.ci.univariate_b
                 texts = {
                     CARD_LABELS[k]: ci.interval_text(source.mean.get(k), k)
                     for k in m.UNIVARIATE_KEYS

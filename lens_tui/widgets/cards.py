@@ -36,8 +36,11 @@ class MetricCard(Widget):
         self.intervals: dict[str, str] = {}
 
     def show(self, title: str, rows: list[tuple[str, str]], subtitle: str = "") -> None:
+        rows = list(rows)
+        if (title, rows, subtitle) == (self.border_title, self.rows, self.border_subtitle):
+            return  # a new r leaves the A and B cards as they were: no repaint
         resized = len(rows) != len(self.rows)
-        self.rows = list(rows)
+        self.rows = rows
         self.border_title = title
         self.border_subtitle = subtitle
         self.refresh(layout=resized)

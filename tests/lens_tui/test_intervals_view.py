@@ -228,3 +228,42 @@ async def test_ablation_band_shows_dots_while_computing(paths, monkeypatch):
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert view.spread is not None
+
+
+@async_test
+async def test_a_new_r_keeps_the_univariate_intervals_and_a_new_tau_does_not(paths, monkeypatch):
+    """The univariate metrics and their bootstrap do not depend on r: the A and B cards keep
+    their intervals (those of the new r, computed here independently) while r's compute."""
+    gate = Gate()
+    monkeypatch.setattr(ci, "compute", gate)
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        gate.event(2).set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("plus")  # r = 3, held
+        await pilot.pause()
+        assert gate.started[-1] == 3 and app.query_one(CompareView).intervals is None
+        boot, _, _ = expected_intervals(paths[0], paths[1], 3)
+        for side, source in (("a", boot.univariate_a), ("b", boot.univariate_b)):
+            for key in m.UNIVARIATE_KEYS:
+                lo, hi = source.mean[key]
+                assert card(app, side).interval(CARD_LABELS[key]) == (
+                    f"[{fmt(float(lo), key)}, {fmt(float(hi), key)}]"
+                )
+        for key in m.BIVARIATE_KEYS:
+            assert card(app, "ab").interval(BIVARIATE_LABELS[key]) == PENDING
+        line = str(app.query_one("#layer-ci").render())
+        layer = app.query_one(CompareView).selected_layer
+        lo, hi = boot.univariate_a.layers["n_eff"][layer]
+        assert f"[{fmt(float(lo), 'n_eff')}, {fmt(float(hi), 'n_eff')}]" in line
+        assert f"{BIVARIATE_LABELS['jaccard']} " in line and PENDING in line
+        await pilot.press("t")  # a new τ: sparsity's intervals change, so all go back to "…"
+        await pilot.pause()
+        assert card(app, "a").interval(CARD_LABELS["sparsity_pct"]) == PENDING
+        for event in list(gate.release.values()) + [gate.event(3)]:
+            event.set()
+        for r in range(1, 9):
+            gate.event(r).set()
+        await app.workers.wait_for_complete()

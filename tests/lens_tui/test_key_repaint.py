@@ -227,3 +227,30 @@ async def test_the_painted_header_follows_the_sort_marker(paths):
         header = screen_text(table).splitlines()[0]
         assert f"layer {ASCENDING}" not in header
         assert f"{BIVARIATE_LABELS['js_divergence']} {DESCENDING}" in header
+
+
+@async_test
+async def test_a_new_r_leaves_the_a_and_b_cards_undrawn(paths, monkeypatch):
+    """Nothing on them depends on r (values, intervals): redrawing them cost every key."""
+    from lens_tui.widgets.cards import MetricCard
+
+    refreshed: list[str] = []
+    original = MetricCard.refresh
+
+    def refresh(self, *args, **kwargs):
+        refreshed.append(self.id)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MetricCard, "refresh", refresh)
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        refreshed.clear()
+        for _ in range(2):
+            await pilot.press("plus")
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+    assert "card-ab" in refreshed  # the keys did change r
+    assert "card-a" not in refreshed and "card-b" not in refreshed

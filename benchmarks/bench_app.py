@@ -68,6 +68,20 @@ QUIET_S = 0.15
 GAP_S = 0.3
 
 
+def machine_probe_seconds() -> float:
+    """CPU seconds of a fixed pure-Python loop: how fast this machine runs right now.
+
+    On the shared 2-core machine the same code's CPU time doubled between
+    sittings an hour apart (load average alike); the probe beside each report
+    says which state a run was in.
+    """
+    start = time.process_time()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return time.process_time() - start
+
+
 def compile_bytecode() -> None:
     """Write the ``.pyc`` files of ``core`` and ``lens_tui`` (see the module docstring)."""
     import compileall
@@ -287,6 +301,7 @@ def main() -> None:
     size = tuple(int(v) for v in args.size.split("x"))
     report: dict[str, object] = {"command": lens_command()[-1]}
     report["load_average_1min"] = os.getloadavg()[0]
+    report["machine_probe_s"] = round(machine_probe_seconds(), 3)
     report["cpus"] = os.cpu_count()
     start, cpu = cold_start(args.paths, size, args.repeats)
     report["cold_start_to_first_frame"] = {**summary(start), "size": args.size}

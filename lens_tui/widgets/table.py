@@ -151,11 +151,14 @@ class ValueCachedTable(DataTable):
     ):
         if column_index < 0:  # row labels: this app's tables have none
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        cell: object = None
+        row_height = 0
         if row_index < 0:  # a header: re-rendered on every update too, though it rarely changes
             label = self.ordered_columns[column_index].label
             shown = ("header", label.markup, label.justify, self.header_height)
         else:
             cell = self.get_cell_at(Coordinate(row_index, column_index))
+            row_height = self.rows[self._row_locations.get_key(row_index)].height
             shown = (
                 (cell.plain, str(cell.style), cell.justify) if isinstance(cell, Text) else str(cell)
             )
@@ -169,11 +172,14 @@ class ValueCachedTable(DataTable):
             hover,
             self._show_hover_cursor,
             self._pseudo_class_state,
-            self.rows[self._row_locations.get_key(row_index)].height if row_index >= 0 else 0,
+            row_height,
         )
         lines = self._content_cache.get(key)
         if lines is None:
-            lines = self._plain_cell(row_index, column_index, base_style, width, cursor, hover)
+            if row_index >= 0:
+                lines = self._plain_cell(
+                    cell, row_height, row_index, column_index, base_style, width, cursor, hover
+                )
             if lines is None:
                 lines = super()._render_cell(
                     row_index, column_index, base_style, width, cursor, hover
@@ -183,6 +189,8 @@ class ValueCachedTable(DataTable):
 
     def _plain_cell(
         self,
+        cell: object,
+        row_height: int,
         row_index: int,
         column_index: int,
         base_style: Style,
@@ -197,18 +205,16 @@ class ValueCachedTable(DataTable):
         column, and the padding again, all in the cell's style (the base
         style with the cell's position as mouse meta, the cursor's and hover's
         styles). Drawn by rich that is ~0.15 ms a cell, and a new r changes
-        five columns of every row on screen. ``tests/lens_tui/test_widgets.py``
-        checks the two agree cell by cell.
+        five columns of every row on screen. ``tests/lens_tui/test_table.py``
+        checks the two agree cell by cell. ``cell`` and ``row_height`` are the
+        body cell at (``row_index``, ``column_index``) and its row's height, as
+        ``_render_cell`` looked them up for its cache key.
         """
-        if row_index < 0 or column_index < 0:
-            return None
-        cell = self.get_cell_at(Coordinate(row_index, column_index))
         if not isinstance(cell, Text) or cell.spans or cell.style or "\n" in cell.plain:
             return None
-        row = self.rows[self._row_locations.get_key(row_index)]
         padding = self.cell_padding
         inner = width - 2 * padding
-        if row.height != 1 or inner < 0 or cell_len(cell.plain) > inner:
+        if row_height != 1 or inner < 0 or cell_len(cell.plain) > inner:
             return None
         if cell.justify == "right":
             text = " " * (inner - cell_len(cell.plain)) + cell.plain

@@ -40,8 +40,11 @@ async def test_plain_cells_draw_as_datatable_draws_them(paths):
                 width = table.ordered_columns[column].get_render_width(table)
                 for cursor in (False, True):
                     for hover in (False, True):
-                        fast = table._plain_cell(row, column, base, width, cursor, hover)
                         cell = table.get_cell_at((row, column))
+                        height = table.ordered_rows[row].height
+                        fast = table._plain_cell(
+                            cell, height, row, column, base, width, cursor, hover
+                        )
                         if fast is None:
                             assert cell.style or cell.spans, (row, column)  # only styled text
                             continue

@@ -210,18 +210,11 @@ def test_a_deferred_bundle_reads_the_same_values_once_checked(tmp_path):
     assert lazy.summary() == eager.summary()
 
 
-@pytest.mark.parametrize("n", [5, 1_003])  # single-sample units, and blocks of sequences (--ci)
-def test_a_deferred_bundle_is_read_once_for_its_check_and_its_sums(tmp_path, monkeypatch, n):
-    """The value check and the sums are one pass (the app's cold start reads A and B so).
-
-    The units' sums of ``--ci`` are formed later, on first use: the app that defers
-    computes its intervals in another process.
-    """
+def count_summing_passes(monkeypatch) -> list[tuple[int, ...]]:
+    """The shape of every array summed over samples by a bundle's reads, in order."""
     import core.formats.bundle_values as bundle_values
     import core.sample_sums as sample_sums
 
-    path = make_bundle(tmp_path / "a.safetensors", n=n, layers=2, experts=4, energy=True)
-    eager = load_bundle(path)
     passes: list[tuple[int, ...]] = []
     real = sample_sums.blocked_sums
 
@@ -231,6 +224,19 @@ def test_a_deferred_bundle_is_read_once_for_its_check_and_its_sums(tmp_path, mon
 
     monkeypatch.setattr(bundle_values, "blocked_sums", counting)
     monkeypatch.setattr("core.formats.bundle.blocked_sums", counting)
+    return passes
+
+
+@pytest.mark.parametrize("n", [5, 1_003])  # single-sample units, and blocks of sequences (--ci)
+def test_a_deferred_bundle_is_read_once_for_its_check_and_its_sums(tmp_path, monkeypatch, n):
+    """The value check and the sums are one pass (the app's cold start reads A and B so).
+
+    The units' sums of ``--ci`` are formed later, on first use: the app that defers
+    computes its intervals in another process.
+    """
+    path = make_bundle(tmp_path / "a.safetensors", n=n, layers=2, experts=4, energy=True)
+    eager = load_bundle(path)
+    passes = count_summing_passes(monkeypatch)
     lazy = load_bundle(path, defer_value_checks=True)
     assert passes == []  # opening reads no values
     for name in ("prob_sum", "energy_sum"):
@@ -253,20 +259,10 @@ def test_threads_asking_a_deferred_bundle_for_a_total_at_once_share_one_pass(tmp
     import threading
     import time
 
-    import core.formats.bundle_values as bundle_values
-    import core.sample_sums as sample_sums
     from core.formats.bundle import Bundle
 
     path = make_bundle(tmp_path / "a.safetensors", n=400, layers=3, experts=8, energy=True)
-    passes: list[tuple[int, ...]] = []
-    real = sample_sums.blocked_sums
-
-    def counting(array, *args, **kwargs):
-        passes.append(tuple(array.shape))
-        return real(array, *args, **kwargs)
-
-    monkeypatch.setattr(bundle_values, "blocked_sums", counting)
-    monkeypatch.setattr("core.formats.bundle.blocked_sums", counting)
+    passes = count_summing_passes(monkeypatch)
     keep = Bundle._keep
 
     def slow_keep(self, *args):  # widens the moment between the check and its sums being kept

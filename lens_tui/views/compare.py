@@ -144,6 +144,7 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
             largest_first=frozenset(column.id for column in COLUMNS),
         )
         self.row_layers: list[int] = []  # the layer shown in each row of the table, top down
+        self._verdict_held = False  # True while show_selection repaints (see there)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="cards"):
@@ -213,9 +214,16 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
             return
         self.intervals = None
         self.basis = None
-        self.show(result, s.label_a, s.label_b, s.layer)
-        self._start_intervals(s)
-        self._start_evidence(s)
+        # The cards, the cached intervals and the known evidence each ask for the
+        # verdict; it is an engine call, so it is worked out once, after all three.
+        self._verdict_held = True
+        try:
+            self.show(result, s.label_a, s.label_b, s.layer)
+            self._start_intervals(s)
+            self._start_evidence(s)
+        finally:
+            self._verdict_held = False
+        self._show_verdict()
 
     def show_message(self, message: str) -> None:
         """Nothing to compare (no bundles, or an error): say so and blank the numbers."""
@@ -267,7 +275,7 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
     def _show_verdict(self) -> None:
         """The verdict; with the permutation test once the worker has it, "…" until then."""
         comparison = self.comparison
-        if comparison is None:
+        if comparison is None or self._verdict_held:
             return
         basis = self.basis
         safe = is_safe(comparison, basis)

@@ -254,3 +254,23 @@ async def test_a_new_r_leaves_the_a_and_b_cards_undrawn(paths, monkeypatch):
             await pilot.pause()
     assert "card-ab" in refreshed  # the keys did change r
     assert "card-a" not in refreshed and "card-b" not in refreshed
+
+
+@async_test
+async def test_a_new_r_works_out_its_verdict_once(paths, monkeypatch):
+    """The cards, the pending intervals and the known evidence each asked for it: four calls."""
+    import lens_tui.views.compare as compare_view
+    from lens_tui.views import compare_intervals
+
+    monkeypatch.setattr(compare_intervals, "compute", lambda selection: None)  # never lands
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        calls: list[int] = []
+        monkeypatch.setattr(compare_view, "verdict", counting(compare_view.verdict, calls))
+        await pilot.press("plus")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    assert len(calls) == 1

@@ -13,6 +13,7 @@ columns), which ``DataTable`` offers no way to do.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -46,19 +47,36 @@ class ValueCachedTable(DataTable):
     ]
 
     def __init__(self, *args, **kwargs) -> None:
+        # A body cell's full style (row style, its place as mouse meta, cursor and hover),
+        # by what it is made of: the same for every frame until the styles change.
+        # Set first: DataTable.__init__ clears the caches.
+        self._cell_styles: dict[tuple, Style] = {}
         super().__init__(*args, **kwargs)
         self._content_cache: LRUCache[tuple, list] = LRUCache(8192)
         self._frame_styles: dict[tuple[str, ...], _KnownRichStyle] | None = None
+        self._frame_rich_style: Style | None = None
+        self._frame_layout: _RowLayout | None = None
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # DataTable asks for the same component styles for every row it draws and
         # works out each one's rich style again (walking the widget's ancestors):
-        # within one frame they cannot change, so each is worked out once.
+        # within one frame they cannot change, so each is worked out once; so are
+        # the widget's own rich style (asked for every line) and the row layout.
         self._frame_styles = {}
         try:
             return super().render_lines(crop)
         finally:
             self._frame_styles = None
+            self._frame_rich_style = None
+            self._frame_layout = None
+
+    @property
+    def rich_style(self) -> Style:
+        if self._frame_styles is None:
+            return super().rich_style
+        if self._frame_rich_style is None:
+            self._frame_rich_style = super().rich_style
+        return self._frame_rich_style
 
     def get_component_styles(self, *names: str):
         known = self._frame_styles
@@ -68,6 +86,181 @@ class ValueCachedTable(DataTable):
         if styles is None:
             styles = known[names] = _KnownRichStyle(super().get_component_styles(*names))
         return styles
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._cell_styles.clear()  # the component styles (theme, CSS) may have changed
+
+    def _render_line_in_row(self, *args):
+        """DataTable's drawing of a row's line; :meth:`_plain_row`'s for the rows it can draw."""
+        return self._plain_row(*args) or super()._render_line_in_row(*args)
+
+    def _plain_row(
+        self,
+        row_key: RowKey,
+        line_no: int,
+        base_style: Style,
+        cursor_location: Coordinate,
+        hover_location: Coordinate,
+    ) -> tuple[list[list[Segment]], list[list[Segment]]] | None:
+        """A one-line body row of plain cells, drawn run by run; None for any other row.
+
+        ``DataTable`` draws a row cell by cell, each through its cell cache
+        (keyed by an update counter, so a new r misses every one) and works out
+        every cell's style anew. This row is what it draws, built from
+        :meth:`_plain_text` and styles kept across frames: one run per cell
+        (the cell's style, with its position as mouse meta, the cursor's and
+        hover's styles), the fixed columns again on their own, and the row's
+        fill to the table's width. ``tests/lens_tui/test_table.py`` checks the
+        two agree, character by character and style by style, on every row.
+        """
+        if line_no != 0 or row_key is self._header_row_key:
+            return None
+        layout = self._frame_layout
+        if layout is None:
+            layout = self._row_layout()
+            if self._frame_styles is not None:  # inside render_lines: holds for the frame
+                self._frame_layout = layout
+        if not layout.plain:
+            return None
+        row_index = self._row_locations.get(row_key)
+        if row_index is None or self.rows[row_key].height != 1:
+            return None
+        data = self._data[row_key]
+        plain_text, padding = self._plain_text, layout.padding
+        texts = []
+        for key, width in zip(layout.keys, layout.widths):
+            text = plain_text(data.get(key), width, padding)
+            if text is None:
+                return None
+            texts.append(text)
+        cursor = cursor_location.row == row_index
+        hover = hover_location.row == row_index
+        row_style = self._get_row_style(row_index, base_style)
+        style_of, state = self._body_cell_style, layout.state
+        fixed_row = [
+            [Segment(texts[i], style_of(row_index, i, layout.fixed_base, cursor, hover, state))]
+            for i in range(layout.fixed_count)
+        ]
+        scrollable_row = [
+            [Segment(text, style_of(row_index, i, row_style, cursor, hover, state))]
+            for i, text in enumerate(texts)
+        ]
+        fill = self._fill_style(row_style, row_index, cursor, hover, state)
+        scrollable_row.append([Segment(" " * layout.fill_width, fill)])
+        return fixed_row, scrollable_row
+
+    def _row_layout(self) -> _RowLayout:
+        """What every body row of a frame shares: columns, widths, styles' inputs."""
+        columns = self.ordered_columns
+        widths = [column.get_render_width(self) for column in columns]
+        fixed_count = min(self.fixed_columns, len(columns))
+        fixed_base = self.get_component_styles("datatable--fixed").rich_style
+        fixed_base += Style.from_meta({"fixed": True})
+        table_width = sum(widths[fixed_count:]) + self._row_label_column_width
+        return _RowLayout(
+            plain=self.cursor_type == "row"
+            and not (self._labelled_row_exists and self.show_row_labels),
+            keys=[column.key for column in columns],
+            widths=widths,
+            padding=self.cell_padding,
+            fixed_count=fixed_count,
+            fixed_base=fixed_base,
+            fill_width=max(0, self.size.width - table_width),
+            state=self._style_state(),
+        )
+
+    def _style_state(self) -> tuple:
+        """Everything but the cell's place, row style, cursor and hover that its style follows."""
+        return (
+            self.show_cursor,
+            self._show_hover_cursor,
+            self._pseudo_class_state,
+            self.cursor_foreground_priority,
+            self.cursor_background_priority,
+            self.fixed_rows,
+            self.fixed_columns,
+        )
+
+    @staticmethod
+    def _plain_text(cell: object, width: int, padding: int) -> str | None:
+        """A plain one-line cell's characters in its column (padding, justified text); else None."""
+        if not isinstance(cell, Text) or cell.spans or cell.style or "\n" in cell.plain:
+            return None
+        plain = cell.plain
+        inner = width - 2 * padding
+        length = cell_len(plain)
+        if inner < 0 or length > inner:
+            return None
+        if cell.justify == "right":
+            text = " " * (inner - length) + plain
+        elif cell.justify in (None, "default", "left"):
+            text = plain + " " * (inner - length)
+        else:
+            return None
+        pad = " " * padding
+        return pad + text + pad
+
+    def _body_cell_style(
+        self,
+        row_index: int,
+        column_index: int,
+        base: Style,
+        cursor: bool,
+        hover: bool,
+        state: tuple | None = None,
+    ) -> Style:
+        """The style ``DataTable._render_cell`` gives a plain body cell, worked out once.
+
+        ``state`` is what else it depends on (:meth:`_style_state`), passed in
+        when a whole row asks.
+        """
+        state = self._style_state() if state is None else state
+        key = (row_index, column_index, base, cursor, hover, state)
+        style = self._cell_styles.get(key)
+        if style is None:
+            component_style, post_style = self._get_styles_to_render_cell(
+                False,
+                False,
+                row_index < self.fixed_rows or column_index < self.fixed_columns,
+                hover,
+                cursor,
+                self.show_cursor,
+                self._show_hover_cursor,
+                self.cursor_foreground_priority == "css",
+                self.cursor_background_priority == "css",
+            )
+            style = base + Style.from_meta({"row": row_index, "column": column_index})
+            style = style + component_style
+            if post_style:
+                style = style + post_style
+            if len(self._cell_styles) > 65_536:  # a bound, far above any table's cells
+                self._cell_styles.clear()
+            self._cell_styles[key] = style
+        return style
+
+    def _fill_style(
+        self, row_style: Style, row_index: int, cursor: bool, hover: bool, state: tuple
+    ) -> Style:
+        """The style of the row's fill right of the last column (``cursor_type`` "row")."""
+        key = ("fill", row_style, row_index, cursor, hover, state)
+        style = self._cell_styles.get(key)
+        if style is None:
+            extend_style, _ = self._get_styles_to_render_cell(
+                False,
+                False,
+                False,
+                hover,
+                cursor,
+                self.show_cursor,
+                self._show_hover_cursor,
+                False,
+                False,
+            )
+            style = row_style + extend_style
+            style += Style.from_meta({"row": row_index, "column": 0, "out_of_bounds": True})
+            self._cell_styles[key] = style
+        return style
 
     def update_cells_at(self, cells: Iterable[tuple[Coordinate, CellType]]) -> None:
         """``update_cell_at`` for many cells with one refresh (DataTable refreshes per cell).
@@ -210,35 +403,32 @@ class ValueCachedTable(DataTable):
         body cell at (``row_index``, ``column_index``) and its row's height, as
         ``_render_cell`` looked them up for its cache key.
         """
-        if not isinstance(cell, Text) or cell.spans or cell.style or "\n" in cell.plain:
+        if row_height != 1:
             return None
-        padding = self.cell_padding
-        inner = width - 2 * padding
-        if row_height != 1 or inner < 0 or cell_len(cell.plain) > inner:
+        text = self._plain_text(cell, width, self.cell_padding)
+        if text is None:
             return None
-        if cell.justify == "right":
-            text = " " * (inner - cell_len(cell.plain)) + cell.plain
-        elif cell.justify in (None, "default", "left"):
-            text = cell.plain + " " * (inner - cell_len(cell.plain))
-        else:
-            return None
-        component_style, post_style = self._get_styles_to_render_cell(
-            False,
-            False,
-            row_index < self.fixed_rows or column_index < self.fixed_columns,
-            hover,
-            cursor,
-            self.show_cursor,
-            self._show_hover_cursor,
-            self.cursor_foreground_priority == "css",
-            self.cursor_background_priority == "css",
-        )
-        style = base_style + Style.from_meta({"row": row_index, "column": column_index})
-        style = style + component_style
-        if post_style:
-            style = style + post_style
-        pad = " " * padding
-        return [[Segment(pad + text + pad, style)]]
+        return [
+            [
+                Segment(
+                    text, self._body_cell_style(row_index, column_index, base_style, cursor, hover)
+                )
+            ]
+        ]
+
+
+@dataclass(frozen=True)
+class _RowLayout:
+    """What the body rows of one frame share (see ``ValueCachedTable._row_layout``)."""
+
+    plain: bool  # rows may be drawn by ``_plain_row`` (row cursor, no row labels)
+    keys: list[ColumnKey]
+    widths: list[int]
+    padding: int
+    fixed_count: int
+    fixed_base: Style
+    fill_width: int
+    state: tuple
 
 
 class _KnownRichStyle:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import pytest
 from rich.style import Style
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from lens_tui.app import build_app
@@ -22,14 +26,20 @@ def paths(tmp_path):
     return write_bundles(tmp_path / "bundles")
 
 
-@async_test
-async def test_plain_cells_draw_as_datatable_draws_them(paths):
+@contextlib.asynccontextmanager
+async def layer_table(paths):
+    """The Compare view's layer table at 160×48, in view (``l``), with the pilot driving it."""
     app = build_app(paths)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
         await pilot.press("l")
         await pilot.pause()
-        table = app.query_one("#layer-table", ValueCachedTable)
+        yield pilot, app.query_one("#layer-table", ValueCachedTable)
+
+
+@async_test
+async def test_plain_cells_draw_as_datatable_draws_them(paths):
+    async with layer_table(paths) as (pilot, table):
         # A styled cell and a left-justified one beside the view's right-justified numbers.
         table.update_cell_at((0, 1), Text("styled", style="bold red"))
         table.update_cell_at((1, 1), Text("left", justify="left"))
@@ -54,3 +64,51 @@ async def test_plain_cells_draw_as_datatable_draws_them(paths):
                         assert characters(fast) == characters(drawn), (row, column, cursor)
                         checked += 1
         assert checked >= 4 * 3 * len(table.columns)
+
+
+def segments_characters(cells) -> list[tuple[str, Style | None]]:
+    """A row's cells (lists of segments) as (character, style) pairs, in order."""
+    return [(ch, segment.style) for cell in cells for segment in cell for ch in segment.text]
+
+
+@async_test
+async def test_plain_rows_draw_as_datatable_draws_them(paths):
+    async with layer_table(paths) as (pilot, table):
+        assert table.fixed_columns == 1 and table.cursor_type == "row"
+        # DataTable's own drawing, cell by cell through rich (not this class's cell path).
+        table._render_cell = functools.partial(DataTable._render_cell, table)
+        base = Style(color="#dddddd", bgcolor="#202020")
+        checked = 0
+        for focused, show_hover in ((True, False), (True, True), (False, True)):
+            table._show_hover_cursor = show_hover  # set by the mouse; hover draws only then
+            if focused:
+                table.focus()
+            else:
+                table.screen.set_focus(None)
+            await pilot.pause()
+            table._pseudo_class_state = table.get_pseudo_class_state()
+            for row in range(table.row_count):
+                key = table.ordered_rows[row].key
+                for cursor_row in (row, row + 1):
+                    for hover_row in (row, row + 2):
+                        cursor, hover = Coordinate(cursor_row, 0), Coordinate(hover_row, 3)
+                        fast = table._plain_row(key, 0, base, cursor, hover)
+                        assert fast is not None, row
+                        table._clear_caches()
+                        drawn = DataTable._render_line_in_row(table, key, 0, base, cursor, hover)
+                        for mine, theirs in zip(fast, drawn, strict=True):  # fixed, scrollable
+                            assert segments_characters(mine) == segments_characters(theirs), (
+                                row,
+                                cursor_row,
+                                hover_row,
+                                focused,
+                                show_hover,
+                            )
+                        checked += 1
+        assert checked == 3 * 4 * table.row_count
+        # A styled cell is not plain: that row is left to DataTable.
+        table.update_cell_at((0, 1), Text("styled", style="bold red"))
+        assert (
+            table._plain_row(table.ordered_rows[0].key, 0, base, Coordinate(0, 0), Coordinate(0, 0))
+            is None
+        )

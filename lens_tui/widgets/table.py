@@ -91,17 +91,23 @@ class ValueCachedTable(DataTable):
         super()._clear_caches()
         self._cell_styles.clear()  # the component styles (theme, CSS) may have changed
 
-    def _render_line_in_row(self, *args):
-        """DataTable's drawing of a row's line; :meth:`_plain_row`'s for the rows it can draw."""
-        return self._plain_row(*args) or super()._render_line_in_row(*args)
-
-    def _plain_row(
+    def _render_line_in_row(
         self,
         row_key: RowKey,
         line_no: int,
         base_style: Style,
         cursor_location: Coordinate,
         hover_location: Coordinate,
+    ):
+        """DataTable's drawing of a row's line; :meth:`_plain_row`'s for the rows it can draw."""
+        row = self._plain_row(row_key, line_no, base_style, cursor_location.row, hover_location.row)
+        if row is None:
+            args = (row_key, line_no, base_style, cursor_location, hover_location)
+            return super()._render_line_in_row(*args)
+        return row
+
+    def _plain_row(
+        self, row_key: RowKey, line_no: int, base_style: Style, cursor_row: int, hover_row: int
     ) -> tuple[list[list[Segment]], list[list[Segment]]] | None:
         """A one-line body row of plain cells, drawn run by run; None for any other row.
 
@@ -134,8 +140,7 @@ class ValueCachedTable(DataTable):
             if text is None:
                 return None
             texts.append(text)
-        cursor = cursor_location.row == row_index
-        hover = hover_location.row == row_index
+        cursor, hover = cursor_row == row_index, hover_row == row_index
         row_style = self._get_row_style(row_index, base_style)
         style_of, state = self._body_cell_style, layout.state
         fixed_row = [

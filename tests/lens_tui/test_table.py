@@ -92,7 +92,7 @@ async def test_plain_rows_draw_as_datatable_draws_them(paths):
                 for cursor_row in (row, row + 1):
                     for hover_row in (row, row + 2):
                         cursor, hover = Coordinate(cursor_row, 0), Coordinate(hover_row, 3)
-                        fast = table._plain_row(key, 0, base, cursor, hover)
+                        fast = table._plain_row(key, 0, base, cursor_row, hover_row)
                         assert fast is not None, row
                         table._clear_caches()
                         drawn = DataTable._render_line_in_row(table, key, 0, base, cursor, hover)
@@ -108,7 +108,4 @@ async def test_plain_rows_draw_as_datatable_draws_them(paths):
         assert checked == 3 * 4 * table.row_count
         # A styled cell is not plain: that row is left to DataTable.
         table.update_cell_at((0, 1), Text("styled", style="bold red"))
-        assert (
-            table._plain_row(table.ordered_rows[0].key, 0, base, Coordinate(0, 0), Coordinate(0, 0))
-            is None
-        )
+        assert table._plain_row(table.ordered_rows[0].key, 0, base, 0, 0) is None

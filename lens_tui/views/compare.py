@@ -39,6 +39,7 @@ from lens_tui.views import compare_intervals as ci
 from lens_tui.views.base import SelectionView
 from lens_tui.widgets.cards import PENDING, MetricCard
 from lens_tui.widgets.colors import A_HEX, B_HEX
+from lens_tui.widgets.item_line import ItemLine
 from lens_tui.widgets.plots import ExpertPlot
 from lens_tui.widgets.sorting import SORT_BINDINGS, SortableView, TableSort
 from lens_tui.widgets.sparkline import SparkPanel, SparkSpec
@@ -164,7 +165,7 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
                 id="layer-table", cursor_type="row", zebra_stripes=True, fixed_columns=1
             )
             with Vertical(id="plot-box"):
-                yield Static(id="layer-ci")
+                yield ItemLine(id="layer-ci")
                 yield Static(id="plot-legend")
                 yield ExpertPlot(id="expert-plot")
 
@@ -183,7 +184,7 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         self._sparks.border_title = "per layer (highlight: selected layer)"
         for key, header in TABLE_COLUMNS:
             self._table.add_column(self.sorting.label(key, header), key=key)
-        self._layer_ci = self.query_one("#layer-ci", Static)
+        self._layer_ci = self.query_one("#layer-ci", ItemLine)
         self._legend = self.query_one("#plot-legend", Static)
         self._legend_text = ""
         self._verdict_shown: Text | None = None
@@ -239,7 +240,7 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         self._shown_cells = []
         self._shown_rows = []
         self.row_layers = []
-        update_in_place(self._layer_ci, "")
+        self._layer_ci.clear()
         self._legend.display = False
         self._plotted = None
         self._plot.clear_plot()
@@ -376,18 +377,16 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         """
         layer = self.selected_layer
         if self.comparison is None or not 0 <= layer < len(self._shown_cells):
-            update_in_place(self._layer_ci, "")
+            self._layer_ci.clear()
             return
-        line = Text(f"layer {layer}: ", style="bold")
         values = self._shown_cells[layer][1:]
-        for index, (column, value, text) in enumerate(
-            zip(COLUMNS, values, self._layer_intervals(layer))
-        ):
-            if index:
-                line.append(" · ", style="dim")
-            line.append(f"{column.header} ", style=SIDE_COLORS[column.side])
-            line.append(f"{value} {text}")
-        update_in_place(self._layer_ci, line)
+        self._layer_ci.show(
+            [(f"layer {layer}: ", "bold")],
+            [
+                [(f"{column.header} ", SIDE_COLORS[column.side]), (f"{value} {text}", "")]
+                for column, value, text in zip(COLUMNS, values, self._layer_intervals(layer))
+            ],
+        )
 
     # ------------------------------------------------------------------ intervals
 

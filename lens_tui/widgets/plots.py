@@ -13,7 +13,6 @@ from functools import lru_cache
 
 import plotext._utility as plotext_utility
 from rich.ansi import AnsiDecoder
-from rich.segment import Segment
 from rich.style import Style as RichStyle
 from rich.text import Span, Text
 from textual.content import Content
@@ -33,6 +32,7 @@ from lens_tui.widgets.expert_chart import (
     chart_rows,
     sorts_experts,
 )
+from lens_tui.widgets.text_strip import row_strip
 
 BAND_RGB = (170, 170, 120)
 
@@ -254,29 +254,6 @@ class ExpertPlot(Widget):
             legend.append(f"██ A above, {KEPT_A_MARK} kept by A   ", style=A_HEX)
         legend.append(f"██ B below, {KEPT_B_MARK} kept by B", style=B_HEX)
         return legend
-
-
-def row_strip(row: Text, base: RichStyle) -> Strip:
-    """``row`` as a strip over ``base`` (the widget's colours): what ``row.render`` gives, faster.
-
-    A chart row has a few spans (axis, bars, boundary), later ones over earlier
-    ones as rich applies them; one segment per run between span edges. rich's
-    own render of a row took three times as long (a third of a figure's cost).
-    """
-    plain, spans = row.plain, row.spans
-    if row.style:
-        base = base + (RichStyle.parse(row.style) if isinstance(row.style, str) else row.style)
-    edges = sorted({0, len(plain), *(s.start for s in spans), *(s.end for s in spans)})
-    segments = []
-    for start, end in zip(edges, edges[1:]):
-        if end > len(plain):
-            break
-        style = base
-        for span in spans:
-            if span.start <= start and end <= span.end:
-                style = style + span.style
-        segments.append(Segment(plain[start:end], style))
-    return Strip(segments, row.cell_len)
 
 
 class AblationPlot(ResultPlot):

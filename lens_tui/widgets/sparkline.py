@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual.geometry import Region
+from textual.strip import Strip
 from textual.widget import Widget
 
 from lens_tui.render import fmt
+from lens_tui.widgets.text_strip import row_strip
 
 BARS = "▁▂▃▄▅▆▇█"
 #: Relative spread under which a row counts as constant (float noise, far below any shown digit).
@@ -98,6 +100,8 @@ class SparkPanel(Widget):
         self.specs = list(specs)
         self.values: dict[str, list[float | None]] = {}
         self.selected: int | None = None
+        # Each row's strip, by what it was drawn from: a new r redraws only its rows.
+        self._strips: dict[int, tuple[tuple, Strip]] = {}
 
     def get_content_height(self, container, viewport, width: int) -> int:
         return len(self.specs)
@@ -124,8 +128,29 @@ class SparkPanel(Widget):
         return "".join(" " if lv is None else BARS[lv] for lv in levels)
 
     def render(self) -> Text:
+        """Every row as one text (for what reads a widget's render; the screen uses lines)."""
         lines = [self._row(spec) for spec in self.specs]
         return Text("\n", no_wrap=True, overflow="crop").join(lines)
+
+    def render_line(self, y: int) -> Strip:
+        """Row ``y``, drawn again only when its values, the selection, size or colours change.
+
+        Drawn as a whole text, every row was laid out again on every key
+        although a new r changes 5 of the 13.
+        """
+        width = self.size.width
+        base = self.visual_style.rich_style
+        if y >= len(self.specs):
+            return Strip.blank(width, base)
+        spec = self.specs[y]
+        values = self.values.get(spec.id, [])
+        key = (tuple(values), self.selected, width, base)
+        known = self._strips.get(y)
+        if known is not None and known[0] == key:
+            return known[1]
+        strip = row_strip(self._row(spec), base).crop_extend(0, width, base)
+        self._strips[y] = (key, strip)
+        return strip
 
     def _row(self, spec: SparkSpec) -> Text:
         text = Text(no_wrap=True, overflow="crop")

@@ -19,7 +19,7 @@ from rich.text import Span, Text
 from core.engine import LayerDistribution
 from lens_tui.widgets.colors import A_HEX, B_HEX
 from lens_tui.widgets.expert_chart import KEPT_A_MARK, KEPT_B_MARK, chart_rows
-from lens_tui.widgets.plots import row_strip
+from lens_tui.widgets.text_strip import row_strip
 
 CONSOLE = Console(width=400)
 HALF_CELLS = {"█": 2, "▄": 1, "▀": 1, " ": 0}

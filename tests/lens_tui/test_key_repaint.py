@@ -150,14 +150,14 @@ def counting(function, calls: list):
 
 @async_test
 async def test_the_expert_chart_converts_only_the_rows_on_screen(paths):
-    """At 160×48 the chart's top rows are on screen until ``l``; the rest are not converted."""
+    """At 160×50 the chart's top rows are in view until ``l``; the rest are not converted."""
     app = build_app(paths)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(160, 50)) as pilot:
         await pilot.pause()
         await pilot.press("plus")
         await pilot.pause()
         plot = app.query_one(ExpertPlot)
-        on_screen = plot.region.intersection(app.screen.region).height
+        on_screen = plot.region.intersection(app.query_one(CompareView).region).height
         assert 0 < on_screen < plot.size.height
         # The rows the compositor asked for (up to the view's bottom edge), not the whole chart.
         assert 0 < len(plot._strips) <= on_screen

@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
 
 from lens_tui.selection import Selection
 from lens_tui.widgets.colors import A_HEX, B_HEX
+from lens_tui.widgets.text_strip import TextRows
 
 
-class ControlBar(Static):
+class ControlBar(TextRows):
     """One line with the current selection: A, B, r, τ, layer.
 
     It watches the app's ``selection`` like a view does, but is always on
-    screen, so it repaints on every change.
+    screen, so it repaints on every change (one line, cut with "…" when
+    narrow; never a layout pass).
     """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.line = Text()
 
     def on_mount(self) -> None:
         self.watch(self.app, "selection", self.show_selection)
 
     def show_selection(self, selection: Selection) -> None:
-        self.update(selection_line(selection), layout=False)  # one line: no layout pass per key
+        self.line = selection_line(selection)
+        self.refresh()
+
+    def rows(self, width: int) -> list[Text]:
+        line = self.line.copy()
+        line.truncate(max(0, width), overflow="ellipsis")
+        return [line]
 
 
 def selection_line(selection: Selection) -> Text:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widget import Widget
+
+from lens_tui.widgets.text_strip import TextRows
 
 #: Shown in place of an interval while the background worker computes it.
 PENDING = "…"
 
 
-class MetricCard(Widget):
+class MetricCard(TextRows):
     """A card of ``(label, value)`` rows; the values are already formatted text.
 
-    Drawn as plain padded lines (not a rich table): cards change on every
+    Drawn as plain padded lines (not a rich table), line by line
+    (:class:`~lens_tui.widgets.text_strip.TextRows`): cards change on every
     keypress, and this keeps their repaint cheap. Intervals (``[lo, hi]``, or
     :data:`PENDING` while they compute) are set apart from the values with
     :meth:`set_intervals`, because they arrive later, from a worker: the point
@@ -62,8 +64,7 @@ class MetricCard(Widget):
     def get_content_height(self, container, viewport, width: int) -> int:
         return max(1, len(self.rows))
 
-    def render(self) -> Text:
-        width = self.size.width
+    def text_rows(self, width: int) -> list[Text]:
         lines = []
         for label, value in self.rows:
             interval = self.intervals.get(label)
@@ -72,5 +73,5 @@ class MetricCard(Widget):
                 shown_value = value  # no room: the point value alone
             room = max(1, width - len(shown_value) - 1)
             shown = label if len(label) <= room else label[: max(0, room - 1)] + "…"
-            lines.append(shown.ljust(room) + " " + shown_value)
-        return Text("\n".join(lines), no_wrap=True, overflow="crop")
+            lines.append(Text(shown.ljust(room) + " " + shown_value))
+        return lines

@@ -28,7 +28,7 @@ class ControlBar(TextRows):
         self.line = selection_line(selection)
         self.refresh()
 
-    def rows(self, width: int) -> list[Text]:
+    def text_rows(self, width: int) -> list[Text]:
         line = self.line.copy()
         line.truncate(max(0, width), overflow="ellipsis")
         return [line]

@@ -48,7 +48,7 @@ def _style(style: str | RichStyle) -> RichStyle:
 class TextRows(Widget):
     """A widget drawn from one rich ``Text`` per screen row (Textual's line API).
 
-    A subclass says what its rows read at a width (:meth:`rows`, each fitted
+    A subclass says what its rows read at a width (:meth:`text_rows`, each fitted
     to the width); each row's strip is kept until that row's text, the width
     or the colours change. Drawn as one text through Textual's text layout, a
     small widget that changes on every key (the control bar, a card) cost
@@ -60,16 +60,16 @@ class TextRows(Widget):
         self._row_strips: dict[int, tuple[tuple, Strip]] = {}
         self._frame_rows: list[Text] | None = None
 
-    def rows(self, width: int) -> list[Text]:
+    def text_rows(self, width: int) -> list[Text]:
         """The widget's rows at ``width``, one ``Text`` each, none wider than ``width``."""
         raise NotImplementedError
 
     def render(self) -> Text:
         """The rows as one text (for what reads a widget's render; the screen uses lines)."""
-        return Text("\n", no_wrap=True, overflow="crop").join(self.rows(self.size.width))
+        return Text("\n", no_wrap=True, overflow="crop").join(self.text_rows(self.size.width))
 
     def render_lines(self, crop: Region) -> list[Strip]:
-        self._frame_rows = self.rows(self.size.width)  # once a frame, not once a line
+        self._frame_rows = self.text_rows(self.size.width)  # once a frame, not once a line
         try:
             return super().render_lines(crop)
         finally:
@@ -78,7 +78,7 @@ class TextRows(Widget):
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         base = self.visual_style.rich_style
-        rows = self._frame_rows if self._frame_rows is not None else self.rows(width)
+        rows = self._frame_rows if self._frame_rows is not None else self.text_rows(width)
         if y >= len(rows):
             return Strip.blank(width, base)
         row = rows[y]

@@ -9,6 +9,7 @@ exactly as the CLI prints them.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -16,6 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.coordinate import Coordinate
+from textual.timer import Timer
 from textual.widgets import DataTable, Static
 
 from core import metrics as m
@@ -44,6 +46,9 @@ from lens_tui.widgets.plots import ExpertPlot
 from lens_tui.widgets.sorting import SORT_BINDINGS, SortableView, TableSort
 from lens_tui.widgets.sparkline import SparkPanel, SparkSpec
 from lens_tui.widgets.table import ValueCachedTable
+
+#: Seconds the verdict's text must rest before a shorter text gives back its lines.
+VERDICT_FIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,8 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         self._legend = self.query_one("#plot-legend", Static)
         self._legend_text = ""
         self._verdict_shown: Text | None = None
+        self._verdict_changed_at = 0.0
+        self._verdict_fit: Timer | None = None  # the pending fit of its height (see _set_verdict)
 
     # ------------------------------------------------------------------ showing
 
@@ -298,12 +305,40 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         if text == self._verdict_shown:  # asked again on a new r, by each worker's result
             return
         self._verdict_shown = text
-        # While a worker's part is pending ("…") the verdict may grow but not shrink:
-        # following that interim text's height exactly cost two whole-screen layout
-        # passes on every new r (one at the key, one when the test landed). The
-        # finished verdict is fitted exactly, so no blank line stays under it.
-        pending = self.comparison is not None and (self.intervals is None or self.basis is None)
-        update_in_place(self._verdict, text, grow_only=pending)
+        # The verdict grows at once but shrinks only once it has rested for
+        # VERDICT_FIT_S: following each text's height exactly cost two whole-screen
+        # layout passes (~50 ms at 160×48) whenever the resampling test landed
+        # between keys, and another when the next key's interim text ("…") grew it
+        # back. Once the keys rest, the verdict is fitted exactly: no blank line stays.
+        self._verdict_changed_at = time.monotonic()
+        self._keep_in_view(update_in_place(self._verdict, text, grow_only=True))
+        if self._verdict_fit is None:
+            self._verdict_fit = self.set_timer(VERDICT_FIT_S, self._fit_verdict)
+
+    @property
+    def verdict_fitting(self) -> bool:
+        """Whether the verdict's height waits to be fitted (its text has not rested yet)."""
+        return self._verdict_fit is not None
+
+    def _fit_verdict(self) -> None:
+        """Fit the verdict's height to its text, once it has not changed for VERDICT_FIT_S."""
+        rested = time.monotonic() - self._verdict_changed_at
+        if rested < VERDICT_FIT_S:
+            self._verdict_fit = self.set_timer(VERDICT_FIT_S - rested, self._fit_verdict)
+            return
+        self._verdict_fit = None
+        if self._verdict_shown is not None:
+            self._keep_in_view(update_in_place(self._verdict, self._verdict_shown))
+
+    def _keep_in_view(self, gained: int) -> None:
+        """After the verdict gains (or loses) lines, keep what is below it where it was.
+
+        With the view scrolled down (``l``: the layer table and chart), a
+        taller or shorter verdict would move them under the reader's eyes.
+        """
+        if gained and self.scroll_y > 0:
+            target = self.scroll_y + gained
+            self.call_after_refresh(lambda: self.scroll_to(y=target, animate=False))
 
     def _show_table(self, num_layers: int) -> None:
         """Fill the per-layer table in the sort order (layer order unless sorted by a column)."""
@@ -547,29 +582,31 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
             self.scroll_to_widget(self.query_one("#layer-detail"), top=True, animate=False)
 
 
-def update_in_place(static: Static, content: Text | str, *, grow_only: bool = False) -> None:
+def update_in_place(static: Static, content: Text | str, *, grow_only: bool = False) -> int:
     """Update ``static``; a layout pass (costly: the whole screen) only if its height changes.
 
     ``Static.update`` asks for a layout pass by default, which at 160×48
     re-renders every widget on screen: most of a new r's repaint (the verdict
-    and the selected layer's line change on every key). A fixed height never
-    needs one; an auto height is compared with Textual's own measure of the
-    new content at the current width, so the text is never clipped. With
-    ``grow_only`` a shorter text keeps the taller height (blank lines below it)
-    until the next layout pass for another reason (a resize, a view switch).
+    changes on every key). A fixed height never needs one; an auto height is
+    compared with Textual's own measure of the new content at the current
+    width, so the text is never clipped. With ``grow_only`` a shorter text
+    keeps the taller height (blank lines below it). Returns the lines the
+    widget gains (negative: loses) in the coming layout pass, 0 when none.
     """
     static.update(content, layout=False)
     fixed = static.styles.height
     if fixed is not None and not fixed.is_auto:  # its height does not follow its text
-        return
+        return 0
     width, height = static.content_size
     container, viewport = static.container_size, static.app.size
     if not width:
         static.refresh(layout=True)
-        return
+        return 0
     needed = static.get_content_height(container, viewport, width)
     if needed > height or (needed < height and not grow_only):
         static.refresh(layout=True)
+        return needed - height
+    return 0
 
 
 def _bundle_caption(profile: Profile) -> str:

@@ -18,7 +18,7 @@ from lens_tui.app import NO_BUNDLES, TAU_LADDER, build_app
 from lens_tui.help import HelpScreen
 from lens_tui.render import BIVARIATE_LABELS, fmt
 from lens_tui.views.ablation import AblationView
-from lens_tui.views.compare import CARD_LABELS, COLUMNS, CompareView
+from lens_tui.views.compare import CARD_LABELS, COLUMNS, VERDICT_FIT_S, CompareView
 from lens_tui.views.compare_intervals import APP_REPLICATES
 from lens_tui.views.compare_intervals import caption as caption_of
 from lens_tui.views.matrix import ALIKE_RGB, DIFFERENT_RGB, MatrixView, hex_color
@@ -421,7 +421,11 @@ async def test_command_palette_commands_set_the_selection(paths):
 
 @async_test
 async def test_the_verdict_is_never_clipped_when_its_length_changes(paths):
-    """The verdict is laid out again only when its height changes; it must always fit."""
+    """The verdict is laid out again only when its height changes; it must always fit.
+
+    It grows at once; a shorter text gives back its lines once it has rested
+    for ``VERDICT_FIT_S`` (not between keys): then no blank line stays.
+    """
     app = build_app(paths)
     async with app.run_test(size=(80, 30)) as pilot:  # r=1's verdict wraps, r=8's does not
         await pilot.pause()
@@ -430,6 +434,12 @@ async def test_the_verdict_is_never_clipped_when_its_length_changes(paths):
         for keys in (["minus"] * 8, ["plus"] * 8, ["minus"] * 8):  # r = 1, r = E = 8, r = 1
             await pilot.press(*keys)
             await app.workers.wait_for_complete()  # the permutation test joins the verdict
+            await pilot.pause()
+            text_height = widget.get_content_height(
+                widget.container_size, app.size, widget.content_size.width
+            )
+            assert widget.content_size.height >= text_height  # never clipped, even before the fit
+            await pilot.pause(VERDICT_FIT_S + 0.3)
             await pilot.pause()
             a, b = Profile.load(paths[0]), Profile.load(paths[1])
             difference = permutation_test(a, b, app.r, APP_REPLICATES)

@@ -274,3 +274,57 @@ async def test_a_new_r_works_out_its_verdict_once(paths, monkeypatch):
         await app.workers.wait_for_complete()
         await pilot.pause()
     assert len(calls) == 1
+
+
+@async_test
+async def test_a_shorter_verdict_gives_back_its_lines_only_once_it_has_rested(paths):
+    """Between keys the verdict only grows (a shrink and the next key's growth were two
+    whole-screen layout passes); after ``VERDICT_FIT_S`` of rest it fits its text."""
+    from rich.text import Text
+
+    from lens_tui.views.compare import VERDICT_FIT_S
+
+    app = build_app(paths)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause(VERDICT_FIT_S + 0.3)
+        view = app.query_one(CompareView)
+        widget = app.query_one("#verdict")
+        view._set_verdict(Text("long " * 60))  # several lines at 80 columns
+        await pilot.pause()
+        tall = widget.size.height
+        assert tall >= 4  # grown at once: never clipped
+        view._set_verdict(Text("short"))
+        await pilot.pause(VERDICT_FIT_S / 2)
+        view._set_verdict(Text("short, again"))  # a change restarts the rest
+        await pilot.pause(VERDICT_FIT_S * 0.7)
+        assert widget.size.height == tall  # 1.2 × VERDICT_FIT_S since the shrink, not rested
+        await pilot.pause(VERDICT_FIT_S * 0.6)
+        await pilot.pause()
+        assert widget.size.height == 1
+
+
+@async_test
+async def test_the_layer_table_stays_put_when_the_verdict_above_it_changes_height(paths):
+    """Scrolled to the layers (``l``), a verdict growing or fitted shorter off screen
+    must not move the table and chart under the reader's eyes."""
+    from rich.text import Text
+
+    from lens_tui.views.compare import VERDICT_FIT_S
+
+    app = build_app(paths)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause(VERDICT_FIT_S + 0.3)
+        await pilot.press("l")
+        await pilot.pause()
+        view = app.query_one(CompareView)
+        table = app.query_one("#layer-table")
+        where = table.region.y
+        assert view.scroll_y > 0
+        for text, wait in (("long " * 60, 0), ("short", VERDICT_FIT_S + 0.3)):
+            view._set_verdict(Text(text))
+            await pilot.pause(wait)
+            await pilot.pause()
+            await pilot.pause()
+            assert table.region.y == where, text

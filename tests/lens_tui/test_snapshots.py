@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from lens_tui.app import build_app
+from lens_tui.views.compare import CompareView
 from tests.conftest import make_bundle
 from tests.lens_tui.helpers import write_frontier_bundles
 
@@ -18,7 +19,8 @@ LARGE = (160, 48)
 
 def settled(*keys: str):
     """Press ``keys``, waiting for the views' workers (intervals, analyses, designs) after each,
-    so that a shot never catches a figure half computed."""
+    and at the end for the verdict's height to be fitted, so that a shot never catches a
+    figure half computed."""
 
     async def run(pilot) -> None:
         for key in ("", *keys):
@@ -27,6 +29,10 @@ def settled(*keys: str):
             await pilot.pause()
             await pilot.app.workers.wait_for_complete()
             await pilot.pause()
+        compare = pilot.app.query_one(CompareView)
+        while compare.verdict_fitting:  # a shorter verdict gives back its lines once at rest
+            await pilot.pause(0.1)
+        await pilot.pause()
 
     return run
 

@@ -19,6 +19,7 @@ from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text, TextType
+from textual._segment_tools import line_crop
 from textual._two_way_dict import TwoWayDict
 from textual.binding import Binding
 from textual.cache import LRUCache
@@ -51,6 +52,7 @@ class ValueCachedTable(DataTable):
         # by what it is made of: the same for every frame until the styles change.
         # Set first: DataTable.__init__ clears the caches.
         self._cell_styles: dict[tuple, Style] = {}
+        self._known_components: dict[tuple, _KnownRichStyle] = {}
         super().__init__(*args, **kwargs)
         self._content_cache: LRUCache[tuple, list] = LRUCache(8192)
         self._frame_styles: dict[tuple[str, ...], _KnownRichStyle] | None = None
@@ -79,17 +81,68 @@ class ValueCachedTable(DataTable):
         return self._frame_rich_style
 
     def get_component_styles(self, *names: str):
-        known = self._frame_styles
-        if known is None:
+        if self._frame_styles is None:
             return super().get_component_styles(*names)
-        styles = known.get(names)
+        # Kept across frames, by the table's pseudo-classes (focus, hover): working
+        # out a component's rich style walks the widget's ancestors (~0.1 ms each).
+        key = (names, self._pseudo_class_state)
+        styles = self._known_components.get(key)
         if styles is None:
-            styles = known[names] = _KnownRichStyle(super().get_component_styles(*names))
+            styles = _KnownRichStyle(super().get_component_styles(*names))
+            self._known_components[key] = styles
         return styles
 
     def _clear_caches(self) -> None:
         super()._clear_caches()
-        self._cell_styles.clear()  # the component styles (theme, CSS) may have changed
+        self._forget_styles()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()  # a new theme or CSS: DataTable clears its caches
+        self._forget_styles()
+
+    def _forget_styles(self) -> None:
+        """Drop every style worked out from the CSS (the theme or the CSS may have changed)."""
+        self._cell_styles.clear()
+        self._known_components.clear()
+
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        """DataTable's line ``y`` cropped to ``x1``..``x2``; a plain row's built in one strip.
+
+        ``DataTable`` builds a line's strip three times (joined, padded to the
+        width, simplified) and keys it on the update counter; a plain row here
+        is :meth:`_plain_row`'s runs, the scrollable part cropped as
+        ``DataTable`` crops it, in one strip of exactly the widget's width.
+        """
+        layout = self._layout()
+        try:
+            row_key, line_no = self._get_offsets(y)
+        except LookupError:
+            return super()._render_line(y, x1, x2, base_style)
+        row = None
+        if layout.plain:
+            cursor, hover = self.cursor_coordinate.row, self.hover_coordinate.row
+            row = self._plain_row(row_key, line_no, base_style, cursor, hover)
+        if row is None:
+            return super()._render_line(y, x1, x2, base_style)
+        fixed, scrollable = row
+        width = layout.width
+        segments = [cell[0] for cell in fixed]
+        shown = line_crop(
+            [cell[0] for cell in scrollable], x1 + layout.fixed_width, x2, layout.row_width
+        )
+        segments += shown
+        length = layout.fixed_width + sum(cell_len(segment.text) for segment in shown)
+        strip = Strip(segments, length)
+        return strip if length == width else strip.adjust_cell_length(width, base_style)
+
+    def _layout(self) -> _RowLayout:
+        """The frame's row layout (worked out once inside ``render_lines``)."""
+        layout = self._frame_layout
+        if layout is None:
+            layout = self._row_layout()
+            if self._frame_styles is not None:  # inside render_lines: holds for the frame
+                self._frame_layout = layout
+        return layout
 
     def _render_line_in_row(
         self,
@@ -122,11 +175,7 @@ class ValueCachedTable(DataTable):
         """
         if line_no != 0 or row_key is self._header_row_key:
             return None
-        layout = self._frame_layout
-        if layout is None:
-            layout = self._row_layout()
-            if self._frame_styles is not None:  # inside render_lines: holds for the frame
-                self._frame_layout = layout
+        layout = self._layout()
         if not layout.plain:
             return None
         row_index = self._row_locations.get(row_key)
@@ -142,18 +191,34 @@ class ValueCachedTable(DataTable):
             texts.append(text)
         cursor, hover = cursor_row == row_index, hover_row == row_index
         row_style = self._get_row_style(row_index, base_style)
-        style_of, state = self._body_cell_style, layout.state
-        fixed_row = [
-            [Segment(texts[i], style_of(row_index, i, layout.fixed_base, cursor, hover, state))]
-            for i in range(layout.fixed_count)
-        ]
-        scrollable_row = [
-            [Segment(text, style_of(row_index, i, row_style, cursor, hover, state))]
-            for i, text in enumerate(texts)
-        ]
-        fill = self._fill_style(row_style, row_index, cursor, hover, state)
+        fixed_styles, styles, fill = self._row_styles(row_index, row_style, cursor, hover, layout)
+        fixed_row = [[Segment(texts[i], style)] for i, style in enumerate(fixed_styles)]
+        scrollable_row = [[Segment(text, style)] for text, style in zip(texts, styles)]
         scrollable_row.append([Segment(" " * layout.fill_width, fill)])
         return fixed_row, scrollable_row
+
+    def _row_styles(
+        self, row_index: int, row_style: Style, cursor: bool, hover: bool, layout: _RowLayout
+    ) -> tuple[list[Style], list[Style], Style]:
+        """A plain row's cell styles: its fixed cells', every cell's, and its fill's."""
+        key = ("row", row_index, row_style, layout.fixed_base, cursor, hover, len(layout.keys))
+        key += layout.state
+        known = self._cell_styles.get(key)
+        if known is None:
+            style_of, state = self._body_cell_style, layout.state
+            known = (
+                [
+                    style_of(row_index, i, layout.fixed_base, cursor, hover, state)
+                    for i in range(layout.fixed_count)
+                ],
+                [
+                    style_of(row_index, i, row_style, cursor, hover, state)
+                    for i in range(len(layout.keys))
+                ],
+                self._fill_style(row_style, row_index, cursor, hover, state),
+            )
+            self._cell_styles[key] = known
+        return known
 
     def _row_layout(self) -> _RowLayout:
         """What every body row of a frame shares: columns, widths, styles' inputs."""
@@ -163,7 +228,11 @@ class ValueCachedTable(DataTable):
         fixed_base = self.get_component_styles("datatable--fixed").rich_style
         fixed_base += Style.from_meta({"fixed": True})
         table_width = sum(widths[fixed_count:]) + self._row_label_column_width
+        width = self.size.width
         return _RowLayout(
+            width=width,
+            fixed_width=sum(widths[:fixed_count]),
+            row_width=sum(widths) + max(0, width - table_width),
             plain=self.cursor_type == "row"
             and not (self._labelled_row_exists and self.show_row_labels),
             keys=[column.key for column in columns],
@@ -171,7 +240,7 @@ class ValueCachedTable(DataTable):
             padding=self.cell_padding,
             fixed_count=fixed_count,
             fixed_base=fixed_base,
-            fill_width=max(0, self.size.width - table_width),
+            fill_width=max(0, width - table_width),
             state=self._style_state(),
         )
 
@@ -427,6 +496,9 @@ class _RowLayout:
     """What the body rows of one frame share (see ``ValueCachedTable._row_layout``)."""
 
     plain: bool  # rows may be drawn by ``_plain_row`` (row cursor, no row labels)
+    width: int  # the widget's
+    fixed_width: int  # the fixed columns'
+    row_width: int  # a whole row's, fill included, before cropping
     keys: list[ColumnKey]
     widths: list[int]
     padding: int

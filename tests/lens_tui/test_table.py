@@ -109,3 +109,43 @@ async def test_plain_rows_draw_as_datatable_draws_them(paths):
         # A styled cell is not plain: that row is left to DataTable.
         table.update_cell_at((0, 1), Text("styled", style="bold red"))
         assert table._plain_row(table.ordered_rows[0].key, 0, base, 0, 0) is None
+
+
+@async_test
+async def test_plain_lines_draw_as_datatable_draws_them_scrolled_and_after_a_theme_change(paths):
+    async with layer_table(paths) as (pilot, table):
+        width = table.size.width
+        mine = functools.partial(ValueCachedTable._render_line, table)
+        theirs = functools.partial(DataTable._render_line, table)
+        datatable_cells = functools.partial(DataTable._render_cell, table)
+        datatable_rows = functools.partial(DataTable._render_line_in_row, table)
+        datatable_styles = functools.partial(DataTable.get_component_styles, table)
+        base = Style(color="#dddddd", bgcolor="#202020")
+        checked = 0
+        for theme in ("textual-dark", "textual-light"):
+            pilot.app.theme = theme
+            await pilot.pause()
+            table.move_cursor(row=1)
+            table.hover_coordinate = Coordinate(2, 0)
+            table._show_hover_cursor = True
+            for x1 in (0, 3, 40):
+                for y in range(table.header_height, table.header_height + table.row_count):
+                    table._frame_styles = {}  # as inside render_lines: styles kept across frames
+                    try:
+                        drawn_by_mine = mine(y, x1, x1 + width, base)
+                    finally:
+                        table._frame_styles = table._frame_layout = None
+                    DataTable._clear_caches(table)  # DataTable draws afresh, all by itself
+                    table._render_cell = datatable_cells
+                    table._render_line_in_row = datatable_rows
+                    table.get_component_styles = datatable_styles
+                    try:
+                        expected = theirs(y, x1, x1 + width, base)
+                    finally:
+                        del table._render_cell, table._render_line_in_row
+                        del table.get_component_styles
+                        DataTable._clear_caches(table)
+                    assert drawn_by_mine.cell_length == expected.cell_length == width
+                    assert characters([drawn_by_mine]) == characters([expected]), (theme, x1, y)
+                    checked += 1
+        assert checked == 2 * 3 * table.row_count

@@ -68,6 +68,14 @@ class Column:
         side: Side | None = self.side or None  # type: ignore[assignment]
         return comparison.series(self.key, side)
 
+    def source(self, comparison: Comparison) -> object:
+        """The engine's array behind :meth:`series` (a univariate one is the profile's own,
+        the same object for every r, so a view may keep what it made of it)."""
+        side: Side | None = self.side or None  # type: ignore[assignment]
+        return (
+            comparison.layers[self.key] if side is None else comparison.univariate(side)[self.key]
+        )
+
     def value(self, row: dict) -> float | None:
         """The same figure read from one layer of ``lens compare --json`` (to check against)."""
         return row[self.side][self.key] if self.side else row[self.key]
@@ -133,6 +141,9 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         self.comparison: Comparison | None = None
         self.selected_layer = 0
         self._series: dict[str, list[float | None]] = {}
+        # By column id: (the engine's array, its values, its table cells); see _read_columns.
+        self._columns: dict[str, tuple[object, list[float | None], list[str]]] = {}
+        self._card_shown: dict[str, tuple] = {}  # what the A and B cards show (see _show_cards)
         self._compared: tuple | None = None
         # Error bars from the background worker: None while they compute (shown as "…").
         self.intervals: CompareIntervals | None = None
@@ -238,6 +249,7 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         self.comparison = None
         self.intervals = None
         self._series = {}
+        self._card_shown.clear()
         for card in self._cards.values():
             card.show("", [])
             card.set_intervals({})
@@ -255,10 +267,25 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
     def show(self, comparison: Comparison, label_a: str, label_b: str, layer: int) -> None:
         """Show every figure of ``comparison`` (the engine's result for the selection)."""
         self.comparison = comparison
-        self._series = {column.id: column.series(comparison) for column in COLUMNS}
+        self._read_columns(comparison)
         self._show_cards(comparison, label_a, label_b)
         self._show_table(comparison.num_layers)
         self.show_layer(layer)
+
+    def _read_columns(self, comparison: Comparison) -> None:
+        """Every column's values and table cells; kept for a column whose array is unchanged.
+
+        A new r changes the bivariate columns only: the 8 univariate ones (the
+        profiles' own arrays for this τ) are not read and formatted again.
+        """
+        for column in COLUMNS:
+            source = column.source(comparison)
+            known = self._columns.get(column.id)
+            if source is None or known is None or known[0] is not source:
+                series = column.series(comparison)
+                cells = [fmt(value, column.key) for value in series]
+                self._columns[column.id] = (source, series, cells)
+        self._series = {column.id: self._columns[column.id][1] for column in COLUMNS}
 
     def _show_cards(self, comparison: Comparison, label_a: str, label_b: str) -> None:
         sides: tuple[tuple[Side, str, Profile], ...] = (
@@ -266,6 +293,10 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
             ("b", label_b, comparison.b),
         )
         for side, label, profile in sides:
+            shown = (label, profile, comparison.tau)
+            if self._card_shown.get(side) == shown:
+                continue  # a new r: nothing on the A and B cards depends on it
+            self._card_shown[side] = shown
             means = comparison.univariate_mean(side)
             self._cards[side].show(
                 f"{side.upper()} {label}",
@@ -383,7 +414,7 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
             self._table.move_cursor(row=row, scroll=True)
 
     def _cells(self, layer: int) -> list[str]:
-        return [str(layer)] + [fmt(self._series[c.id][layer], c.key) for c in COLUMNS]
+        return [str(layer)] + [self._columns[c.id][2][layer] for c in COLUMNS]
 
     def _layer_intervals(self, layer: int) -> list[str]:
         """Each column's interval text for ``layer``: ``[lo, hi]``, or "…" while computing."""

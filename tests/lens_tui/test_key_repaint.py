@@ -328,3 +328,32 @@ async def test_the_layer_table_stays_put_when_the_verdict_above_it_changes_heigh
             await pilot.pause()
             await pilot.pause()
             assert table.region.y == where, text
+
+
+@async_test
+async def test_a_new_r_reads_only_the_columns_r_changes(paths, monkeypatch):
+    """The univariate columns (A's and B's own metrics at τ) are the same arrays at every r:
+    a new r reads and formats only the bivariate ones; a new τ reads them all again."""
+    from core import metrics as m
+    from core.engine import Comparison
+
+    read: list[tuple[str, str | None]] = []
+    original = Comparison.series
+
+    def series(self, key, side=None):
+        read.append((key, side))
+        return original(self, key, side)
+
+    monkeypatch.setattr(Comparison, "series", series)
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        read.clear()
+        await pilot.press("plus")
+        await pilot.pause()
+        assert sorted(read) == sorted((key, None) for key in m.BIVARIATE_KEYS)
+        read.clear()
+        await pilot.press("t")  # τ: every univariate column's array is new
+        await pilot.pause()
+        univariate = {(key, side) for key in m.UNIVARIATE_KEYS for side in ("a", "b")}
+        assert univariate <= set(read)

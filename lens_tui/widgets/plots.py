@@ -209,6 +209,13 @@ class ExpertPlot(Widget):
     def _forget(self) -> None:
         self._rows = None
         self._strips = {}
+        if self.is_attached and not self.screen.can_view_partial(self):
+            # Scrolled out of view (the Compare view at 160×48 until ``l``): refreshing a
+            # widget off screen makes Textual map every widget again on the next frame
+            # (each new r). Dropping the lines drawn is enough: they are drawn anew from
+            # the new figure when the chart comes into view.
+            self._styles_cache.clear()
+            return
         self.refresh()
 
     def rows(self) -> list[Text]:

@@ -357,3 +357,27 @@ async def test_a_new_r_reads_only_the_columns_r_changes(paths, monkeypatch):
         await pilot.pause()
         univariate = {(key, side) for key in m.UNIVARIATE_KEYS for side in ("a", "b")}
         assert univariate <= set(read)
+
+
+@async_test
+async def test_the_chart_out_of_view_is_not_refreshed_but_shows_the_new_figure_in_view(paths):
+    """Refreshing a widget off screen makes Textual map every widget again: the chart,
+    below the fold at 160×48, drops its drawn lines instead, and is drawn anew in view."""
+    app = build_app(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        plot = app.query_one(ExpertPlot)
+        assert not app.screen.can_view_partial(plot)
+        refreshed = []
+        original = plot.refresh
+        plot.refresh = lambda *args, **kwargs: refreshed.append(1) or original(*args, **kwargs)
+        for _ in range(2):
+            await pilot.press("plus")
+            await pilot.pause()
+        assert refreshed == []
+        await pilot.press("l")  # the table and chart scroll into view
+        await pilot.pause()
+        assert app.screen.can_view_partial(plot)
+        screen = [strip.text for strip in app.screen._compositor.render_strips()]
+        title = f"marks: kept at r = {app.r}"
+        assert any(title in line for line in screen), title

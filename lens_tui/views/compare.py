@@ -46,6 +46,7 @@ from lens_tui.widgets.plots import ExpertPlot
 from lens_tui.widgets.sorting import SORT_BINDINGS, SortableView, TableSort
 from lens_tui.widgets.sparkline import SparkPanel, SparkSpec
 from lens_tui.widgets.table import ValueCachedTable
+from lens_tui.widgets.text_strip import WrappedText
 
 #: Seconds the verdict's text must rest before a shorter text gives back its lines.
 VERDICT_FIT_S = 1.0
@@ -168,7 +169,7 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
             yield MetricCard(id="card-a", classes="card-a")
             yield MetricCard(id="card-b", classes="card-b")
             yield MetricCard(id="card-ab")
-        yield Static(id="verdict")
+        yield WrappedText(id="verdict")
         yield SparkPanel(
             [
                 SparkSpec(column.id, column.header, column.key, SIDE_COLORS[column.side])
@@ -190,7 +191,7 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         self._cards = {
             side: self.query_one(f"#card-{side}", MetricCard) for side in ("a", "b", "ab")
         }
-        self._verdict = self.query_one("#verdict", Static)
+        self._verdict = self.query_one("#verdict", WrappedText)
         self._sparks = self.query_one(SparkPanel)
         self._table = self.query_one("#layer-table", ValueCachedTable)
         self._plot = self.query_one(ExpertPlot)
@@ -342,7 +343,7 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
         # between keys, and another when the next key's interim text ("…") grew it
         # back. Once the keys rest, the verdict is fitted exactly: no blank line stays.
         self._verdict_changed_at = time.monotonic()
-        self._keep_in_view(update_in_place(self._verdict, text, grow_only=True))
+        self._keep_in_view(self._verdict.show(text, grow_only=True))
         if self._verdict_fit is None:
             self._verdict_fit = self.set_timer(VERDICT_FIT_S, self._fit_verdict)
 
@@ -359,7 +360,7 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
             return
         self._verdict_fit = None
         if self._verdict_shown is not None:
-            self._keep_in_view(update_in_place(self._verdict, self._verdict_shown))
+            self._keep_in_view(self._verdict.show(self._verdict_shown))
 
     def _keep_in_view(self, gained: int) -> None:
         """After the verdict gains (or loses) lines, keep what is below it where it was.
@@ -611,33 +612,6 @@ class CompareView(SelectionView, SortableView, VerticalScroll):
             self.scroll_home(animate=False)
         else:
             self.scroll_to_widget(self.query_one("#layer-detail"), top=True, animate=False)
-
-
-def update_in_place(static: Static, content: Text | str, *, grow_only: bool = False) -> int:
-    """Update ``static``; a layout pass (costly: the whole screen) only if its height changes.
-
-    ``Static.update`` asks for a layout pass by default, which at 160×48
-    re-renders every widget on screen: most of a new r's repaint (the verdict
-    changes on every key). A fixed height never needs one; an auto height is
-    compared with Textual's own measure of the new content at the current
-    width, so the text is never clipped. With ``grow_only`` a shorter text
-    keeps the taller height (blank lines below it). Returns the lines the
-    widget gains (negative: loses) in the coming layout pass, 0 when none.
-    """
-    static.update(content, layout=False)
-    fixed = static.styles.height
-    if fixed is not None and not fixed.is_auto:  # its height does not follow its text
-        return 0
-    width, height = static.content_size
-    container, viewport = static.container_size, static.app.size
-    if not width:
-        static.refresh(layout=True)
-        return 0
-    needed = static.get_content_height(container, viewport, width)
-    if needed > height or (needed < height and not grow_only):
-        static.refresh(layout=True)
-        return needed - height
-    return 0
 
 
 def _bundle_caption(profile: Profile) -> str:

@@ -89,3 +89,58 @@ class TextRows(Widget):
         strip = row_strip(row, base).crop_extend(0, width, base)
         self._row_strips[y] = (key, strip)
         return strip
+
+
+class WrappedText(TextRows):
+    """A text wrapped at word boundaries, for one that changes on every key (the verdict).
+
+    Wrapped once per text and width (rich's word wrap), drawn line by line.
+    Its height follows its text unless :meth:`show` is asked to let it only
+    grow: then a shorter text keeps the taller height, blank lines below it,
+    until it is shown again with ``grow_only=False``.
+    """
+
+    DEFAULT_CSS = """
+    WrappedText {
+        height: auto;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.text = Text()
+        self._wrapped: tuple[Text, int, list[Text]] | None = None  # (text, width, lines)
+
+    def show(self, text: Text, *, grow_only: bool = False) -> int:
+        """Show ``text``; returns the lines the widget gains (negative: loses), 0 if none.
+
+        A layout pass (costly: at 160×48 it re-renders every widget on screen)
+        is asked for only when the height changes.
+        """
+        self.text = text
+        self.refresh()
+        width, height = self.size
+        if not width:
+            self.refresh(layout=True)
+            return 0
+        needed = len(self.text_rows(width))
+        if needed > height or (needed < height and not grow_only):
+            self.refresh(layout=True)
+            return needed - height
+        return 0
+
+    def render(self) -> Text:
+        """The text itself, unwrapped (as ``Static.render`` gives it)."""
+        return self.text
+
+    def text_rows(self, width: int) -> list[Text]:
+        wrapped = self._wrapped
+        if wrapped is None or wrapped[0] is not self.text or wrapped[1] != width:
+            lines = list(self.text.wrap(self.app.console, max(1, width))) or [Text()]
+            for line in lines:
+                line.rstrip()  # the space a line was broken at is not drawn
+            wrapped = self._wrapped = (self.text, width, lines)
+        return wrapped[2]
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return len(self.text_rows(width))

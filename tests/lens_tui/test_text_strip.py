@@ -8,7 +8,7 @@ from textual.reactive import reactive
 
 from lens_tui.selection import Selection
 from lens_tui.widgets.controls import ControlBar
-from lens_tui.widgets.text_strip import TextRows
+from lens_tui.widgets.text_strip import TextRows, WrappedText
 from tests.lens_tui.helpers import async_test, screen_text
 
 
@@ -67,3 +67,26 @@ async def test_the_control_bar_cuts_a_long_line_with_an_ellipsis():
             bar.refresh()
             await pilot.pause()
             assert screen_text(bar) == shown
+
+
+@async_test
+async def test_wrapped_text_breaks_between_words_and_sizes_itself_only_when_asked():
+    class Page(App[None]):
+        def compose(self):
+            yield WrappedText(id="text")
+
+    async with Page().run_test(size=(20, 8)) as pilot:
+        widget = pilot.app.query_one(WrappedText)
+        words = "alpha beta gamma delta epsilon zeta eta theta"
+        assert widget.show(Text(words, style="bold")) != 0  # one line to three: a layout
+        await pilot.pause()
+        rows = [line.rstrip() for line in screen_text(widget).splitlines()]
+        # Greedy by hand at 20 columns: "alpha beta gamma" (16) + " delta" > 20, and so on.
+        assert rows == ["alpha beta gamma", "delta epsilon zeta", "eta theta"]
+        assert str(widget.render()) == words  # the text itself, as Static renders it
+        assert widget.show(Text("short"), grow_only=True) == 0  # keeps three lines
+        await pilot.pause()
+        assert widget.size.height == 3
+        assert widget.show(Text("short")) == -2
+        await pilot.pause()
+        assert widget.size.height == 1 and screen_text(widget).rstrip() == "short"

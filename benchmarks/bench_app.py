@@ -98,7 +98,11 @@ def lens_command() -> list[str]:
 class Terminal:
     """``lens ARGS`` in a pseudo-terminal of the given size."""
 
-    def __init__(self, args: list[str], size: tuple[int, int]) -> None:
+    def __init__(
+        self, args: list[str], size: tuple[int, int], command: list[str] | None = None
+    ) -> None:
+        """``command`` (default: :func:`lens_command`) runs another checkout's app."""
+        command = command or lens_command()
         self.start = time.perf_counter()
         pid, fd = pty.fork()
         if pid == 0:  # child
@@ -107,7 +111,7 @@ class Terminal:
             # A fresh state directory per run: the app must start from its defaults
             # (it remembers A, B, r, τ and the view on quit).
             env["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="lens-bench-state-")
-            os.execvpe(lens_command()[0], [*lens_command(), *args], env)
+            os.execvpe(command[0], [*command, *args], env)
         self.pid, self.fd = pid, fd
         cols, rows = size
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))

@@ -76,8 +76,10 @@ def interleaved_presses(
 
 
 def summary(times: list[tuple[float, float, float, float]]) -> dict[str, float]:
+    shown = sorted(t[1] for t in times)
     return {
-        "new_value_shown_median_ms": round(1000 * statistics.median(t[1] for t in times), 1),
+        "new_value_shown_median_ms": round(1000 * statistics.median(shown), 1),
+        "new_value_shown_p90_ms": round(1000 * shown[int(0.9 * (len(shown) - 1))], 1),
         "repaint_done_median_ms": round(1000 * statistics.median(t[0] for t in times), 1),
         "ui_thread_cpu_mean_ms": round(1000 * statistics.mean(t[3] for t in times), 1),
     }

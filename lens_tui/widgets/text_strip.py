@@ -1,7 +1,7 @@
 """One-line rich ``Text`` as Textual ``Strip``, without rich's layout: for the line API.
 
 Widgets that repaint on every key (the expert chart, the sparklines, the
-control bar, the cards) draw line by line and keep each line's strip until
+control bar, the cards, the verdict, the layer line) draw line by line and keep each line's strip until
 its text changes; :func:`row_strip` builds a strip in a fraction of what
 ``Text.render`` costs, and :class:`TextRows` is such a widget made of texts.
 """
@@ -68,6 +68,26 @@ class TextRows(Widget):
         """The rows as one text (for what reads a widget's render; the screen uses lines)."""
         return Text("\n", no_wrap=True, overflow="crop").join(self.text_rows(self.size.width))
 
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return len(self.text_rows(width))
+
+    def show_rows(self, *, grow_only: bool = False) -> int:
+        """Repaint after the rows changed; returns the lines gained (negative: lost), or 0.
+
+        A layout pass (costly: at 160×48 it re-renders every widget on screen)
+        is asked for only when an auto height no longer fits the rows. With
+        ``grow_only`` fewer rows keep the taller height (blank lines below them).
+        """
+        fixed = self.styles.height is not None and not self.styles.height.is_auto
+        width, height = self.size
+        if fixed or not width:
+            self.refresh(layout=not fixed)  # not laid out yet: measure it then
+            return 0
+        needed = len(self.text_rows(width))
+        changed = needed > height or (needed < height and not grow_only)
+        self.refresh(layout=changed)
+        return needed - height if changed else 0
+
     def render_lines(self, crop: Region) -> list[Strip]:
         self._frame_rows = self.text_rows(self.size.width)  # once a frame, not once a line
         try:
@@ -112,22 +132,9 @@ class WrappedText(TextRows):
         self._wrapped: tuple[Text, int, list[Text]] | None = None  # (text, width, lines)
 
     def show(self, text: Text, *, grow_only: bool = False) -> int:
-        """Show ``text``; returns the lines the widget gains (negative: loses), 0 if none.
-
-        A layout pass (costly: at 160×48 it re-renders every widget on screen)
-        is asked for only when the height changes.
-        """
+        """Show ``text``; returns the lines the widget gains (see :meth:`show_rows`)."""
         self.text = text
-        self.refresh()
-        width, height = self.size
-        if not width:
-            self.refresh(layout=True)
-            return 0
-        needed = len(self.text_rows(width))
-        if needed > height or (needed < height and not grow_only):
-            self.refresh(layout=True)
-            return needed - height
-        return 0
+        return self.show_rows(grow_only=grow_only)
 
     def render(self) -> Text:
         """The text itself, unwrapped (as ``Static.render`` gives it)."""
@@ -141,6 +148,3 @@ class WrappedText(TextRows):
                 line.rstrip()  # the space a line was broken at is not drawn
             wrapped = self._wrapped = (self.text, width, lines)
         return wrapped[2]
-
-    def get_content_height(self, container, viewport, width: int) -> int:
-        return len(self.text_rows(width))

@@ -187,6 +187,14 @@ class Comparison:
         layers = self.univariate(side)
         return {k: m.layer_mean(layers[k]) for k in m.UNIVARIATE_KEYS}
 
+    def values(self, key: str, side: Side | None = None) -> np.ndarray | None:
+        """One metric per layer as the engine's array (``None`` when not measured).
+
+        A bivariate key (``side=None``) or a univariate key of side "a" / "b";
+        a univariate array is the profile's own, the same object at every r.
+        """
+        return self.layers[key] if side is None else self.univariate(side)[key]
+
     def series(self, key: str, side: Side | None = None) -> list[float | None]:
         """One metric per layer as plain floats, NaN and missing as ``None``.
 
@@ -194,7 +202,7 @@ class Comparison:
         The values are exactly those of ``to_json()["layers"]``, so a view built
         on this shows what ``lens compare --json`` prints, without the dictionaries.
         """
-        values = self.layers[key] if side is None else self.univariate(side)[key]
+        values = self.values(key, side)
         if values is None:
             return [None] * self.num_layers
         return [m.to_jsonable(v) for v in values]

@@ -73,9 +73,7 @@ class Column:
         """The engine's array behind :meth:`series` (a univariate one is the profile's own,
         the same object for every r, so a view may keep what it made of it)."""
         side: Side | None = self.side or None  # type: ignore[assignment]
-        return (
-            comparison.layers[self.key] if side is None else comparison.univariate(side)[self.key]
-        )
+        return comparison.values(self.key, side)
 
     def value(self, row: dict) -> float | None:
         """The same figure read from one layer of ``lens compare --json`` (to check against)."""

@@ -73,3 +73,16 @@ def test_a_metric_without_data_is_none_per_layer(tmp_path):
     comparison = compare(a, b, 2)
     assert comparison.series("pearson_energy") == [None, None, None]
     assert comparison.mean["pearson_energy"] is None
+
+
+def test_values_are_the_arrays_behind_the_series_and_univariate_ones_stay_the_same(pair):
+    """A view may keep what it made of a univariate array: it is one object at every r."""
+    a, b = pair
+    at_2, at_3 = compare(a, b, 2, 0.02), compare(a, b, 3, 0.02)
+    for key in m.UNIVARIATE_KEYS:
+        for side in ("a", "b"):
+            assert at_2.values(key, side) is at_3.values(key, side)
+            assert at_3.values(key, side).tolist() == pytest.approx(at_3.series(key, side))
+        assert at_2.values(key, "a") is not compare(a, b, 2, 0.05).values(key, "a")  # new τ
+    for key in m.BIVARIATE_KEYS:
+        assert at_3.values(key).tolist() == pytest.approx(at_3.series(key))

@@ -8,11 +8,9 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual.geometry import Region
-from textual.strip import Strip
-from textual.widget import Widget
 
 from lens_tui.render import fmt
-from lens_tui.widgets.text_strip import row_strip
+from lens_tui.widgets.text_strip import TextRows
 
 BARS = "▁▂▃▄▅▆▇█"
 #: Relative spread under which a row counts as constant (float noise, far below any shown digit).
@@ -79,11 +77,11 @@ class SparkSpec:
     color: str
 
 
-class SparkPanel(Widget):
+class SparkPanel(TextRows):
     """One row per metric: ``label  ▁▃█▂…  min … max`` across layers, the selected layer reversed.
 
     A single widget draws every row (one node instead of one per metric keeps
-    the app's first frame fast).
+    the app's first frame fast), line by line (:class:`TextRows`).
     """
 
     DEFAULT_CSS = """
@@ -100,8 +98,7 @@ class SparkPanel(Widget):
         self.specs = list(specs)
         self.values: dict[str, list[float | None]] = {}
         self.selected: int | None = None
-        # Each row's strip, by what it was drawn from: a new r redraws only its rows.
-        self._strips: dict[int, tuple[tuple, Strip]] = {}
+        self._texts: dict[int, tuple[tuple, Text]] = {}  # each row's, by what it shows
 
     def get_content_height(self, container, viewport, width: int) -> int:
         return len(self.specs)
@@ -127,36 +124,23 @@ class SparkPanel(Widget):
         levels = bar_levels(self.values.get(row_id, []))
         return "".join(" " if lv is None else BARS[lv] for lv in levels)
 
-    def render(self) -> Text:
-        """Every row as one text (for what reads a widget's render; the screen uses lines)."""
-        lines = [self._row(spec) for spec in self.specs]
-        return Text("\n", no_wrap=True, overflow="crop").join(lines)
+    def text_rows(self, width: int) -> list[Text]:
+        """Every row's text; a row is laid out again only when its values, the selected
+        layer or the width change (a new r changes 5 of the 13)."""
+        rows = []
+        for y, spec in enumerate(self.specs):
+            key = (tuple(self.values.get(spec.id, [])), self.selected, width)
+            known = self._texts.get(y)
+            if known is None or known[0] != key:
+                known = self._texts[y] = (key, self._row(spec, width))
+            rows.append(known[1])
+        return rows
 
-    def render_line(self, y: int) -> Strip:
-        """Row ``y``, drawn again only when its values, the selection, size or colours change.
-
-        Drawn as a whole text, every row was laid out again on every key
-        although a new r changes 5 of the 13.
-        """
-        width = self.size.width
-        base = self.visual_style.rich_style
-        if y >= len(self.specs):
-            return Strip.blank(width, base)
-        spec = self.specs[y]
-        values = self.values.get(spec.id, [])
-        key = (tuple(values), self.selected, width, base)
-        known = self._strips.get(y)
-        if known is not None and known[0] == key:
-            return known[1]
-        strip = row_strip(self._row(spec), base).crop_extend(0, width, base)
-        self._strips[y] = (key, strip)
-        return strip
-
-    def _row(self, spec: SparkSpec) -> Text:
+    def _row(self, spec: SparkSpec, width: int) -> Text:
         text = Text(no_wrap=True, overflow="crop")
         text.append(spec.label[: self.LABEL_WIDTH - 1].ljust(self.LABEL_WIDTH), style="bold")
         values = self.values.get(spec.id, [])
-        room = max(1, self.size.width - self.LABEL_WIDTH - self.RANGE_WIDTH - 1)
+        room = max(1, width - self.LABEL_WIDTH - self.RANGE_WIDTH - 1)
         count = len(values)
         if count == 0:
             return text

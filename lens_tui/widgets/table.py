@@ -55,33 +55,34 @@ class ValueCachedTable(DataTable):
         self._known_components: dict[tuple, _KnownRichStyle] = {}
         super().__init__(*args, **kwargs)
         self._content_cache: LRUCache[tuple, list] = LRUCache(8192)
-        self._frame_styles: dict[tuple[str, ...], _KnownRichStyle] | None = None
+        self._in_frame = False  # inside render_lines: what is kept for a frame holds
         self._frame_rich_style: Style | None = None
         self._frame_layout: _RowLayout | None = None
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # DataTable asks for the same component styles for every row it draws and
         # works out each one's rich style again (walking the widget's ancestors):
-        # within one frame they cannot change, so each is worked out once; so are
-        # the widget's own rich style (asked for every line) and the row layout.
-        self._frame_styles = {}
+        # inside a frame they are looked up where they are kept (by pseudo-classes,
+        # until the CSS changes); the widget's own rich style (asked for every line)
+        # and the row layout are worked out once a frame.
+        self._in_frame = True
         try:
             return super().render_lines(crop)
         finally:
-            self._frame_styles = None
+            self._in_frame = False
             self._frame_rich_style = None
             self._frame_layout = None
 
     @property
     def rich_style(self) -> Style:
-        if self._frame_styles is None:
+        if not self._in_frame:
             return super().rich_style
         if self._frame_rich_style is None:
             self._frame_rich_style = super().rich_style
         return self._frame_rich_style
 
     def get_component_styles(self, *names: str):
-        if self._frame_styles is None:
+        if not self._in_frame:
             return super().get_component_styles(*names)
         # Kept across frames, by the table's pseudo-classes (focus, hover): working
         # out a component's rich style walks the widget's ancestors (~0.1 ms each).
@@ -140,7 +141,7 @@ class ValueCachedTable(DataTable):
         layout = self._frame_layout
         if layout is None:
             layout = self._row_layout()
-            if self._frame_styles is not None:  # inside render_lines: holds for the frame
+            if self._in_frame:
                 self._frame_layout = layout
         return layout
 

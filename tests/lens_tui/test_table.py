@@ -130,11 +130,11 @@ async def test_plain_lines_draw_as_datatable_draws_them_scrolled_and_after_a_the
             table._show_hover_cursor = True
             for x1 in (0, 3, 40):
                 for y in range(table.header_height, table.header_height + table.row_count):
-                    table._frame_styles = {}  # as inside render_lines: styles kept across frames
+                    table._in_frame = True  # as inside render_lines: styles kept across frames
                     try:
                         drawn_by_mine = mine(y, x1, x1 + width, base)
                     finally:
-                        table._frame_styles = table._frame_layout = None
+                        table._in_frame, table._frame_layout = False, None
                     DataTable._clear_caches(table)  # DataTable draws afresh, all by itself
                     table._render_cell = datatable_cells
                     table._render_line_in_row = datatable_rows

@@ -107,11 +107,15 @@ def main() -> None:
         make(path, 20_000, seed, energy=False)
     size = tuple(int(v) for v in args.size.split("x"))
     other = Path(tempfile.mkdtemp(prefix="lens-ab-")) / "tree"
-    subprocess.run(
+    added = subprocess.run(
         ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(other), args.other],
-        check=True,
         capture_output=True,
+        text=True,
     )
+    if added.returncode:
+        other.parent.rmdir()  # the empty folder made for it above
+        last = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
+        sys.exit(f"bench_keys_ab: cannot check out {args.other!r}: {last}")
     try:
         report: dict[str, object] = {"other": args.other, "gap_s": args.gap, "size": args.size}
         report["machine_probe_s"] = round(machine_probe_seconds(), 3)
@@ -127,6 +131,7 @@ def main() -> None:
         subprocess.run(
             ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=True
         )
+        other.parent.rmdir()
 
 
 if __name__ == "__main__":
